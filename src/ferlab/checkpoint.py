@@ -1,0 +1,78 @@
+"""Checkpoints as versioned plain dicts, loadable with ``torch.load(path, weights_only=True)`` and
+written atomically (temporary file, then rename), so a crash never leaves half a checkpoint."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ferlab.config import TrainConfig, config_from_dict
+from ferlab.data.normalize import Normalization
+from ferlab.errors import FerlabError
+from ferlab.labels import EMOTIONS
+from ferlab.models import build_model
+
+FORMAT = "ferlab-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    payload = {"format": FORMAT, "version": VERSION, "classes": list(EMOTIONS), **payload}
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(payload, temporary)
+    os.replace(temporary, path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FerlabError(f"{path}: no such checkpoint")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise FerlabError(f"{path}: refused by torch.load(weights_only=True); it holds more than plain "
+                          f"tensors and containers ({str(error).splitlines()[0][:120]})") from None
+    except Exception as error:
+        raise FerlabError(f"{path}: not a readable checkpoint ({error.__class__.__name__}: {error})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise FerlabError(f"{path}: not a ferlab checkpoint")
+    if payload.get("version", 0) > VERSION:
+        raise FerlabError(f"{path}: checkpoint format {payload['version']} is newer than this ferlab "
+                          f"understands ({VERSION}); upgrade ferlab")
+    if list(payload["classes"]) != list(EMOTIONS):
+        raise FerlabError(f"{path}: classes {payload['classes']} differ from {list(EMOTIONS)}")
+    return payload
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: nn.Module             # in eval mode, on the CPU
+    normalization: Normalization
+    config: TrainConfig
+    checkpoint: dict
+
+
+def resolve_checkpoint(run_or_file: str | os.PathLike, which: str = "best") -> Path:
+    """A run folder -> its ``best.pt`` (or ``last.pt``); a file stays itself."""
+    path = Path(run_or_file)
+    if path.is_dir():
+        path = path / f"{which}.pt"
+        if not path.exists():
+            raise FerlabError(f"{path.parent}: no {which}.pt here; is this a ferlab run folder?")
+    elif not path.exists():
+        raise FerlabError(f"{path}: no such run folder or checkpoint")
+    return path
+
+
+def load_model(run_or_file: str | os.PathLike, which: str = "best") -> LoadedModel:
+    payload = read_checkpoint(resolve_checkpoint(run_or_file, which))
+    config = config_from_dict(payload["config"])
+    model = build_model(config.model, **config.model_options)
+    model.load_state_dict(payload["model"])
+    model.eval()
+    return LoadedModel(model, Normalization(**payload["normalization"]), config, payload)

@@ -1,0 +1,231 @@
+"""The ``ferlab`` command line: parse, call the library, print. User errors become one line on
+stderr and exit code 2. Every command is a function ``cmd_NAME(args) -> int`` that tests can call."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from ferlab.errors import FerlabError
+
+TRAIN_FLAG_HELP = "overrides the preset and config file"
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, as for every other user error
+        self.exit(2, f"ferlab: error: {message} (see '{self.prog} --help')\n")
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, source: bool = True) -> None:
+    if source:
+        parser.add_argument("--data", help="FER2013 source: fer2013.csv, train.csv/test.csv, an image folder or its "
+                                           ".zip/.tar.*; default: $FERLAB_DATA, then data/fer2013, then ../shared/data/fer2013")
+    parser.add_argument("--resize", action="store_true", help="resize images that are not 48x48 instead of refusing them")
+    parser.add_argument("--skip-bad-rows", action="store_true", help="skip and count malformed rows/images instead of stopping")
+    parser.add_argument("--no-cache", action="store_true", help="decode the source again instead of using the cache")
+
+
+def load_data(args, *, val_fraction: float = 0.1, seed: int = 0, explicit: str | None = None):
+    from ferlab.data import find_data, load_faces
+
+    source = find_data(explicit if explicit is not None else getattr(args, "data", None))
+    started = time.perf_counter()
+    faces = load_faces(source, resize=args.resize, skip_bad_rows=args.skip_bad_rows, val_fraction=val_fraction,
+                       seed=seed, use_cache=not args.no_cache)
+    sizes = ", ".join(f"{k} {v}" for k, v in faces.split_sizes().items())
+    print(f"data: {source} — {len(faces)} faces ({sizes}) in {time.perf_counter() - started:.1f}s")
+    if faces.skipped:
+        print(f"data: skipped {faces.skipped} bad entries (--skip-bad-rows); first: {faces.problems[0]}")
+    return faces
+
+
+def cmd_models(args) -> int:
+    from ferlab.models import build_model, count_parameters, describe_model, list_models
+
+    print(f"{'model':<10} {'parameters':>12}  description")
+    for name in list_models():
+        print(f"{name:<10} {count_parameters(build_model(name)):>12,}  {describe_model(name)}")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from ferlab.models import build_model
+    from ferlab.models.summary import format_summary
+
+    print(format_summary(args.model, build_model(args.model)))
+    return 0
+
+
+def train_overrides(args) -> dict:
+    from ferlab.config import FIELDS
+
+    overrides = {name: getattr(args, name, None) for name in FIELDS if name != "model_options"}
+    if args.model_option:
+        options = {}
+        for item in args.model_option:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise FerlabError(f"--model-option {item!r}: expected KEY=VALUE")
+            options[key.strip()] = yaml.safe_load(value)
+        overrides["model_options"] = options
+    return overrides
+
+
+def cmd_train(args) -> int:
+    from ferlab.checkpoint import load_model, read_checkpoint
+    from ferlab.config import config_from_dict, resolve_config
+    from ferlab.report.figures import plot_history
+    from ferlab.runs import evaluate_split, new_run_dir, write_config, write_json
+    from ferlab.training import fit
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        state = read_checkpoint(run_dir / "last.pt")
+        config = config_from_dict(state["config"])
+        data_info = state["data"]
+        faces = load_data(args, val_fraction=config.val_fraction, seed=config.seed,
+                          explicit=args.data or data_info["source"])
+        print(f"resuming {run_dir} after epoch {state['epoch']} of {config.epochs}")
+    else:
+        config = resolve_config(args.preset, args.config, train_overrides(args))
+        faces = load_data(args, val_fraction=config.val_fraction, seed=config.seed)
+        data_info = {"source": faces.source, "resize": args.resize, "skip_bad_rows": args.skip_bad_rows,
+                     "skipped": faces.skipped, "sizes": faces.split_sizes()}
+        run_dir = Path(args.out) if args.out else new_run_dir(Path(args.runs), config.model)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_config(run_dir, config, data_info)
+        print(f"run folder: {run_dir}")
+    try:
+        summary = fit(config, faces, run_dir, data_info=data_info, resume=bool(args.resume), progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with: ferlab train --resume {run_dir}", file=sys.stderr)
+        return 130
+    history = read_checkpoint(run_dir / "last.pt")["history"]
+    plot_history(history, run_dir / "curves.png", f"{config.model} ({run_dir.name})")
+    loaded = load_model(run_dir, "best")
+    results = {"model": config.model, "run": str(run_dir), **summary}
+    for split in ("val", "test"):
+        subset = faces.split(split)
+        if len(subset) and subset.labelled:
+            result = evaluate_split(loaded, faces, split, run_dir)
+            results[f"{split}_accuracy"] = result["accuracy"]
+            print(result["report"])
+    write_json(run_dir / "metrics.json", results)
+    print(f"done: best epoch {summary['best_epoch']}, PublicTest {results.get('val_accuracy', float('nan')):.4f}, "
+          f"PrivateTest {results.get('test_accuracy', float('nan')):.4f}, training {summary['train_seconds']:.0f}s; "
+          f"run folder {run_dir}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from ferlab.checkpoint import load_model
+    from ferlab.runs import evaluate_split, read_json, write_json
+
+    loaded = load_model(args.run, args.checkpoint)
+    run_dir = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
+    data = args.data or loaded.checkpoint.get("data", {}).get("source")
+    faces = load_data(args, val_fraction=loaded.config.val_fraction, seed=loaded.config.seed, explicit=data)
+    splits = ("val", "test") if args.split == "both" else (args.split,)
+    summary = read_json(run_dir / "metrics.json")
+    for split in splits:
+        result = evaluate_split(loaded, faces, split, run_dir, tta=args.tta)
+        summary[f"{split}{'_tta' if args.tta else ''}_accuracy"] = result["accuracy"]
+        print(result["report"])
+    write_json(run_dir / "metrics.json", summary)
+    print(f"wrote eval-*.json, confusion-*.png and misclassified-*.png to {run_dir}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from ferlab.checkpoint import load_model
+    from ferlab.evaluation import infer
+    from ferlab.runs import write_submission
+
+    loaded = load_model(args.run, args.checkpoint)
+    faces = load_data(args, explicit=args.input)
+    if args.split != "all":
+        faces = faces.split(args.split)
+    logits = infer(loaded.model, faces.images, loaded.normalization, tta=args.tta)
+    output = Path(args.output)
+    write_submission(output, faces.ids, logits.argmax(1))
+    print(f"wrote {len(faces)} predictions to {output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ferlab.config import CHOICES, FIELDS, PRESETS
+    from ferlab.models import list_models
+
+    parser = Parser(prog="ferlab", description="Train, evaluate and explain facial-expression classifiers on FER2013.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    commands.add_parser("models", help="list the registered models with parameter counts").set_defaults(func=cmd_models)
+    summary = commands.add_parser("summary", help="print a model's layer table")
+    summary.add_argument("model", choices=list_models())
+    summary.set_defaults(func=cmd_summary)
+
+    train = commands.add_parser("train", help="train a model and leave a run folder",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train.add_argument("--preset", choices=sorted(PRESETS), help="named starting recipe (cpu: the main job's)")
+    train.add_argument("--config", help="YAML or TOML file of TrainConfig keys (unknown keys are errors)")
+    train.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder from its last.pt")
+    train.add_argument("--out", help="run folder to write (default: RUNS/<model>-<time>)")
+    train.add_argument("--runs", default="runs", help="where new run folders go")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--model-option", action="append", metavar="KEY=VALUE", help="model option, e.g. dropout=0.4")
+    add_data_arguments(train)
+    for name, spec in FIELDS.items():
+        if name == "model_options":
+            continue
+        flag = f"--{name.replace('_', '-')}"
+        kind = type(spec.default)
+        if kind is bool:
+            train.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=TRAIN_FLAG_HELP)
+        else:
+            choices = list_models() if name == "model" else CHOICES.get(name)
+            train.add_argument(flag, dest=name, type=kind, choices=choices, default=None,
+                               help=f"default {spec.default}; {TRAIN_FLAG_HELP}")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="metrics, confusion matrix and misclassified faces of a run")
+    evaluate.add_argument("run", help="run folder or checkpoint file")
+    evaluate.add_argument("--split", choices=("train", "val", "test", "both"), default="test",
+                          help="test = PrivateTest, val = PublicTest, both = val and test")
+    evaluate.add_argument("--tta", action="store_true", help="average with the horizontally flipped face")
+    evaluate.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    add_data_arguments(evaluate)
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    predict = commands.add_parser("predict", help="write a Kaggle-style submission (id,label)")
+    predict.add_argument("run", help="run folder or checkpoint file")
+    predict.add_argument("input", help="faces to label: the course's test.csv, or any FER2013 source")
+    predict.add_argument("-o", "--output", default="submission.csv")
+    predict.add_argument("--split", choices=("all", "train", "val", "test"), default="all")
+    predict.add_argument("--tta", action="store_true")
+    predict.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    add_data_arguments(predict, source=False)
+    predict.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # argparse: --help (0) or a usage error (2, already printed)
+        return int(exit_.code or 0)
+    try:
+        return args.func(args)
+    except FerlabError as error:
+        print(f"ferlab: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nferlab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Training configuration: one frozen dataclass, named presets, YAML/TOML files, flag overrides.
+
+Resolution order: defaults <- preset <- config file <- command-line flags. Unknown keys are
+errors. The resolved config is written into the run folder and into every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ferlab.errors import FerlabError
+from ferlab.models import list_models, model_options
+
+
+class ConfigError(FerlabError, ValueError):
+    """A config file or flag that cannot be used."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # model
+    model: str = "fastnet"
+    model_options: dict = field(default_factory=dict)  # passed to build_model, e.g. {dropout: 0.3}
+    # optimisation
+    epochs: int = 30
+    batch_size: int = 128            # images per step
+    optimizer: str = "adamw"         # adam | adamw | sgd
+    lr: float = 2e-3                 # peak learning rate
+    weight_decay: float = 5e-4       # decoupled for adamw, L2 for adam/sgd
+    momentum: float = 0.9            # sgd only
+    nesterov: bool = True            # sgd only
+    label_smoothing: float = 0.0     # cross-entropy target smoothing
+    # learning-rate schedule
+    schedule: str = "onecycle"       # none | plateau | cosine | onecycle
+    warmup_fraction: float = 0.2     # onecycle/cosine: fraction of all steps spent rising to lr
+    plateau_factor: float = 0.5      # plateau: lr multiplier when val accuracy stalls
+    plateau_patience: int = 3        # plateau: epochs without val gain before the lr drops
+    early_stop_patience: int = 0     # epochs without val gain before stopping; 0 = never stop early
+    # input
+    normalization: str = "standardize"  # none (raw 0..255) | rescale ([0,1]) | standardize (train mean/std)
+    augment: bool = True             # master switch for the parts below
+    flip: bool = True                # random horizontal flip
+    rotate: float = 20.0             # degrees, uniform in [-rotate, rotate]
+    shift: float = 0.2               # fraction of the side, uniform in [-shift, shift] on each axis
+    shear: float = 10.0              # degrees, uniform in [-shear, shear]
+    zoom: float = 0.2                # scale uniform in [1 - zoom, 1 + zoom]
+    # run
+    seed: int = 0                    # weights, shuffling, augmentation and dropout all derive from it
+    device: str = "auto"             # auto (cuda when present) | cpu | cuda
+    mixed_precision: bool = True     # bf16 autocast on CUDA and on CPUs with native bf16
+    channels_last: bool = True       # memory layout for convolutions
+    val_fraction: float = 0.1        # sources without PublicTest: stratified share of train held out
+    eval_batch_size: int = 512       # images per inference batch
+
+    def __post_init__(self):
+        check_config(self)
+
+
+CHOICES = {
+    "optimizer": ("adam", "adamw", "sgd"),
+    "schedule": ("none", "plateau", "cosine", "onecycle"),
+    "normalization": ("none", "rescale", "standardize"),
+    "device": ("auto", "cpu", "cuda"),
+}
+
+# Named starting points. `cpu` is the main job's recipe: sized to train on the full Training split
+# in about ten minutes on a 2-core CPU. `seed-cnn` is the course reports' recipe.
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {"model": "fastnet", "epochs": 12, "batch_size": 128, "optimizer": "adamw", "lr": 3e-3,
+            "schedule": "onecycle", "label_smoothing": 0.1},
+    "seed-cnn": {"model": "cnn", "epochs": 60, "batch_size": 128, "optimizer": "adam", "lr": 1e-3,
+                 "weight_decay": 0.0, "schedule": "plateau", "plateau_factor": 0.5, "plateau_patience": 5,
+                 "early_stop_patience": 12},
+    "smoke": {"model": "fastnet", "model_options": {"widths": [8, 16, 16, 32]}, "epochs": 2, "batch_size": 32,
+              "mixed_precision": False},
+}
+
+
+def check_config(config: TrainConfig) -> None:
+    for key, allowed in CHOICES.items():
+        if getattr(config, key) not in allowed:
+            raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {getattr(config, key)!r}")
+    if config.model not in list_models():
+        raise ConfigError(f"unknown model {config.model!r}; available: {', '.join(list_models())}")
+    unknown = sorted(set(config.model_options) - set(model_options(config.model)))
+    if unknown:
+        raise ConfigError(f"model {config.model!r} has no option {', '.join(unknown)}; "
+                          f"its options: {', '.join(model_options(config.model))}")
+    for key in ("epochs", "batch_size", "eval_batch_size"):
+        if getattr(config, key) < 1:
+            raise ConfigError(f"{key} must be at least 1, got {getattr(config, key)}")
+    if config.lr <= 0:
+        raise ConfigError(f"lr must be positive, got {config.lr}")
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def coerce(key: str, value: Any, where: str) -> Any:
+    """Check a value against the field's type (ints may stand for floats)."""
+    if key not in FIELDS:
+        raise ConfigError(f"{where}: unknown key {key!r}; valid keys: {', '.join(FIELDS)}")
+    default = FIELDS[key].default if FIELDS[key].default is not dataclasses.MISSING else FIELDS[key].default_factory()
+    kind = type(default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: {key} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config ({error.strerror or error})") from None
+    try:
+        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'YAML'}: "
+                          f"{str(error).splitlines()[0]}") from None
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values")
+    return {key: coerce(key, value, str(path)) for key, value in data.items()}
+
+
+def resolve_config(preset: str | None = None, file: str | Path | None = None,
+                   overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults <- preset <- config file <- overrides (flags; None values are ignored)."""
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
+    preset_values = PRESETS[preset] if preset is not None else {}
+    file_values = read_config_file(file) if file is not None else {}
+    flag_values = {k: coerce(k, v, "flag") for k, v in (overrides or {}).items() if v is not None}
+    values = {**preset_values, **file_values, **flag_values}
+    if values.get("model") != preset_values.get("model") and "model_options" not in {**file_values, **flag_values}:
+        values.pop("model_options", None)  # a preset's options belong to the preset's model
+    try:
+        return TrainConfig(**values)
+    except TypeError as error:
+        raise ConfigError(str(error)) from None
+
+
+def config_to_dict(config: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(values: dict[str, Any]) -> TrainConfig:
+    return TrainConfig(**{k: coerce(k, v, "checkpoint") for k, v in values.items()})

@@ -1,0 +1,68 @@
+"""A cache of decoded face sets, keyed by the source's content hash and the reader's options.
+
+Decoding the full data set takes seconds; loading it back from here takes a fraction of one.
+Files (CSV, archives) are keyed by the SHA-256 of their bytes; a folder by the relative paths,
+sizes and modification times of its files (hashing 35,887 small files' bytes would cost about as
+much as decoding them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+
+from ferlab.data.faceset import FaceSet
+
+CACHE_FORMAT = 1  # bump when a reader's output changes, so stale entries are not reused
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("FERLAB_CACHE", Path.home() / ".cache" / "ferlab"))
+
+
+def content_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for folder, dirs, files in os.walk(path):
+            dirs.sort()
+            for name in sorted(files):
+                stat = os.stat(os.path.join(folder, name))
+                relative = os.path.relpath(os.path.join(folder, name), path)
+                digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    else:
+        with open(path, "rb") as file:
+            digest = hashlib.file_digest(file, "sha256")
+    return digest.hexdigest()
+
+
+def cache_key(path: Path, options: dict) -> str:
+    described = ",".join(f"{k}={options[k]}" for k in sorted(options))
+    return hashlib.sha256(f"{CACHE_FORMAT}|{content_hash(path)}|{described}".encode()).hexdigest()[:32]
+
+
+def load_cached(key: str) -> FaceSet | None:
+    file = cache_dir() / f"faces-{key}.pt"
+    if not file.exists():
+        return None
+    try:
+        saved = torch.load(file, weights_only=True)
+        return FaceSet(saved["images"], saved["labels"], saved["splits"], tuple(saved["ids"]),
+                       saved["source"], saved["skipped"], tuple(saved["problems"]))
+    except Exception:  # a damaged or foreign file: decode again and overwrite it
+        return None
+
+
+def save_cached(key: str, faces: FaceSet) -> None:
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = folder / f".faces-{key}.{os.getpid()}.tmp"
+        torch.save({"images": faces.images, "labels": faces.labels, "splits": faces.splits,
+                    "ids": list(faces.ids), "source": faces.source, "skipped": faces.skipped,
+                    "problems": list(faces.problems)}, temporary)
+        os.replace(temporary, folder / f"faces-{key}.pt")
+    except OSError:
+        pass  # a read-only home is no reason to fail: the next load decodes again

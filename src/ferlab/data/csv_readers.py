@@ -1,0 +1,128 @@
+"""Readers for the two CSV forms of FER2013.
+
+- the challenge's ``fer2013.csv``: ``emotion,pixels,Usage`` (also ``icml_face_data.csv``, whose
+  header is ``emotion, Usage, pixels`` with leading spaces);
+- the course assignment's ``train.csv`` (``label,feature``) and ``test.csv`` (``id,feature``).
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ferlab.data.bad_rows import BadRows
+from ferlab.data.faceset import UNLABELLED, FaceSet
+from ferlab.errors import DataError
+from ferlab.labels import EMOTIONS, IMAGE_SIZE, OFFICIAL_SPLIT_NAMES, SPLITS
+
+PIXELS = IMAGE_SIZE * IMAGE_SIZE
+FORMS = {  # form name -> the columns it needs (lower case, stripped)
+    "challenge": ("emotion", "pixels"),
+    "course-train": ("label", "feature"),
+    "course-test": ("id", "feature"),
+}
+
+
+def parse_pixels(text: str) -> np.ndarray | str:
+    """2,304 space-separated values 0..255 -> (48, 48) uint8, or a string saying what is wrong.
+
+    Values are parsed as int64 and range-checked before the cast: a cast straight to uint8 (as
+    ``torch.tensor(..., dtype=torch.uint8)`` does) would silently turn -1 into 255.
+    """
+    with warnings.catch_warnings():
+        # NumPy warns (and stops) at the first token it cannot parse; make that an error.
+        warnings.simplefilter("error", DeprecationWarning)
+        try:
+            values = np.fromstring(text, dtype=np.int64, sep=" ")
+        except (ValueError, DeprecationWarning):
+            bad = next((t for t in text.split() if not t.isdigit() and not (t[:1] == "-" and t[1:].isdigit())), text)
+            return f"non-numeric pixel value {bad[:20]!r}"
+    if values.size != PIXELS:
+        return f"expected {PIXELS} pixel values (48x48), found {values.size}"
+    out_of_range = np.flatnonzero((values < 0) | (values > 255))
+    if out_of_range.size:
+        i = int(out_of_range[0])
+        return f"pixel value {int(values[i])} at position {i + 1} is outside 0..255"
+    return values.astype(np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE)
+
+
+def parse_label(text: str) -> int | str:
+    """A class as its number 0..6 or its name -> index, or a string saying what is wrong."""
+    text = text.strip()
+    if text.lstrip("-").isdigit():
+        value = int(text)
+        return value if 0 <= value < len(EMOTIONS) else f"unknown label {text!r} (expected 0..6)"
+    if text.lower() in EMOTIONS:
+        return EMOTIONS.index(text.lower())
+    return f"unknown label {text!r} (expected 0..6 or a class name)"
+
+
+def detect_form(header: list[str], source: str) -> tuple[str, dict[str, int]]:
+    columns = {name.strip().lower(): i for i, name in enumerate(header)}
+    for form, needed in FORMS.items():
+        if all(name in columns for name in needed):
+            return form, columns
+    raise DataError(
+        source, 1,
+        f"missing column: found {','.join(h.strip() for h in header)!r}; expected emotion,pixels,Usage "
+        "(fer2013.csv), label,feature (train.csv) or id,feature (test.csv)",
+    )
+
+
+def read_csv(path: str | Path, *, skip_bad_rows: bool = False) -> FaceSet:
+    """Read any of the three CSV forms. Faces of ``train.csv`` are all "train" (the caller carves
+    a validation split); faces of ``test.csv`` are unlabelled "test" faces."""
+    source = str(path)
+    csv.field_size_limit(sys.maxsize)  # the pixel column is ~9 kB, over the default on some builds
+    with open(path, newline="", encoding="utf-8-sig") as file:
+        reader = csv.reader(file)
+        header = next(reader, None)
+        if header is None:
+            raise DataError(source, None, "empty file")
+        form, columns = detect_form(header, source)
+        bad = BadRows(source, skip_bad_rows)
+        images, labels, splits, ids = [], [], [], []
+        pixel_col = columns["pixels" if form == "challenge" else "feature"]
+        label_col = columns.get("emotion" if form == "challenge" else "label")
+        usage_col = columns.get("usage")
+        id_col = columns.get("id")
+        width = len(header)
+        for row in reader:
+            line = reader.line_num
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # blank line
+            if len(row) != width:
+                bad.report(line, f"expected {width} fields, found {len(row)}")
+                continue
+            pixels = parse_pixels(row[pixel_col])
+            if isinstance(pixels, str):
+                bad.report(line, pixels)
+                continue
+            label = UNLABELLED
+            if label_col is not None:
+                label = parse_label(row[label_col])
+                if isinstance(label, str):
+                    bad.report(line, label)
+                    continue
+            split = "test" if form == "course-test" else "train"
+            if usage_col is not None:
+                usage = row[usage_col].strip()
+                if usage not in OFFICIAL_SPLIT_NAMES:
+                    bad.report(line, f"unknown Usage {usage!r} (expected Training, PublicTest or PrivateTest)")
+                    continue
+                split = OFFICIAL_SPLIT_NAMES[usage]
+            images.append(pixels)
+            labels.append(label)
+            splits.append(SPLITS.index(split))
+            ids.append(row[id_col].strip() if id_col is not None else f"line {line}")
+    if not images:
+        raise DataError(source, None, "no faces found" + (f" ({bad.count} bad rows skipped)" if bad.count else " (empty file)"))
+    return FaceSet(
+        torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64),
+        torch.tensor(splits, dtype=torch.int64), tuple(ids), source, bad.count, tuple(bad.problems),
+    )

@@ -1,0 +1,43 @@
+"""Input normalisation: uint8 faces -> the float tensors a model sees.
+
+The statistics are measured on the training split once and stored in the checkpoint, so that
+evaluation and prediction feed the model exactly what it was trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+KINDS = ("none", "rescale", "standardize")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    kind: str = "standardize"  # none: raw 0..255 | rescale: [0, 1] | standardize: (x/255 - mean) / std
+    mean: float = 0.0          # of training pixels in [0, 1] (standardize only)
+    std: float = 1.0
+
+    @classmethod
+    def fit(cls, kind: str, train_images: torch.Tensor) -> Normalization:
+        """Measure mean/std of (N, 48, 48) uint8 training faces for ``standardize``."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown normalization {kind!r}; expected one of {', '.join(KINDS)}")
+        if kind != "standardize":
+            return cls(kind)
+        pixels = train_images.double() / 255.0
+        return cls(kind, float(pixels.mean()), float(pixels.std()))
+
+    def apply(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 48, 48) or (N, 1, 48, 48) uint8 or float in 0..255 -> (N, 1, 48, 48) float32."""
+        x = images.float()
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
+        if self.kind == "none":
+            return x
+        x = x / 255.0
+        return x if self.kind == "rescale" else (x - self.mean) / self.std
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,14 @@
+"""Exceptions for problems a user can fix. The CLI prints them as one line and exits with code 2."""
+
+
+class FerlabError(Exception):
+    """A user-facing error: bad input, a missing file, an unknown name."""
+
+
+class DataError(FerlabError, ValueError):
+    """Unreadable or malformed data; the message names the file and the line or entry."""
+
+    def __init__(self, source: str, where: str | int | None, problem: str):
+        self.source, self.where, self.problem = source, where, problem
+        location = source if where is None else f"{source}:{where}"
+        super().__init__(f"{location}: {problem}")

@@ -1,0 +1,103 @@
+"""Inference and metrics: ``infer`` turns faces into logits; ``metrics`` turns logits into numbers.
+``evaluate = metrics(infer(...))``, as in airbench."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ferlab.data.normalize import Normalization
+from ferlab.labels import EMOTIONS, NUM_CLASSES
+
+
+def autocast_for(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA, and on CPUs with native bf16 (else it would be slower than fp32)."""
+    if device.type == "cpu":
+        is_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+        enabled = enabled and bool(is_bf16())
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+@torch.no_grad()
+def infer(model: nn.Module, images: torch.Tensor, normalization: Normalization, *, batch_size: int = 512,
+          tta: bool = False, mixed_precision: bool = False, channels_last: bool = False) -> torch.Tensor:
+    """(N, 48, 48) uint8 faces -> (N, 7) float32 logits on the CPU, the model in eval mode.
+
+    ``tta`` averages the logits of each face and its mirror image. The model's train/eval mode is
+    restored afterwards.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    outputs = []
+    try:
+        for start in range(0, images.shape[0], batch_size):
+            x = normalization.apply(images[start:start + batch_size].to(device))
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast_for(device, mixed_precision):
+                logits = model(x).float()
+                if tta:
+                    logits = (logits + model(x.flip(-1)).float()) / 2
+            outputs.append(logits.cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(outputs) if outputs else torch.zeros(0, NUM_CLASSES)
+
+
+def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(7, 7) int64 counts; rows are true classes, columns predicted."""
+    index = labels * NUM_CLASSES + predictions
+    return torch.bincount(index, minlength=NUM_CLASSES ** 2).reshape(NUM_CLASSES, NUM_CLASSES)
+
+
+def most_confused(confusion: torch.Tensor, top: int = 5) -> list[dict]:
+    """Off-diagonal cells by share of the true class, largest first."""
+    rates = confusion.double() / confusion.sum(1, keepdim=True).clamp(min=1)
+    rates.fill_diagonal_(-1)
+    order = rates.flatten().argsort(descending=True)[:top]
+    pairs = []
+    for flat in order.tolist():
+        true, pred = divmod(flat, NUM_CLASSES)
+        if confusion[true, pred] > 0:
+            pairs.append({"true": EMOTIONS[true], "predicted": EMOTIONS[pred],
+                          "rate": round(float(rates[true, pred]), 4), "count": int(confusion[true, pred])})
+    return pairs
+
+
+def metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Accuracy, loss, per-class precision/recall/F1, the confusion matrix (counts and
+    row-normalised) and the most-confused pairs, as plain Python types."""
+    predictions = logits.argmax(1)
+    confusion = confusion_matrix(predictions, labels)
+    true_positive = confusion.diag().double()
+    precision = true_positive / confusion.sum(0).double().clamp(min=1)
+    recall = true_positive / confusion.sum(1).double().clamp(min=1)
+    f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
+    per_class = {
+        name: {"precision": round(float(precision[i]), 4), "recall": round(float(recall[i]), 4),
+               "f1": round(float(f1[i]), 4), "support": int(confusion[i].sum())}
+        for i, name in enumerate(EMOTIONS)
+    }
+    return {
+        "accuracy": float((predictions == labels).double().mean()) if labels.numel() else 0.0,
+        "loss": float(F.cross_entropy(logits, labels)) if labels.numel() else 0.0,
+        "count": int(labels.numel()),
+        "macro_f1": round(float(f1.mean()), 4),
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+        "confusion_normalized": (confusion.double() / confusion.sum(1, keepdim=True).clamp(min=1)).round(decimals=4).tolist(),
+        "most_confused": most_confused(confusion),
+    }
+
+
+def format_metrics(result: dict, title: str) -> str:
+    lines = [f"{title}: accuracy {result['accuracy']:.4f} on {result['count']} faces, macro F1 {result['macro_f1']:.4f}",
+             f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
+    for name, row in result["per_class"].items():
+        lines.append(f"{name:<10}{row['precision']:>10.3f}{row['recall']:>10.3f}{row['f1']:>10.3f}{row['support']:>10}")
+    if result["most_confused"]:
+        lines.append("most confused: " + "; ".join(
+            f"{p['true']} -> {p['predicted']} {100 * p['rate']:.1f}% ({p['count']})" for p in result["most_confused"]))
+    return "\n".join(lines)

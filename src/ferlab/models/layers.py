@@ -1,0 +1,49 @@
+"""Building blocks shared by the model families."""
+
+from __future__ import annotations
+
+from torch import nn
+
+# Activations the seed notebooks tried; a registry so a config names them.
+ACTIVATIONS = {
+    "relu": lambda: nn.ReLU(inplace=True),
+    "leaky_relu": lambda: nn.LeakyReLU(0.1, inplace=True),
+    "elu": lambda: nn.ELU(inplace=True),
+    "softplus": lambda: nn.Softplus(),
+}
+
+
+def activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; available: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+def conv_unit(in_channels: int, out_channels: int, act: str = "relu") -> nn.Sequential:
+    """3x3 convolution (same padding) + batch norm + activation."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        activation(act),
+    )
+
+
+def dense_unit(in_features: int, out_features: int, dropout: float, act: str = "relu") -> nn.Sequential:
+    """Linear + batch norm + activation + dropout."""
+    return nn.Sequential(
+        nn.Linear(in_features, out_features, bias=False),
+        nn.BatchNorm1d(out_features),
+        activation(act),
+        nn.Dropout(dropout),
+    )
+
+
+class FeaturesHead(nn.Module):
+    """A model split into ``features`` (convolutional, spatial output) and ``head`` (to logits)."""
+
+    def __init__(self, features: nn.Module, head: nn.Module):
+        super().__init__()
+        self.features, self.head = features, head
+
+    def forward(self, x):  # (N, 1, 48, 48) -> (N, 7)
+        return self.head(self.features(x))

@@ -1,0 +1,73 @@
+"""Matplotlib figures of a run: training curves, confusion matrix, misclassified faces.
+Each function takes plain data and a path, writes one PNG and returns the path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from ferlab.labels import EMOTIONS  # noqa: E402
+
+
+def plot_history(history: list[dict], path: Path, title: str = "") -> Path:
+    """Loss and accuracy per epoch, train and validation, side by side."""
+    epochs = [row["epoch"] for row in history]
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for key, axis in (("loss", loss_axis), ("accuracy", accuracy_axis)):
+        axis.plot(epochs, [row[f"train_{key}"] for row in history], "o-", ms=3, label="train (augmented)")
+        axis.plot(epochs, [row[f"val_{key}"] for row in history], "o-", ms=3, label="validation")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(key)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    best = max(history, key=lambda r: r["val_accuracy"])
+    accuracy_axis.axvline(best["epoch"], color="gray", ls="--", lw=1)
+    accuracy_axis.set_title(f"best validation {best['val_accuracy']:.3f} at epoch {best['epoch']}", fontsize=9)
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def plot_confusion(confusion_normalized: list[list[float]], path: Path, title: str = "") -> Path:
+    """Row-normalised confusion matrix with class names on both axes."""
+    matrix = np.asarray(confusion_normalized)
+    figure, axis = plt.subplots(figsize=(6.2, 5.4))
+    image = axis.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
+    axis.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45, ha="right")
+    axis.set_yticks(range(len(EMOTIONS)), EMOTIONS)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    for (row, column), value in np.ndenumerate(matrix):
+        axis.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                  color="white" if value > 0.5 else "black")
+    figure.colorbar(image, fraction=0.046)
+    axis.set_title(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def plot_face_grid(images: torch.Tensor, captions: list[str], path: Path, title: str = "", columns: int = 8) -> Path:
+    """(N, 48, 48) uint8 faces in a grid with a caption under each."""
+    count = max(1, images.shape[0])
+    rows = (count + columns - 1) // columns
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * 1.55), squeeze=False)
+    for i, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if i < images.shape[0]:
+            axis.imshow(images[i].numpy(), cmap="gray", vmin=0, vmax=255)
+            axis.set_title(captions[i], fontsize=7)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

@@ -1,0 +1,90 @@
+"""Run folders: where a training run leaves everything a person needs to read it.
+
+    config.yaml      the resolved configuration          history.csv   one row per epoch
+    curves.png       loss and accuracy per epoch          best.pt, last.pt  checkpoints
+    metrics.json     summary: best epoch, val and test accuracy, times
+    eval-<split>.json, confusion-<split>.png, misclassified-<split>.png   from evaluation
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from ferlab.checkpoint import LoadedModel
+from ferlab.config import TrainConfig, config_to_dict
+from ferlab.data.faceset import FaceSet
+from ferlab.errors import FerlabError
+from ferlab.evaluation import format_metrics, infer, metrics
+from ferlab.labels import EMOTIONS
+from ferlab.report.figures import plot_confusion, plot_face_grid
+
+SPLIT_TITLES = {"train": "Training", "val": "PublicTest (validation)", "test": "PrivateTest (test)"}
+
+
+def new_run_dir(root: Path, model: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = root / f"{model}-{stamp}"
+    suffix = 1
+    while path.exists():
+        suffix += 1
+        path = root / f"{model}-{stamp}-{suffix}"
+    path.mkdir(parents=True)
+    return path
+
+
+def write_json(path: Path, data: dict) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(temporary, path)
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_config(run_dir: Path, config: TrainConfig, data_info: dict) -> None:
+    text = yaml.safe_dump({**config_to_dict(config)}, sort_keys=False)
+    (run_dir / "config.yaml").write_text(f"# resolved training config; data: {data_info.get('source')}\n{text}")
+
+
+def evaluate_split(loaded: LoadedModel, faces: FaceSet, split: str, run_dir: Path, *, tta: bool = False,
+                   gallery: int = 32) -> dict:
+    """Metrics of the loaded model on one split; writes eval-<split>.json, the confusion matrix
+    and a gallery of misclassified faces into ``run_dir``."""
+    subset = faces.split(split)
+    if len(subset) == 0:
+        raise FerlabError(f"{faces.source}: no faces in split {split!r}")
+    if not subset.labelled:
+        raise FerlabError(f"{faces.source}: split {split!r} has no labels to evaluate against")
+    logits = infer(loaded.model, subset.images, loaded.normalization, tta=tta)
+    result = metrics(logits, subset.labels)
+    suffix = f"{split}{'-tta' if tta else ''}"
+    title = f"{SPLIT_TITLES[split]}{' + flip TTA' if tta else ''}"
+    result.update({"split": split, "tta": tta, "source": faces.source})
+    write_json(run_dir / f"eval-{suffix}.json", result)
+    plot_confusion(result["confusion_normalized"], run_dir / f"confusion-{suffix}.png",
+                   f"{title}: accuracy {result['accuracy']:.3f}")
+    predictions = logits.argmax(1)
+    wrong = (predictions != subset.labels).nonzero().flatten()
+    confidence = logits.softmax(1).max(1).values
+    wrong = wrong[confidence[wrong].argsort(descending=True)][:gallery]  # most confident mistakes first
+    captions = [f"{EMOTIONS[int(subset.labels[i])]}→{EMOTIONS[int(predictions[i])]} {float(confidence[i]):.2f}"
+                for i in wrong.tolist()]
+    plot_face_grid(subset.images[wrong], captions, run_dir / f"misclassified-{suffix}.png",
+                   f"{title}: most confident mistakes (true→predicted, confidence)")
+    result["report"] = format_metrics(result, title)
+    return result
+
+
+def write_submission(path: Path, ids: tuple[str, ...], predictions: torch.Tensor) -> None:
+    """Kaggle format: ``id,label`` with the numeric label (0..6, the challenge's class order)."""
+    lines = ["id,label"] + [f"{face_id},{int(label)}" for face_id, label in zip(ids, predictions.tolist())]
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text("\n".join(lines) + "\n")
+    os.replace(temporary, path)

@@ -1,0 +1,224 @@
+"""Training: ``train_one_epoch`` and ``fit``, learning rate as a pure function of the step.
+
+Every random draw of epoch ``e`` (shuffle, augmentation, dropout) derives from ``(seed, e)``, so a
+run resumed from its ``last.pt`` at an epoch boundary continues exactly as if never stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ferlab.checkpoint import read_checkpoint, save_checkpoint
+from ferlab.config import TrainConfig, config_to_dict
+from ferlab.data.augment import AugmentPolicy, augment_batch
+from ferlab.data.faceset import FaceSet
+from ferlab.data.normalize import Normalization
+from ferlab.errors import FerlabError
+from ferlab.evaluation import autocast_for, infer, metrics
+from ferlab.models import build_model
+
+HISTORY_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+
+
+def choose_device(name: str = "auto") -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise FerlabError("device cuda requested but no CUDA device is available")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def lr_at(step: int, total_steps: int, config: TrainConfig) -> float:
+    """Learning rate at optimiser step ``step`` of ``total_steps`` (before plateau scaling).
+
+    onecycle: linear warm-up to ``lr`` over ``warmup_fraction`` of the steps, then linear decay to 0;
+    cosine: the same warm-up, then half a cosine to 0; none / plateau: constant ``lr``.
+    """
+    if config.schedule in ("none", "plateau"):
+        return config.lr
+    warmup = max(1, round(config.warmup_fraction * total_steps))
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    if config.schedule == "onecycle":
+        return config.lr * (1.0 - progress)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def plateau_scale(val_accuracies: list[float], factor: float, patience: int) -> float:
+    """ReduceLROnPlateau as a pure function of the validation history: multiply by ``factor``
+    each time accuracy has not improved for ``patience`` epochs (then start counting again)."""
+    scale, best, waited = 1.0, -math.inf, 0
+    for accuracy in val_accuracies:
+        if accuracy > best:
+            best, waited = accuracy, 0
+        else:
+            waited += 1
+            if waited >= patience:
+                scale, waited = scale * factor, 0
+    return scale
+
+
+def epochs_since_best(val_accuracies: list[float]) -> int:
+    if not val_accuracies:
+        return 0
+    best = max(range(len(val_accuracies)), key=lambda i: (val_accuracies[i], -i))
+    return len(val_accuracies) - 1 - best
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7_919) % (2 ** 63)
+
+
+def augment_policy(config: TrainConfig) -> AugmentPolicy:
+    if not config.augment:
+        return AugmentPolicy(flip=False, rotate=0.0, shift=0.0, shear=0.0, zoom=0.0)
+    return AugmentPolicy(config.flip, config.rotate, config.shift, config.shear, config.zoom)
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                               nesterov=config.nesterov, weight_decay=config.weight_decay)
+    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return kind(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor, *,
+                    config: TrainConfig, normalization: Normalization, generator: torch.Generator,
+                    lr_for_step: Callable[[int], float], description: str = "", progress: bool = True) -> dict:
+    """One pass over (N, 48, 48) uint8 ``images`` (already on the model's device) in shuffled
+    batches; the last partial batch is dropped (batch norm needs more than one face, and the
+    shuffle differs every epoch). Returns mean loss, accuracy and seconds."""
+    device = images.device
+    policy = augment_policy(config)
+    batch_size = min(config.batch_size, images.shape[0])
+    steps = images.shape[0] // batch_size
+    order = torch.randperm(images.shape[0], generator=generator)[: steps * batch_size].to(device)
+    model.train()
+    started = time.perf_counter()
+    total_loss = torch.zeros((), device=device)
+    total_correct = torch.zeros((), device=device, dtype=torch.int64)
+    bar = tqdm(range(steps), desc=description, leave=False, disable=not progress, unit="step")
+    for step in bar:
+        index = order[step * batch_size:(step + 1) * batch_size]
+        x = augment_batch(images[index].unsqueeze(1).float(), policy, generator)  # (B, 1, 48, 48) in 0..255
+        x = normalization.apply(x)
+        if config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = labels[index]
+        for group in optimizer.param_groups:
+            group["lr"] = lr_for_step(step)
+        with autocast_for(device, config.mixed_precision):
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.detach() * y.shape[0]
+        total_correct += (logits.argmax(1) == y).sum()
+        if progress and (step % 10 == 0 or step == steps - 1):
+            seen = (step + 1) * batch_size
+            bar.set_postfix(loss=f"{total_loss.item() / seen:.3f}", acc=f"{total_correct.item() / seen:.3f}")
+    seen = steps * batch_size
+    return {"loss": total_loss.item() / seen, "accuracy": total_correct.item() / seen,
+            "seconds": time.perf_counter() - started}
+
+
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, normalization: Normalization,
+             config: TrainConfig) -> dict:
+    logits = infer(model, images, normalization, batch_size=config.eval_batch_size,
+                   mixed_precision=config.mixed_precision, channels_last=config.channels_last)
+    result = metrics(logits, labels.cpu())
+    return {"loss": result["loss"], "accuracy": result["accuracy"]}
+
+
+def write_history(path: Path, history: list[dict]) -> None:
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=HISTORY_FIELDS)
+        writer.writeheader()
+        for row in history:
+            writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in HISTORY_FIELDS})
+
+
+def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict | None = None,
+        resume: bool = False, progress: bool = True, stop_after: int | None = None,
+        log: Callable[[str], None] = print) -> dict:
+    """Train on the ``train`` split, choose the epoch on ``val``; write ``last.pt`` after every
+    epoch, ``best.pt`` whenever validation accuracy improves, and ``history.csv``.
+
+    ``resume`` continues from ``run_dir/last.pt``. ``stop_after`` ends the call after that many
+    epochs of this call (to test interruption). Returns a summary dict.
+    """
+    device = choose_device(config.device)
+    train, val = faces.split("train"), faces.split("val")
+    if len(train) < 2 or len(val) < 1:
+        raise FerlabError(f"{faces.source}: need training and validation faces, got {len(train)} and {len(val)}")
+    history: list[dict] = []
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, **config.model_options).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, config)
+    normalization = Normalization.fit(config.normalization, train.images)
+    if resume:
+        state = read_checkpoint(run_dir / "last.pt")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        normalization = Normalization(**state["normalization"])
+        history = list(state["history"])
+    train_images, train_labels = train.images.to(device), train.labels.to(device)
+    val_images, val_labels = val.images.to(device), val.labels
+    steps_per_epoch = len(train) // min(config.batch_size, len(train))
+    total_steps = steps_per_epoch * config.epochs
+    base = {"config": config_to_dict(config), "normalization": normalization.to_dict(), "model_name": config.model,
+            "data": data_info or {"source": faces.source}}
+    epochs_run, stopped_early = 0, False
+    for epoch in range(len(history), config.epochs):
+        val_history = [row["val_accuracy"] for row in history]
+        if config.early_stop_patience and epochs_since_best(val_history) >= config.early_stop_patience:
+            log(f"early stop: no validation gain for {config.early_stop_patience} epochs")
+            stopped_early = True
+            break
+        if stop_after is not None and epochs_run >= stop_after:
+            break
+        scale = plateau_scale(val_history, config.plateau_factor, config.plateau_patience) if config.schedule == "plateau" else 1.0
+        torch.manual_seed(epoch_seed(config.seed, epoch))  # dropout of this epoch
+        generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch) + 1)  # shuffle + augmentation
+        first = epoch * steps_per_epoch
+        stats = train_one_epoch(
+            model, optimizer, train_images, train_labels, config=config, normalization=normalization,
+            generator=generator, lr_for_step=lambda step: scale * lr_at(first + step, total_steps, config),
+            description=f"epoch {epoch + 1}/{config.epochs}", progress=progress)
+        started = time.perf_counter()
+        val_stats = evaluate(model, val_images, val_labels, normalization, config)
+        row = {"epoch": epoch + 1, "train_loss": stats["loss"], "train_accuracy": stats["accuracy"],
+               "val_loss": val_stats["loss"], "val_accuracy": val_stats["accuracy"],
+               "lr": scale * lr_at(first + steps_per_epoch - 1, total_steps, config),
+               "seconds": stats["seconds"] + time.perf_counter() - started}
+        history.append(row)
+        improved = row["val_accuracy"] > max(val_history, default=-1.0)
+        payload = {**base, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                   "history": history, "rng": torch.get_rng_state(),
+                   "metrics": {"val_accuracy": row["val_accuracy"], "val_loss": row["val_loss"]}}
+        if improved:
+            save_checkpoint(run_dir / "best.pt", payload)
+        save_checkpoint(run_dir / "last.pt", payload)
+        write_history(run_dir / "history.csv", history)
+        log(f"epoch {epoch + 1}/{config.epochs}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
+            f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}{' *' if improved else ''} | "
+            f"lr {row['lr']:.2e} | {row['seconds']:.1f}s")
+        epochs_run += 1
+    best = max(history, key=lambda r: r["val_accuracy"]) if history else None
+    return {"epochs": len(history), "best_epoch": best["epoch"] if best else None,
+            "best_val_accuracy": best["val_accuracy"] if best else None,
+            "train_seconds": sum(r["seconds"] for r in history), "finished": stopped_early or len(history) >= config.epochs}

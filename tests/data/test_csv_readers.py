@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ferlab.data import load_faces, read_csv
+from ferlab.errors import DataError
+from tests.conftest import pixels_text, random_face
+
+
+def write_challenge(path, rows, header="emotion,pixels,Usage"):
+    lines = [header] + [f"{label},{pixels},{usage}" for label, pixels, usage in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def faces_np():
+    generator = np.random.default_rng(1)
+    return [random_face(generator) for _ in range(6)]
+
+
+def test_challenge_csv_reads_pixels_labels_and_official_splits(tmp_path, faces_np):
+    usages = ["Training", "Training", "PublicTest", "PrivateTest", "Training", "PublicTest"]
+    rows = [(i % 7, pixels_text(f.flatten()), u) for i, (f, u) in enumerate(zip(faces_np, usages))]
+    faces = read_csv(write_challenge(tmp_path / "fer2013.csv", rows))
+    assert faces.images.dtype == torch.uint8 and faces.images.shape == (6, 48, 48)
+    assert torch.equal(faces.images[3], torch.from_numpy(faces_np[3].astype(np.uint8)))
+    assert faces.labels.tolist() == [0, 1, 2, 3, 4, 5]
+    assert faces.split_sizes() == {"train": 3, "val": 2, "test": 1}
+    assert faces.ids[0] == "line 2"  # the header is line 1
+
+
+def test_icml_variant_with_leading_spaces_and_other_column_order(tmp_path, faces_np):
+    lines = ["emotion, Usage, pixels"] + [f"{i},Training,{pixels_text(f.flatten())}" for i, f in enumerate(faces_np[:3])]
+    path = tmp_path / "icml_face_data.csv"
+    path.write_text("\n".join(lines) + "\n")
+    faces = read_csv(path)
+    assert faces.labels.tolist() == [0, 1, 2]
+    assert torch.equal(faces.images[2], torch.from_numpy(faces_np[2].astype(np.uint8)))
+
+
+def test_course_train_csv_gets_a_stratified_seeded_validation_split(tmp_path):
+    generator = np.random.default_rng(2)
+    lines = ["label,feature"] + [f"{i % 7},{pixels_text(random_face(generator).flatten())}" for i in range(70)]
+    path = tmp_path / "train.csv"
+    path.write_text("\n".join(lines) + "\n")
+    first = load_faces(path, val_fraction=0.2, seed=3)
+    again = load_faces(path, val_fraction=0.2, seed=3)
+    other = load_faces(path, val_fraction=0.2, seed=4)
+    assert first.split_sizes() == {"train": 56, "val": 14, "test": 0}
+    assert first.split("val").class_counts() == {name: 2 for name in first.class_counts()}  # 20% of 10 per class
+    assert torch.equal(first.splits, again.splits)
+    assert not torch.equal(first.splits, other.splits)
+
+
+def test_course_test_csv_is_unlabelled_with_its_ids(tmp_path, faces_np):
+    lines = ["id,feature"] + [f"{100 + i},{pixels_text(f.flatten())}" for i, f in enumerate(faces_np[:3])]
+    path = tmp_path / "test.csv"
+    path.write_text("\n".join(lines) + "\n")
+    faces = load_faces(path)
+    assert faces.ids == ("100", "101", "102")
+    assert faces.labels.tolist() == [-1, -1, -1]
+    assert faces.split_sizes() == {"train": 0, "val": 0, "test": 3}
+    assert not faces.labelled
+
+
+GOOD = " ".join(["7"] * 2304)
+
+
+@pytest.mark.parametrize("row, message", [
+    (f"0,{' '.join(['7'] * 2303)},Training", "expected 2304 pixel values (48x48), found 2303"),
+    (f"0,{' '.join(['7'] * 2305)},Training", "found 2305"),
+    (f"0,-1 {' '.join(['7'] * 2303)},Training", "pixel value -1 at position 1 is outside 0..255"),
+    (f"0,{' '.join(['7'] * 2303)} 256,Training", "pixel value 256 at position 2304 is outside 0..255"),
+    (f"0,{' '.join(['7'] * 2000)} abc {' '.join(['7'] * 303)},Training", "non-numeric pixel value 'abc'"),
+    (f"0,{' '.join(['7'] * 2303)} 7.5,Training", "non-numeric pixel value '7.5'"),
+    (f"9,{GOOD},Training", "unknown label '9'"),
+    (f"happyish,{GOOD},Training", "unknown label 'happyish'"),
+    (f"0,{GOOD},Validation", "unknown Usage 'Validation'"),
+    (f"0,{GOOD}", "expected 3 fields, found 2"),
+])
+def test_bad_rows_name_file_and_line(tmp_path, row, message):
+    path = tmp_path / "fer2013.csv"
+    path.write_text(f"emotion,pixels,Usage\n3,{GOOD},Training\n{row}\n4,{GOOD},PublicTest\n")
+    with pytest.raises(DataError) as caught:
+        read_csv(path)
+    assert str(caught.value).startswith(f"{path}:3: ")
+    assert message in str(caught.value)
+    skipped = read_csv(path, skip_bad_rows=True)
+    assert len(skipped) == 2 and skipped.skipped == 1
+    assert skipped.problems[0].startswith(f"{path}:3: ")
+
+
+def test_minus_one_is_never_turned_into_255(tmp_path):
+    path = tmp_path / "fer2013.csv"
+    path.write_text(f"emotion,pixels,Usage\n0,{' '.join(['-1'] * 2304)},Training\n")
+    with pytest.raises(DataError, match="-1"):
+        read_csv(path)
+
+
+def test_missing_column_and_empty_file(tmp_path):
+    path = tmp_path / "fer2013.csv"
+    path.write_text(f"emotion,Usage\n0,Training\n")
+    with pytest.raises(DataError, match=rf"{path}:1: missing column"):
+        read_csv(path)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(DataError, match=rf"{empty}: empty file"):
+        read_csv(empty)
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("emotion,pixels,Usage\n")
+    with pytest.raises(DataError, match="no faces found"):
+        read_csv(header_only)
+
+
+def test_every_bad_row_skipped_is_still_an_error(tmp_path):
+    path = tmp_path / "fer2013.csv"
+    path.write_text("emotion,pixels,Usage\n0,1 2 3,Training\n")
+    with pytest.raises(DataError, match="1 bad rows skipped"):
+        read_csv(path, skip_bad_rows=True)

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torchvision.models import resnet18
+
+from ferlab.errors import FerlabError
+from ferlab.models import build_model, count_parameters, list_models, model_options
+from ferlab.models.summary import format_summary, summarize
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_maps_a_batch_of_faces_to_seven_logits(name):
+    model = build_model(name).eval()
+    with torch.no_grad():
+        logits = model(torch.rand(3, 1, 48, 48))
+    assert logits.shape == (3, 7) and torch.isfinite(logits).all()
+    model.train()
+    logits = model(torch.rand(4, 1, 48, 48))
+    logits.sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("name, low, high", [
+    ("cnn", 6.6e6, 6.8e6),          # the seed notebooks' ~6.7 M
+    ("dnn", 6.0e6, 7.5e6),
+    ("vgg", 14e6, 16e6),            # VGG16's 13 conv layers (14.7 M) + a 512-512 head
+    ("resnet18", 11.0e6, 11.3e6),   # torchvision's 11.7 M less the 1000-way fc, plus a 7-way one
+    ("fastnet", 1.5e6, 2.5e6),
+])
+def test_parameter_counts(name, low, high):
+    assert low <= count_parameters(build_model(name)) <= high
+
+
+def test_dnn_is_within_ten_percent_of_cnn():
+    ratio = count_parameters(build_model("dnn")) / count_parameters(build_model("cnn"))
+    assert 0.9 <= ratio <= 1.1, ratio
+
+
+def test_cnn_has_the_seed_layout():
+    model = build_model("cnn")
+    convs = [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    dense = [m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert convs == [64, 64, 128, 128, 256, 256, 256]
+    assert dense == [512, 512, 7]
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 7
+
+
+def test_unknown_names_and_options_list_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown model 'vgg19'; available: cnn, dnn"):
+        build_model("vgg19")
+    with pytest.raises(ValueError, match="has no option depth; its options: channels"):
+        build_model("cnn", depth=3)
+    assert "activation" in model_options("vgg")
+
+
+@pytest.mark.parametrize("activation", ["leaky_relu", "softplus"])
+def test_vgg_activation_is_configurable(activation):
+    model = build_model("vgg", activation=activation)
+    kind = {"leaky_relu": torch.nn.LeakyReLU, "softplus": torch.nn.Softplus}[activation]
+    assert sum(isinstance(m, kind) for m in model.modules()) == 15  # 13 conv + 2 dense
+    assert not any(isinstance(m, torch.nn.ReLU) for m in model.modules())
+
+
+def test_resnet18_loads_imagenet_weights_from_a_local_file(tmp_path):
+    reference = resnet18(weights=None)
+    path = tmp_path / "resnet18-imagenet.pth"
+    torch.save(reference.state_dict(), path)
+    model = build_model("resnet18", stem_kernel=7, pretrained=str(path))
+    assert torch.equal(model.features[3][0].conv1.weight, reference.layer1[0].conv1.weight)
+    assert torch.allclose(model.features[0].weight, reference.conv1.weight.sum(1, keepdim=True))
+    with pytest.raises(FerlabError, match="no such weights file"):
+        build_model("resnet18", pretrained=str(tmp_path / "missing.pth"))
+
+
+def test_summary_rows_match_the_model_and_leave_no_hooks():
+    model = build_model("cnn").train()
+    rows, total = summarize(model)
+    assert total == count_parameters(model)
+    assert sum(params for *_, params in rows) == total
+    assert rows[-1][2] == (7,) and rows[0][2] == (64, 48, 48)
+    assert model.training
+    assert all(not m._forward_hooks for m in model.modules())
+    text = format_summary("cnn", model)
+    assert "Total params: 6,721,863" in text and "Output shape" in text

@@ -1,0 +1,98 @@
+"""The command line: every user error is one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from ferlab.cli import main
+
+
+def run(argv, capsys):
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_models_lists_every_model_with_its_size(capsys):
+    code, out, _ = run(["models"], capsys)
+    assert code == 0
+    assert "cnn" in out and "6,721,863" in out and "resnet18" in out and "fastnet" in out
+
+
+def test_summary_prints_a_layer_table(capsys):
+    code, out, _ = run(["summary", "dnn"], capsys)
+    assert code == 0 and "Output shape" in out and "Total params: 6,924,551" in out
+
+
+def one_line_error(code, err, *fragments):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ferlab: error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def test_missing_data_says_where_to_get_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(["train", "--preset", "smoke"], capsys)
+    one_line_error(code, err, "FER2013 not found", "--data PATH", "FERLAB_DATA")
+
+
+def test_bad_csv_row_names_file_and_line(tmp_path, capsys):
+    path = tmp_path / "fer2013.csv"
+    path.write_text("emotion,pixels,Usage\n0,1 2 3,Training\n")
+    code, _, err = run(["train", "--preset", "smoke", "--data", str(path), "--out", str(tmp_path / "r")], capsys)
+    one_line_error(code, err, f"{path}:2:", "expected 2304 pixel values")
+
+
+def test_skip_bad_rows_reports_the_count(tmp_path, capsys):
+    good = " ".join(["9"] * 2304)
+    rows = [f"{i % 7},{good},{'Training' if i < 14 else 'PublicTest'}" for i in range(21)] + ["3,1 2,Training"]
+    path = tmp_path / "fer2013.csv"
+    path.write_text("emotion,pixels,Usage\n" + "\n".join(rows) + "\n")
+    code, out, _ = run(["train", "--preset", "smoke", "--epochs", "1", "--data", str(path), "--out",
+                        str(tmp_path / "r"), "--quiet", "--skip-bad-rows"], capsys)
+    assert code == 0
+    assert f"skipped 1 bad entries (--skip-bad-rows); first: {path}:23:" in out
+
+
+@pytest.mark.parametrize("argv, fragments", [
+    (["train", "--preset", "turbo"], ["invalid choice: 'turbo'"]),
+    (["train", "--model", "vgg19"], ["invalid choice: 'vgg19'"]),
+    (["train", "--epochs", "ten"], ["invalid int value"]),
+    (["evaluate", "no/such/run"], ["no/such/run: no such run folder or checkpoint"]),
+    (["train", "--model-option", "dropout"], ["--model-option 'dropout': expected KEY=VALUE"]),
+])
+def test_user_errors_exit_2_with_one_line(argv, fragments, capsys, sample_archive):
+    code, _, err = run(argv + ["--data", str(sample_archive)] if argv[0] == "train" else argv, capsys)
+    one_line_error(code, err, *fragments)
+
+
+def test_unknown_config_key_is_one_line(tmp_path, capsys, sample_archive):
+    config = tmp_path / "c.yaml"
+    config.write_text("learning_rate: 0.1\n")
+    code, _, err = run(["train", "--config", str(config), "--data", str(sample_archive)], capsys)
+    one_line_error(code, err, f"{config}: unknown key 'learning_rate'")
+
+
+def test_evaluate_and_predict_on_a_trained_run(tmp_path, capsys, sample_archive):
+    run_dir = tmp_path / "run"
+    assert main(["train", "--preset", "smoke", "--epochs", "1", "--data", str(sample_archive),
+                 "--out", str(run_dir), "--quiet"]) == 0
+    capsys.readouterr()
+    code, out, _ = run(["evaluate", str(run_dir), "--split", "test", "--tta"], capsys)
+    assert code == 0 and "PrivateTest (test) + flip TTA: accuracy" in out
+    assert (run_dir / "eval-test-tta.json").exists() and (run_dir / "confusion-test-tta.png").exists()
+
+    # A course-style test.csv built from sample faces: unlabelled rows with ids.
+    from ferlab.data import load_faces
+    faces = load_faces(sample_archive).split("test")
+    test_csv = tmp_path / "test.csv"
+    test_csv.write_text("id,feature\n" + "".join(
+        f"{i},{' '.join(map(str, face.flatten().tolist()))}\n" for i, face in enumerate(faces.images[:5])))
+    submission = tmp_path / "submission.csv"
+    code, out, _ = run(["predict", str(run_dir), str(test_csv), "-o", str(submission)], capsys)
+    assert code == 0
+    lines = submission.read_text().splitlines()
+    assert lines[0] == "id,label" and [line.split(",")[0] for line in lines[1:]] == ["0", "1", "2", "3", "4"]
+    assert all(0 <= int(line.split(",")[1]) <= 6 for line in lines[1:])

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+
+from ferlab.config import PRESETS, ConfigError, TrainConfig, resolve_config
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_resolves(preset):
+    config = resolve_config(preset)
+    for key, value in PRESETS[preset].items():
+        assert getattr(config, key) == value
+
+
+def test_file_overrides_preset_and_flags_override_file(tmp_path):
+    yaml_file = tmp_path / "run.yaml"
+    yaml_file.write_text("epochs: 5\nlr: 0.01\nflip: false\n")
+    config = resolve_config("cpu", yaml_file, {"lr": 0.02, "epochs": None})
+    assert (config.epochs, config.lr, config.flip, config.model) == (5, 0.02, False, "fastnet")
+    toml_file = tmp_path / "run.toml"
+    toml_file.write_text('model = "cnn"\nbatch_size = 64\n')
+    assert resolve_config(None, toml_file).batch_size == 64
+
+
+def test_unknown_keys_and_bad_values_are_errors(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("epochz: 5\n")
+    with pytest.raises(ConfigError, match=rf"{path}: unknown key 'epochz'"):
+        resolve_config(None, path)
+    path.write_text("epochs: many\n")
+    with pytest.raises(ConfigError, match="epochs must be int"):
+        resolve_config(None, path)
+    with pytest.raises(ConfigError, match="optimizer must be one of adam, adamw, sgd"):
+        TrainConfig(optimizer="lbfgs")
+    with pytest.raises(ConfigError, match="unknown preset"):
+        resolve_config("turbo")
+    path.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        resolve_config(None, path)
+
+
+def test_a_presets_model_options_do_not_follow_another_model():
+    assert resolve_config("smoke").model_options
+    assert resolve_config("smoke", overrides={"model": "cnn"}).model_options == {}

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from ferlab.data.normalize import Normalization
+from ferlab.evaluation import confusion_matrix, infer, metrics, most_confused
+
+
+def test_metrics_on_hand_made_logits():
+    labels = torch.tensor([0, 0, 1, 1, 2, 4])
+    predictions = torch.tensor([0, 1, 1, 1, 4, 4])
+    logits = torch.nn.functional.one_hot(predictions, 7).float() * 10
+    result = metrics(logits, labels)
+    assert result["accuracy"] == pytest.approx(4 / 6)
+    assert result["per_class"]["angry"] == {"precision": 1.0, "recall": 0.5, "f1": round(2 / 3, 4), "support": 2}
+    assert result["per_class"]["disgust"]["precision"] == round(2 / 3, 4)
+    assert result["per_class"]["sad"]["recall"] == 1.0
+    assert result["confusion"][2][4] == 1 and result["confusion_normalized"][0] == [0.5, 0.5, 0, 0, 0, 0, 0]
+    assert result["most_confused"][0] == {"true": "fear", "predicted": "sad", "rate": 1.0, "count": 1}
+    assert result["loss"] == pytest.approx(-math.log(math.exp(10) / (math.exp(10) + 6)) * 4 / 6 + (10 + math.log(math.exp(10) + 6) - 10) * 2 / 6, rel=1e-4)
+
+
+def test_confusion_rows_are_true_classes():
+    confusion = confusion_matrix(torch.tensor([3, 3, 5]), torch.tensor([3, 6, 6]))
+    assert confusion[3, 3] == 1 and confusion[6, 3] == 1 and confusion[6, 5] == 1 and confusion.sum() == 3
+    assert [p["true"] for p in most_confused(confusion)] == ["neutral", "neutral"]
+
+
+class LeftRight(nn.Module):
+    """Logit 0 = mean of the left half, logit 1 = mean of the right half: flips swap them."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        left, right = x[..., :24].mean((1, 2, 3)), x[..., 24:].mean((1, 2, 3))
+        return torch.stack([left, right] + [torch.zeros_like(left)] * 5, 1) * self.scale
+
+
+def test_flip_tta_is_exact_on_symmetric_input_and_averages_otherwise():
+    model = LeftRight()
+    half = torch.randint(0, 256, (5, 48, 24), dtype=torch.uint8)
+    symmetric = torch.cat([half, half.flip(-1)], -1)
+    norm = Normalization("rescale")
+    assert torch.equal(infer(model, symmetric, norm, tta=True), infer(model, symmetric, norm))
+    asymmetric = torch.cat([torch.zeros(2, 48, 24, dtype=torch.uint8), torch.full((2, 48, 24), 255, dtype=torch.uint8)], -1)
+    plain, averaged = infer(model, asymmetric, norm), infer(model, asymmetric, norm, tta=True)
+    assert plain[0, :2].tolist() == [0.0, 1.0] and averaged[0, :2].tolist() == [0.5, 0.5]
+
+
+def test_infer_batches_equal_one_call_and_restore_train_mode():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 7), nn.Dropout(0.5)).train()
+    images = torch.randint(0, 256, (10, 48, 48), dtype=torch.uint8)
+    norm = Normalization("standardize", 0.5, 0.25)
+    assert torch.allclose(infer(model, images, norm, batch_size=3), infer(model, images, norm, batch_size=100))
+    assert model.training
+
+
+def test_normalization_kinds():
+    images = torch.tensor([[0, 255]], dtype=torch.uint8).expand(48, 2).reshape(1, 48, 2).repeat(1, 1, 24)
+    assert Normalization("none").apply(images).max() == 255
+    assert Normalization("rescale").apply(images).max() == 1
+    fitted = Normalization.fit("standardize", images)
+    assert fitted.mean == pytest.approx(0.5) and fitted.apply(images).mean().abs() < 1e-6

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+from ferlab.checkpoint import load_model, read_checkpoint
+from ferlab.cli import main
+from ferlab.config import TrainConfig, resolve_config
+from ferlab.data.augment import AugmentPolicy, augment_batch, random_affine
+from ferlab.training import epochs_since_best, fit, lr_at, plateau_scale
+
+
+def test_onecycle_and_cosine_schedules_have_known_values():
+    config = TrainConfig(lr=1.0, schedule="onecycle", warmup_fraction=0.25)
+    # two warm-up steps (1/2, 1), then linear decay over the remaining six
+    assert [lr_at(s, 8, config) for s in range(8)] == pytest.approx([0.5, 1.0, 1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6])
+    cosine = TrainConfig(lr=1.0, schedule="cosine", warmup_fraction=0.1)  # one warm-up step of ten
+    assert lr_at(0, 10, cosine) == 1.0
+    assert lr_at(5, 10, cosine) == pytest.approx(0.5 * (1 + math.cos(math.pi * 4 / 9)))
+    assert lr_at(10, 10, cosine) == pytest.approx(0.0)
+    assert lr_at(5, 10, TrainConfig(lr=0.3, schedule="plateau")) == 0.3
+
+
+def test_plateau_scale_and_early_stopping_follow_the_history():
+    history = [0.50, 0.52, 0.51, 0.51, 0.52, 0.50, 0.53]
+    # patience 2: stalls after 0.52 at epochs 3-4 (one drop), again at 5-6 (second drop), then improves
+    assert plateau_scale(history, 0.5, 2) == 0.25
+    assert plateau_scale(history[:3], 0.5, 2) == 1.0
+    assert epochs_since_best(history) == 0
+    assert epochs_since_best(history[:6]) == 4
+
+
+def test_augmentation_keeps_shape_range_and_is_reproducible():
+    images = torch.rand(16, 1, 48, 48) * 255
+    policy = AugmentPolicy()
+    first = augment_batch(images, policy, torch.Generator().manual_seed(1))
+    again = augment_batch(images, policy, torch.Generator().manual_seed(1))
+    assert first.shape == images.shape and torch.equal(first, again)
+    assert first.min() >= images.min() - 1e-3 and first.max() <= images.max() + 1e-3
+    assert not torch.allclose(first, images)
+
+
+def test_flip_only_policy_mirrors_exactly():
+    images = torch.arange(4 * 48 * 48, dtype=torch.float32).reshape(4, 1, 48, 48)
+    flipped = augment_batch(images, AugmentPolicy(flip=True, rotate=0, shift=0, shear=0, zoom=0),
+                            torch.Generator().manual_seed(3))
+    for original, out in zip(images, flipped):
+        assert torch.allclose(out, original, atol=1e-3) or torch.allclose(out, original.flip(-1), atol=1e-3)
+    identity = random_affine(3, AugmentPolicy(flip=False, rotate=0, shift=0, shear=0, zoom=0), torch.Generator())
+    assert torch.allclose(identity, torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).expand(3, 2, 3))
+
+
+@pytest.mark.parametrize("mixed_precision", [False, True])
+def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, sample_faces, mixed_precision):
+    config = resolve_config("smoke", overrides={"epochs": 3, "mixed_precision": mixed_precision})
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    whole.mkdir(), parts.mkdir()
+    fit(config, sample_faces, whole, progress=False, log=lambda _: None)
+    first = fit(config, sample_faces, parts, progress=False, stop_after=1, log=lambda _: None)
+    assert first["epochs"] == 1 and not first["finished"]
+    fit(config, sample_faces, parts, resume=True, progress=False, log=lambda _: None)
+    a, b = read_checkpoint(whole / "last.pt"), read_checkpoint(parts / "last.pt")
+    assert a["epoch"] == b["epoch"] == 3
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    without_time = lambda history: [{k: v for k, v in row.items() if k != "seconds"} for row in history]  # noqa: E731
+    assert without_time(a["history"]) == without_time(b["history"])
+
+
+def test_a_short_real_training_run_writes_every_run_folder_file(tmp_path, sample_archive, capsys):
+    run = tmp_path / "run"
+    code = main(["train", "--preset", "smoke", "--epochs", "2", "--data", str(sample_archive), "--out", str(run), "--quiet"])
+    assert code == 0
+    for name in ("config.yaml", "history.csv", "curves.png", "best.pt", "last.pt", "metrics.json",
+                 "eval-val.json", "eval-test.json", "confusion-test.png", "misclassified-test.png"):
+        assert (run / name).stat().st_size > 0, name
+    rows = list(csv.DictReader(open(run / "history.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert set(rows[0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0 <= metrics["test_accuracy"] <= 1 and metrics["best_epoch"] in (1, 2)
+    checkpoint = torch.load(run / "best.pt", weights_only=True)  # plain types only
+    assert checkpoint["format"] == "ferlab-checkpoint" and checkpoint["normalization"]["kind"] == "standardize"
+    assert checkpoint["classes"][4] == "sad"
+    loaded = load_model(run)
+    assert loaded.normalization.std == pytest.approx(checkpoint["normalization"]["std"])
+    assert "PrivateTest (test): accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_training_learns_on_the_sample(tmp_path, sample_faces):
+    """A real signal check: a few epochs on 280 faces beat chance (1/7) on the training split."""
+    config = resolve_config("smoke", overrides={"epochs": 8, "augment": False, "lr": 3e-3})
+    fit(config, sample_faces, tmp_path, progress=False, log=lambda _: None)
+    history = read_checkpoint(tmp_path / "last.pt")["history"]
+    assert history[-1]["train_accuracy"] > 0.3
