@@ -12,6 +12,8 @@ import yaml
 
 from ferlab.errors import FerlabError
 
+from ferlab.labels import EMOTIONS as EMOTIONS_CHOICES
+
 TRAIN_FLAG_HELP = "overrides the preset and config file"
 
 
@@ -156,6 +158,78 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from ferlab.checkpoint import load_model
+    from ferlab.report.build import ReportOptions, build_report
+
+    loaded = load_model(args.run)
+    run_dir = Path(args.run)
+    faces = load_data(args, val_fraction=loaded.config.val_fraction, seed=loaded.config.seed,
+                      explicit=args.data or loaded.checkpoint.get("data", {}).get("source"))
+    options = ReportOptions(lime_samples=args.lime_samples, filter_steps=args.filter_steps,
+                            trust_faces_per_class=args.trust_faces_per_class)
+    build_report(run_dir, loaded, faces, options)
+    return 0
+
+
+def read_face_image(path: Path):
+    """A photo or face crop -> (1, 48, 48) uint8: grayscale, resized to 48x48."""
+    import torch
+
+    from ferlab.data.image_folder import decode_face
+
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise FerlabError(f"{path}: cannot read ({error.strerror or error})") from None
+    face = decode_face(data, resize=True)
+    if isinstance(face, str):
+        raise FerlabError(f"{path}: {face}")
+    return torch.from_numpy(face.copy())[None]
+
+
+def cmd_explain(args) -> int:
+    import torch
+
+    from ferlab.checkpoint import load_model
+    from ferlab.explain import NotApplicable, explain, method_title
+    from ferlab.explain.postprocess import masked_faces
+    from ferlab.labels import EMOTIONS
+    from ferlab.report.explain_figures import plot_method_panels
+
+    loaded = load_model(args.run)
+    run_dir = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
+    if args.image:
+        faces_u8 = torch.cat([read_face_image(Path(p)) for p in args.image])
+        names = [Path(p).stem for p in args.image]
+    else:
+        faces = load_data(args, val_fraction=loaded.config.val_fraction, seed=loaded.config.seed,
+                          explicit=args.data or loaded.checkpoint.get("data", {}).get("source")).split(args.split)
+        bad = [i for i in args.index if not 0 <= i < len(faces)]
+        if bad:
+            raise FerlabError(f"--index {bad[0]} is out of range: the {args.split} split has {len(faces)} faces")
+        faces_u8 = faces.images[args.index]
+        names = [f"{args.split}{i}" for i in args.index]
+    inputs = loaded.normalization.apply(faces_u8)
+    with torch.no_grad():
+        probabilities = loaded.model(inputs).softmax(1)
+    targets = probabilities.argmax(1) if args.target is None else torch.full((len(inputs),), EMOTIONS.index(args.target))
+    try:
+        maps = explain(args.method, loaded.model, inputs, targets)
+    except NotApplicable as error:
+        raise FerlabError(f"{args.method}: {error}") from None
+    kind = {"lime": "signed", "saliency": "fine", "guided_gradcam": "fine"}.get(args.method, "heat")
+    panels = {method_title(args.method): (maps, kind)}
+    if args.method == "saliency":
+        panels["masked (top 20%)"] = (masked_faces(faces_u8, maps), "gray")
+    captions = [f"{n}: {EMOTIONS[int(t)]} {float(probabilities[i, t]):.2f}" for i, (n, t) in enumerate(zip(names, targets))]
+    output = Path(args.output) if args.output else run_dir / f"explain-{args.method}-{'-'.join(names)[:60]}.png"
+    plot_method_panels(faces_u8, captions, panels, output, f"{method_title(args.method)} for the "
+                       + ("predicted class" if args.target is None else f"class {args.target}"))
+    print(f"wrote {output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ferlab.config import CHOICES, FIELDS, PRESETS
     from ferlab.models import list_models
@@ -209,6 +283,28 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--checkpoint", choices=("best", "last"), default="best")
     add_data_arguments(predict, source=False)
     predict.set_defaults(func=cmd_predict)
+
+    report = commands.add_parser("report", help="write a self-contained report.html with explanations and trust checks")
+    report.add_argument("run", help="run folder")
+    report.add_argument("--lime-samples", type=int, default=1000, help="perturbations per LIME explanation")
+    report.add_argument("--filter-steps", type=int, default=200, help="gradient-ascent steps per filter")
+    report.add_argument("--trust-faces-per-class", type=int, default=2, help="faces per class in the trust sample")
+    add_data_arguments(report)
+    report.set_defaults(func=cmd_report)
+
+    from ferlab.explain import list_methods
+
+    explain = commands.add_parser("explain", help="one explanation method's figure for chosen faces")
+    explain.add_argument("run", help="run folder or checkpoint file")
+    explain.add_argument("--method", choices=list_methods(), required=True)
+    chosen = explain.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--image", nargs="+", help="face image file(s); converted to 48x48 gray")
+    chosen.add_argument("--index", type=int, nargs="+", help="face index(es) in --split")
+    explain.add_argument("--split", choices=("train", "val", "test"), default="test")
+    explain.add_argument("--target", choices=EMOTIONS_CHOICES, help="class to explain (default: the predicted one)")
+    explain.add_argument("-o", "--output", help="PNG to write (default: in the run folder)")
+    add_data_arguments(explain)
+    explain.set_defaults(func=cmd_explain)
     return parser
 
 

@@ -62,7 +62,8 @@ def evaluate_split(loaded: LoadedModel, faces: FaceSet, split: str, run_dir: Pat
         raise FerlabError(f"{faces.source}: no faces in split {split!r}")
     if not subset.labelled:
         raise FerlabError(f"{faces.source}: split {split!r} has no labels to evaluate against")
-    logits = infer(loaded.model, subset.images, loaded.normalization, tta=tta)
+    logits = infer(loaded.model, subset.images, loaded.normalization, tta=tta,
+                   mixed_precision=loaded.config.mixed_precision, channels_last=loaded.config.channels_last)
     result = metrics(logits, subset.labels)
     suffix = f"{split}{'-tta' if tta else ''}"
     title = f"{SPLIT_TITLES[split]}{' + flip TTA' if tta else ''}"
@@ -79,6 +80,7 @@ def evaluate_split(loaded: LoadedModel, faces: FaceSet, split: str, run_dir: Pat
     plot_face_grid(subset.images[wrong], captions, run_dir / f"misclassified-{suffix}.png",
                    f"{title}: most confident mistakes (true→predicted, confidence)")
     result["report"] = format_metrics(result, title)
+    result["probabilities"] = logits.softmax(1)  # for callers that go on (not in the JSON)
     return result
 
 

@@ -6,9 +6,9 @@ from torch import nn
 
 # Activations the seed notebooks tried; a registry so a config names them.
 ACTIVATIONS = {
-    "relu": lambda: nn.ReLU(inplace=True),
-    "leaky_relu": lambda: nn.LeakyReLU(0.1, inplace=True),
-    "elu": lambda: nn.ELU(inplace=True),
+    "relu": lambda: nn.ReLU(),  # not in-place: explanation hooks (Captum) need the pre-activation intact
+    "leaky_relu": lambda: nn.LeakyReLU(0.1),
+    "elu": lambda: nn.ELU(),
     "softplus": lambda: nn.Softplus(),
 }
 

@@ -1,0 +1,68 @@
+"""What every method needs: targets, a guard that leaves the model as it found it, and the
+conv layers a CAM method can look at."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+
+def resolve_targets(model: nn.Module, images: torch.Tensor, target) -> torch.Tensor:
+    """None -> the predicted class of each image; int -> that class for all; sequence/tensor -> one
+    class per image. Returns (N,) int64."""
+    n = images.shape[0]
+    if target is None:
+        with torch.no_grad():
+            return model(images).argmax(1)
+    if isinstance(target, int):
+        return torch.full((n,), target, dtype=torch.int64)
+    targets = torch.as_tensor(target, dtype=torch.int64).flatten()
+    if targets.numel() != n:
+        raise ValueError(f"got {targets.numel()} targets for {n} images")
+    return targets
+
+
+@contextlib.contextmanager
+def evaluation_mode(model: nn.Module):
+    """Eval mode (dropout off, batch-norm running statistics) for the duration; the previous mode
+    is restored and no parameter gradient is left behind."""
+    was_training = model.training
+    grads = [p.grad for p in model.parameters()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+        for p, g in zip(model.parameters(), grads):
+            p.grad = g
+
+
+def conv_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The children of ``model.features`` that contain a convolution, shallow to deep."""
+    features = getattr(model, "features", None)
+    if features is None:
+        return []
+    return [(name, child) for name, child in features.named_children()
+            if isinstance(child, nn.Conv2d) or any(isinstance(m, nn.Conv2d) for m in child.modules())]
+
+
+def pick_layer(model: nn.Module, layer: str | int | None) -> tuple[str, nn.Module]:
+    """A conv layer by name or position in ``conv_layers`` (default: the deepest)."""
+    layers = conv_layers(model)
+    if not layers:
+        raise ValueError(f"{model.__class__.__name__} has no convolutional features to explain")
+    if layer is None:
+        return layers[-1]
+    if isinstance(layer, int):
+        return layers[layer]
+    for name, module in layers:
+        if name == str(layer):
+            return name, module
+    raise ValueError(f"no conv layer {layer!r}; available: {', '.join(n for n, _ in layers)}")
+
+
+def fresh_input(images: torch.Tensor) -> torch.Tensor:
+    """A leaf copy of the inputs that requires grad, so attribution never touches the caller's."""
+    return images.detach().clone().requires_grad_(True)

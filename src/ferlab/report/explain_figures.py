@@ -1,0 +1,123 @@
+"""Figures of explanations: per-class method panels, filter visualisations, feature maps and
+deletion/insertion curves. Each function takes tensors and a path, writes one PNG, returns the path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from ferlab.explain.postprocess import heat_rgb, normalize, overlay, relu  # noqa: E402
+
+
+def displayable(map_: torch.Tensor, kind: str) -> np.ndarray:
+    """A raw (1, H, W) map -> what the panel shows: 'heat' ([0, 1] after ReLU), 'signed' ([-1, 1])."""
+    if kind == "signed":
+        return normalize(map_[None], signed=True)[0, 0].numpy()
+    return normalize(relu(map_[None]))[0, 0].numpy()
+
+
+def plot_method_panels(faces: torch.Tensor, captions: list[str], panels: dict[str, tuple[torch.Tensor | None, str]],
+                       path: Path, title: str = "") -> Path:
+    """One row per face: the face, then one panel per method.
+
+    ``panels`` maps a column title to (maps (N, 1, 48, 48) or None if not applicable, kind), kind
+    being 'heat' (overlay of the positive part), 'signed' (red towards / blue against the class),
+    'gray' (maps are uint8 faces, e.g. the masked face) or 'fine' (a fine-grained map shown alone).
+    """
+    columns = 1 + len(panels)
+    figure, axes = plt.subplots(len(faces), columns, figsize=(1.9 * columns, 2.0 * len(faces)), squeeze=False)
+    for row, face in enumerate(faces):
+        axes[row, 0].imshow(face.numpy(), cmap="gray", vmin=0, vmax=255)
+        axes[row, 0].set_ylabel(captions[row], fontsize=8)
+        for column, (name, (maps, kind)) in enumerate(panels.items(), start=1):
+            axis = axes[row, column]
+            if maps is None:
+                axis.text(0.5, 0.5, "not\napplicable", ha="center", va="center", fontsize=8, transform=axis.transAxes)
+            elif kind == "gray":
+                axis.imshow(maps[row].numpy(), cmap="gray", vmin=0, vmax=255)
+            elif kind == "signed":
+                signed = displayable(maps[row], "signed")
+                gray = np.repeat((face.numpy() / 255.0)[..., None], 3, axis=2)
+                axis.imshow(np.clip(0.5 * gray + 0.5 * heat_rgb(signed, "bwr"), 0, 1))
+            elif kind == "fine":
+                axis.imshow(displayable(maps[row], "heat"), cmap="hot", vmin=0, vmax=1)
+            else:
+                axis.imshow(overlay(face.numpy(), displayable(maps[row], "heat")))
+            if row == 0:
+                axis.set_title(name, fontsize=9)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def _unit_range(images: torch.Tensor) -> torch.Tensor:
+    low = images.flatten(1).min(1).values[:, None, None]
+    high = images.flatten(1).max(1).values[:, None, None]
+    return (images - low) / (high - low).clamp(min=1e-12)
+
+
+def plot_filter_visualisations(layers: dict[str, torch.Tensor], path: Path, title: str = "") -> Path:
+    """For each layer, (K, 1, 48, 48) inputs maximising filters 0..K-1, in a 4x8 grid, side by side."""
+    figure = plt.figure(figsize=(6.2 * len(layers), 3.6))
+    subfigures = figure.subfigures(1, len(layers), squeeze=False)[0]
+    for subfigure, (name, images) in zip(subfigures, layers.items()):
+        shown = _unit_range(images[:, 0])
+        axes = subfigure.subplots(4, 8)
+        for i, axis in enumerate(axes.flat):
+            axis.axis("off")
+            if i < len(shown):
+                axis.imshow(shown[i].numpy(), cmap="gray")
+        subfigure.suptitle(name, fontsize=10)
+    figure.suptitle(title, fontsize=11, y=1.04)
+    figure.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def plot_feature_maps(face: torch.Tensor, maps: dict[str, torch.Tensor], path: Path, count: int = 16) -> Path:
+    """A face and the first ``count`` filter outputs of each layer in ``maps`` ((C, h, w) each)."""
+    rows = len(maps)
+    figure, axes = plt.subplots(rows, count + 1, figsize=(1.1 * (count + 1), 1.25 * rows), squeeze=False)
+    for row, (name, activation) in enumerate(maps.items()):
+        axes[row, 0].imshow(face.numpy(), cmap="gray", vmin=0, vmax=255)
+        axes[row, 0].set_title(name, fontsize=8)
+        for column in range(count):
+            if column < activation.shape[0]:
+                axes[row, column + 1].imshow(activation[column].numpy(), cmap="viridis")
+    for axis in axes.flat:
+        axis.axis("off")
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def plot_trust_curves(curves: dict[str, tuple[torch.Tensor, torch.Tensor]], path: Path) -> Path:
+    """Mean deletion and insertion curves per method (and the random order)."""
+    figure, (deletion_axis, insertion_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name, (deletion, insertion) in curves.items():
+        x = np.linspace(0, 1, deletion.shape[1])
+        style = dict(ls="--", color="gray") if name == "random order" else {}
+        deletion_axis.plot(x, deletion.mean(0).numpy(), label=name, **style)
+        insertion_axis.plot(x, insertion.mean(0).numpy(), label=name, **style)
+    for axis, what in ((deletion_axis, "deletion (lower is better)"), (insertion_axis, "insertion (higher is better)")):
+        axis.set_xlabel("fraction of pixels removed" if axis is deletion_axis else "fraction of pixels inserted")
+        axis.set_ylabel("probability of the class")
+        axis.set_title(what, fontsize=10)
+        axis.grid(alpha=0.3)
+    insertion_axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from ferlab.explain import NotApplicable, explain, list_methods
+from ferlab.explain.filters import feature_maps, shallow_middle_deep, truncated_features, visualize_filters
+from ferlab.explain.lime_method import superpixels
+from ferlab.models import build_model
+from tests.explain.helpers import LeftHalf, SquaredProjection, all_hooks, identity_conv_model, small_cnn
+
+FAST_OPTIONS = {"lime": {"num_samples": 120}}
+
+
+def test_saliency_is_the_absolute_analytic_input_gradient():
+    torch.manual_seed(1)
+    weights = torch.randn(7, 48 * 48) * 0.05
+    x = torch.randn(3, 1, 48, 48)
+    maps = explain("saliency", SquaredProjection(weights), x, target=[2, 5, 2])
+    for i, c in enumerate([2, 5, 2]):
+        analytic = 2 * (x[i].flatten() @ weights[c]) * weights[c]
+        assert torch.allclose(maps[i].flatten(), analytic.abs(), rtol=1e-5, atol=1e-7)
+
+
+def test_gradcam_reproduces_the_hand_computed_map():
+    torch.manual_seed(2)
+    head = torch.randn(7, 2)
+    x = torch.rand(2, 1, 48, 48)
+    maps = explain("gradcam", identity_conv_model(head), x, target=3)
+    # alpha_k = W[3, k] / (48 * 48) (the average pool's gradient); A_0 = x, A_1 = 2x.
+    by_hand = (head[3, 0] / 2304) * x + (head[3, 1] / 2304) * 2 * x
+    assert torch.allclose(maps, by_hand, rtol=1e-5, atol=1e-9)
+    # With a global-average-pool head, HiResCAM sums the same products: it equals Grad-CAM x (H*W).
+    assert torch.allclose(explain("hirescam", identity_conv_model(head), x, target=3), by_hand, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("method", list_methods())
+@pytest.mark.parametrize("target", [None, 4, [0, 6, 3]])
+def test_a_batch_equals_one_by_one(method, target):
+    model = small_cnn()
+    x = torch.randn(3, 1, 48, 48)
+    batch = explain(method, model, x, target, **FAST_OPTIONS.get(method, {}))
+    assert batch.shape == (3, 1, 48, 48) and batch.dtype == torch.float32
+    for i in range(3):
+        single_target = target if not isinstance(target, list) else [target[i]]
+        single = explain(method, model, x[i:i + 1], single_target, **FAST_OPTIONS.get(method, {}))
+        assert torch.allclose(batch[i], single[0], rtol=1e-4, atol=1e-6), (method, i)
+
+
+@pytest.mark.parametrize("method", list_methods())
+def test_no_hooks_left_and_the_model_is_unchanged(method):
+    model = small_cnn().train()
+    before = copy.deepcopy(model.state_dict())
+    explain(method, model, torch.randn(2, 1, 48, 48), None, **FAST_OPTIONS.get(method, {}))
+    assert all_hooks(model) == 0
+    assert model.training and all(m.training for m in model.modules())
+    assert all(p.grad is None for p in model.parameters())
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_none_target_means_the_predicted_class():
+    model = small_cnn()
+    x = torch.randn(4, 1, 48, 48)
+    predicted = model(x).argmax(1).tolist()
+    assert torch.equal(explain("saliency", model, x), explain("saliency", model, x, predicted))
+
+
+def test_guided_gradcam_refuses_models_without_relu_modules():
+    model = build_model("vgg", activation="leaky_relu", channels=((8,), (8,), (8,), (8,), (8,)), dense=(8,))
+    with pytest.raises(NotApplicable, match="only changes nn.ReLU modules; this model uses LeakyReLU"):
+        explain("guided_gradcam", model.eval(), torch.randn(1, 1, 48, 48))
+
+
+def test_lime_superpixels_and_a_known_answer(sample_faces):
+    faces = list(sample_faces.images[::40].double().numpy()) + list(torch.rand(3, 48, 48).double().numpy())
+    counts = [len(set(superpixels(face).flatten())) for face in faces]
+    assert all(20 <= c <= 60 for c in counts), counts  # "a few dozen", on real faces and on noise
+    x = torch.rand(2, 1, 48, 48) + 0.5
+    maps = explain("lime", LeftHalf(), x, target=0, num_samples=300)
+    # Only the left half decides class 0: LIME's weights must sit there.
+    assert (maps[..., :24].mean() > 5 * maps[..., 24:].abs().mean()).item()
+
+
+def test_feature_maps_are_the_truncated_features():
+    model = small_cnn()
+    x = torch.randn(2, 1, 48, 48)
+    name = shallow_middle_deep(model)[1]
+    _, partial = truncated_features(model, name)
+    assert torch.equal(feature_maps(model, x, name), partial(x))
+
+
+def test_filter_visualisation_raises_each_filters_activation_and_leaves_the_model():
+    model = small_cnn().train()
+    before = copy.deepcopy(model.state_dict())
+    layer = shallow_middle_deep(model)[1]
+    images = visualize_filters(model, layer, count=6, steps=40)
+    assert images.shape == (6, 1, 48, 48)
+    _, partial = truncated_features(model, layer)
+    model.eval()
+    with torch.no_grad():
+        start = partial(torch.randn(6, 1, 48, 48, generator=torch.Generator().manual_seed(0)) * 0.1)
+        found = partial(images)
+    index = torch.arange(6)
+    assert (found[index, index].mean((1, 2)) > start[index, index].mean((1, 2))).all()
+    assert all_hooks(model) == 0 and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_dense_models_have_no_conv_layer_to_explain():
+    with pytest.raises(ValueError, match="no convolutional features"):
+        explain("gradcam", build_model("dnn").eval(), torch.randn(1, 1, 48, 48))
