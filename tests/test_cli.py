@@ -96,3 +96,18 @@ def test_evaluate_and_predict_on_a_trained_run(tmp_path, capsys, sample_archive)
     lines = submission.read_text().splitlines()
     assert lines[0] == "id,label" and [line.split(",")[0] for line in lines[1:]] == ["0", "1", "2", "3", "4"]
     assert all(0 <= int(line.split(",")[1]) <= 6 for line in lines[1:])
+
+
+def test_ensemble_of_one_run_twice_matches_the_run(tmp_path, capsys, sample_archive):
+    import json
+
+    run_dir = tmp_path / "run"
+    assert main(["train", "--preset", "smoke", "--epochs", "1", "--data", str(sample_archive),
+                 "--out", str(run_dir), "--quiet"]) == 0
+    single = json.loads((run_dir / "metrics.json").read_text())
+    out = tmp_path / "ensemble"
+    code, stdout, _ = run(["ensemble", str(run_dir), str(run_dir), "--weights", "fit", "--out", str(out)], capsys)
+    assert code == 0
+    combined = json.loads((out / "metrics.json").read_text())
+    assert combined["test_accuracy"] == pytest.approx(single["test_accuracy"])
+    assert (out / "confusion-test.png").exists() and "ensemble of 2" in stdout

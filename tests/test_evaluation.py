@@ -67,3 +67,23 @@ def test_normalization_kinds():
     assert Normalization("rescale").apply(images).max() == 1
     fitted = Normalization.fit("standardize", images)
     assert fitted.mean == pytest.approx(0.5) and fitted.apply(images).mean().abs() < 1e-6
+
+
+def test_ensemble_of_identical_models_equals_the_model():
+    from ferlab.ensemble import combine, fit_weights
+
+    probabilities = torch.softmax(torch.randn(20, 7), 1)
+    assert torch.allclose(combine([probabilities, probabilities, probabilities]), probabilities, atol=1e-6)
+    labels = probabilities.argmax(1)
+    weights = fit_weights([probabilities, probabilities], labels)
+    assert torch.allclose(combine([probabilities, probabilities], weights), probabilities, atol=1e-6)
+
+
+def test_fitted_weights_prefer_the_better_model():
+    from ferlab.ensemble import fit_weights
+
+    labels = torch.randint(0, 7, (200,))
+    good = torch.nn.functional.one_hot(labels, 7).float() * 0.9 + 0.1 / 7
+    noise = torch.softmax(torch.randn(200, 7), 1)
+    weights = fit_weights([noise, good], labels)
+    assert weights[1] > 0.9 and torch.isclose(weights.sum(), torch.tensor(1.0))

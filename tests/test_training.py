@@ -54,9 +54,9 @@ def test_flip_only_policy_mirrors_exactly():
     assert torch.allclose(identity, torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).expand(3, 2, 3))
 
 
-@pytest.mark.parametrize("mixed_precision", [False, True])
-def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, sample_faces, mixed_precision):
-    config = resolve_config("smoke", overrides={"epochs": 3, "mixed_precision": mixed_precision})
+@pytest.mark.parametrize("mixed_precision, ema", [(False, 0.0), (True, 0.0), (False, 0.9)])
+def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, sample_faces, mixed_precision, ema):
+    config = resolve_config("smoke", overrides={"epochs": 3, "mixed_precision": mixed_precision, "ema": ema})
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     whole.mkdir(), parts.mkdir()
     fit(config, sample_faces, whole, progress=False, log=lambda _: None)
@@ -65,8 +65,9 @@ def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, sample
     fit(config, sample_faces, parts, resume=True, progress=False, log=lambda _: None)
     a, b = read_checkpoint(whole / "last.pt"), read_checkpoint(parts / "last.pt")
     assert a["epoch"] == b["epoch"] == 3
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
+    for weights in ("model", "train_model") if ema else ("model",):
+        for key in a[weights]:
+            assert torch.equal(a[weights][key], b[weights][key]), (weights, key)
     without_time = lambda history: [{k: v for k, v in row.items() if k != "seconds"} for row in history]  # noqa: E731
     assert without_time(a["history"]) == without_time(b["history"])
 
@@ -98,3 +99,12 @@ def test_training_learns_on_the_sample(tmp_path, sample_faces):
     fit(config, sample_faces, tmp_path, progress=False, log=lambda _: None)
     history = read_checkpoint(tmp_path / "last.pt")["history"]
     assert history[-1]["train_accuracy"] > 0.3
+
+
+def test_weight_average_is_evaluated_and_saved(tmp_path, sample_faces):
+    config = resolve_config("smoke", overrides={"epochs": 1, "ema": 0.5})
+    fit(config, sample_faces, tmp_path, progress=False, log=lambda _: None)
+    state = read_checkpoint(tmp_path / "last.pt")
+    raw, averaged = state["train_model"], state["model"]
+    assert raw.keys() == averaged.keys()
+    assert any(not torch.equal(raw[k], averaged[k]) for k in raw if raw[k].is_floating_point())

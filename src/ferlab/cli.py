@@ -158,6 +158,47 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_ensemble(args) -> int:
+    import torch
+
+    from ferlab.checkpoint import load_model
+    from ferlab.ensemble import combine, fit_weights
+    from ferlab.evaluation import infer
+    from ferlab.runs import labelled_split, new_run_dir, write_evaluation, write_json
+
+    if len(args.runs) < 2:
+        raise FerlabError("an ensemble needs at least two runs")
+    members = [load_model(run) for run in args.runs]
+    first = members[0]
+    faces = load_data(args, val_fraction=first.config.val_fraction, seed=first.config.seed,
+                      explicit=args.data or first.checkpoint.get("data", {}).get("source"))
+    splits = {split: labelled_split(faces, split) for split in ("val", "test")}
+    probabilities = {split: [infer(m.model, subset.images, m.normalization, tta=args.tta,
+                                   mixed_precision=m.config.mixed_precision).softmax(1) for m in members]
+                     for split, subset in splits.items()}
+    weights = None
+    if args.weights == "fit":  # fitted on PublicTest only
+        weights = fit_weights(probabilities["val"], splits["val"].labels)
+    out = Path(args.out) if args.out else new_run_dir(Path("runs"), "ensemble")
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"runs": [str(r) for r in args.runs], "weights": (weights.tolist() if weights is not None else "equal"),
+               "tta": args.tta}
+    for split, subset in splits.items():
+        for run, p in zip(args.runs, probabilities[split]):
+            accuracy = float((p.argmax(1) == subset.labels).double().mean())
+            summary.setdefault("members", {}).setdefault(str(run), {})[f"{split}_accuracy"] = accuracy
+        combined = combine(probabilities[split], weights)
+        result = write_evaluation(combined.clamp_min(1e-12).log(), subset, split, out, tta=args.tta)
+        summary[f"{split}_accuracy"] = result["accuracy"]
+        print(result["report"])
+    write_json(out / "metrics.json", summary)
+    for run, member in summary["members"].items():
+        print(f"member {run}: PublicTest {member['val_accuracy']:.4f}, PrivateTest {member['test_accuracy']:.4f}")
+    print(f"ensemble of {len(members)} ({'weights fitted on PublicTest: ' + ', '.join(f'{w:.2f}' for w in weights.tolist()) if weights is not None else 'equal weights'}): "
+          f"PublicTest {summary['val_accuracy']:.4f}, PrivateTest {summary['test_accuracy']:.4f}; wrote {out}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from ferlab.checkpoint import load_model
     from ferlab.report.build import ReportOptions, build_report
@@ -283,6 +324,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--checkpoint", choices=("best", "last"), default="best")
     add_data_arguments(predict, source=False)
     predict.set_defaults(func=cmd_predict)
+
+    ensemble = commands.add_parser("ensemble", help="combine runs' probabilities and evaluate the combination")
+    ensemble.add_argument("runs", nargs="+", help="run folders or checkpoint files")
+    ensemble.add_argument("--weights", choices=("equal", "fit"), default="equal",
+                          help="fit: weights that minimise the log-loss on PublicTest")
+    ensemble.add_argument("--tta", action="store_true", help="flip test-time augmentation for every member")
+    ensemble.add_argument("--out", help="folder for the ensemble's evaluation (default: runs/ensemble-<time>)")
+    add_data_arguments(ensemble)
+    ensemble.set_defaults(func=cmd_ensemble)
 
     report = commands.add_parser("report", help="write a self-contained report.html with explanations and trust checks")
     report.add_argument("run", help="run folder")

@@ -36,6 +36,7 @@ class TrainConfig:
     momentum: float = 0.9            # sgd only
     nesterov: bool = True            # sgd only
     label_smoothing: float = 0.0     # cross-entropy target smoothing
+    ema: float = 0.0                 # per-step decay of a weight average used for evaluation; 0 = off
     # learning-rate schedule
     schedule: str = "onecycle"       # none | plateau | cosine | onecycle
     warmup_fraction: float = 0.2     # onecycle/cosine: fraction of all steps spent rising to lr
@@ -55,6 +56,7 @@ class TrainConfig:
     device: str = "auto"             # auto (cuda when present) | cpu | cuda
     mixed_precision: bool = True     # bf16 autocast on CUDA and on CPUs with native bf16
     channels_last: bool = True       # memory layout for convolutions
+    compile: bool = False            # torch.compile the training step's model (CUDA; slow to start)
     val_fraction: float = 0.1        # sources without PublicTest: stratified share of train held out
     eval_batch_size: int = 512       # images per inference batch
 

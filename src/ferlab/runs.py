@@ -53,34 +53,45 @@ def write_config(run_dir: Path, config: TrainConfig, data_info: dict) -> None:
     (run_dir / "config.yaml").write_text(f"# resolved training config; data: {data_info.get('source')}\n{text}")
 
 
-def evaluate_split(loaded: LoadedModel, faces: FaceSet, split: str, run_dir: Path, *, tta: bool = False,
-                   gallery: int = 32) -> dict:
-    """Metrics of the loaded model on one split; writes eval-<split>.json, the confusion matrix
-    and a gallery of misclassified faces into ``run_dir``."""
+def labelled_split(faces: FaceSet, split: str) -> FaceSet:
     subset = faces.split(split)
     if len(subset) == 0:
         raise FerlabError(f"{faces.source}: no faces in split {split!r}")
     if not subset.labelled:
         raise FerlabError(f"{faces.source}: split {split!r} has no labels to evaluate against")
+    return subset
+
+
+def evaluate_split(loaded: LoadedModel, faces: FaceSet, split: str, run_dir: Path, *, tta: bool = False) -> dict:
+    """Metrics of the loaded model on one split, written into ``run_dir`` (see write_evaluation)."""
+    subset = labelled_split(faces, split)
     logits = infer(loaded.model, subset.images, loaded.normalization, tta=tta,
                    mixed_precision=loaded.config.mixed_precision, channels_last=loaded.config.channels_last)
+    return write_evaluation(logits, subset, split, run_dir, tta=tta)
+
+
+def write_evaluation(logits: torch.Tensor, subset: FaceSet, split: str, out_dir: Path, *, tta: bool = False,
+                     gallery: int = 32) -> dict:
+    """From (N, 7) logits (or log-probabilities) of a split's faces: eval-<split>.json, the
+    confusion matrix and a gallery of the most confident mistakes. Returns the metrics, with the
+    printable ``report`` and the ``probabilities`` tensor added (neither goes into the JSON)."""
     result = metrics(logits, subset.labels)
     suffix = f"{split}{'-tta' if tta else ''}"
     title = f"{SPLIT_TITLES[split]}{' + flip TTA' if tta else ''}"
-    result.update({"split": split, "tta": tta, "source": faces.source})
-    write_json(run_dir / f"eval-{suffix}.json", result)
-    plot_confusion(result["confusion_normalized"], run_dir / f"confusion-{suffix}.png",
+    result.update({"split": split, "tta": tta, "source": subset.source})
+    write_json(out_dir / f"eval-{suffix}.json", result)
+    plot_confusion(result["confusion_normalized"], out_dir / f"confusion-{suffix}.png",
                    f"{title}: accuracy {result['accuracy']:.3f}")
-    predictions = logits.argmax(1)
+    probabilities = logits.softmax(1)
+    confidence, predictions = probabilities.max(1)
     wrong = (predictions != subset.labels).nonzero().flatten()
-    confidence = logits.softmax(1).max(1).values
     wrong = wrong[confidence[wrong].argsort(descending=True)][:gallery]  # most confident mistakes first
     captions = [f"{EMOTIONS[int(subset.labels[i])]}→{EMOTIONS[int(predictions[i])]} {float(confidence[i]):.2f}"
                 for i in wrong.tolist()]
-    plot_face_grid(subset.images[wrong], captions, run_dir / f"misclassified-{suffix}.png",
+    plot_face_grid(subset.images[wrong], captions, out_dir / f"misclassified-{suffix}.png",
                    f"{title}: most confident mistakes (true→predicted, confidence)")
     result["report"] = format_metrics(result, title)
-    result["probabilities"] = logits.softmax(1)  # for callers that go on (not in the JSON)
+    result["probabilities"] = probabilities
     return result
 
 

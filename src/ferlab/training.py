@@ -6,6 +6,7 @@ run resumed from its ``last.pt`` at an epoch boundary continues exactly as if ne
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
 import time
@@ -93,9 +94,29 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     return kind(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
+class WeightAverage:
+    """Exponential moving average of the weights (and float buffers), updated after every step;
+    evaluated and saved in place of the raw weights when ``config.ema > 0``."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for averaged, current in zip(self.model.state_dict().values(), model.state_dict().values()):
+            if averaged.is_floating_point():
+                averaged.lerp_(current, 1.0 - self.decay)
+            else:
+                averaged.copy_(current)
+
+
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor, *,
                     config: TrainConfig, normalization: Normalization, generator: torch.Generator,
-                    lr_for_step: Callable[[int], float], description: str = "", progress: bool = True) -> dict:
+                    lr_for_step: Callable[[int], float], description: str = "", progress: bool = True,
+                    average: WeightAverage | None = None) -> dict:
     """One pass over (N, 48, 48) uint8 ``images`` (already on the model's device) in shuffled
     batches; the last partial batch is dropped (batch norm needs more than one face, and the
     shuffle differs every epoch). Returns mean loss, accuracy and seconds."""
@@ -124,6 +145,8 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if average is not None:
+            average.update(model)
         total_loss += loss.detach() * y.shape[0]
         total_correct += (logits.argmax(1) == y).sum()
         if progress and (step % 10 == 0 or step == steps - 1):
@@ -170,12 +193,17 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config)
     normalization = Normalization.fit(config.normalization, train.images)
+    average = WeightAverage(model, config.ema) if config.ema > 0 else None
     if resume:
         state = read_checkpoint(run_dir / "last.pt")
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state.get("train_model", state["model"]))
+        if average is not None:
+            average.model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         normalization = Normalization(**state["normalization"])
         history = list(state["history"])
+    # Optional compilation; the uncompiled module keeps the weights and is what gets saved.
+    step_model = torch.compile(model) if config.compile else model
     train_images, train_labels = train.images.to(device), train.labels.to(device)
     val_images, val_labels = val.images.to(device), val.labels
     steps_per_epoch = len(train) // min(config.batch_size, len(train))
@@ -196,20 +224,23 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
         generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch) + 1)  # shuffle + augmentation
         first = epoch * steps_per_epoch
         stats = train_one_epoch(
-            model, optimizer, train_images, train_labels, config=config, normalization=normalization,
+            step_model, optimizer, train_images, train_labels, config=config, normalization=normalization,
             generator=generator, lr_for_step=lambda step: scale * lr_at(first + step, total_steps, config),
-            description=f"epoch {epoch + 1}/{config.epochs}", progress=progress)
+            description=f"epoch {epoch + 1}/{config.epochs}", progress=progress, average=average)
+        evaluated = average.model if average is not None else model
         started = time.perf_counter()
-        val_stats = evaluate(model, val_images, val_labels, normalization, config)
+        val_stats = evaluate(evaluated, val_images, val_labels, normalization, config)
         row = {"epoch": epoch + 1, "train_loss": stats["loss"], "train_accuracy": stats["accuracy"],
                "val_loss": val_stats["loss"], "val_accuracy": val_stats["accuracy"],
                "lr": scale * lr_at(first + steps_per_epoch - 1, total_steps, config),
                "seconds": stats["seconds"] + time.perf_counter() - started}
         history.append(row)
         improved = row["val_accuracy"] > max(val_history, default=-1.0)
-        payload = {**base, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+        payload = {**base, "model": evaluated.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
                    "history": history, "rng": torch.get_rng_state(),
                    "metrics": {"val_accuracy": row["val_accuracy"], "val_loss": row["val_loss"]}}
+        if average is not None:
+            payload["train_model"] = model.state_dict()  # the raw weights, to resume training from
         if improved:
             save_checkpoint(run_dir / "best.pt", payload)
         save_checkpoint(run_dir / "last.pt", payload)

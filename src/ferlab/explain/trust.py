@@ -22,6 +22,7 @@ from ferlab.explain import NotApplicable, get_method
 from ferlab.explain.common import evaluation_mode
 
 SANITY_THRESHOLD = 0.5  # mean rank correlation above this: the maps do not depend on the weights
+MARGIN = 0.01  # AUC difference (in class probability) a map needs over the random order to count
 
 
 def randomized_copy(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -89,18 +90,26 @@ class TrustResult:
         return self.randomization_rho < SANITY_THRESHOLD
 
     @property
+    def beats_deletion(self) -> bool:
+        return self.deletion_auc < self.random_deletion_auc - MARGIN
+
+    @property
+    def beats_insertion(self) -> bool:
+        return self.insertion_auc > self.random_insertion_auc + MARGIN
+
+    @property
     def faithful(self) -> bool:
-        return self.deletion_auc < self.random_deletion_auc and self.insertion_auc > self.random_insertion_auc
+        return self.beats_deletion and self.beats_insertion
 
     def verdict(self) -> str:
         if self.note:
             return self.note
         sanity = (f"passes the randomisation check (ρ={self.randomization_rho:.2f})" if self.passes_sanity else
                   f"FAILS the randomisation check (ρ={self.randomization_rho:.2f}: the map barely depends on the weights)")
-        faith = ("beats a random order at deletion and insertion" if self.faithful else
-                 "does not beat a random order at " + ("deletion and insertion" if
-                 self.deletion_auc >= self.random_deletion_auc and self.insertion_auc <= self.random_insertion_auc
-                 else ("deletion" if self.deletion_auc >= self.random_deletion_auc else "insertion")))
+        missed = [test for test, beaten in (("deletion", self.beats_deletion), ("insertion", self.beats_insertion))
+                  if not beaten]
+        faith = ("beats a random order at deletion and insertion" if not missed else
+                 f"does not beat a random order at {' and '.join(missed)} (by {MARGIN} or more)")
         return f"{sanity}; {faith}"
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import jinja2
 import torch
 
-from ferlab.checkpoint import LoadedModel
+from ferlab.checkpoint import LoadedModel, read_checkpoint
 from ferlab.data.faceset import FaceSet
 from ferlab.explain import NotApplicable, explain, method_title
 from ferlab.explain.filters import feature_maps, shallow_middle_deep, visualize_filters
@@ -91,7 +91,8 @@ def build_report(run_dir: Path, loaded: LoadedModel, faces: FaceSet, options: Re
     log("report: evaluating on PrivateTest")
     test = faces.split("test")
     evaluation = timed("evaluation", evaluate_split, loaded, faces, "test", run_dir)
-    history = loaded.checkpoint.get("history", [])
+    last = run_dir / "last.pt"  # the whole history; best.pt's ends at the best epoch
+    history = read_checkpoint(last)["history"] if last.exists() else loaded.checkpoint.get("history", [])
     if history:
         plot_history(history, run_dir / "curves.png", f"{loaded.config.model} ({run_dir.name})")
     probabilities = evaluation.pop("probabilities")

@@ -1,0 +1,62 @@
+"""``ferlab report`` end to end on a real (short) training run, opened in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ferlab.cli import main
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture(scope="module")
+def reported_run(tmp_path_factory, sample_archive):
+    run = tmp_path_factory.mktemp("report") / "run"
+    assert main(["train", "--preset", "smoke", "--epochs", "2", "--data", str(sample_archive), "--out", str(run), "--quiet"]) == 0
+    assert main(["report", str(run), "--lime-samples", "150", "--filter-steps", "20", "--trust-faces-per-class", "1"]) == 0
+    return run
+
+
+def test_report_is_self_contained_and_writes_every_figure(reported_run):
+    page = (reported_run / "report.html").read_text()
+    for name in ("curves", "confusion-test", "misclassified-test", "explanations", "filters", "feature-maps", "trust-curves"):
+        assert (reported_run / f"{name}.png").stat().st_size > 1000, name
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", page), "the page must not load anything from the network"
+    assert page.count('src="data:image/png;base64,') == 7
+    trust = json.loads((reported_run / "trust.json").read_text())
+    assert [m["method"] for m in trust["methods"]] == ["Saliency (|gradient|)", "Grad-CAM", "HiResCAM", "Guided Grad-CAM", "LIME"]
+    assert all(m["verdict"] for m in trust["methods"])
+    assert "How far to trust each explanation" in page and "PrivateTest accuracy" in page
+
+
+@pytest.mark.browser
+def test_report_opens_in_headless_chromium_without_errors(reported_run, tmp_path):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    errors: list[str] = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("requestfailed", lambda request: errors.append(f"request failed: {request.url}"))
+        page.goto((reported_run / "report.html").resolve().as_uri())
+        page.wait_for_load_state("load")
+        broken = page.evaluate("Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).length")
+        count = page.evaluate("document.images.length")
+        screenshot = Path(os.environ.get("FERLAB_SCREENSHOTS", tmp_path)) / "report.png"
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(screenshot), full_page=True)
+        browser.close()
+    assert errors == []
+    assert count == 7 and broken == 0
+    assert screenshot.stat().st_size > 10_000
