@@ -40,7 +40,9 @@ def test_report_is_self_contained_and_writes_every_figure(reported_run):
 @pytest.mark.browser
 def test_report_opens_in_headless_chromium_without_errors(reported_run, tmp_path):
     if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+        if os.environ.get("CI"):
+            pytest.fail("Debian's chromium is missing; .ci/run installs it with apt-get")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     playwright = pytest.importorskip("playwright.sync_api")
     errors: list[str] = []
     with playwright.sync_playwright() as p:

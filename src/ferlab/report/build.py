@@ -37,7 +37,7 @@ ATTRIBUTION_METHODS = ("saliency", "gradcam", "hirescam", "guided_gradcam", "lim
 class ReportOptions:
     trust_faces_per_class: int = 2   # the trust sample: the first faces of each class in the test split, by id
     lime_samples: int = 1000         # perturbed images per LIME explanation in the class panels
-    trust_lime_samples: int = 500    # ... in the trust table (LIME runs twice there: trained and random model)
+    trust_lime_samples: int = 250    # ... in the trust table (LIME runs twice there: trained and random model)
     filter_steps: int = 200          # gradient-ascent steps per filter visualisation
     filters: int = 32                # filters shown per layer
     mask_fraction: float = 0.2       # the masked face keeps this share of the most salient pixels
