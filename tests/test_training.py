@@ -108,3 +108,14 @@ def test_weight_average_is_evaluated_and_saved(tmp_path, sample_faces):
     raw, averaged = state["train_model"], state["model"]
     assert raw.keys() == averaged.keys()
     assert any(not torch.equal(raw[k], averaged[k]) for k in raw if raw[k].is_floating_point())
+
+
+def test_cli_resume_finishes_an_interrupted_run(tmp_path, sample_archive, sample_faces, capsys):
+    config = resolve_config("smoke", overrides={"epochs": 2})
+    fit(config, sample_faces, tmp_path, data_info={"source": str(sample_archive)}, progress=False,
+        stop_after=1, log=lambda _: None)
+    assert len(read_checkpoint(tmp_path / "last.pt")["history"]) == 1
+    assert main(["train", "--resume", str(tmp_path), "--quiet"]) == 0
+    assert [row["epoch"] for row in read_checkpoint(tmp_path / "last.pt")["history"]] == [1, 2]
+    assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 2
+    assert f"resuming {tmp_path} after epoch 1 of 2" in capsys.readouterr().out

@@ -57,8 +57,25 @@ class LoadedModel:
     checkpoint: dict
 
 
+DEFAULT_MODEL = "default"  # the name that means the model shipped inside the package
+
+
+def shipped_model_path() -> Path:
+    return Path(__file__).parent / "weights" / "default.pt"
+
+
+def is_run_folder(run_or_file: str | os.PathLike) -> bool:
+    return str(run_or_file) != DEFAULT_MODEL and Path(run_or_file).is_dir()
+
+
 def resolve_checkpoint(run_or_file: str | os.PathLike, which: str = "best") -> Path:
-    """A run folder -> its ``best.pt`` (or ``last.pt``); a file stays itself."""
+    """A run folder -> its ``best.pt`` (or ``last.pt``); ``default`` -> the shipped model; a file
+    stays itself."""
+    if str(run_or_file) == DEFAULT_MODEL and not Path(run_or_file).exists():
+        path = shipped_model_path()
+        if not path.exists():
+            raise FerlabError(f"{path}: the shipped default model is missing from this installation")
+        return path
     path = Path(run_or_file)
     if path.is_dir():
         path = path / f"{which}.pt"
@@ -69,11 +86,19 @@ def resolve_checkpoint(run_or_file: str | os.PathLike, which: str = "best") -> P
     return path
 
 
+def export_checkpoint(source: dict, path: Path) -> None:
+    """A compact copy for shipping: weights in float16 (they are cast back to float32 on load),
+    no optimiser state, no raw pre-averaging weights."""
+    kept = {k: v for k, v in source.items() if k not in ("optimizer", "train_model", "rng", "format", "version", "classes")}
+    kept["model"] = {k: (v.half() if v.is_floating_point() else v) for k, v in source["model"].items()}
+    save_checkpoint(path, kept)
+
+
 def load_model(run_or_file: str | os.PathLike, which: str = "best") -> LoadedModel:
     payload = read_checkpoint(resolve_checkpoint(run_or_file, which))
     config = config_from_dict(payload["config"])
     model = build_model(config.model, **config.model_options)
-    model.load_state_dict(payload["model"])
+    model.load_state_dict(payload["model"])  # copies cast float16 (exported) weights to float32
     if config.channels_last:  # as trained; on CPUs this layout is markedly faster for convolutions
         model = model.to(memory_format=torch.channels_last)
     model.eval()

@@ -45,6 +45,29 @@ def load_data(args, *, val_fraction: float = 0.1, seed: int = 0, explicit: str |
     return faces
 
 
+def load_data_for(args, loaded):
+    """Data for a trained model: --data, else the source it was trained on if still there, else
+    the usual search ($FERLAB_DATA, the default folders)."""
+    saved = loaded.checkpoint.get("data", {}).get("source")
+    explicit = getattr(args, "data", None) or (saved if saved and Path(saved).exists() else None)
+    return load_data(args, val_fraction=loaded.config.val_fraction, seed=loaded.config.seed, explicit=explicit)
+
+
+def output_dir(args, kind: str) -> Path:
+    """Where a command on a trained model writes: --out, else the run folder itself, else (for a
+    checkpoint file or the shipped model) runs/<kind>-<name>."""
+    from ferlab.checkpoint import is_run_folder
+
+    if getattr(args, "out", None):
+        path = Path(args.out)
+    elif is_run_folder(args.run):
+        path = Path(args.run)
+    else:
+        path = Path("runs") / f"{kind}-{Path(str(args.run)).stem}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def cmd_models(args) -> int:
     from ferlab.models import build_model, count_parameters, describe_model, list_models
 
@@ -128,9 +151,8 @@ def cmd_evaluate(args) -> int:
     from ferlab.runs import evaluate_split, read_json, write_json
 
     loaded = load_model(args.run, args.checkpoint)
-    run_dir = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
-    data = args.data or loaded.checkpoint.get("data", {}).get("source")
-    faces = load_data(args, val_fraction=loaded.config.val_fraction, seed=loaded.config.seed, explicit=data)
+    run_dir = output_dir(args, "eval")
+    faces = load_data_for(args, loaded)
     splits = ("val", "test") if args.split == "both" else (args.split,)
     summary = read_json(run_dir / "metrics.json")
     for split in splits:
@@ -169,9 +191,7 @@ def cmd_ensemble(args) -> int:
     if len(args.runs) < 2:
         raise FerlabError("an ensemble needs at least two runs")
     members = [load_model(run) for run in args.runs]
-    first = members[0]
-    faces = load_data(args, val_fraction=first.config.val_fraction, seed=first.config.seed,
-                      explicit=args.data or first.checkpoint.get("data", {}).get("source"))
+    faces = load_data_for(args, members[0])
     splits = {split: labelled_split(faces, split) for split in ("val", "test")}
     probabilities = {split: [infer(m.model, subset.images, m.normalization, tta=args.tta,
                                    mixed_precision=m.config.mixed_precision).softmax(1) for m in members]
@@ -199,14 +219,24 @@ def cmd_ensemble(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from ferlab.checkpoint import export_checkpoint, read_checkpoint, resolve_checkpoint
+
+    source = read_checkpoint(resolve_checkpoint(args.run, args.checkpoint))
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    export_checkpoint(source, output)
+    print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB, float16 weights)")
+    return 0
+
+
 def cmd_report(args) -> int:
     from ferlab.checkpoint import load_model
     from ferlab.report.build import ReportOptions, build_report
 
     loaded = load_model(args.run)
-    run_dir = Path(args.run)
-    faces = load_data(args, val_fraction=loaded.config.val_fraction, seed=loaded.config.seed,
-                      explicit=args.data or loaded.checkpoint.get("data", {}).get("source"))
+    run_dir = output_dir(args, "report")
+    faces = load_data_for(args, loaded)
     options = ReportOptions(lime_samples=args.lime_samples, filter_steps=args.filter_steps,
                             trust_faces_per_class=args.trust_faces_per_class)
     build_report(run_dir, loaded, faces, options)
@@ -239,13 +269,12 @@ def cmd_explain(args) -> int:
     from ferlab.report.explain_figures import plot_method_panels
 
     loaded = load_model(args.run)
-    run_dir = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
+    run_dir = output_dir(args, "explain")
     if args.image:
         faces_u8 = torch.cat([read_face_image(Path(p)) for p in args.image])
         names = [Path(p).stem for p in args.image]
     else:
-        faces = load_data(args, val_fraction=loaded.config.val_fraction, seed=loaded.config.seed,
-                          explicit=args.data or loaded.checkpoint.get("data", {}).get("source")).split(args.split)
+        faces = load_data_for(args, loaded).split(args.split)
         bad = [i for i in args.index if not 0 <= i < len(faces)]
         if bad:
             raise FerlabError(f"--index {bad[0]} is out of range: the {args.split} split has {len(faces)} faces")
@@ -307,11 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="metrics, confusion matrix and misclassified faces of a run")
-    evaluate.add_argument("run", help="run folder or checkpoint file")
+    evaluate.add_argument("run", help="run folder, checkpoint file, or 'default' (the shipped model)")
     evaluate.add_argument("--split", choices=("train", "val", "test", "both"), default="test",
                           help="test = PrivateTest, val = PublicTest, both = val and test")
     evaluate.add_argument("--tta", action="store_true", help="average with the horizontally flipped face")
     evaluate.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    evaluate.add_argument("--out", help="folder for the results (default: the run folder; runs/eval-<name> for a file)")
     add_data_arguments(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
@@ -334,8 +364,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_arguments(ensemble)
     ensemble.set_defaults(func=cmd_ensemble)
 
+    export = commands.add_parser("export", help="write a compact float16 checkpoint (no optimiser state) for sharing")
+    export.add_argument("run", help="run folder or checkpoint file")
+    export.add_argument("-o", "--output", required=True)
+    export.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    export.set_defaults(func=cmd_export)
+
     report = commands.add_parser("report", help="write a self-contained report.html with explanations and trust checks")
-    report.add_argument("run", help="run folder")
+    report.add_argument("run", help="run folder, checkpoint file, or 'default' (the shipped model)")
+    report.add_argument("--out", help="folder for report.html and its figures (default: the run folder)")
     report.add_argument("--lime-samples", type=int, default=1000, help="perturbations per LIME explanation")
     report.add_argument("--filter-steps", type=int, default=200, help="gradient-ascent steps per filter")
     report.add_argument("--trust-faces-per-class", type=int, default=2, help="faces per class in the trust sample")

@@ -33,8 +33,24 @@ def test_gradcam_reproduces_the_hand_computed_map():
     # alpha_k = W[3, k] / (48 * 48) (the average pool's gradient); A_0 = x, A_1 = 2x.
     by_hand = (head[3, 0] / 2304) * x + (head[3, 1] / 2304) * 2 * x
     assert torch.allclose(maps, by_hand, rtol=1e-5, atol=1e-9)
-    # With a global-average-pool head, HiResCAM sums the same products: it equals Grad-CAM x (H*W).
+    # With a global-average-pool head the gradient is uniform over positions, so HiResCAM's
+    # element-wise products sum to the same map.
     assert torch.allclose(explain("hirescam", identity_conv_model(head), x, target=3), by_hand, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("layer", [None, 1])
+def test_hook_free_gradcam_matches_captum(layer):
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    from ferlab.explain.common import pick_layer
+
+    model = build_model("cnn", channels=((8, 8), (16, 16), (16, 16, 16)), dense=(32, 32)).eval()
+    x = torch.randn(3, 1, 48, 48)
+    targets = [1, 4, 6]
+    _, module = pick_layer(model, layer)
+    reference = LayerGradCam(model, module).attribute(x.clone().requires_grad_(True), target=targets)
+    reference = LayerAttribution.interpolate(reference, (48, 48), interpolate_mode="bilinear")
+    assert torch.allclose(explain("gradcam", model, x, targets, layer=layer), reference, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("method", list_methods())

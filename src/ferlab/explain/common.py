@@ -63,6 +63,16 @@ def pick_layer(model: nn.Module, layer: str | int | None) -> tuple[str, nn.Modul
     raise ValueError(f"no conv layer {layer!r}; available: {', '.join(n for n, _ in layers)}")
 
 
+def split_at(model: nn.Module, layer: str | int | None):
+    """(front, back): ``model.features`` up to and including ``layer``, and the rest of the model,
+    so that ``back(front(x)) == model(x)`` with no hooks."""
+    name, _ = pick_layer(model, layer)
+    names = [n for n, _ in model.features.named_children()]
+    cut = names.index(name) + 1
+    front, rest = model.features[:cut], model.features[cut:]
+    return front, lambda activations: model.head(rest(activations))
+
+
 def fresh_input(images: torch.Tensor) -> torch.Tensor:
     """A leaf copy of the inputs that requires grad, so attribution never touches the caller's."""
     return images.detach().clone().requires_grad_(True)
