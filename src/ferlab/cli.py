@@ -230,6 +230,53 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_photo(args) -> int:
+    from ferlab.checkpoint import load_model
+    from ferlab.faces import PhotoError, read_photo
+    from ferlab.photos import analyze, annotate, demo_photos, expand_inputs, photo_record
+    from ferlab.runs import write_json
+
+    if not args.inputs and not args.demo:
+        raise FerlabError("give photos or folders to read, or --demo")
+    loaded = load_model(args.model)
+    paths = (demo_photos() if args.demo else []) + expand_inputs(args.inputs)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    records, failed = [], 0
+    for path in paths:
+        try:
+            rgb = read_photo(path)
+        except PhotoError as error:
+            print(f"ferlab: error: {error}", file=sys.stderr)
+            failed += 1
+            continue
+        faces = analyze(loaded, rgb, explain=args.explain)
+        record = photo_record(str(path), rgb, faces)
+        records.append(record)
+        stem = path.stem if sum(p.stem == path.stem for p in paths) == 1 else f"{path.parent.name}-{path.stem}"
+        write_json(out / f"{stem}.json", record)
+        annotate(rgb, faces).save(out / f"{stem}-annotated.png")
+        summary = ", ".join(f"{f.label} {f.confidence:.2f}" for f in faces) or "no face found"
+        print(f"{path}: {len(faces)} face{'s' if len(faces) != 1 else ''}: {summary}")
+    write_json(out / "results.json", {"model": str(args.model), "photos": records, "failed": failed})
+    print(f"wrote {len(records)} results to {out}" + (f"; {failed} file(s) could not be read" if failed else ""))
+    return 2 if failed else 0
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from ferlab.checkpoint import load_model
+    from ferlab.serve.app import create_app
+
+    loaded = load_model(args.model)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {args.host}: other machines can reach this page", file=sys.stderr)
+    print(f"ferlab: serving {args.model} on http://{args.host}:{args.port}/ (Ctrl-C stops)")
+    uvicorn.run(create_app(loaded, str(args.model)), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def cmd_report(args) -> int:
     from ferlab.checkpoint import load_model
     from ferlab.report.build import ReportOptions, build_report
@@ -369,6 +416,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", required=True)
     export.add_argument("--checkpoint", choices=("best", "last"), default="best")
     export.set_defaults(func=cmd_export)
+
+    photo = commands.add_parser("photo", help="find the faces in photos and classify them (JSON + annotated copies)")
+    photo.add_argument("inputs", nargs="*", help="photo files or folders")
+    photo.add_argument("--model", default="default", help="run folder, checkpoint, or 'default' (the shipped model)")
+    photo.add_argument("-o", "--output", default="photo-results", help="folder for the JSON and annotated images")
+    photo.add_argument("--explain", action="store_true", help="overlay Grad-CAM on each face")
+    photo.add_argument("--demo", action="store_true", help="also run on sample photos that ship with installed packages")
+    photo.set_defaults(func=cmd_photo)
+
+    serve = commands.add_parser("serve", help="a local web page: drop a photo, see faces, expressions and Grad-CAM")
+    serve.add_argument("--model", default="default", help="run folder, checkpoint, or 'default' (the shipped model)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
 
     report = commands.add_parser("report", help="write a self-contained report.html with explanations and trust checks")
     report.add_argument("run", help="run folder, checkpoint file, or 'default' (the shipped model)")

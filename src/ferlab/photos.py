@@ -1,0 +1,115 @@
+"""From a photo to explained emotions: detect every face, classify its 48x48 crop, and optionally
+explain it with Grad-CAM. Shared by ``ferlab photo`` and ``ferlab serve``; thread-safe on one
+model (no hooks, no mode changes: the model stays in eval mode)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from ferlab.checkpoint import LoadedModel
+from ferlab.explain.gradcam import gradcam
+from ferlab.explain.postprocess import heat_rgb, normalize, relu
+from ferlab.faces import CROP_MARGIN, Box, crop_face, detect_faces, to_gray
+from ferlab.labels import EMOTIONS
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    box: Box
+    probabilities: tuple[float, ...]  # in EMOTIONS order
+    crop: np.ndarray                  # (48, 48) uint8, what the model saw
+    cam: np.ndarray | None = None     # (48, 48) Grad-CAM in [0, 1] for the predicted class
+
+    @property
+    def label(self) -> str:
+        return EMOTIONS[int(np.argmax(self.probabilities))]
+
+    @property
+    def confidence(self) -> float:
+        return float(max(self.probabilities))
+
+    def to_dict(self) -> dict:
+        return {"box": self.box.to_list(), "label": self.label, "confidence": round(self.confidence, 4),
+                "probabilities": {name: round(p, 4) for name, p in zip(EMOTIONS, self.probabilities)}}
+
+
+def analyze(loaded: LoadedModel, rgb: np.ndarray, explain: bool = False) -> list[FaceResult]:
+    """Every detected face of an (H, W, 3) uint8 photo, largest first."""
+    gray = to_gray(rgb)
+    boxes = detect_faces(gray)
+    if not boxes:
+        return []
+    crops = np.stack([crop_face(gray, box) for box in boxes])
+    inputs = loaded.normalization.apply(torch.from_numpy(crops))
+    with torch.no_grad():
+        probabilities = loaded.model(inputs).float().softmax(1)
+    cams = [None] * len(boxes)
+    if explain:
+        maps = normalize(relu(gradcam(loaded.model, inputs, probabilities.argmax(1))))
+        cams = [m[0].numpy() for m in maps]
+    return [FaceResult(box, tuple(float(p) for p in probs), crop, cam)
+            for box, probs, crop, cam in zip(boxes, probabilities.tolist(), crops, cams)]
+
+
+def annotate(rgb: np.ndarray, faces: list[FaceResult]) -> Image.Image:
+    """The photo with a box, label and confidence per face; where Grad-CAM was computed, its map
+    is blended into the (margin-widened) region the model saw."""
+    image = Image.fromarray(rgb).convert("RGB")
+    for face in faces:
+        if face.cam is None:
+            continue
+        box = face.box
+        pad_x, pad_y = round(box.w * CROP_MARGIN), round(box.h * CROP_MARGIN)
+        left, top = max(0, box.x - pad_x), max(0, box.y - pad_y)
+        right, bottom = min(image.width, box.x + box.w + pad_x), min(image.height, box.y + box.h + pad_y)
+        full = (box.w + 2 * pad_x, box.h + 2 * pad_y)
+        heat = Image.fromarray((heat_rgb(face.cam) * 255).astype(np.uint8)).resize(full, Image.Resampling.BILINEAR)
+        heat = heat.crop((left - (box.x - pad_x), top - (box.y - pad_y), right - (box.x - pad_x), bottom - (box.y - pad_y)))
+        region = image.crop((left, top, right, bottom))
+        image.paste(Image.blend(region, heat, 0.45), (left, top))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=max(12, image.width // 45))
+    line = max(2, image.width // 300)
+    for face in faces:
+        b = face.box
+        draw.rectangle([b.x, b.y, b.x + b.w, b.y + b.h], outline=(255, 210, 0), width=line)
+        text = f"{face.label} {face.confidence:.0%}"
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        band = bottom - top + 2 * line
+        y = b.y - band if b.y - band >= 0 else b.y + b.h  # above the box, or below it at the top edge
+        draw.rectangle([b.x, y, b.x + right - left + 2 * line, y + band], fill=(255, 210, 0))
+        draw.text((b.x + line - left, y + line - top), text, fill=(0, 0, 0), font=font)
+    return image
+
+
+def photo_record(name: str, rgb: np.ndarray, faces: list[FaceResult]) -> dict:
+    return {"image": name, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "faces": [f.to_dict() for f in faces]}
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Files as given; folders -> their photo files (by suffix), sorted."""
+    paths: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            paths += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+        else:
+            paths.append(path)
+    return paths
+
+
+def demo_photos() -> list[Path]:
+    """Real photos that ship with installed packages: scikit-image's astronaut (Eileen Collins)
+    and matplotlib's Grace Hopper."""
+    import matplotlib.cbook
+    import skimage.data
+
+    return [Path(skimage.data.__file__).parent / "astronaut.png",
+            Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))]

@@ -1,0 +1,1 @@
+"""The local web page and JSON endpoint (``ferlab serve``)."""

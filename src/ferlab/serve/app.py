@@ -1,0 +1,75 @@
+"""A small FastAPI app: one static page (no external resources) and one JSON endpoint.
+
+    GET  /              the page: pick or drop a photo, see faces, probability bars, Grad-CAM
+    POST /api/predict   multipart field ``file`` (+ ``explain=true``) -> faces as JSON
+    GET  /api/health    {"status": "ok", "model": ...}
+
+Requests share one model in eval mode; nothing per request touches it (no hooks, no mode
+switches), so concurrent requests get the same answers as sequential ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from importlib import resources
+
+import numpy as np
+from fastapi import FastAPI, File, Form, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse
+from PIL import Image
+
+from ferlab.checkpoint import LoadedModel
+from ferlab.explain.postprocess import overlay
+from ferlab.faces import PhotoError, read_photo
+from ferlab.photos import analyze, annotate, photo_record
+
+MAX_UPLOAD_BYTES = 20 * 2**20  # 20 MiB
+
+
+def png_data_uri(image: Image.Image | np.ndarray) -> str:
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def predict_bytes(loaded: LoadedModel, data: bytes, name: str, explain: bool) -> dict:
+    """The JSON answer for one uploaded photo (raises PhotoError for a bad file)."""
+    rgb = read_photo(data, name=name)
+    faces = analyze(loaded, rgb, explain=explain)
+    record = photo_record(name, rgb, faces)
+    for face, entry in zip(faces, record["faces"]):
+        entry["crop"] = png_data_uri(np.asarray(Image.fromarray(face.crop).resize((96, 96), Image.Resampling.NEAREST)))
+        if face.cam is not None:
+            blended = overlay(face.crop, face.cam)
+            entry["gradcam"] = png_data_uri(np.asarray(Image.fromarray(blended).resize((96, 96), Image.Resampling.BILINEAR)))
+    record["annotated"] = png_data_uri(annotate(rgb, faces))
+    return record
+
+
+def create_app(loaded: LoadedModel, model_name: str = "default") -> FastAPI:
+    app = FastAPI(title="ferlab", docs_url=None, redoc_url=None)
+    page = resources.files("ferlab.serve").joinpath("page.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> str:
+        return page
+
+    @app.get("/api/health")
+    def health() -> dict:
+        return {"status": "ok", "model": model_name}
+
+    @app.post("/api/predict")
+    def predict(file: UploadFile = File(...), explain: bool = Form(False)):
+        data = file.file.read(MAX_UPLOAD_BYTES + 1)
+        name = file.filename or "upload"
+        if len(data) > MAX_UPLOAD_BYTES:
+            return JSONResponse({"error": f"{name}: file is larger than {MAX_UPLOAD_BYTES // 2**20} MiB"}, status_code=413)
+        try:
+            return predict_bytes(loaded, data, name, explain)
+        except PhotoError as error:
+            return JSONResponse({"error": str(error)}, status_code=400)
+
+    return app

@@ -1,0 +1,105 @@
+"""Photos: reading them safely, finding faces, cropping, and ``ferlab photo`` on real pictures."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ferlab.checkpoint import load_model
+from ferlab.cli import main
+from ferlab.faces import Box, PhotoError, crop_face, detect_faces, read_photo, to_gray
+from ferlab.labels import EMOTIONS
+from ferlab.photos import analyze, demo_photos
+
+ASTRONAUT, GRACE_HOPPER = demo_photos()
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    return load_model("default")
+
+
+def test_detection_finds_the_face_in_the_packaged_photos():
+    # astronaut.png: Eileen Collins' face is around x 180-270, y 60-160 of the 512x512 photo.
+    boxes = detect_faces(to_gray(read_photo(ASTRONAUT)))
+    assert len(boxes) == 1
+    box = boxes[0]
+    assert 180 <= box.x + box.w / 2 <= 270 and 60 <= box.y + box.h / 2 <= 160 and 60 <= box.w <= 160
+    hopper = detect_faces(to_gray(read_photo(GRACE_HOPPER)))
+    assert len(hopper) == 1 and 150 <= hopper[0].x + hopper[0].w / 2 <= 380
+
+
+def test_a_photo_without_a_face_gives_an_empty_result(default_model):
+    ramp = np.tile(np.linspace(0, 255, 320, dtype=np.uint8), (240, 1))
+    assert analyze(default_model, np.stack([ramp] * 3, axis=-1)) == []
+
+
+def test_crop_widens_the_box_and_repeats_edges():
+    gray = np.zeros((100, 100), dtype=np.uint8)
+    gray[40:60, 40:60] = 200
+    centre = crop_face(gray, Box(40, 40, 20, 20), margin=0.0)
+    assert centre.shape == (48, 48) and (centre == 200).all()
+    corner = crop_face(np.full((50, 50), 7, dtype=np.uint8), Box(0, 0, 30, 30), margin=0.5)
+    assert corner.shape == (48, 48) and (corner == 7).all()
+
+
+def test_read_photo_applies_exif_orientation(tmp_path):
+    image = Image.new("RGB", (40, 20), (255, 0, 0))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when shown
+    path = tmp_path / "rotated.jpg"
+    image.save(path, exif=exif)
+    assert read_photo(path).shape == (40, 20, 3)
+
+
+def bad_files(tmp_path):
+    text = tmp_path / "notes.jpg"
+    text.write_text("this is not an image")
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(GRACE_HOPPER.read_bytes()[:20000])
+    huge = tmp_path / "huge.png"
+    Image.new("L", (8000, 6000)).save(huge)  # 48 MP of zeros compresses to a small file
+    return {text: "not an image", truncated: "truncated or corrupt image", huge: "image is 8000x6000 (48 MP), above the limit of 40 MP"}
+
+
+def test_each_bad_file_is_named_and_the_batch_goes_on(tmp_path, capsys):
+    cases = bad_files(tmp_path)
+    for path, message in cases.items():
+        with pytest.raises(PhotoError, match=rf"^{re.escape(str(path))}: {re.escape(message)}"):
+            read_photo(path)
+    out = tmp_path / "out"
+    code = main(["photo", str(ASTRONAUT), *map(str, cases), "-o", str(out)])
+    captured = capsys.readouterr()
+    assert code == 2
+    errors = captured.err.strip().splitlines()
+    assert len(errors) == 3 and all(line.startswith("ferlab: error: ") for line in errors)
+    for path, message in cases.items():
+        assert any(str(path) in line and message in line for line in errors)
+    results = json.loads((out / "results.json").read_text())
+    assert [p["image"] for p in results["photos"]] == [str(ASTRONAUT)] and results["failed"] == 3
+
+
+def test_photo_json_schema_and_annotated_copies(tmp_path, capsys):
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (300, 200), (90, 120, 150)).save(blank)
+    out = tmp_path / "out"
+    assert main(["photo", "--demo", str(blank), "--explain", "-o", str(out)]) == 0
+    assert "blank.png: 0 faces: no face found" in capsys.readouterr().out
+    records = json.loads((out / "results.json").read_text())["photos"]
+    assert len(records) == 3
+    for record in records:
+        assert set(record) == {"image", "width", "height", "faces"}
+        for face in record["faces"]:
+            assert set(face) == {"box", "label", "confidence", "probabilities"}
+            assert len(face["box"]) == 4 and all(isinstance(v, int) for v in face["box"])
+            assert face["label"] in EMOTIONS and list(face["probabilities"]) == list(EMOTIONS)
+            assert sum(face["probabilities"].values()) == pytest.approx(1, abs=1e-3)
+            assert face["confidence"] == max(face["probabilities"].values())
+    assert [len(r["faces"]) for r in records] == [1, 1, 0]
+    for stem in ("astronaut", "grace_hopper", "blank"):
+        assert Image.open(out / f"{stem}-annotated.png").size == (records[["astronaut", "grace_hopper", "blank"].index(stem)]["width"],
+                                                                  records[["astronaut", "grace_hopper", "blank"].index(stem)]["height"])
