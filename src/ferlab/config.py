@@ -72,10 +72,12 @@ CHOICES = {
 }
 
 # Named starting points. `cpu` is the main job's recipe: sized to train on the full Training split
-# in about ten minutes on a 2-core CPU. `seed-cnn` is the course reports' recipe.
+# in about ten minutes on a 2-core CPU. Its augmentation is half the seed policy's strength: in 12
+# epochs that reached 63.9% on PublicTest against 62.3% with the full policy (one seed each,
+# 2026-11-22; chosen on PublicTest). `seed-cnn` is the course reports' recipe.
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"model": "fastnet", "epochs": 12, "batch_size": 128, "optimizer": "adamw", "lr": 3e-3,
-            "schedule": "onecycle", "label_smoothing": 0.1},
+            "schedule": "onecycle", "label_smoothing": 0.1, "rotate": 10.0, "shift": 0.1, "shear": 5.0, "zoom": 0.1},
     "seed-cnn": {"model": "cnn", "epochs": 60, "batch_size": 128, "optimizer": "adam", "lr": 1e-3,
                  "weight_decay": 0.0, "schedule": "plateau", "plateau_factor": 0.5, "plateau_patience": 5,
                  "early_stop_patience": 12},
