@@ -277,6 +277,30 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_experiment(args) -> int:
+    import platform
+
+    import torch
+
+    from ferlab.experiments import list_experiments, load_experiment, publish, run_experiment
+
+    if args.name == "list":
+        for name in list_experiments():
+            print(f"{name:<14} {load_experiment(name).question}")
+        return 0
+    experiment = load_experiment(args.name)
+    faces = load_data(args)
+    out = Path(args.out) if args.out else Path("runs") / "experiments" / f"{experiment.name}-{args.budget}"
+    seeds = list(range(args.seeds))
+    results = run_experiment(experiment, faces, out, seeds=seeds, budget=args.budget, progress=not args.quiet)
+    print((out / "results.md").read_text())
+    if args.publish:
+        device = torch.cuda.get_device_name() if torch.cuda.is_available() else \
+            f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        print(f"published to {publish(out, results, Path(args.publish), device)}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from ferlab.checkpoint import load_model
     from ferlab.report.build import ReportOptions, build_report
@@ -430,6 +454,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(func=cmd_serve)
+
+    experiment = commands.add_parser("experiment", help="answer one of the assignment's questions with a table over seeds")
+    experiment.add_argument("name", help="cnn-vs-dnn, normalization, augmentation, architectures, confusions, "
+                                         "a path to a YAML definition, or 'list'")
+    experiment.add_argument("--seeds", type=int, default=2, help="runs per arm (seeds 0..K-1)")
+    experiment.add_argument("--budget", choices=("cpu", "gpu"), default="cpu", help="the definition's epochs/data for it")
+    experiment.add_argument("--out", help="folder for runs and results (default: runs/experiments/NAME-BUDGET)")
+    experiment.add_argument("--publish", metavar="DIR", help="copy the table and plots to DIR and rebuild DIR/RESULTS.md")
+    experiment.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_data_arguments(experiment)
+    experiment.set_defaults(func=cmd_experiment)
 
     report = commands.add_parser("report", help="write a self-contained report.html with explanations and trust checks")
     report.add_argument("run", help="run folder, checkpoint file, or 'default' (the shipped model)")

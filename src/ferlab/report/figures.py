@@ -71,3 +71,29 @@ def plot_face_grid(images: torch.Tensor, captions: list[str], path: Path, title:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def plot_arms(histories: dict[str, list[list[dict]]], path: Path, title: str = "") -> Path:
+    """Training and validation accuracy per epoch for each arm of an experiment: the mean over
+    seeds as a line, the range over seeds as a band."""
+    figure, (train_axis, val_axis) = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for index, (label, runs) in enumerate(histories.items()):
+        color = f"C{index}"
+        for key, axis in (("train_accuracy", train_axis), ("val_accuracy", val_axis)):
+            epochs = min(len(h) for h in runs)
+            values = np.array([[row[key] for row in h[:epochs]] for h in runs])
+            x = np.arange(1, epochs + 1)
+            axis.plot(x, values.mean(0), "o-", ms=3, color=color, label=label)
+            if len(runs) > 1:
+                axis.fill_between(x, values.min(0), values.max(0), color=color, alpha=0.2)
+    for axis, name in ((train_axis, "training (augmented batches)"), (val_axis, "validation (PublicTest)")):
+        axis.set_title(name, fontsize=10)
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+    train_axis.set_ylabel("accuracy")
+    val_axis.legend(fontsize=8)
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

@@ -1,0 +1,266 @@
+"""The assignment's questions as reproducible experiments: ``ferlab experiment NAME``.
+
+An experiment is a small YAML file (the ones beside this module, or any path):
+
+    name: augmentation
+    question: How much does augmentation help?
+    base: {preset: cpu}                    # TrainConfig keys (and a preset) shared by every arm
+    budgets:                               # what each budget changes; `train_limit` caps training faces
+      cpu: {epochs: 4}
+      gpu: {epochs: 30}
+    arms:                                  # one row of the table each
+      - {label: "off", augment: false}
+      - {label: "flip only", rotate: 0, shift: 0, shear: 0, zoom: 0}
+    baseline: "off"                        # the arm the others are compared with (default: the first)
+    max_param_ratio: 1.1                   # optional: fail if the arms' sizes differ by more
+    confusions: true                       # optional: most-confused pairs of the best run, with faces
+
+Every arm is trained on Training (optionally capped), its epoch chosen on PublicTest, and both
+PublicTest and PrivateTest accuracy are reported, as mean ± std over the seeds.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from ferlab.checkpoint import load_model, read_checkpoint
+from ferlab.config import ConfigError, resolve_config
+from ferlab.data.faceset import FaceSet
+from ferlab.errors import FerlabError
+from ferlab.evaluation import infer, metrics
+from ferlab.labels import SPLITS
+from ferlab.models import build_model, count_parameters
+from ferlab.runs import write_json
+from ferlab.training import fit
+
+EXPERIMENTS_DIR = Path(__file__).resolve().parent
+BUDGETS = ("cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    question: str
+    base: dict
+    budgets: dict
+    arms: tuple[dict, ...]
+    baseline: str
+    max_param_ratio: float | None = None  # arms' parameter counts may differ by at most this factor
+    confusions: bool = False              # also show the best run's most-confused pairs with example faces
+
+    def config_for(self, arm: dict, budget: str, seed: int):
+        values = {**self.base, **self.budgets.get(budget, {}), **{k: v for k, v in arm.items() if k != "label"}}
+        values.pop("train_limit", None)
+        preset = values.pop("preset", None)
+        try:
+            return resolve_config(preset, overrides={**values, "seed": seed})
+        except ConfigError as error:
+            raise FerlabError(f"experiment {self.name}, arm {arm['label']!r}: {error}") from None
+
+    def train_limit(self, budget: str) -> int | None:
+        return {**self.base, **self.budgets.get(budget, {})}.get("train_limit")
+
+
+def list_experiments() -> list[str]:
+    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml")) if EXPERIMENTS_DIR.exists() else []
+
+
+def load_experiment(name_or_path: str) -> Experiment:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = EXPERIMENTS_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        raise FerlabError(f"unknown experiment {name_or_path!r}; available: {', '.join(list_experiments()) or 'none'}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise FerlabError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
+    unknown = sorted(set(data) - {"name", "question", "base", "budgets", "arms", "baseline", "max_param_ratio",
+                                  "confusions"})
+    if unknown:
+        raise FerlabError(f"{path}: unknown key {unknown[0]!r}")
+    arms = tuple(data.get("arms") or ())
+    if len(arms) < 1 or any("label" not in arm for arm in arms):
+        raise FerlabError(f"{path}: needs arms, each with a label")
+    unknown_budgets = sorted(set(data.get("budgets", {})) - set(BUDGETS))
+    if unknown_budgets:
+        raise FerlabError(f"{path}: unknown budget {unknown_budgets[0]!r}; budgets are {', '.join(BUDGETS)}")
+    experiment = Experiment(data.get("name", path.stem), data.get("question", ""), data.get("base", {}),
+                            data.get("budgets", {}), arms, str(data.get("baseline", arms[0]["label"])),
+                            data.get("max_param_ratio"), bool(data.get("confusions", False)))
+    for arm in arms:  # resolve every arm now: a typo fails before hours of training
+        for budget in BUDGETS:
+            experiment.config_for(arm, budget, 0)
+    check_parameter_ratio(experiment)
+    return experiment
+
+
+def check_parameter_ratio(experiment: Experiment) -> dict[str, int]:
+    """Parameter count per arm; raises if ``max_param_ratio`` is set and exceeded."""
+    counts = {}
+    for arm in experiment.arms:
+        config = experiment.config_for(arm, "cpu", 0)
+        counts[arm["label"]] = count_parameters(build_model(config.model, **config.model_options))
+    if experiment.max_param_ratio:
+        ratio = max(counts.values()) / min(counts.values())
+        if ratio > experiment.max_param_ratio:
+            raise FerlabError(f"experiment {experiment.name}: parameter counts {counts} differ by {ratio:.2f}x, "
+                              f"more than the {experiment.max_param_ratio}x this comparison allows")
+    return counts
+
+
+def cap_training(faces: FaceSet, limit: int | None, seed: int = 0) -> FaceSet:
+    """Keep ``limit`` randomly chosen training faces (the same ones for every arm); all
+    validation and test faces stay."""
+    if not limit:
+        return faces
+    train = (faces.splits == SPLITS.index("train")).nonzero().flatten()
+    keep = torch.ones(len(faces), dtype=torch.bool)
+    keep[train[torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[limit:]]] = False
+    return faces.select(keep)
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def run_experiment(experiment: Experiment, faces: FaceSet, out_dir: Path, *, seeds: list[int], budget: str,
+                   progress: bool = False, log: Callable[[str], None] = print) -> dict:
+    """Train every arm for every seed; write results.json, results.md and curves.png."""
+    from ferlab.report.figures import plot_arms
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    faces = cap_training(faces, experiment.train_limit(budget))
+    parameters = check_parameter_ratio(experiment)
+    results: dict[str, Any] = {"experiment": experiment.name, "question": experiment.question, "budget": budget,
+                               "seeds": seeds, "training_faces": len(faces.split("train")), "arms": {}}
+    for arm in experiment.arms:
+        label = arm["label"]
+        runs = []
+        for seed in seeds:
+            config = experiment.config_for(arm, budget, seed)
+            run_dir = out_dir / "runs" / f"{label.replace(' ', '-')}-seed{seed}"
+            run_dir.mkdir(parents=True, exist_ok=True)
+            started = time.perf_counter()
+            fit(config, faces, run_dir, progress=progress, log=lambda _: None)
+            loaded = load_model(run_dir)
+            accuracy = {}
+            for split in ("val", "test"):
+                subset = faces.split(split)
+                logits = infer(loaded.model, subset.images, loaded.normalization, mixed_precision=config.mixed_precision)
+                accuracy[split] = metrics(logits, subset.labels)["accuracy"]
+            history = read_checkpoint(run_dir / "last.pt")["history"]
+            runs.append({"seed": seed, "val": accuracy["val"], "test": accuracy["test"],
+                         "seconds": time.perf_counter() - started, "history": history})
+            log(f"{experiment.name} / {label} / seed {seed}: PublicTest {accuracy['val']:.4f}, "
+                f"PrivateTest {accuracy['test']:.4f} ({runs[-1]['seconds']:.0f}s)")
+        results["arms"][label] = {"parameters": parameters[label], "epochs": config.epochs, "model": config.model,
+                                  "runs": runs}
+    if experiment.confusions:
+        results["confusions"] = confusion_examples(results, faces, out_dir)
+    write_json(out_dir / "results.json", results)
+    plot_arms({label: [r["history"] for r in arm["runs"]] for label, arm in results["arms"].items()},
+              out_dir / "curves.png", f"{experiment.name} ({budget} budget, {len(seeds)} seed{'s' * (len(seeds) > 1)})")
+    (out_dir / "results.md").write_text(results_markdown(experiment, results))
+    return results
+
+
+def confusion_examples(results: dict, faces: FaceSet, out_dir: Path, pairs: int = 4, per_pair: int = 8) -> list[dict]:
+    """The best run's (by PublicTest) most-confused PrivateTest pairs, with example faces."""
+    from ferlab.labels import EMOTIONS
+    from ferlab.report.figures import plot_face_grid
+
+    label, seed = max(((label, r["seed"], r["val"]) for label, arm in results["arms"].items() for r in arm["runs"]),
+                      key=lambda item: item[2])[:2]
+    loaded = load_model(out_dir / "runs" / f"{label.replace(' ', '-')}-seed{seed}")
+    test = faces.split("test")
+    logits = infer(loaded.model, test.images, loaded.normalization)
+    confused = metrics(logits, test.labels)["most_confused"][:pairs]
+    predictions = logits.argmax(1)
+    images, captions = [], []
+    for pair in confused:
+        true, predicted = EMOTIONS.index(pair["true"]), EMOTIONS.index(pair["predicted"])
+        chosen = ((test.labels == true) & (predictions == predicted)).nonzero().flatten()[:per_pair]
+        images.append(test.images[chosen])
+        captions += [f"{pair['true']}→{pair['predicted']}"] * len(chosen)
+    plot_face_grid(torch.cat(images), captions, out_dir / "confusions.png",
+                   f"most-confused PrivateTest pairs of the best run ({label}, seed {seed}): true→predicted",
+                   columns=per_pair)
+    return [{**pair, "run": f"{label} seed {seed}"} for pair in confused]
+
+
+def results_markdown(experiment: Experiment, results: dict) -> str:
+    arms = results["arms"]
+    epochs = {a["epochs"] for a in arms.values()}
+    lines = [f"### {experiment.name}: {experiment.question}", "",
+             f"Budget `{results['budget']}`: {'/'.join(map(str, sorted(epochs)))} epochs, "
+             f"{results['training_faces']:,} training faces; seeds {', '.join(map(str, results['seeds']))}. "
+             "Epoch chosen on PublicTest; PrivateTest reported once.", "",
+             "| arm | model | parameters | PublicTest % | PrivateTest % | time per run (s) |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for label, arm in arms.items():
+        val = mean_std([100 * r["val"] for r in arm["runs"]])
+        test = mean_std([100 * r["test"] for r in arm["runs"]])
+        seconds = mean_std([r["seconds"] for r in arm["runs"]])
+        lines.append(f"| {label} | {arm['model']} | {arm['parameters']:,} | {val[0]:.2f} ± {val[1]:.2f} | "
+                     f"{test[0]:.2f} ± {test[1]:.2f} | {seconds[0]:.0f} |")
+    lines += ["", *summary_sentences(experiment, results), ""]
+    if results.get("confusions"):
+        lines += ["Most-confused pairs on PrivateTest (share of the true class), best run "
+                  f"({results['confusions'][0]['run']}):", ""]
+        lines += [f"- {p['true']} → {p['predicted']}: {100 * p['rate']:.1f}% ({p['count']} faces)"
+                  for p in results["confusions"]] + [""]
+    return "\n".join(lines)
+
+
+def summary_sentences(experiment: Experiment, results: dict) -> list[str]:
+    """One sentence per arm against the baseline, saying only what the numbers support."""
+    arms = results["arms"]
+    base = arms[experiment.baseline]
+    base_test = [100 * r["test"] for r in base["runs"]]
+    sentences = []
+    for label, arm in arms.items():
+        if label == experiment.baseline:
+            continue
+        differences = [100 * r["test"] - b for r, b in zip(arm["runs"], base_test)]
+        mean, spread = mean_std(differences)
+        n = len(differences)
+        clear = n > 1 and abs(mean) > 2 * spread
+        verdict = ("a clear difference" if clear else
+                   "within the seed-to-seed spread" if n > 1 else "a single seed, so no spread to judge it by")
+        sentences.append(f"- **{label}** vs **{experiment.baseline}**: {mean:+.2f} ± {spread:.2f} points on PrivateTest "
+                         f"over {n} seed{'s' * (n > 1)} ({verdict}).")
+    return sentences
+
+
+def publish(out_dir: Path, results: dict, destination: Path, device: str) -> Path:
+    """Copy an experiment's table and plots into ``destination/<name>/`` and rebuild
+    ``destination/RESULTS.md`` from every published experiment."""
+    import shutil
+
+    target = destination / results["experiment"]
+    target.mkdir(parents=True, exist_ok=True)
+    text = (out_dir / "results.md").read_text()
+    stamp = f"Measured on {device}, {time.strftime('%Y-%m-%d')}.\n\n"
+    (target / "results.md").write_text(text.replace("\n\n", "\n\n" + stamp, 1))
+    for name in ("curves.png", "confusions.png"):
+        if (out_dir / name).exists():
+            shutil.copyfile(out_dir / name, target / name)
+    sections = []
+    for published in sorted(destination.glob("*/results.md")):
+        body = published.read_text()
+        images = "".join(f"\n![{published.parent.name} {png.stem}]({published.parent.name}/{png.name})\n"
+                         for png in sorted(published.parent.glob("*.png")))
+        sections.append(body + images)
+    header = ("# Experiment results\n\nGenerated by `ferlab experiment NAME --publish`. Each table: trained on "
+              "Training, epoch chosen on PublicTest, PrivateTest reported once; mean ± std over seeds.\n\n")
+    (destination / "RESULTS.md").write_text(header + "\n".join(sections))
+    return destination / "RESULTS.md"
