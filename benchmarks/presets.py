@@ -87,7 +87,7 @@ def main() -> None:
         reduced.append(f"{args.train_limit} training faces")
     print(f"\ndevice: {name}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}"
           f"{'; REDUCED: ' + ', '.join(reduced) if reduced else ''}{'; flip TTA' if args.tta else ''}\n")
-    print("| preset | seeds | PrivateTest % | PublicTest % | wall time per run (s) | train images/s | device |")
+    print("| preset | seeds | PrivateTest % | PublicTest % | wall time per run (s) | images/s (training + per-epoch validation) | device |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for preset, runs in rows:
         print(f"| {preset} | {len(runs)} | {mean_std([r['test'] for r in runs], 100)} | {mean_std([r['val'] for r in runs], 100)} | "
