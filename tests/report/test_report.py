@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-from pathlib import Path
 
 import pytest
 
 from ferlab.cli import main
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--disable-quic"]
+from tests.browser import chromium_page, screenshot_path
 
 
 @pytest.fixture(scope="module")
@@ -39,26 +33,13 @@ def test_report_is_self_contained_and_writes_every_figure(reported_run):
 
 @pytest.mark.browser
 def test_report_opens_in_headless_chromium_without_errors(reported_run, tmp_path):
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("Debian's chromium is missing; .ci/run installs it with apt-get")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    playwright = pytest.importorskip("playwright.sync_api")
-    errors: list[str] = []
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.on("requestfailed", lambda request: errors.append(f"request failed: {request.url}"))
+    with chromium_page() as (page, errors):
         page.goto((reported_run / "report.html").resolve().as_uri())
         page.wait_for_load_state("load")
         broken = page.evaluate("Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).length")
         count = page.evaluate("document.images.length")
-        screenshot = Path(os.environ.get("FERLAB_SCREENSHOTS", tmp_path)) / "report.png"
-        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        screenshot = screenshot_path("report.png", tmp_path)
         page.screenshot(path=str(screenshot), full_page=True)
-        browser.close()
     assert errors == []
     assert count == 7 and broken == 0
     assert screenshot.stat().st_size > 10_000

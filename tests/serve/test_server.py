@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import threading
 import time
@@ -15,10 +13,11 @@ import pytest
 import uvicorn
 
 from ferlab.checkpoint import load_model
+from ferlab.labels import EMOTIONS
 from ferlab.photos import demo_photos
 from ferlab.serve.app import create_app
+from tests.browser import chromium_page, screenshot_path
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PHOTOS = demo_photos()
 
 
@@ -70,29 +69,14 @@ def test_a_bad_upload_is_a_400_naming_the_file(server):
 
 @pytest.mark.browser
 def test_the_page_in_headless_chromium(server, tmp_path):
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("Debian's chromium is missing; .ci/run installs it with apt-get")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    playwright = pytest.importorskip("playwright.sync_api")
-    errors: list[str] = []
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--disable-quic"])
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-        page.on("pageerror", lambda error: errors.append(str(error)))
+    with chromium_page(1200, 900) as (page, errors):
         page.goto(server + "/")
         page.set_input_files("#file", str(PHOTOS[0]))
         page.wait_for_selector("#status[data-faces]", timeout=60_000)
         status = page.inner_text("#status")
         label = page.inner_text(".face .label")
-        screenshot = Path(os.environ.get("FERLAB_SCREENSHOTS", tmp_path)) / "serve.png"
-        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        screenshot = screenshot_path("serve.png", tmp_path)
         page.screenshot(path=str(screenshot), full_page=True)
-        browser.close()
     assert status == "1 face found."
-    assert label.startswith("Face 1: ") and label.split(": ")[1].split(" ")[0] in (
-        "angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    assert label.startswith("Face 1: ") and label.split(": ")[1].split(" ")[0] in EMOTIONS
     assert errors == []

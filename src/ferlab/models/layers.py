@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from ferlab.labels import NUM_CLASSES
+
 # Activations the seed notebooks tried; a registry so a config names them.
 ACTIVATIONS = {
     "relu": lambda: nn.ReLU(),  # not in-place: explanation hooks (Captum) need the pre-activation intact
@@ -36,6 +38,28 @@ def dense_unit(in_features: int, out_features: int, dropout: float, act: str = "
         activation(act),
         nn.Dropout(dropout),
     )
+
+
+def conv_blocks(channels, act: str, after_block) -> tuple[list[nn.Module], int]:
+    """Conv units block by block (``channels`` like ((64, 64), (128, 128))), with the modules
+    ``after_block()`` returns (pooling, dropout) after each block. Returns (layers, out channels)."""
+    layers: list[nn.Module] = []
+    in_channels = 1
+    for block in channels:
+        for width in block:
+            layers.append(conv_unit(in_channels, width, act))
+            in_channels = width
+        layers += after_block()
+    return layers, in_channels
+
+
+def dense_classifier(in_features: int, widths, dropout: float, act: str) -> list[nn.Module]:
+    """Dense units of ``widths``, then the 7-way linear layer."""
+    layers: list[nn.Module] = []
+    for width in widths:
+        layers.append(dense_unit(in_features, width, dropout, act))
+        in_features = width
+    return layers + [nn.Linear(in_features, NUM_CLASSES)]
 
 
 class FeaturesHead(nn.Module):
