@@ -119,3 +119,12 @@ def test_cli_resume_finishes_an_interrupted_run(tmp_path, sample_archive, sample
     assert [row["epoch"] for row in read_checkpoint(tmp_path / "last.pt")["history"]] == [1, 2]
     assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 2
     assert f"resuming {tmp_path} after epoch 1 of 2" in capsys.readouterr().out
+
+
+def test_augmentation_keeps_each_face_with_its_label():
+    # A constant face is unchanged by any warp with edge padding: after augmenting, face i must
+    # still carry the value that encodes label i, so images and labels stay aligned.
+    labels = torch.arange(7).repeat(3)
+    images = (labels.float() * 30)[:, None, None, None].expand(21, 1, 48, 48).contiguous()
+    warped = augment_batch(images, AugmentPolicy(), torch.Generator().manual_seed(5))
+    assert torch.allclose(warped.mean((1, 2, 3)) / 30, labels.float(), atol=1e-4)

@@ -11,7 +11,6 @@ from pathlib import Path
 import yaml
 
 from ferlab.errors import FerlabError
-
 from ferlab.labels import EMOTIONS as EMOTIONS_CHOICES
 
 TRAIN_FLAG_HELP = "overrides the preset and config file"
@@ -181,41 +180,22 @@ def cmd_predict(args) -> int:
 
 
 def cmd_ensemble(args) -> int:
-    import torch
-
     from ferlab.checkpoint import load_model
-    from ferlab.ensemble import combine, fit_weights
-    from ferlab.evaluation import infer
-    from ferlab.runs import labelled_split, new_run_dir, write_evaluation, write_json
+    from ferlab.ensemble import evaluate_ensemble
+    from ferlab.runs import new_run_dir
 
     if len(args.runs) < 2:
         raise FerlabError("an ensemble needs at least two runs")
     members = [load_model(run) for run in args.runs]
     faces = load_data_for(args, members[0])
-    splits = {split: labelled_split(faces, split) for split in ("val", "test")}
-    probabilities = {split: [infer(m.model, subset.images, m.normalization, tta=args.tta,
-                                   mixed_precision=m.config.mixed_precision).softmax(1) for m in members]
-                     for split, subset in splits.items()}
-    weights = None
-    if args.weights == "fit":  # fitted on PublicTest only
-        weights = fit_weights(probabilities["val"], splits["val"].labels)
     out = Path(args.out) if args.out else new_run_dir(Path("runs"), "ensemble")
-    out.mkdir(parents=True, exist_ok=True)
-    summary = {"runs": [str(r) for r in args.runs], "weights": (weights.tolist() if weights is not None else "equal"),
-               "tta": args.tta}
-    for split, subset in splits.items():
-        for run, p in zip(args.runs, probabilities[split]):
-            accuracy = float((p.argmax(1) == subset.labels).double().mean())
-            summary.setdefault("members", {}).setdefault(str(run), {})[f"{split}_accuracy"] = accuracy
-        combined = combine(probabilities[split], weights)
-        result = write_evaluation(combined.clamp_min(1e-12).log(), subset, split, out, tta=args.tta)
-        summary[f"{split}_accuracy"] = result["accuracy"]
-        print(result["report"])
-    write_json(out / "metrics.json", summary)
-    for run, member in summary["members"].items():
-        print(f"member {run}: PublicTest {member['val_accuracy']:.4f}, PrivateTest {member['test_accuracy']:.4f}")
-    print(f"ensemble of {len(members)} ({'weights fitted on PublicTest: ' + ', '.join(f'{w:.2f}' for w in weights.tolist()) if weights is not None else 'equal weights'}): "
-          f"PublicTest {summary['val_accuracy']:.4f}, PrivateTest {summary['test_accuracy']:.4f}; wrote {out}")
+    summary = evaluate_ensemble(dict(zip(map(str, args.runs), members)), faces, out,
+                                fit=args.weights == "fit", tta=args.tta, log=print)
+    weights = summary["weights"]
+    described = "equal weights" if weights == "equal" else \
+        "weights fitted on PublicTest: " + ", ".join(f"{w:.2f}" for w in weights)
+    print(f"ensemble of {len(members)} ({described}): PublicTest {summary['val_accuracy']:.4f}, "
+          f"PrivateTest {summary['test_accuracy']:.4f}; wrote {out}")
     return 0
 
 

@@ -3,8 +3,16 @@ PublicTest (never on PrivateTest), and evaluate the combination like a single mo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
+
+from ferlab.checkpoint import LoadedModel
+from ferlab.data.faceset import FaceSet
+from ferlab.evaluation import infer
+from ferlab.runs import labelled_split, write_evaluation, write_json
 
 
 def combine(probabilities: list[torch.Tensor], weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -28,3 +36,28 @@ def fit_weights(probabilities: list[torch.Tensor], labels: torch.Tensor, steps: 
         loss.backward()
         optimizer.step()
     return logits.detach().softmax(0).float()
+
+
+def evaluate_ensemble(members: dict[str, LoadedModel], faces: FaceSet, out: Path, *, fit: bool = False,
+                      tta: bool = False, log: Callable[[str], None] = lambda _: None) -> dict:
+    """Evaluate the combination of ``members`` (name -> model) on PublicTest and PrivateTest like a
+    single run (eval-*.json, confusion matrices, mistakes in ``out``); with ``fit``, the weights are
+    fitted on PublicTest. Returns the summary written to ``out/metrics.json``."""
+    out.mkdir(parents=True, exist_ok=True)
+    splits = {split: labelled_split(faces, split) for split in ("val", "test")}
+    probabilities = {split: [infer(m.model, subset.images, m.normalization, tta=tta,
+                                   mixed_precision=m.config.mixed_precision).softmax(1) for m in members.values()]
+                     for split, subset in splits.items()}
+    weights = fit_weights(probabilities["val"], splits["val"].labels) if fit else None
+    summary: dict = {"runs": list(members), "weights": weights.tolist() if weights is not None else "equal", "tta": tta,
+                     "members": {name: {} for name in members}}
+    for split, subset in splits.items():
+        for name, p in zip(members, probabilities[split]):
+            summary["members"][name][f"{split}_accuracy"] = float((p.argmax(1) == subset.labels).double().mean())
+        result = write_evaluation(combine(probabilities[split], weights).clamp_min(1e-12).log(), subset, split, out, tta=tta)
+        summary[f"{split}_accuracy"] = result["accuracy"]
+        log(result["report"])
+    for name, member in summary["members"].items():
+        log(f"member {name}: PublicTest {member['val_accuracy']:.4f}, PrivateTest {member['test_accuracy']:.4f}")
+    write_json(out / "metrics.json", summary)
+    return summary

@@ -49,7 +49,7 @@ def read_json(path: Path) -> dict:
 
 
 def write_config(run_dir: Path, config: TrainConfig, data_info: dict) -> None:
-    text = yaml.safe_dump({**config_to_dict(config)}, sort_keys=False)
+    text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
     (run_dir / "config.yaml").write_text(f"# resolved training config; data: {data_info.get('source')}\n{text}")
 
 

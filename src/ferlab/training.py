@@ -208,7 +208,7 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
     val_images, val_labels = val.images.to(device), val.labels
     steps_per_epoch = len(train) // min(config.batch_size, len(train))
     total_steps = steps_per_epoch * config.epochs
-    base = {"config": config_to_dict(config), "normalization": normalization.to_dict(), "model_name": config.model,
+    base = {"config": config_to_dict(config), "normalization": normalization.to_dict(),
             "data": data_info or {"source": faces.source}}
     epochs_run, stopped_early = 0, False
     for epoch in range(len(history), config.epochs):

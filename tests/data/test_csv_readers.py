@@ -102,7 +102,7 @@ def test_minus_one_is_never_turned_into_255(tmp_path):
 
 def test_missing_column_and_empty_file(tmp_path):
     path = tmp_path / "fer2013.csv"
-    path.write_text(f"emotion,Usage\n0,Training\n")
+    path.write_text("emotion,Usage\n0,Training\n")
     with pytest.raises(DataError, match=rf"{path}:1: missing column"):
         read_csv(path)
     empty = tmp_path / "empty.csv"

@@ -4,7 +4,6 @@ import copy
 
 import pytest
 import torch
-from torch import nn
 
 from ferlab.explain import NotApplicable, explain, list_methods
 from ferlab.explain.filters import feature_maps, shallow_middle_deep, truncated_features, visualize_filters

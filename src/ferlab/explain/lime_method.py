@@ -57,7 +57,9 @@ def lime(model: nn.Module, images: torch.Tensor, target=None, num_samples: int =
                 explanation = explainer.explain_instance(
                     rgb, classify, labels=(label,), top_labels=None, hide_color=hide_value, num_samples=num_samples,
                     batch_size=batch_size, segmentation_fn=lambda im: superpixels(im, segments), random_seed=seed)
-            weights = dict(explanation.local_exp[label])
-            segment_map = explanation.segments
-            maps.append(np.vectorize(lambda s: weights.get(s, 0.0))(segment_map))
+            segments_map = explanation.segments  # (48, 48) superpixel index per pixel
+            weight_of = np.zeros(segments_map.max() + 1)
+            for segment, weight in explanation.local_exp[label]:
+                weight_of[segment] = weight
+            maps.append(weight_of[segments_map])
     return torch.tensor(np.stack(maps), dtype=torch.float32).unsqueeze(1)

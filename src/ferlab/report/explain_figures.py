@@ -80,7 +80,7 @@ def plot_filter_visualisations(layers: dict[str, torch.Tensor], path: Path, titl
                 axis.imshow(shown[i].numpy(), cmap="gray")
         subfigure.suptitle(name, fontsize=10)
     figure.suptitle(title, fontsize=11, y=1.04)
-    figure.savefig(path, dpi=90, bbox_inches="tight")
+    figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
     return path
 
