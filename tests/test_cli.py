@@ -111,3 +111,12 @@ def test_ensemble_of_one_run_twice_matches_the_run(tmp_path, capsys, sample_arch
     combined = json.loads((out / "metrics.json").read_text())
     assert combined["test_accuracy"] == pytest.approx(single["test_accuracy"])
     assert (out / "confusion-test.png").exists() and "ensemble of 2" in stdout
+
+
+def test_train_never_overwrites_a_run(tmp_path, capsys, sample_archive):
+    run_dir = tmp_path / "run"
+    argv = ["train", "--preset", "smoke", "--epochs", "1", "--data", str(sample_archive), "--out", str(run_dir), "--quiet"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    code, _, err = run(argv, capsys)
+    one_line_error(code, err, "already holds a run; continue it with --resume")

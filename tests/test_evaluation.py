@@ -87,3 +87,11 @@ def test_fitted_weights_prefer_the_better_model():
     noise = torch.softmax(torch.randn(200, 7), 1)
     weights = fit_weights([noise, good], labels)
     assert weights[1] > 0.9 and torch.isclose(weights.sum(), torch.tensor(1.0))
+
+
+def test_standardize_statistics_match_the_direct_computation():
+    images = torch.randint(0, 256, (50, 48, 48), dtype=torch.uint8)
+    fitted = Normalization.fit("standardize", images)
+    pixels = images.double() / 255
+    assert fitted.mean == pytest.approx(float(pixels.mean()), rel=1e-12)
+    assert fitted.std == pytest.approx(float(pixels.std()), rel=1e-12)

@@ -120,6 +120,8 @@ def cmd_train(args) -> int:
         data_info = {"source": faces.source, "resize": args.resize, "skip_bad_rows": args.skip_bad_rows,
                      "skipped": faces.skipped, "sizes": faces.split_sizes()}
         run_dir = Path(args.out) if args.out else new_run_dir(Path(args.runs), config.model)
+        if (run_dir / "last.pt").exists():  # never overwrite a run
+            raise FerlabError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out")
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(run_dir, config, data_info)
         print(f"run folder: {run_dir}")
