@@ -37,7 +37,7 @@ def list_methods() -> list[str]:
 
 
 def method_title(name: str) -> str:
-    get_method(name)
+    get_method(name)  # the same error as everywhere for an unknown name
     return _TITLES[name]
 
 
