@@ -47,7 +47,7 @@ def test_a_tiny_run_writes_table_plot_and_summary(name, sample_faces, tmp_path):
         assert f"| {arm['label']} |" in table
         assert len(results["arms"][arm["label"]]["runs"]) == 2
     others = len(experiment.arms) - 1
-    assert table.count("points on PrivateTest over 2 seeds") == others
+    assert table.count("points on PrivateTest over 2 seeds (") == others
     if experiment.confusions:
         assert (tmp_path / name / "confusions.png").exists() and "Most-confused pairs" in table
     published = publish(tmp_path / name, results, tmp_path / "published", "test device")
