@@ -22,24 +22,15 @@ from ferlab.checkpoint import load_model
 from ferlab.config import resolve_config
 from ferlab.data import load_faces
 from ferlab.evaluation import infer, metrics
-from ferlab.labels import SPLITS
+from ferlab.experiments import cap_training
 from ferlab.training import choose_device, fit
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fer2013" / "fer2013-images.tar.xz"
 
 
-def limit_training(faces, limit: int | None):
-    if not limit:
-        return faces
-    train = (faces.splits == SPLITS.index("train")).nonzero().flatten()
-    keep = torch.ones(len(faces), dtype=torch.bool)
-    keep[train[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[limit:]]] = False
-    return faces.select(keep)
-
-
 def run_once(preset: str, seed: int, args) -> dict:
     started = time.perf_counter()
-    faces = limit_training(load_faces(args.data), args.train_limit)
+    faces = cap_training(load_faces(args.data), args.train_limit)
     config = resolve_config(preset, overrides={"seed": seed, "epochs": args.epochs})
     with tempfile.TemporaryDirectory() as folder:
         summary = fit(config, faces, Path(folder), progress=False, log=lambda _: None)
