@@ -89,10 +89,11 @@ def time_ferlab(model, optimizer, config, normalization, images, labels, device,
     count = (steps or len(images) // config.batch_size) * config.batch_size
     common = dict(config=config, normalization=normalization, lr_for_step=lambda step: config.lr, progress=False)
     train_one_epoch(model, optimizer, images[: 3 * config.batch_size], labels[: 3 * config.batch_size],
-                    generator=torch.Generator().manual_seed(0), **common)
+                    generator=torch.Generator(device=device).manual_seed(0), **common)
     synchronize(device)
     started = time.perf_counter()
-    train_one_epoch(model, optimizer, images[:count], labels[:count], generator=torch.Generator().manual_seed(1), **common)
+    train_one_epoch(model, optimizer, images[:count], labels[:count],
+                    generator=torch.Generator(device=device).manual_seed(1), **common)
     synchronize(device)
     return (time.perf_counter() - started) / (count // config.batch_size)
 

@@ -1,16 +1,21 @@
 """Presets over several seeds, on the official protocol: train on Training, keep the epoch with the
-best PublicTest accuracy, report PrivateTest once. Prints one markdown table.
+best PublicTest accuracy, report PrivateTest once. Prints one markdown table (and writes it as JSON
+with --json), with a row for each preset's seeds combined as an ensemble.
 
     python benchmarks/presets.py --presets fast best --seeds 0 1 2            # on a GPU
     python benchmarks/presets.py --presets fast --seeds 0 1 --epochs 2 --train-limit 4000   # CPU, reduced
 
-Wall time includes loading the data (from the cache when warm) and the final evaluation.
+Wall time per run covers loading the data (from the warm cache), building the model, training with
+per-epoch validation and checkpoints, and the final evaluation; the process's one-off CUDA start-up
+is done before the first run. An ensemble's time is the sum of its members' runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -18,17 +23,24 @@ from pathlib import Path
 
 import torch
 
-from ferlab.checkpoint import load_model
+from ferlab.checkpoint import export_checkpoint, load_model, read_checkpoint
 from ferlab.config import resolve_config
 from ferlab.data import load_faces
-from ferlab.evaluation import infer, metrics
+from ferlab.ensemble import combine, fit_weights
+from ferlab.evaluation import infer
 from ferlab.experiments import cap_training
 from ferlab.training import choose_device, fit
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fer2013" / "fer2013-images.tar.xz"
+SPLITS = ("val", "test")  # PublicTest, PrivateTest
 
 
-def run_once(preset: str, seed: int, args) -> dict:
+def accuracy(probabilities: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((probabilities.argmax(1) == labels).double().mean())
+
+
+def run_once(preset: str, seed: int, args, keep: Path | None) -> dict:
+    """Train one seed; return its accuracies and the class probabilities it gives each split."""
     started = time.perf_counter()
     faces = cap_training(load_faces(args.data), args.train_limit)
     config = resolve_config(preset, overrides={"seed": seed, "epochs": args.epochs})
@@ -36,15 +48,34 @@ def run_once(preset: str, seed: int, args) -> dict:
         summary = fit(config, faces, Path(folder), progress=False, log=lambda _: None)
         loaded = load_model(folder)
         model = loaded.model.to(choose_device(config.device))
-        results = {}
-        for split in ("val", "test"):
-            subset = faces.split(split)
-            logits = infer(model, subset.images, loaded.normalization, tta=args.tta,
-                           mixed_precision=config.mixed_precision, channels_last=config.channels_last)
-            results[split] = metrics(logits, subset.labels)["accuracy"]
-    wall = time.perf_counter() - started
+        probabilities = {(split, tta): infer(model, faces.split(split).images, loaded.normalization, tta=tta,
+                                             mixed_precision=config.mixed_precision,
+                                             channels_last=config.channels_last).softmax(1)
+                         for split in SPLITS for tta in (False, True)}
+        wall = time.perf_counter() - started
+        if keep is not None:
+            export_checkpoint(read_checkpoint(Path(folder) / "best.pt"), keep / f"{preset}-seed{seed}.pt")
+            shutil.copy(Path(folder) / "history.csv", keep / f"{preset}-seed{seed}-history.csv")
+    labels = {split: faces.split(split).labels for split in SPLITS}
     images = len(faces.split("train")) // config.batch_size * config.batch_size * summary["epochs"]
-    return {"val": results["val"], "test": results["test"], "wall": wall, "images_per_second": images / summary["train_seconds"]}
+    return {"seed": seed, "wall": wall, "images_per_second": images / summary["train_seconds"],
+            "epochs": summary["epochs"], "best_epoch": summary["best_epoch"], "probabilities": probabilities,
+            "labels": labels, **{f"{split}{'_tta' if tta else ''}": accuracy(p, labels[split])
+                                 for (split, tta), p in probabilities.items()}}
+
+
+def ensemble_row(runs: list[dict]) -> dict:
+    """The seeds' probabilities averaged (equal weights), and with weights fitted on PublicTest."""
+    labels = runs[0]["labels"]
+    row = {"wall": sum(r["wall"] for r in runs)}
+    for tta in (False, True):
+        suffix = "_tta" if tta else ""
+        members = {split: [r["probabilities"][(split, tta)] for r in runs] for split in SPLITS}
+        weights = fit_weights(members["val"], labels["val"])
+        for split in SPLITS:
+            row[f"{split}{suffix}"] = accuracy(combine(members[split]), labels[split])
+            row[f"{split}{suffix}_fitted"] = accuracy(combine(members[split], weights), labels[split])
+    return row
 
 
 def mean_std(values: list[float], scale: float = 1.0) -> str:
@@ -60,29 +91,48 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=None, help="override the presets' epochs (reduced runs)")
     parser.add_argument("--train-limit", type=int, default=None, help="use only this many training faces (reduced runs)")
-    parser.add_argument("--tta", action="store_true", help="flip test-time augmentation at evaluation")
+    parser.add_argument("--keep", type=Path, help="folder for each run's fp16 best checkpoint and history.csv")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
     load_faces(args.data)  # decode once so every run starts from the warm cache
     device = choose_device("auto")
+    torch.zeros(1, device=device)  # the process's CUDA start-up, once, outside the timed runs
     name = torch.cuda.get_device_name() if device.type == "cuda" else (platform.processor() or "cpu")
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
     rows = []
     for preset in args.presets:
-        runs = [run_once(preset, seed, args) for seed in args.seeds]
-        for seed, r in zip(args.seeds, runs):
-            print(f"{preset} seed {seed}: PublicTest {r['val']:.4f} PrivateTest {r['test']:.4f} wall {r['wall']:.1f}s")
-        rows.append((preset, runs))
-    reduced = []
-    if args.epochs:
-        reduced.append(f"{args.epochs} epochs")
-    if args.train_limit:
-        reduced.append(f"{args.train_limit} training faces")
-    print(f"\ndevice: {name}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}"
-          f"{'; REDUCED: ' + ', '.join(reduced) if reduced else ''}{'; flip TTA' if args.tta else ''}\n")
-    print("| preset | seeds | PrivateTest % | PublicTest % | wall time per run (s) | images/s (training + per-epoch validation) | device |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for preset, runs in rows:
-        print(f"| {preset} | {len(runs)} | {mean_std([r['test'] for r in runs], 100)} | {mean_std([r['val'] for r in runs], 100)} | "
-              f"{mean_std([r['wall'] for r in runs])} | {statistics.mean(r['images_per_second'] for r in runs):.0f} | {name} |")
+        runs = []
+        for seed in args.seeds:
+            r = run_once(preset, seed, args, args.keep)
+            print(f"{preset} seed {seed}: PublicTest {r['val']:.4f} (TTA {r['val_tta']:.4f}) PrivateTest {r['test']:.4f} "
+                  f"(TTA {r['test_tta']:.4f}) best epoch {r['best_epoch']}/{r['epochs']} wall {r['wall']:.1f}s "
+                  f"{r['images_per_second']:.0f} img/s", flush=True)
+            runs.append(r)
+        rows.append((preset, runs, ensemble_row(runs) if len(runs) > 1 else None))
+    reduced = [f"{args.epochs} epochs"] * bool(args.epochs) + [f"{args.train_limit} training faces"] * bool(args.train_limit)
+    header = (f"device: {name}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}"
+              f"{'; REDUCED: ' + ', '.join(reduced) if reduced else ''}")
+    print(f"\n{header}\n")
+    print("| preset | seeds | PrivateTest % | PrivateTest % (flip TTA) | PublicTest % | PublicTest % (flip TTA) "
+          "| wall time per run (s) | images/s (training) | device |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for preset, runs, ensemble in rows:
+        column = {key: mean_std([r[key] for r in runs], 100) for key in ("test", "test_tta", "val", "val_tta")}
+        print(f"| {preset} | {len(runs)} | {column['test']} | {column['test_tta']} | {column['val']} | {column['val_tta']} "
+              f"| {mean_std([r['wall'] for r in runs])} | {statistics.mean(r['images_per_second'] for r in runs):.0f} | {name} |")
+        if ensemble:
+            print(f"| {preset}: ensemble of the {len(runs)} seeds, equal / PublicTest-fitted weights | {len(runs)} "
+                  f"| {100 * ensemble['test']:.2f} / {100 * ensemble['test_fitted']:.2f} "
+                  f"| {100 * ensemble['test_tta']:.2f} / {100 * ensemble['test_tta_fitted']:.2f} "
+                  f"| {100 * ensemble['val']:.2f} / {100 * ensemble['val_fitted']:.2f} "
+                  f"| {100 * ensemble['val_tta']:.2f} / {100 * ensemble['val_tta_fitted']:.2f} "
+                  f"| {ensemble['wall']:.1f} in all | | {name} |")
+    if args.json:
+        plain = [{"preset": preset, "ensemble": ensemble,
+                  "runs": [{k: v for k, v in r.items() if k not in ("probabilities", "labels")} for r in runs]}
+                 for preset, runs, ensemble in rows]
+        args.json.write_text(json.dumps({"header": header, "rows": plain}, indent=1))
 
 
 if __name__ == "__main__":

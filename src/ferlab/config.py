@@ -51,6 +51,7 @@ class TrainConfig:
     shift: float = 0.2               # fraction of the side, uniform in [-shift, shift] on each axis
     shear: float = 10.0              # degrees, uniform in [-shear, shear]
     zoom: float = 0.2                # scale uniform in [1 - zoom, 1 + zoom]
+    erase: float = 0.0               # probability per face of random erasing (one rectangle, 2-25% of the face)
     # run
     seed: int = 0                    # weights, shuffling, augmentation and dropout all derive from it
     device: str = "auto"             # auto (cuda when present) | cpu | cuda
@@ -59,6 +60,7 @@ class TrainConfig:
     compile: bool = False            # torch.compile the training step's model (CUDA; slow to start)
     val_fraction: float = 0.1        # sources without PublicTest: stratified share of train held out
     eval_batch_size: int = 512       # images per inference batch
+    checkpoint_every: int = 1        # epochs between writes of last.pt (the final epoch is always written)
 
     def __post_init__(self):
         check_config(self)
@@ -86,9 +88,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"model": "fastnet", "model_options": {"widths": [64, 128, 256, 512]}, "epochs": 16, "batch_size": 256,
              "optimizer": "adamw", "lr": 4e-3, "weight_decay": 5e-4, "schedule": "onecycle", "warmup_fraction": 0.25,
              "label_smoothing": 0.1, "rotate": 10.0, "shift": 0.1, "shear": 5.0, "zoom": 0.1},
-    "best": {"model": "fastnet", "model_options": {"widths": [96, 192, 384, 768], "dropout": 0.4}, "epochs": 60,
+    "best": {"model": "fastnet", "model_options": {"widths": [64, 128, 256, 512], "dropout": 0.4}, "epochs": 60,
              "batch_size": 256, "optimizer": "adamw", "lr": 3e-3, "weight_decay": 5e-4, "schedule": "onecycle",
-             "warmup_fraction": 0.2, "label_smoothing": 0.1, "ema": 0.999},
+             "warmup_fraction": 0.2, "label_smoothing": 0.1, "ema": 0.999, "checkpoint_every": 10},
     "smoke": {"model": "fastnet", "model_options": {"widths": [8, 16, 16, 32]}, "epochs": 2, "batch_size": 32,
               "mixed_precision": False},
 }
@@ -104,11 +106,13 @@ def check_config(config: TrainConfig) -> None:
     if unknown:
         raise ConfigError(f"model {config.model!r} has no option {', '.join(unknown)}; "
                           f"its options: {', '.join(model_options(config.model))}")
-    for key in ("epochs", "batch_size", "eval_batch_size"):
+    for key in ("epochs", "batch_size", "eval_batch_size", "checkpoint_every"):
         if getattr(config, key) < 1:
             raise ConfigError(f"{key} must be at least 1, got {getattr(config, key)}")
     if config.lr <= 0:
         raise ConfigError(f"lr must be positive, got {config.lr}")
+    if not 0 <= config.erase <= 1:
+        raise ConfigError(f"erase is a probability in [0, 1], got {config.erase}")
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}

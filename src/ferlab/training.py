@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ferlab.checkpoint import read_checkpoint, save_checkpoint
 from ferlab.config import TrainConfig, config_to_dict
-from ferlab.data.augment import AugmentPolicy, augment_batch
+from ferlab.data.augment import AugmentPolicy, augment_batch, random_erase
 from ferlab.data.faceset import FaceSet
 from ferlab.data.normalize import Normalization
 from ferlab.errors import FerlabError
@@ -91,7 +91,8 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
         return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                nesterov=config.nesterov, weight_decay=config.weight_decay)
     kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    return kind(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    on_cuda = next(model.parameters()).is_cuda  # the fused kernel: one launch per step instead of several per tensor
+    return kind(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=on_cuda or None)
 
 
 class WeightAverage:
@@ -106,10 +107,12 @@ class WeightAverage:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        for averaged, current in zip(self.model.state_dict().values(), model.state_dict().values()):
-            if averaged.is_floating_point():
-                averaged.lerp_(current, 1.0 - self.decay)
-            else:
+        pairs = list(zip(self.model.state_dict().values(), model.state_dict().values()))
+        floats = [(a, c) for a, c in pairs if a.is_floating_point()]
+        # One multi-tensor kernel instead of one launch per tensor: it matters for small nets on a GPU.
+        torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], 1.0 - self.decay)
+        for averaged, current in pairs:
+            if not averaged.is_floating_point():
                 averaged.copy_(current)
 
 
@@ -124,7 +127,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: 
     policy = augment_policy(config)
     batch_size = min(config.batch_size, images.shape[0])
     steps = images.shape[0] // batch_size
-    order = torch.randperm(images.shape[0], generator=generator)[: steps * batch_size].to(device)
+    order = torch.randperm(images.shape[0], generator=generator, device=generator.device)[: steps * batch_size].to(device)
     model.train()
     started = time.perf_counter()
     total_loss = torch.zeros((), device=device)
@@ -134,6 +137,8 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: 
         index = order[step * batch_size:(step + 1) * batch_size]
         x = augment_batch(images[index].unsqueeze(1).float(), policy, generator)  # (B, 1, 48, 48) in 0..255
         x = normalization.apply(x)
+        if config.augment:
+            x = random_erase(x, config.erase, generator)  # after normalisation: erased pixels = training mean
         if config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y = labels[index]
@@ -183,6 +188,8 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
     epochs of this call (to test interruption). Returns a summary dict.
     """
     device = choose_device(config.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels once
     train, val = faces.split("train"), faces.split("val")
     if len(train) < 2 or len(val) < 1:
         raise FerlabError(f"{faces.source}: need training and validation faces, got {len(train)} and {len(val)}")
@@ -210,7 +217,17 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
     total_steps = steps_per_epoch * config.epochs
     base = {"config": config_to_dict(config), "normalization": normalization.to_dict(),
             "data": data_info or {"source": faces.source}}
-    epochs_run, stopped_early = 0, False
+    epochs_run, stopped_early, saved_epoch = 0, False, len(history)
+    weights: dict = {}
+
+    def save_last(weights: dict) -> None:
+        nonlocal saved_epoch
+        resumable = {**weights, "optimizer": optimizer.state_dict()}
+        if average is not None:
+            resumable["train_model"] = model.state_dict()  # the raw weights, to resume training from
+        save_checkpoint(run_dir / "last.pt", resumable)
+        saved_epoch = weights["epoch"]
+
     for epoch in range(len(history), config.epochs):
         val_history = [row["val_accuracy"] for row in history]
         if config.early_stop_patience and epochs_since_best(val_history) >= config.early_stop_patience:
@@ -221,7 +238,8 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
             break
         scale = plateau_scale(val_history, config.plateau_factor, config.plateau_patience) if config.schedule == "plateau" else 1.0
         torch.manual_seed(epoch_seed(config.seed, epoch))  # dropout of this epoch
-        generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch) + 1)  # shuffle + augmentation
+        # Shuffle + augmentation, drawn on the training device (the same stream as before on the CPU).
+        generator = torch.Generator(device=device).manual_seed(epoch_seed(config.seed, epoch) + 1)
         first = epoch * steps_per_epoch
         stats = train_one_epoch(
             step_model, optimizer, train_images, train_labels, config=config, normalization=normalization,
@@ -236,19 +254,19 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
                "seconds": stats["seconds"] + time.perf_counter() - started}
         history.append(row)
         improved = row["val_accuracy"] > max(val_history, default=-1.0)
-        payload = {**base, "model": evaluated.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                   "history": history, "rng": torch.get_rng_state(),
+        weights = {**base, "model": evaluated.state_dict(), "epoch": epoch + 1, "history": history,
                    "metrics": {"val_accuracy": row["val_accuracy"], "val_loss": row["val_loss"]}}
-        if average is not None:
-            payload["train_model"] = model.state_dict()  # the raw weights, to resume training from
         if improved:
-            save_checkpoint(run_dir / "best.pt", payload)
-        save_checkpoint(run_dir / "last.pt", payload)
+            save_checkpoint(run_dir / "best.pt", weights)  # weights only: best.pt is for using, last.pt for resuming
+        if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs:
+            save_last(weights)
         write_history(run_dir / "history.csv", history)
         log(f"epoch {epoch + 1}/{config.epochs}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
             f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}{' *' if improved else ''} | "
             f"lr {row['lr']:.2e} | {row['seconds']:.1f}s")
         epochs_run += 1
+    if weights and saved_epoch != len(history):  # stopped between checkpoint_every writes
+        save_last(weights)
     best = max(history, key=lambda r: r["val_accuracy"]) if history else None
     return {"epochs": len(history), "best_epoch": best["epoch"] if best else None,
             "best_val_accuracy": best["val_accuracy"] if best else None,

@@ -1,0 +1,129 @@
+"""Choose a recipe on PublicTest: train variants of a preset in parallel processes on one device
+and rank them by their best PublicTest accuracy. PrivateTest is never looked at here.
+
+    python benchmarks/tune.py benchmarks/tune-gpu.yaml --parallel 8 --budget 420 --out tune-results
+
+The YAML names a preset and variants (TrainConfig overrides). A variant may give
+``seconds: S`` instead of ``epochs``: it then gets as many epochs as its measured throughput alone
+fits into S seconds. First every variant's training throughput is measured alone (a few steps each);
+if the sweep's work would not fit ``--budget`` seconds of the device, every variant's epochs shrink
+by the same factor (printed), so the ranking is at a shorter schedule than asked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import multiprocessing
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from ferlab.config import resolve_config
+from ferlab.data import load_faces
+from ferlab.data.normalize import Normalization
+from ferlab.models import build_model
+from ferlab.training import choose_device, fit, make_optimizer, train_one_epoch
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fer2013" / "fer2013-images.tar.xz"
+
+
+def throughput(config, faces, steps: int = 25) -> float:
+    """Training images per second of ``config`` alone on the device (after 5 warm-up steps)."""
+    device = choose_device(config.device)
+    train = faces.split("train")
+    torch.manual_seed(0)
+    model = build_model(config.model, **config.model_options).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, config)
+    normalization = Normalization.fit(config.normalization, train.images)
+    images, labels = train.images.to(device), train.labels.to(device)
+    common = {"config": config, "normalization": normalization, "lr_for_step": lambda step: config.lr, "progress": False}
+    for count in (5, steps):
+        generator = torch.Generator(device=device).manual_seed(0)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        train_one_epoch(model, optimizer, images[: count * config.batch_size], labels[: count * config.batch_size],
+                        generator=generator, **common)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return steps * config.batch_size / (time.perf_counter() - started)
+
+
+def train_variant(job: tuple) -> dict:
+    label, preset, overrides, data = job
+    torch.set_num_threads(2)
+    faces = load_faces(data)
+    config = resolve_config(preset, overrides=overrides)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        summary = fit(config, faces, Path(folder), progress=False, log=lambda _: None)
+        with open(Path(folder) / "history.csv") as file:
+            history = [float(row["val_accuracy"]) for row in csv.DictReader(file)]
+    return {"label": label, "overrides": overrides, "epochs": summary["epochs"], "best_epoch": summary["best_epoch"],
+            "publictest": summary["best_val_accuracy"], "val_history": history,
+            "wall_in_parallel": time.perf_counter() - started}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("sweep", type=Path)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--parallel", type=int, default=4, help="variants trained at once")
+    parser.add_argument("--budget", type=float, default=600, help="device seconds the whole sweep may take")
+    parser.add_argument("--out", type=Path, default=Path("tune-results"))
+    args = parser.parse_args()
+    spec = yaml.safe_load(args.sweep.read_text())
+    preset, variants = spec["preset"], spec["variants"]
+    faces = load_faces(args.data)
+    args.out.mkdir(parents=True, exist_ok=True)
+    jobs, work = [], 0.0
+    for variant in variants:
+        overrides = {k: v for k, v in variant.items() if k not in ("label", "seconds")}
+        config = resolve_config(preset, overrides=overrides)
+        speed = throughput(config, faces)
+        if "seconds" in variant:
+            overrides["epochs"] = max(1, math.floor(variant["seconds"] * speed / len(faces.split("train"))))
+            config = resolve_config(preset, overrides=overrides)
+        seconds = config.epochs * len(faces.split("train")) / speed
+        work += seconds
+        print(f"{variant['label']}: {speed:.0f} img/s alone, {config.epochs} epochs = {seconds:.0f} s alone", flush=True)
+        jobs.append([variant["label"], preset, overrides, str(args.data), speed])
+    # Running several at once is assumed no faster in total than one after another (conservative).
+    shrink = min(1.0, args.budget / work)
+    if shrink < 1.0:
+        print(f"the sweep's {work:.0f} s exceed the budget of {args.budget:.0f} s: every variant's epochs x {shrink:.2f}")
+    for job in jobs:
+        job[2]["epochs"] = max(1, math.floor(resolve_config(preset, overrides=job[2]).epochs * shrink))
+    speeds = {job[0]: job.pop() for job in jobs}
+    started = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(args.parallel) as pool:
+        results = []
+        for result in pool.imap_unordered(train_variant, [tuple(job) for job in jobs]):
+            result["images_per_second_alone"] = speeds[result["label"]]
+            print(f"done {result['label']}: PublicTest {result['publictest']:.4f} at epoch {result['best_epoch']}/"
+                  f"{result['epochs']} ({result['wall_in_parallel']:.0f} s in parallel)", flush=True)
+            results.append(result)
+    results.sort(key=lambda r: -r["publictest"])
+    device = choose_device("auto")
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    lines = [f"sweep {args.sweep.name} (preset {preset}) on {name}, torch {torch.__version__}, "
+             f"{time.strftime('%Y-%m-%d')}; {time.perf_counter() - started:.0f} s with {args.parallel} at once; "
+             f"ranked by best PublicTest accuracy (PrivateTest not evaluated)", "",
+             "| variant | PublicTest % | best epoch / epochs | images/s alone | overrides |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['label']} | {100 * r['publictest']:.2f} | {r['best_epoch']}/{r['epochs']} | "
+              f"{r['images_per_second_alone']:.0f} | {json.dumps(r['overrides'])} |" for r in results]
+    print("\n".join(lines))
+    (args.out / "table.md").write_text("\n".join(lines) + "\n")
+    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
