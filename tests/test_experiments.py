@@ -50,6 +50,10 @@ def test_a_tiny_run_writes_table_plot_and_summary(name, sample_faces, tmp_path):
     assert table.count("points on PrivateTest over 2 seeds (") == others
     if experiment.confusions:
         assert (tmp_path / name / "confusions.png").exists() and "Most-confused pairs" in table
+    (tmp_path / "published").mkdir()
+    (tmp_path / "published" / "NOTES.md").write_text("A remark kept at the end.\n")
     published = publish(tmp_path / name, results, tmp_path / "published", "test device")
-    assert "Measured on test device" in published.parent.joinpath(results["experiment"], "results.md").read_text()
-    assert f"{results['experiment']}/curves.png" in published.read_text()
+    folder = f"{results['experiment']}-cpu"
+    assert "Measured on test device" in published.parent.joinpath(folder, "results.md").read_text()
+    assert f"{folder}/curves.png" in published.read_text()
+    assert published.read_text().endswith("A remark kept at the end.\n")
