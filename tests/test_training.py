@@ -10,7 +10,7 @@ import torch
 from ferlab.checkpoint import load_model, read_checkpoint
 from ferlab.cli import main
 from ferlab.config import TrainConfig, resolve_config
-from ferlab.data.augment import AugmentPolicy, augment_batch, random_affine
+from ferlab.data.augment import AugmentPolicy, augment_batch, random_affine, random_erase
 from ferlab.training import epochs_since_best, fit, lr_at, plateau_scale
 
 
@@ -128,3 +128,30 @@ def test_augmentation_keeps_each_face_with_its_label():
     images = (labels.float() * 30)[:, None, None, None].expand(21, 1, 48, 48).contiguous()
     warped = augment_batch(images, AugmentPolicy(), torch.Generator().manual_seed(5))
     assert torch.allclose(warped.mean((1, 2, 3)) / 30, labels.float(), atol=1e-4)
+
+
+def test_random_erasing_blanks_one_rectangle_per_chosen_face():
+    images = torch.ones(64, 1, 48, 48)
+    assert torch.equal(random_erase(images, 0.0, torch.Generator().manual_seed(0)), images)
+    erased = random_erase(images, 1.0, torch.Generator().manual_seed(0), area=(0.1, 0.2), fill=-3.0)
+    assert set(erased.unique().tolist()) == {-3.0, 1.0}
+    for face in erased[:, 0]:
+        rows, cols = (face == -3.0).nonzero(as_tuple=True)
+        box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+        assert len(rows) == box  # the erased pixels form one full rectangle
+        assert 0.1 * 48 * 48 * 0.7 <= box <= 0.2 * 48 * 48 * 1.3  # its area is as asked, up to rounding
+    half = random_erase(images, 0.5, torch.Generator().manual_seed(1))
+    touched = (half != 1.0).flatten(1).any(1).float().mean()
+    assert 0.3 < touched < 0.7
+
+
+def test_checkpoint_every_skips_writes_but_keeps_the_final_epoch(tmp_path, sample_faces):
+    config = resolve_config("smoke", overrides={"epochs": 3, "checkpoint_every": 2})
+    fit(config, sample_faces, tmp_path, progress=False, log=lambda _: None)
+    last, best = read_checkpoint(tmp_path / "last.pt"), read_checkpoint(tmp_path / "best.pt")
+    assert last["epoch"] == 3 and "optimizer" in last  # epoch 3 is not a multiple of 2 but is the end
+    assert "optimizer" not in best  # best.pt holds what evaluation needs, not the optimiser state
+    interrupted = tmp_path / "interrupted"
+    interrupted.mkdir()
+    fit(config, sample_faces, interrupted, progress=False, stop_after=1, log=lambda _: None)
+    assert read_checkpoint(interrupted / "last.pt")["epoch"] == 1  # an early stop still leaves a resumable state

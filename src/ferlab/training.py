@@ -104,16 +104,23 @@ class WeightAverage:
         self.model = copy.deepcopy(model).eval()
         for parameter in self.model.parameters():
             parameter.requires_grad_(False)
+        self._source: nn.Module | None = None
+        self._floats: tuple[list, list] = ([], [])
+        self._others: tuple[list, list] = ([], [])
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        pairs = list(zip(self.model.state_dict().values(), model.state_dict().values()))
-        floats = [(a, c) for a, c in pairs if a.is_floating_point()]
-        # One multi-tensor kernel instead of one launch per tensor: it matters for small nets on a GPU.
-        torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], 1.0 - self.decay)
-        for averaged, current in pairs:
-            if not averaged.is_floating_point():
-                averaged.copy_(current)
+        if model is not self._source:  # pair the tensors once: rebuilding state dicts every step costs time
+            pairs = list(zip(self.model.state_dict().values(), model.state_dict().values()))
+            floats = [(a, c) for a, c in pairs if a.is_floating_point()]
+            others = [(a, c) for a, c in pairs if not a.is_floating_point()]
+            self._floats = ([a for a, _ in floats], [c for _, c in floats])
+            self._others = ([a for a, _ in others], [c for _, c in others])
+            self._source = model
+        # Multi-tensor kernels instead of one launch per tensor: it matters for small nets on a GPU.
+        torch._foreach_lerp_(*self._floats, 1.0 - self.decay)
+        if self._others[0]:
+            torch._foreach_copy_(*self._others)  # batch-norm step counters
 
 
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor, *,
