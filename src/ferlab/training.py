@@ -188,8 +188,10 @@ def write_history(path: Path, history: list[dict]) -> None:
 def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict | None = None,
         resume: bool = False, progress: bool = True, stop_after: int | None = None,
         log: Callable[[str], None] = print) -> dict:
-    """Train on the ``train`` split, choose the epoch on ``val``; write ``last.pt`` after every
-    epoch, ``best.pt`` whenever validation accuracy improves, and ``history.csv``.
+    """Train on the ``train`` split, choose the epoch on ``val``; write ``last.pt`` (resumable:
+    weights, optimiser, raw weights under an EMA) every ``config.checkpoint_every`` epochs and
+    when the call ends, ``best.pt`` (weights only) whenever validation accuracy improves, and
+    ``history.csv`` after every epoch.
 
     ``resume`` continues from ``run_dir/last.pt``. ``stop_after`` ends the call after that many
     epochs of this call (to test interruption). Returns a summary dict.
