@@ -316,10 +316,8 @@ def cmd_explain(args) -> int:
     import torch
 
     from ferlab.checkpoint import load_model
-    from ferlab.explain import NotApplicable, explain, method_title
-    from ferlab.explain.postprocess import masked_faces
-    from ferlab.labels import EMOTIONS
-    from ferlab.report.explain_figures import plot_method_panels
+    from ferlab.explain import NotApplicable
+    from ferlab.report.explain_figures import explain_faces_figure
 
     loaded = load_model(args.run)
     run_dir = output_dir(args, "explain")
@@ -333,22 +331,11 @@ def cmd_explain(args) -> int:
             raise FerlabError(f"--index {bad[0]} is out of range: the {args.split} split has {len(faces)} faces")
         faces_u8 = faces.images[args.index]
         names = [f"{args.split}{i}" for i in args.index]
-    inputs = loaded.normalization.apply(faces_u8)
-    with torch.no_grad():
-        probabilities = loaded.model(inputs).softmax(1)
-    targets = probabilities.argmax(1) if args.target is None else torch.full((len(inputs),), EMOTIONS.index(args.target))
+    output = Path(args.output) if args.output else run_dir / f"explain-{args.method}-{'-'.join(names)[:60]}.png"
     try:
-        maps = explain(args.method, loaded.model, inputs, targets)
+        explain_faces_figure(loaded, faces_u8, names, args.method, args.target, output)
     except NotApplicable as error:
         raise FerlabError(f"{args.method}: {error}") from None
-    kind = {"lime": "signed", "saliency": "fine", "guided_gradcam": "fine"}.get(args.method, "heat")
-    panels = {method_title(args.method): (maps, kind)}
-    if args.method == "saliency":
-        panels["masked (top 20%)"] = (masked_faces(faces_u8, maps), "gray")
-    captions = [f"{n}: {EMOTIONS[int(t)]} {float(probabilities[i, t]):.2f}" for i, (n, t) in enumerate(zip(names, targets))]
-    output = Path(args.output) if args.output else run_dir / f"explain-{args.method}-{'-'.join(names)[:60]}.png"
-    plot_method_panels(faces_u8, captions, panels, output, f"{method_title(args.method)} for the "
-                       + ("predicted class" if args.target is None else f"class {args.target}"))
     print(f"wrote {output}")
     return 0
 

@@ -121,3 +121,29 @@ def plot_trust_curves(curves: dict[str, tuple[torch.Tensor, torch.Tensor]], path
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+# How each method's map is best shown: signed (LIME weights), fine-grained gradients, or a heat map.
+DISPLAY_KIND = {"lime": "signed", "saliency": "fine", "guided_gradcam": "fine"}
+
+
+def explain_faces_figure(loaded, faces: torch.Tensor, names: list[str], method: str, target: str | None,
+                         path: Path) -> Path:
+    """One method's maps for (N, 48, 48) uint8 ``faces`` of a loaded model, explaining ``target`` (a
+    class name) or each face's predicted class, drawn as one figure at ``path``. Raises
+    ``NotApplicable`` when the method cannot explain this model."""
+    from ferlab.explain import explain, method_title
+    from ferlab.explain.postprocess import masked_faces
+    from ferlab.labels import EMOTIONS
+
+    inputs = loaded.normalization.apply(faces)
+    with torch.no_grad():
+        probabilities = loaded.model(inputs).softmax(1)
+    targets = probabilities.argmax(1) if target is None else torch.full((len(inputs),), EMOTIONS.index(target))
+    maps = explain(method, loaded.model, inputs, targets)
+    panels = {method_title(method): (maps, DISPLAY_KIND.get(method, "heat"))}
+    if method == "saliency":
+        panels["masked (top 20%)"] = (masked_faces(faces, maps), "gray")
+    captions = [f"{n}: {EMOTIONS[int(t)]} {float(probabilities[i, t]):.2f}" for i, (n, t) in enumerate(zip(names, targets))]
+    title = f"{method_title(method)} for the " + ("predicted class" if target is None else f"class {target}")
+    return plot_method_panels(faces, captions, panels, path, title)
