@@ -114,9 +114,10 @@ def main() -> None:
     results.sort(key=lambda r: -r["publictest"])
     device = choose_device("auto")
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
-    lines = [f"sweep {args.sweep.name} (preset {preset}) on {name}, torch {torch.__version__}, "
-             f"{time.strftime('%Y-%m-%d')}; {time.perf_counter() - started:.0f} s with {args.parallel} at once; "
-             f"ranked by best PublicTest accuracy (PrivateTest not evaluated)", "",
+    heading = (f"sweep {args.sweep.name} (preset {preset}) on {name}, torch {torch.__version__}, "
+               f"{time.strftime('%Y-%m-%d')}; {time.perf_counter() - started:.0f} s with {args.parallel} at once; "
+               f"ranked by best PublicTest accuracy (PrivateTest not evaluated)")
+    lines = [heading, "",
              "| variant | PublicTest % | best epoch / epochs | images/s alone | overrides |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {r['label']} | {100 * r['publictest']:.2f} | {r['best_epoch']}/{r['epochs']} | "
               f"{r['images_per_second_alone']:.0f} | {json.dumps(r['overrides'])} |" for r in results]
