@@ -84,29 +84,29 @@ def main() -> None:
     preset, variants = spec["preset"], spec["variants"]
     faces = load_faces(args.data)
     args.out.mkdir(parents=True, exist_ok=True)
-    jobs, work = [], 0.0
+    jobs, speeds, work = [], {}, 0.0
     for variant in variants:
         overrides = {k: v for k, v in variant.items() if k not in ("label", "seconds")}
         config = resolve_config(preset, overrides=overrides)
-        speed = throughput(config, faces)
+        speeds[variant["label"]] = speed = throughput(config, faces)
         if "seconds" in variant:
             overrides["epochs"] = max(1, math.floor(variant["seconds"] * speed / len(faces.split("train"))))
             config = resolve_config(preset, overrides=overrides)
+        overrides.setdefault("epochs", config.epochs)
         seconds = config.epochs * len(faces.split("train")) / speed
         work += seconds
         print(f"{variant['label']}: {speed:.0f} img/s alone, {config.epochs} epochs = {seconds:.0f} s alone", flush=True)
-        jobs.append([variant["label"], preset, overrides, str(args.data), speed])
+        jobs.append((variant["label"], preset, overrides, str(args.data)))
     # Running several at once is assumed no faster in total than one after another (conservative).
     shrink = min(1.0, args.budget / work)
     if shrink < 1.0:
         print(f"the sweep's {work:.0f} s exceed the budget of {args.budget:.0f} s: every variant's epochs x {shrink:.2f}")
-    for job in jobs:
-        job[2]["epochs"] = max(1, math.floor(resolve_config(preset, overrides=job[2]).epochs * shrink))
-    speeds = {job[0]: job.pop() for job in jobs}
+        for _, _, overrides, _ in jobs:
+            overrides["epochs"] = max(1, math.floor(overrides["epochs"] * shrink))
     started = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(args.parallel) as pool:
         results = []
-        for result in pool.imap_unordered(train_variant, [tuple(job) for job in jobs]):
+        for result in pool.imap_unordered(train_variant, jobs):
             result["images_per_second_alone"] = speeds[result["label"]]
             print(f"done {result['label']}: PublicTest {result['publictest']:.4f} at epoch {result['best_epoch']}/"
                   f"{result['epochs']} ({result['wall_in_parallel']:.0f} s in parallel)", flush=True)
