@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from ferlab.cli import main
 
@@ -120,3 +121,12 @@ def test_train_never_overwrites_a_run(tmp_path, capsys, sample_archive):
     capsys.readouterr()
     code, _, err = run(argv, capsys)
     one_line_error(code, err, "already holds a run; continue it with --resume")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the warning is for CPU-only machines")
+def test_a_gpu_preset_on_the_cpu_warns_but_runs(tmp_path, capsys, sample_archive):
+    argv = ["train", "--preset", "fast", "--epochs", "1", "--data", str(sample_archive), "--out", str(tmp_path / "run"),
+            "--quiet", "--no-mixed-precision"]
+    code, _, err = run(argv, capsys)
+    assert code == 0
+    assert "ferlab: warning: preset fast is sized for a GPU and will take hours on this CPU" in err

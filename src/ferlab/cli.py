@@ -101,10 +101,10 @@ def train_overrides(args) -> dict:
 
 def cmd_train(args) -> int:
     from ferlab.checkpoint import load_model, read_checkpoint
-    from ferlab.config import config_from_dict, resolve_config
+    from ferlab.config import GPU_PRESETS, config_from_dict, resolve_config
     from ferlab.report.figures import plot_history
     from ferlab.runs import evaluate_split, new_run_dir, write_config, write_json
-    from ferlab.training import fit
+    from ferlab.training import choose_device, fit
 
     if args.resume:
         run_dir = Path(args.resume)
@@ -116,6 +116,9 @@ def cmd_train(args) -> int:
         print(f"resuming {run_dir} after epoch {state['epoch']} of {config.epochs}")
     else:
         config = resolve_config(args.preset, args.config, train_overrides(args))
+        if args.preset in GPU_PRESETS and choose_device(config.device).type == "cpu":
+            print(f"ferlab: warning: preset {args.preset} is sized for a GPU and will take hours on this CPU; "
+                  "--preset cpu trains in about ten minutes", file=sys.stderr)
         faces = load_data(args, val_fraction=config.val_fraction, seed=config.seed)
         data_info = {"source": faces.source, "resize": args.resize, "skip_bad_rows": args.skip_bad_rows,
                      "skipped": faces.skipped, "sizes": faces.split_sizes()}
