@@ -26,9 +26,7 @@ import yaml
 
 from ferlab.config import resolve_config
 from ferlab.data import load_faces
-from ferlab.data.normalize import Normalization
-from ferlab.models import build_model
-from ferlab.training import choose_device, fit, make_optimizer, train_one_epoch
+from ferlab.training import choose_device, fit, start_training, train_one_epoch
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fer2013" / "fer2013-images.tar.xz"
 
@@ -37,12 +35,7 @@ def throughput(config, faces, steps: int = 25) -> float:
     """Training images per second of ``config`` alone on the device (after 5 warm-up steps)."""
     device = choose_device(config.device)
     train = faces.split("train")
-    torch.manual_seed(0)
-    model = build_model(config.model, **config.model_options).to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, config)
-    normalization = Normalization.fit(config.normalization, train.images)
+    model, optimizer, normalization, _, _ = start_training(config, train.images, device, resume_from=None)
     images, labels = train.images.to(device), train.labels.to(device)
     common = {"config": config, "normalization": normalization, "lr_for_step": lambda step: config.lr, "progress": False}
     for count in (5, steps):

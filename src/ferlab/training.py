@@ -185,6 +185,28 @@ def write_history(path: Path, history: list[dict]) -> None:
             writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in HISTORY_FIELDS})
 
 
+def start_training(config: TrainConfig, train_images: torch.Tensor, device: torch.device, resume_from: Path | None):
+    """The model (seeded), optimiser, input normalisation, weight average (or None) and history a
+    run starts from: fresh, or as saved in ``resume_from`` (a ``last.pt``)."""
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, **config.model_options).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, config)
+    normalization = Normalization.fit(config.normalization, train_images)
+    average = WeightAverage(model, config.ema) if config.ema > 0 else None
+    history: list[dict] = []
+    if resume_from is not None:
+        state = read_checkpoint(resume_from)
+        model.load_state_dict(state.get("train_model", state["model"]))
+        if average is not None:
+            average.model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        normalization = Normalization(**state["normalization"])
+        history = list(state["history"])
+    return model, optimizer, normalization, average, history
+
+
 def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict | None = None,
         resume: bool = False, progress: bool = True, stop_after: int | None = None,
         log: Callable[[str], None] = print) -> dict:
@@ -202,22 +224,8 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
     train, val = faces.split("train"), faces.split("val")
     if len(train) < 2 or len(val) < 1:
         raise FerlabError(f"{faces.source}: need training and validation faces, got {len(train)} and {len(val)}")
-    history: list[dict] = []
-    torch.manual_seed(config.seed)
-    model = build_model(config.model, **config.model_options).to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, config)
-    normalization = Normalization.fit(config.normalization, train.images)
-    average = WeightAverage(model, config.ema) if config.ema > 0 else None
-    if resume:
-        state = read_checkpoint(run_dir / "last.pt")
-        model.load_state_dict(state.get("train_model", state["model"]))
-        if average is not None:
-            average.model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        normalization = Normalization(**state["normalization"])
-        history = list(state["history"])
+    model, optimizer, normalization, average, history = start_training(
+        config, train.images, device, run_dir / "last.pt" if resume else None)
     # Optional compilation; the uncompiled module keeps the weights and is what gets saved.
     step_model = torch.compile(model) if config.compile else model
     train_images, train_labels = train.images.to(device), train.labels.to(device)
