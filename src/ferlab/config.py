@@ -85,7 +85,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "early_stop_patience": 12},
     # GPU recipes, chosen on PublicTest by benchmarks/tune.py on an H100 (table in
     # benchmarks/results/tune-gpu-2026-11-22.md): fastnet 64..512 wide with light augmentation and
-    # a weight EMA ranked first at a 35-second schedule; `best` runs it for ~2.5 minutes, `fast` at
+    # a weight EMA ranked first at a 35-second schedule; `best` runs it for ~3 minutes, `fast` at
     # batch 512 (1.4x the images/s) for ~25 seconds. Accuracy and wall time: BENCHMARKS.md.
     "fast": {"model": "fastnet", "model_options": {"widths": [64, 128, 256, 512], "dropout": 0.4}, "epochs": 35,
              "batch_size": 512, "optimizer": "adamw", "lr": 4e-3, "weight_decay": 5e-4, "schedule": "onecycle",

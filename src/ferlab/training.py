@@ -145,7 +145,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: 
         x = augment_batch(images[index].unsqueeze(1).float(), policy, generator)  # (B, 1, 48, 48) in 0..255
         x = normalization.apply(x)
         if config.augment:
-            x = random_erase(x, config.erase, generator)  # after normalisation: erased pixels = training mean
+            x = random_erase(x, config.erase, generator)  # erased pixels = 0: the training mean once standardised
         if config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y = labels[index]
