@@ -11,7 +11,7 @@ from ferlab.checkpoint import load_model, read_checkpoint
 from ferlab.cli import main
 from ferlab.config import TrainConfig, resolve_config
 from ferlab.data.augment import AugmentPolicy, augment_batch, random_affine, random_erase
-from ferlab.training import epochs_since_best, fit, lr_at, plateau_scale
+from ferlab.training import WeightAverage, epochs_since_best, fit, lr_at, plateau_scale
 
 
 def test_onecycle_and_cosine_schedules_have_known_values():
@@ -54,9 +54,11 @@ def test_flip_only_policy_mirrors_exactly():
     assert torch.allclose(identity, torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).expand(3, 2, 3))
 
 
-@pytest.mark.parametrize("mixed_precision, ema", [(False, 0.0), (True, 0.0), (False, 0.9)])
-def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, sample_faces, mixed_precision, ema):
-    config = resolve_config("smoke", overrides={"epochs": 3, "mixed_precision": mixed_precision, "ema": ema})
+@pytest.mark.parametrize("mixed_precision, ema, ema_warmup", [(False, 0.0, False), (True, 0.0, False),
+                                                               (False, 0.9, False), (False, 0.99, True)])
+def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, sample_faces, mixed_precision, ema, ema_warmup):
+    config = resolve_config("smoke", overrides={"epochs": 3, "mixed_precision": mixed_precision, "ema": ema,
+                                                "ema_warmup": ema_warmup})
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     whole.mkdir(), parts.mkdir()
     fit(config, sample_faces, whole, progress=False, log=lambda _: None)
@@ -155,3 +157,15 @@ def test_checkpoint_every_skips_writes_but_keeps_the_final_epoch(tmp_path, sampl
     interrupted.mkdir()
     fit(config, sample_faces, interrupted, progress=False, stop_after=1, log=lambda _: None)
     assert read_checkpoint(interrupted / "last.pt")["epoch"] == 1  # an early stop still leaves a resumable state
+
+
+def test_weight_average_warm_up_follows_the_known_schedule():
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.constant_(model.weight, 0.0)
+    plain, warm = WeightAverage(model, 0.999), WeightAverage(model, 0.999, warmup=True)
+    torch.nn.init.constant_(model.weight, 1.0)
+    plain.update(model), warm.update(model)
+    assert plain.model.weight.item() == pytest.approx(0.001)  # plain EMA barely moves from the start
+    assert warm.model.weight.item() == pytest.approx(0.9)  # decay (1 + 0) / (10 + 0) = 0.1 at the first update
+    warm.update(model)  # decay 2/11: the average moves 9/11 of the rest of the way
+    assert warm.model.weight.item() == pytest.approx(0.9 + 0.1 * 9 / 11)

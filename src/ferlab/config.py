@@ -37,6 +37,7 @@ class TrainConfig:
     nesterov: bool = True            # sgd only
     label_smoothing: float = 0.0     # cross-entropy target smoothing
     ema: float = 0.0                 # per-step decay of a weight average used for evaluation; 0 = off
+    ema_warmup: bool = False         # decay min(ema, (1 + t) / (10 + t)) at update t, so early averages follow training
     # learning-rate schedule
     schedule: str = "onecycle"       # none | plateau | cosine | onecycle
     warmup_fraction: float = 0.2     # onecycle/cosine: fraction of all steps spent rising to lr

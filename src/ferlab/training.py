@@ -99,8 +99,8 @@ class WeightAverage:
     """Exponential moving average of the weights (and float buffers), updated after every step;
     evaluated and saved in place of the raw weights when ``config.ema > 0``."""
 
-    def __init__(self, model: nn.Module, decay: float):
-        self.decay = decay
+    def __init__(self, model: nn.Module, decay: float, warmup: bool = False, updates: int = 0):
+        self.decay, self.warmup, self.updates = decay, warmup, updates
         self.model = copy.deepcopy(model).eval()
         for parameter in self.model.parameters():
             parameter.requires_grad_(False)
@@ -117,8 +117,12 @@ class WeightAverage:
             self._floats = ([a for a, _ in floats], [c for _, c in floats])
             self._others = ([a for a, _ in others], [c for _, c in others])
             self._source = model
+        # Without warm-up the average starts at the initial weights and lags far behind for thousands
+        # of steps; with it, the first updates nearly copy the current weights.
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates)) if self.warmup else self.decay
+        self.updates += 1
         # Multi-tensor kernels instead of one launch per tensor: it matters for small nets on a GPU.
-        torch._foreach_lerp_(*self._floats, 1.0 - self.decay)
+        torch._foreach_lerp_(*self._floats, 1.0 - decay)
         if self._others[0]:
             torch._foreach_copy_(*self._others)  # batch-norm step counters
 
@@ -194,13 +198,14 @@ def start_training(config: TrainConfig, train_images: torch.Tensor, device: torc
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config)
     normalization = Normalization.fit(config.normalization, train_images)
-    average = WeightAverage(model, config.ema) if config.ema > 0 else None
+    average = WeightAverage(model, config.ema, config.ema_warmup) if config.ema > 0 else None
     history: list[dict] = []
     if resume_from is not None:
         state = read_checkpoint(resume_from)
         model.load_state_dict(state.get("train_model", state["model"]))
         if average is not None:
             average.model.load_state_dict(state["model"])
+            average.updates = len(state["history"]) * (len(train_images) // min(config.batch_size, len(train_images)))
         optimizer.load_state_dict(state["optimizer"])
         normalization = Normalization(**state["normalization"])
         history = list(state["history"])
