@@ -25,8 +25,7 @@ from ferlab.config import resolve_config
 from ferlab.data import load_faces
 from ferlab.data.normalize import Normalization
 from ferlab.evaluation import autocast_for
-from ferlab.models import build_model
-from ferlab.training import choose_device, make_optimizer, train_one_epoch
+from ferlab.training import choose_device, start_training, train_one_epoch
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fer2013" / "fer2013-images.tar.xz"
 
@@ -119,11 +118,7 @@ def main() -> None:
     normalization = Normalization.fit("standardize", train.images)
     seconds = {}
     for name in ("ferlab", "baseline"):
-        torch.manual_seed(0)
-        model = build_model(config.model, **config.model_options).to(device)
-        if config.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        optimizer = make_optimizer(model, config)
+        model, optimizer, _, _, _ = start_training(config, train.images, device, resume_from=None)  # same seed each
         if name == "ferlab":
             seconds[name] = time_ferlab(model, optimizer, config, normalization, train.images, train.labels, device, steps)
         else:

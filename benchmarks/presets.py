@@ -28,7 +28,7 @@ from ferlab.config import resolve_config
 from ferlab.data import load_faces
 from ferlab.ensemble import combine, fit_weights
 from ferlab.evaluation import infer
-from ferlab.experiments import cap_training
+from ferlab.experiments import cap_training, mean_std
 from ferlab.training import choose_device, fit
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fer2013" / "fer2013-images.tar.xz"
@@ -78,10 +78,9 @@ def ensemble_row(runs: list[dict]) -> dict:
     return row
 
 
-def mean_std(values: list[float], scale: float = 1.0) -> str:
-    values = [v * scale for v in values]
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.2f} ± {spread:.2f}"
+def mean_std_text(values: list[float], scale: float = 1.0) -> str:
+    mean, spread = mean_std([v * scale for v in values])
+    return f"{mean:.2f} ± {spread:.2f}"
 
 
 def main() -> None:
@@ -118,9 +117,9 @@ def main() -> None:
           "| wall time per run (s) | images/s (training) | device |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for preset, runs, ensemble in rows:
-        column = {key: mean_std([r[key] for r in runs], 100) for key in ("test", "test_tta", "val", "val_tta")}
+        column = {key: mean_std_text([r[key] for r in runs], 100) for key in ("test", "test_tta", "val", "val_tta")}
         print(f"| {preset} | {len(runs)} | {column['test']} | {column['test_tta']} | {column['val']} | {column['val_tta']} "
-              f"| {mean_std([r['wall'] for r in runs])} | {statistics.mean(r['images_per_second'] for r in runs):.0f} | {name} |")
+              f"| {mean_std_text([r['wall'] for r in runs])} | {statistics.mean(r['images_per_second'] for r in runs):.0f} | {name} |")
         if ensemble:
             print(f"| {preset}: ensemble of the {len(runs)} seeds, equal / PublicTest-fitted weights | {len(runs)} "
                   f"| {100 * ensemble['test']:.2f} / {100 * ensemble['test_fitted']:.2f} "

@@ -26,28 +26,20 @@ import yaml
 
 from ferlab.config import resolve_config
 from ferlab.data import load_faces
-from ferlab.training import choose_device, fit, start_training, train_one_epoch
+from ferlab.training import choose_device, fit, start_training
+
+from pipeline import time_ferlab  # benchmarks/pipeline.py, beside this script
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fer2013" / "fer2013-images.tar.xz"
 
 
 def throughput(config, faces, steps: int = 25) -> float:
-    """Training images per second of ``config`` alone on the device (after 5 warm-up steps)."""
+    """Training images per second of ``config`` alone on the device (the pipeline benchmark's timing)."""
     device = choose_device(config.device)
     train = faces.split("train")
     model, optimizer, normalization, _, _ = start_training(config, train.images, device, resume_from=None)
-    images, labels = train.images.to(device), train.labels.to(device)
-    common = {"config": config, "normalization": normalization, "lr_for_step": lambda step: config.lr, "progress": False}
-    for count in (5, steps):
-        generator = torch.Generator(device=device).manual_seed(0)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        train_one_epoch(model, optimizer, images[: count * config.batch_size], labels[: count * config.batch_size],
-                        generator=generator, **common)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-    return steps * config.batch_size / (time.perf_counter() - started)
+    return config.batch_size / time_ferlab(model, optimizer, config, normalization, train.images, train.labels,
+                                           device, steps)
 
 
 def train_variant(job: tuple) -> dict:

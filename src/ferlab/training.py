@@ -99,8 +99,8 @@ class WeightAverage:
     """Exponential moving average of the weights (and float buffers), updated after every step;
     evaluated and saved in place of the raw weights when ``config.ema > 0``."""
 
-    def __init__(self, model: nn.Module, decay: float, warmup: bool = False, updates: int = 0):
-        self.decay, self.warmup, self.updates = decay, warmup, updates
+    def __init__(self, model: nn.Module, decay: float, warmup: bool = False):
+        self.decay, self.warmup, self.updates = decay, warmup, 0  # updates: steps averaged so far
         self.model = copy.deepcopy(model).eval()
         for parameter in self.model.parameters():
             parameter.requires_grad_(False)

@@ -128,6 +128,10 @@ def cap_training(faces: FaceSet, limit: int | None, seed: int = 0) -> FaceSet:
     return faces.select(keep)
 
 
+def run_folder(out_dir: Path, label: str, seed: int) -> Path:
+    return out_dir / "runs" / f"{label.replace(' ', '-')}-seed{seed}"
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
@@ -147,7 +151,7 @@ def run_experiment(experiment: Experiment, faces: FaceSet, out_dir: Path, *, see
         runs = []
         for seed in seeds:
             config = experiment.config_for(arm, budget, seed)
-            run_dir = out_dir / "runs" / f"{label.replace(' ', '-')}-seed{seed}"
+            run_dir = run_folder(out_dir, label, seed)
             run_dir.mkdir(parents=True, exist_ok=True)
             started = time.perf_counter()
             fit(config, faces, run_dir, progress=progress, log=lambda _: None)
@@ -180,7 +184,7 @@ def confusion_examples(results: dict, faces: FaceSet, out_dir: Path, pairs: int 
 
     label, seed = max(((label, r["seed"], r["val"]) for label, arm in results["arms"].items() for r in arm["runs"]),
                       key=lambda item: item[2])[:2]
-    loaded = load_model(out_dir / "runs" / f"{label.replace(' ', '-')}-seed{seed}")
+    loaded = load_model(run_folder(out_dir, label, seed))
     test = faces.split("test")
     logits = infer(loaded.model, test.images, loaded.normalization)
     confused = metrics(logits, test.labels)["most_confused"][:pairs]
