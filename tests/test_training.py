@@ -10,8 +10,8 @@ import torch
 from ferlab.checkpoint import load_model, read_checkpoint
 from ferlab.cli import main
 from ferlab.config import TrainConfig, resolve_config
-from ferlab.data.augment import AugmentPolicy, augment_batch, random_affine, random_erase
-from ferlab.training import WeightAverage, epochs_since_best, fit, lr_at, plateau_scale
+from ferlab.data.augment import AugmentPolicy, augment_batch, mix_batch, random_affine, random_erase
+from ferlab.training import WeightAverage, epochs_since_best, fit, lr_at, mixed_cross_entropy, plateau_scale
 
 
 def test_onecycle_and_cosine_schedules_have_known_values():
@@ -54,11 +54,13 @@ def test_flip_only_policy_mirrors_exactly():
     assert torch.allclose(identity, torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).expand(3, 2, 3))
 
 
-@pytest.mark.parametrize("mixed_precision, ema, ema_warmup", [(False, 0.0, False), (True, 0.0, False),
-                                                               (False, 0.9, False), (False, 0.99, True)])
-def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, sample_faces, mixed_precision, ema, ema_warmup):
+@pytest.mark.parametrize("mixed_precision, ema, ema_warmup, mix", [
+    (False, 0.0, False, "none"), (True, 0.0, False, "none"), (False, 0.9, False, "none"), (False, 0.99, True, "none"),
+    (False, 0.0, False, "mixup"), (False, 0.0, False, "cutmix")])
+def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, sample_faces, mixed_precision, ema, ema_warmup,
+                                                                mix):
     config = resolve_config("smoke", overrides={"epochs": 3, "mixed_precision": mixed_precision, "ema": ema,
-                                                "ema_warmup": ema_warmup})
+                                                "ema_warmup": ema_warmup, "mix": mix, "mix_probability": 0.8})
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     whole.mkdir(), parts.mkdir()
     fit(config, sample_faces, whole, progress=False, log=lambda _: None)
@@ -145,6 +147,50 @@ def test_random_erasing_blanks_one_rectangle_per_chosen_face():
     half = random_erase(images, 0.5, torch.Generator().manual_seed(1))
     touched = (half != 1.0).flatten(1).any(1).float().mean()
     assert 0.3 < touched < 0.7
+
+
+def constant_faces(n: int) -> torch.Tensor:
+    """Face i is all i: which face a pixel came from can be read off its value."""
+    return torch.arange(n).float()[:, None, None, None].expand(n, 1, 48, 48).contiguous()
+
+
+def test_mixup_blends_each_chosen_face_with_the_next_one():
+    images = constant_faces(32)
+    unchanged, partner, keep = mix_batch(images, "mixup", 0.0, torch.Generator().manual_seed(0))
+    assert torch.equal(unchanged, images) and torch.equal(keep, torch.ones(32))
+    mixed, partner, keep = mix_batch(images, "mixup", 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(partner, torch.roll(torch.arange(32), -1))  # the batch is already shuffled
+    assert ((keep > 0) & (keep < 1)).all() and keep.std() > 0.1  # a share of its own per face
+    expected = keep * torch.arange(32) + (1 - keep) * partner  # face i = i, its partner = i + 1 (31 -> 0)
+    assert torch.allclose(mixed[:, 0, 0, 0], expected) and torch.allclose(mixed.std((1, 2, 3)), torch.zeros(32))
+    half = mix_batch(images, "mixup", 0.5, torch.Generator().manual_seed(1))[2]
+    assert 0.3 < (half < 1).float().mean() < 0.7
+
+
+def test_cutmix_pastes_a_square_of_the_partner_and_keep_counts_the_pixels():
+    images = constant_faces(32)
+    mixed, partner, keep = mix_batch(images, "cutmix", 1.0, torch.Generator().manual_seed(0))
+    for i in range(32):
+        face = mixed[i, 0]
+        own = face == i
+        assert torch.equal(own | (face == partner[i].item()), torch.ones_like(own))  # only the two faces' pixels
+        assert keep[i].item() == pytest.approx(own.float().mean().item())  # label weight = pixels kept, exactly
+        rows, cols = (~own).nonzero(as_tuple=True)
+        if len(rows):
+            height, width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+            assert len(rows) == height * width and height == width  # one whole square
+    assert keep.min() < 0.5 < keep.max()
+
+
+def test_mixed_cross_entropy_equals_cross_entropy_with_mixed_soft_targets():
+    logits, labels = torch.randn(6, 7, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 3, 4, 5])
+    partner, keep = torch.roll(torch.arange(6), -1), torch.tensor([1.0, 0.0, 0.5, 0.25, 0.9, 0.6])
+    targets = keep[:, None] * torch.eye(7)[labels] + (1 - keep[:, None]) * torch.eye(7)[labels[partner]]
+    for smoothing in (0.0, 0.1):
+        expected = torch.nn.functional.cross_entropy(logits, targets, label_smoothing=smoothing)
+        assert torch.allclose(mixed_cross_entropy(logits, labels, smoothing, partner, keep), expected)
+    assert torch.equal(mixed_cross_entropy(logits, labels, 0.1),
+                       torch.nn.functional.cross_entropy(logits, labels, label_smoothing=0.1))
 
 
 def test_checkpoint_every_skips_writes_but_keeps_the_final_epoch(tmp_path, sample_faces):

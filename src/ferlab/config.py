@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from ferlab.data.augment import MIXERS
 from ferlab.errors import FerlabError
 from ferlab.models import list_models, model_options
 
@@ -53,12 +54,15 @@ class TrainConfig:
     shear: float = 10.0              # degrees, uniform in [-shear, shear]
     zoom: float = 0.2                # scale uniform in [1 - zoom, 1 + zoom]
     erase: float = 0.0               # probability per face of random erasing (one rectangle, 2-25% of the face)
+    mix: str = "none"                # none | mixup | cutmix: blend a face with the next one in the batch
+    mix_probability: float = 0.5     # share of faces mixed when mix is on; each at a share uniform in [0, 1]
     # run
     seed: int = 0                    # weights, shuffling, augmentation and dropout all derive from it
     device: str = "auto"             # auto (cuda when present) | cpu | cuda
     mixed_precision: bool = True     # bf16 autocast on CUDA and on CPUs with native bf16
     channels_last: bool = True       # memory layout for convolutions
-    compile: bool = False            # torch.compile the training step's model (CUDA; slow to start)
+    compile: bool = False            # torch.compile the training step's model (slow to start; slower on a 2-core CPU)
+    compile_mode: str = "default"    # torch.compile mode; reduce-overhead adds CUDA graphs (fewer kernel launches)
     val_fraction: float = 0.1        # sources without PublicTest: stratified share of train held out
     eval_batch_size: int = 512       # images per inference batch
     checkpoint_every: int = 1        # epochs between writes of last.pt (the final epoch is always written)
@@ -71,6 +75,8 @@ CHOICES = {
     "optimizer": ("adam", "adamw", "sgd"),
     "schedule": ("none", "plateau", "cosine", "onecycle"),
     "normalization": ("none", "rescale", "standardize"),
+    "mix": ("none", *MIXERS),
+    "compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     "device": ("auto", "cpu", "cuda"),
 }
 
@@ -120,8 +126,9 @@ def check_config(config: TrainConfig) -> None:
             raise ConfigError(f"{key} must be at least 1, got {getattr(config, key)}")
     if config.lr <= 0:
         raise ConfigError(f"lr must be positive, got {config.lr}")
-    if not 0 <= config.erase <= 1:
-        raise ConfigError(f"erase is a probability in [0, 1], got {config.erase}")
+    for key in ("erase", "mix_probability"):
+        if not 0 <= getattr(config, key) <= 1:
+            raise ConfigError(f"{key} is a probability in [0, 1], got {getattr(config, key)}")
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}

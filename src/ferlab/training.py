@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ferlab.checkpoint import read_checkpoint, save_checkpoint
 from ferlab.config import TrainConfig, config_to_dict
-from ferlab.data.augment import AugmentPolicy, augment_batch, random_erase
+from ferlab.data.augment import AugmentPolicy, augment_batch, mix_batch, random_erase
 from ferlab.data.faceset import FaceSet
 from ferlab.data.normalize import Normalization
 from ferlab.errors import FerlabError
@@ -127,6 +127,17 @@ class WeightAverage:
             torch._foreach_copy_(*self._others)  # batch-norm step counters
 
 
+def mixed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float,
+                        partner: torch.Tensor | None = None, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean cross-entropy; for a mixed batch (``mix_batch``) each face's loss is keep * CE(label)
+    + (1 - keep) * CE(partner's label)."""
+    if partner is None:
+        return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+    own = F.cross_entropy(logits, labels, label_smoothing=label_smoothing, reduction="none")
+    other = F.cross_entropy(logits, labels[partner], label_smoothing=label_smoothing, reduction="none")
+    return (keep * own + (1 - keep) * other).mean()
+
+
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor, *,
                     config: TrainConfig, normalization: Normalization, generator: torch.Generator,
                     lr_for_step: Callable[[int], float], description: str = "", progress: bool = True,
@@ -148,16 +159,19 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: 
         index = order[step * batch_size:(step + 1) * batch_size]
         x = augment_batch(images[index].unsqueeze(1).float(), policy, generator)  # (B, 1, 48, 48) in 0..255
         x = normalization.apply(x)
+        y = labels[index]
+        partner, keep = None, None
+        if config.augment and config.mix != "none":
+            x, partner, keep = mix_batch(x, config.mix, config.mix_probability, generator)
         if config.augment:
             x = random_erase(x, config.erase, generator)  # erased pixels = 0: the training mean once standardised
         if config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        y = labels[index]
         for group in optimizer.param_groups:
             group["lr"] = lr_for_step(step)
         with autocast_for(device, config.mixed_precision):
             logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+            loss = mixed_cross_entropy(logits.float(), y, config.label_smoothing, partner, keep)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -232,7 +246,7 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
     model, optimizer, normalization, average, history = start_training(
         config, train.images, device, run_dir / "last.pt" if resume else None)
     # Optional compilation; the uncompiled module keeps the weights and is what gets saved.
-    step_model = torch.compile(model) if config.compile else model
+    step_model = torch.compile(model, mode=config.compile_mode) if config.compile else model
     train_images, train_labels = train.images.to(device), train.labels.to(device)
     val_images, val_labels = val.images.to(device), val.labels
     steps_per_epoch = len(train) // min(config.batch_size, len(train))

@@ -58,6 +58,23 @@ def augment_batch(images: torch.Tensor, policy: AugmentPolicy, generator: torch.
     return F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def random_boxes(n: int, height: int, width: int, area: torch.Tensor, ratio: torch.Tensor,
+                 generator: torch.Generator) -> torch.Tensor:
+    """(n, H, W) bool masks, one rectangle per face lying wholly inside it: ``area`` (n,) is the
+    wanted fraction of the face, ``ratio`` (n,) its height/width; placed uniformly at random."""
+    device = generator.device
+    target = area * height * width
+    h = (target * ratio).sqrt().round().clamp(1, height)
+    w = (target / ratio).sqrt().round().clamp(1, width)
+    top = (torch.rand(n, generator=generator, device=device) * (height - h + 1)).floor()
+    left = (torch.rand(n, generator=generator, device=device) * (width - w + 1)).floor()
+    rows = torch.arange(height, device=device)[None, :]
+    cols = torch.arange(width, device=device)[None, :]
+    inside_rows = (rows >= top[:, None]) & (rows < (top + h)[:, None])  # (n, H)
+    inside_cols = (cols >= left[:, None]) & (cols < (left + w)[:, None])  # (n, W)
+    return inside_rows[:, :, None] & inside_cols[:, None, :]
+
+
 def random_erase(images: torch.Tensor, probability: float, generator: torch.Generator,
                  area: tuple[float, float] = (0.02, 0.25), aspect: tuple[float, float] = (0.3, 3.3),
                  fill: float = 0.0) -> torch.Tensor:
@@ -73,15 +90,43 @@ def random_erase(images: torch.Tensor, probability: float, generator: torch.Gene
         return low + (high - low) * torch.rand(n, generator=generator, device=device)
 
     chosen = torch.rand(n, generator=generator, device=device) < probability
-    target = uniform(*area) * height * width
-    ratio = torch.exp(uniform(math.log(aspect[0]), math.log(aspect[1])))
-    h = (target * ratio).sqrt().round().clamp(1, height)
-    w = (target / ratio).sqrt().round().clamp(1, width)
-    top = (uniform(0.0, 1.0) * (height - h + 1)).floor()
-    left = (uniform(0.0, 1.0) * (width - w + 1)).floor()
-    rows = torch.arange(height, device=device)[None, :]
-    cols = torch.arange(width, device=device)[None, :]
-    inside_rows = (rows >= top[:, None]) & (rows < (top + h)[:, None])  # (n, H)
-    inside_cols = (cols >= left[:, None]) & (cols < (left + w)[:, None])  # (n, W)
-    mask = (inside_rows[:, :, None] & inside_cols[:, None, :] & chosen[:, None, None]).to(images.device)
+    boxes = random_boxes(n, height, width, uniform(*area), torch.exp(uniform(math.log(aspect[0]), math.log(aspect[1]))),
+                         generator)
+    mask = (boxes & chosen[:, None, None]).to(images.device)
     return images.masked_fill(mask[:, None], fill)
+
+
+def mixup(images: torch.Tensor, partners: torch.Tensor, keep: torch.Tensor,
+          generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup (Zhang et al. 2018): keep * face + (1 - keep) * partner, pixel by pixel."""
+    weight = keep.to(images.device, images.dtype)[:, None, None, None]
+    return weight * images + (1 - weight) * partners, keep
+
+
+def cutmix(images: torch.Tensor, partners: torch.Tensor, keep: torch.Tensor,
+           generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """CutMix (Yun et al. 2019): a square of the partner, (1 - keep) of the face's area, pasted in;
+    ``keep`` is then recomputed from the pixels actually kept (the box is rounded to whole pixels)."""
+    n, _, height, width = images.shape
+    boxes = random_boxes(n, height, width, 1 - keep, torch.ones_like(keep), generator) & (keep < 1)[:, None, None]
+    kept = 1 - boxes.flatten(1).float().mean(1)
+    return torch.where(boxes.to(images.device)[:, None], partners, images), kept
+
+
+MIXERS = {"mixup": mixup, "cutmix": cutmix}
+
+
+def mix_batch(images: torch.Tensor, mode: str, probability: float,
+              generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mixup or CutMix over an (N, C, H, W) batch whose order is already random: each face is
+    chosen with ``probability`` and mixed with its partner, the next face in the batch, at a share
+    uniform in [0, 1] (Beta(1, 1), the CutMix paper's default). Returns the mixed batch, each face's
+    partner index and ``keep``, the weight of the face's own label (1 for faces left alone); the
+    loss is keep * CE(label) + (1 - keep) * CE(partner's label). No host-device synchronisation."""
+    n = images.shape[0]
+    device = generator.device
+    partner = torch.roll(torch.arange(n, device=images.device), -1)
+    chosen = torch.rand(n, generator=generator, device=device) < probability
+    keep = torch.where(chosen, torch.rand(n, generator=generator, device=device), 1.0)
+    mixed, keep = MIXERS[mode](images, images[partner], keep, generator)
+    return mixed, partner, keep.to(images.device)
