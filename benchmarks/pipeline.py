@@ -3,8 +3,11 @@
 and augmentation policy, measured side by side in one process.
 
     python benchmarks/pipeline.py [--data PATH] [--model fastnet] [--steps 60] [--workers 2]
+                                  [--compile default reduce-overhead]
 
-On a GPU it times whole epochs by default (--steps 0); on a CPU, --steps steps of each.
+On a GPU it times whole epochs by default (--steps 0); on a CPU, --steps steps of each. Each
+``--compile`` mode adds a row: ferlab's pipeline with the model under ``torch.compile(mode=...)``
+(compilation happens in the untimed warm-up steps).
 """
 
 from __future__ import annotations
@@ -110,30 +113,37 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None, help="steps timed per pipeline (0: a whole epoch)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for the baseline")
+    parser.add_argument("--compile", nargs="*", default=[], metavar="MODE",
+                        help="also time ferlab with torch.compile in these modes (default, reduce-overhead, ...)")
     args = parser.parse_args()
     device = choose_device("auto")
     steps = args.steps if args.steps is not None else (0 if device.type == "cuda" else 60)
     config = resolve_config(args.preset, overrides={"model": args.model, "batch_size": args.batch_size})
     train = load_faces(args.data).split("train")
     normalization = Normalization.fit("standardize", train.images)
-    seconds = {}
-    for name in ("ferlab", "baseline"):
+    seconds, labels = {}, {"baseline": f"DataLoader + torchvision transforms ({args.workers} workers)",
+                            "ferlab": "ferlab: uint8 on device, batched affine augmentation"}
+    for name in ("ferlab", "baseline", *(f"compile-{mode}" for mode in args.compile)):
         model, optimizer, _, _, _ = start_training(config, train.images, device, resume_from=None)  # same seed each
-        if name == "ferlab":
-            seconds[name] = time_ferlab(model, optimizer, config, normalization, train.images, train.labels, device, steps)
-        else:
+        if name == "baseline":
             seconds[name] = time_baseline(model, optimizer, config, normalization, train.images, train.labels, device,
                                           steps, args.workers)
+            continue
+        if name.startswith("compile-"):
+            mode = name.removeprefix("compile-")
+            model, labels[name] = torch.compile(model, mode=mode), f"ferlab + torch.compile(mode={mode!r})"
+        seconds[name] = time_ferlab(model, optimizer, config, normalization, train.images, train.labels, device, steps)
     steps_per_epoch = len(train) // config.batch_size
     print(f"\ndevice: {torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor() or 'cpu'}; "
           f"torch {torch.__version__}; model {config.model}, batch {config.batch_size}, "
           f"{'whole epochs' if not steps else f'{steps} timed steps'}; {time.strftime('%Y-%m-%d')}\n")
     print("| pipeline | ms/step | epoch (s, 28,709 faces) | images/s |\n| --- | --- | --- | --- |")
-    for name, label in (("baseline", f"DataLoader + torchvision transforms ({args.workers} workers)"),
-                        ("ferlab", "ferlab: uint8 on device, batched affine augmentation")):
+    for name, label in labels.items():
         print(f"| {label} | {1000 * seconds[name]:.1f} | {seconds[name] * steps_per_epoch:.1f} | "
               f"{config.batch_size / seconds[name]:.0f} |")
-    print(f"\nepoch-time ratio baseline / ferlab: {seconds['baseline'] / seconds['ferlab']:.2f}x")
+    print()
+    for name in [name for name in labels if name != "baseline"]:
+        print(f"epoch-time ratio baseline / {name}: {seconds['baseline'] / seconds[name]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,11 @@ from ferlab.training import choose_device, fit
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fer2013" / "fer2013-images.tar.xz"
 SPLITS = ("val", "test")  # PublicTest, PrivateTest
+TTAS = ("none", "flip", "flip-zoom")  # test-time augmentation policies reported side by side
+
+
+def key(split: str, tta: str) -> str:
+    return split if tta == "none" else f"{split}_{tta}"
 
 
 def accuracy(probabilities: torch.Tensor, labels: torch.Tensor) -> float:
@@ -51,7 +56,7 @@ def run_once(preset: str, seed: int, args, keep: Path | None) -> dict:
         probabilities = {(split, tta): infer(model, faces.split(split).images, loaded.normalization, tta=tta,
                                              mixed_precision=config.mixed_precision,
                                              channels_last=config.channels_last).softmax(1)
-                         for split in SPLITS for tta in (False, True)}
+                         for split in SPLITS for tta in TTAS}
         wall = time.perf_counter() - started
         if keep is not None:
             export_checkpoint(read_checkpoint(Path(folder) / "best.pt"), keep / f"{preset}-seed{seed}.pt")
@@ -60,21 +65,19 @@ def run_once(preset: str, seed: int, args, keep: Path | None) -> dict:
     images = len(faces.split("train")) // config.batch_size * config.batch_size * summary["epochs"]
     return {"seed": seed, "wall": wall, "images_per_second": images / summary["train_seconds"],
             "epochs": summary["epochs"], "best_epoch": summary["best_epoch"], "probabilities": probabilities,
-            "labels": labels, **{f"{split}{'_tta' if tta else ''}": accuracy(p, labels[split])
-                                 for (split, tta), p in probabilities.items()}}
+            "labels": labels, **{key(split, tta): accuracy(p, labels[split]) for (split, tta), p in probabilities.items()}}
 
 
 def ensemble_row(runs: list[dict]) -> dict:
     """The seeds' probabilities averaged (equal weights), and with weights fitted on PublicTest."""
     labels = runs[0]["labels"]
     row = {"wall": sum(r["wall"] for r in runs)}
-    for tta in (False, True):
-        suffix = "_tta" if tta else ""
+    for tta in TTAS:
         members = {split: [r["probabilities"][(split, tta)] for r in runs] for split in SPLITS}
         weights = fit_weights(members["val"], labels["val"])
         for split in SPLITS:
-            row[f"{split}{suffix}"] = accuracy(combine(members[split]), labels[split])
-            row[f"{split}{suffix}_fitted"] = accuracy(combine(members[split], weights), labels[split])
+            row[key(split, tta)] = accuracy(combine(members[split]), labels[split])
+            row[f"{key(split, tta)}_fitted"] = accuracy(combine(members[split], weights), labels[split])
     return row
 
 
@@ -104,8 +107,8 @@ def main() -> None:
         runs = []
         for seed in args.seeds:
             r = run_once(preset, seed, args, args.keep)
-            print(f"{preset} seed {seed}: PublicTest {r['val']:.4f} (TTA {r['val_tta']:.4f}) PrivateTest {r['test']:.4f} "
-                  f"(TTA {r['test_tta']:.4f}) best epoch {r['best_epoch']}/{r['epochs']} wall {r['wall']:.1f}s "
+            accuracies = " ".join(f"{key(split, tta)} {r[key(split, tta)]:.4f}" for split in SPLITS for tta in TTAS)
+            print(f"{preset} seed {seed}: {accuracies} best epoch {r['best_epoch']}/{r['epochs']} wall {r['wall']:.1f}s "
                   f"{r['images_per_second']:.0f} img/s", flush=True)
             runs.append(r)
         rows.append((preset, runs, ensemble_row(runs) if len(runs) > 1 else None))
@@ -113,20 +116,19 @@ def main() -> None:
     header = (f"device: {name}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}"
               f"{'; REDUCED: ' + ', '.join(reduced) if reduced else ''}")
     print(f"\n{header}\n")
-    print("| preset | seeds | PrivateTest % | PrivateTest % (flip TTA) | PublicTest % | PublicTest % (flip TTA) "
-          "| wall time per run (s) | images/s (training) | device |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    columns = [key(split, tta) for split in ("test", "val") for tta in TTAS]
+    titles = [f"{'PrivateTest' if split == 'test' else 'PublicTest'} %{'' if tta == 'none' else f' ({tta} TTA)'}"
+              for split in ("test", "val") for tta in TTAS]
+    print(f"| preset | seeds | {' | '.join(titles)} | wall time per run (s) | images/s (training) | device |")
+    print("| --- " * (len(titles) + 5) + "|")
     for preset, runs, ensemble in rows:
-        column = {key: mean_std_text([r[key] for r in runs], 100) for key in ("test", "test_tta", "val", "val_tta")}
-        print(f"| {preset} | {len(runs)} | {column['test']} | {column['test_tta']} | {column['val']} | {column['val_tta']} "
-              f"| {mean_std_text([r['wall'] for r in runs])} | {statistics.mean(r['images_per_second'] for r in runs):.0f} | {name} |")
+        cells = " | ".join(mean_std_text([r[column] for r in runs], 100) for column in columns)
+        print(f"| {preset} | {len(runs)} | {cells} | {mean_std_text([r['wall'] for r in runs])} "
+              f"| {statistics.mean(r['images_per_second'] for r in runs):.0f} | {name} |")
         if ensemble:
+            cells = " | ".join(f"{100 * ensemble[column]:.2f} / {100 * ensemble[column + '_fitted']:.2f}" for column in columns)
             print(f"| {preset}: ensemble of the {len(runs)} seeds, equal / PublicTest-fitted weights | {len(runs)} "
-                  f"| {100 * ensemble['test']:.2f} / {100 * ensemble['test_fitted']:.2f} "
-                  f"| {100 * ensemble['test_tta']:.2f} / {100 * ensemble['test_tta_fitted']:.2f} "
-                  f"| {100 * ensemble['val']:.2f} / {100 * ensemble['val_fitted']:.2f} "
-                  f"| {100 * ensemble['val_tta']:.2f} / {100 * ensemble['val_tta_fitted']:.2f} "
-                  f"| {ensemble['wall']:.1f} in all | | {name} |")
+                  f"| {cells} | {ensemble['wall']:.1f} in all | | {name} |")
     if args.json:
         plain = [{"preset": preset, "ensemble": ensemble,
                   "runs": [{k: v for k, v in r.items() if k not in ("probabilities", "labels")} for r in runs]}

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from ferlab.data.normalize import Normalization
-from ferlab.evaluation import confusion_matrix, infer, metrics, most_confused
+from ferlab.errors import FerlabError
+from ferlab.evaluation import TTA_POLICIES, confusion_matrix, infer, metrics, most_confused, tta_view
 
 
 def test_metrics_on_hand_made_logits():
@@ -47,10 +48,29 @@ def test_flip_tta_is_exact_on_symmetric_input_and_averages_otherwise():
     half = torch.randint(0, 256, (5, 48, 24), dtype=torch.uint8)
     symmetric = torch.cat([half, half.flip(-1)], -1)
     norm = Normalization("rescale")
-    assert torch.equal(infer(model, symmetric, norm, tta=True), infer(model, symmetric, norm))
+    assert torch.equal(infer(model, symmetric, norm, tta="flip"), infer(model, symmetric, norm))
     asymmetric = torch.cat([torch.zeros(2, 48, 24, dtype=torch.uint8), torch.full((2, 48, 24), 255, dtype=torch.uint8)], -1)
-    plain, averaged = infer(model, asymmetric, norm), infer(model, asymmetric, norm, tta=True)
+    plain, averaged = infer(model, asymmetric, norm), infer(model, asymmetric, norm, tta="flip")
     assert plain[0, :2].tolist() == [0.0, 1.0] and averaged[0, :2].tolist() == [0.5, 0.5]
+
+
+def test_zoom_views_scale_about_the_centre_and_repeat_the_edges():
+    ramp = torch.arange(48.0).expand(2, 1, 48, 48)  # pixel value = its column
+    columns = torch.arange(48.0)
+    for zoom in (1.1, 0.9):  # in: the centre spreads out; out: the edge columns repeat
+        expected = (23.5 + (columns - 23.5) / zoom).clamp(0, 47)
+        assert torch.allclose(tta_view(ramp, False, zoom)[0, 0, 10], expected, atol=1e-4)
+    assert torch.equal(tta_view(ramp, True, 1.0), ramp.flip(-1)) and torch.equal(tta_view(ramp, False, 1.0), ramp)
+
+
+def test_every_tta_policy_leaves_a_constant_face_alone_and_unknown_ones_are_refused():
+    model = LeftRight()
+    constant = torch.full((3, 48, 48), 200, dtype=torch.uint8)
+    norm = Normalization("rescale")
+    for policy in TTA_POLICIES:
+        assert torch.allclose(infer(model, constant, norm, tta=policy), infer(model, constant, norm), atol=1e-6)
+    with pytest.raises(FerlabError, match="unknown test-time augmentation 'ten-crop'"):
+        infer(model, constant, norm, tta="ten-crop")
 
 
 def test_infer_batches_equal_one_call_and_restore_train_mode():

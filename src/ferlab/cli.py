@@ -30,6 +30,15 @@ def add_data_arguments(parser: argparse.ArgumentParser, source: bool = True) -> 
     parser.add_argument("--no-cache", action="store_true", help="decode the source again instead of using the cache")
 
 
+def add_tta_argument(parser: argparse.ArgumentParser) -> None:
+    from ferlab.evaluation import TTA_POLICIES
+
+    parser.add_argument("--tta", nargs="?", const="flip", default="none", choices=list(TTA_POLICIES),
+                        help="test-time augmentation: average the logits of several views of each face "
+                             "(flip: the face and its mirror image, the default for a bare --tta; flip-zoom: "
+                             "also zoomed in and out by 10%%, 6 views)")
+
+
 def load_data(args, *, val_fraction: float = 0.1, seed: int = 0, explicit: str | None = None):
     from ferlab.data import find_data, load_faces
 
@@ -161,7 +170,7 @@ def cmd_evaluate(args) -> int:
     summary = read_json(run_dir / "metrics.json")
     for split in splits:
         result = evaluate_split(loaded, faces, split, run_dir, tta=args.tta)
-        summary[f"{split}{'_tta' if args.tta else ''}_accuracy"] = result["accuracy"]
+        summary[f"{split}_accuracy" if args.tta == "none" else f"{split}_tta_{args.tta}_accuracy"] = result["accuracy"]
         print(result["report"])
     write_json(run_dir / "metrics.json", summary)
     print(f"wrote eval-*.json, confusion-*.png and misclassified-*.png to {run_dir}")
@@ -382,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run", help="run folder, checkpoint file, or 'default' (the shipped model)")
     evaluate.add_argument("--split", choices=("train", "val", "test", "both"), default="test",
                           help="test = PrivateTest, val = PublicTest, both = val and test")
-    evaluate.add_argument("--tta", action="store_true", help="average with the horizontally flipped face")
+    add_tta_argument(evaluate)
     evaluate.add_argument("--checkpoint", choices=("best", "last"), default="best")
     evaluate.add_argument("--out", help="folder for the results (default: the run folder; runs/eval-<name> for a file)")
     add_data_arguments(evaluate)
@@ -393,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("input", help="faces to label: the course's test.csv, or any FER2013 source")
     predict.add_argument("-o", "--output", default="submission.csv")
     predict.add_argument("--split", choices=("all", "train", "val", "test"), default="all")
-    predict.add_argument("--tta", action="store_true")
+    add_tta_argument(predict)
     predict.add_argument("--checkpoint", choices=("best", "last"), default="best")
     add_data_arguments(predict, source=False)
     predict.set_defaults(func=cmd_predict)
@@ -402,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.add_argument("runs", nargs="+", help="run folders or checkpoint files")
     ensemble.add_argument("--weights", choices=("equal", "fit"), default="equal",
                           help="fit: weights that minimise the log-loss on PublicTest")
-    ensemble.add_argument("--tta", action="store_true", help="flip test-time augmentation for every member")
+    add_tta_argument(ensemble)
     ensemble.add_argument("--out", help="folder for the ensemble's evaluation (default: runs/ensemble-<time>)")
     add_data_arguments(ensemble)
     ensemble.set_defaults(func=cmd_ensemble)

@@ -39,7 +39,7 @@ def fit_weights(probabilities: list[torch.Tensor], labels: torch.Tensor, steps: 
 
 
 def evaluate_ensemble(members: dict[str, LoadedModel], faces: FaceSet, out: Path, *, fit: bool = False,
-                      tta: bool = False, log: Callable[[str], None] = lambda _: None) -> dict:
+                      tta: str = "none", log: Callable[[str], None] = lambda _: None) -> dict:
     """Evaluate the combination of ``members`` (name -> model) on PublicTest and PrivateTest like a
     single run (eval-*.json, confusion matrices, mistakes in ``out``); with ``fit``, the weights are
     fitted on PublicTest. Returns the summary written to ``out/metrics.json``."""

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ferlab.data.normalize import Normalization
+from ferlab.errors import FerlabError
 from ferlab.labels import EMOTIONS, NUM_CLASSES
 
 
@@ -19,14 +20,41 @@ def autocast_for(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
+# Test-time augmentation: the views of each face whose logits are averaged, as (mirrored, zoom);
+# zoom > 1 enlarges the face (samples its centre), < 1 shrinks it (edge pixels repeat), warped as
+# in training. `flip-zoom` was chosen on PublicTest for the shipped model among flips, shifts of
+# 2 pixels and zooms of 10% (BENCHMARKS.md).
+TTA_POLICIES: dict[str, tuple[tuple[bool, float], ...]] = {
+    "none": ((False, 1.0),),
+    "flip": ((False, 1.0), (True, 1.0)),
+    "flip-zoom": ((False, 1.0), (True, 1.0), (False, 0.9), (True, 0.9), (False, 1.1), (True, 1.1)),
+}
+
+
+def tta_view(x: torch.Tensor, mirrored: bool, zoom: float) -> torch.Tensor:
+    """One TTA view of an (N, C, H, W) batch; the identity view is the batch itself."""
+    if zoom != 1.0:
+        theta = torch.tensor([[1 / zoom, 0.0, 0.0], [0.0, 1 / zoom, 0.0]], dtype=x.dtype, device=x.device)
+        grid = F.affine_grid(theta.expand(x.shape[0], 2, 3), list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return x.flip(-1) if mirrored else x
+
+
+def check_tta(policy: str) -> str:
+    if policy not in TTA_POLICIES:
+        raise FerlabError(f"unknown test-time augmentation {policy!r}; available: {', '.join(TTA_POLICIES)}")
+    return policy
+
+
 @torch.no_grad()
 def infer(model: nn.Module, images: torch.Tensor, normalization: Normalization, *, batch_size: int = 512,
-          tta: bool = False, mixed_precision: bool = False, channels_last: bool = False) -> torch.Tensor:
+          tta: str = "none", mixed_precision: bool = False, channels_last: bool = False) -> torch.Tensor:
     """(N, 48, 48) uint8 faces -> (N, 7) float32 logits on the CPU, the model in eval mode.
 
-    ``tta`` averages the logits of each face and its mirror image. The model's train/eval mode is
-    restored afterwards.
+    ``tta`` names a policy of ``TTA_POLICIES`` whose views' logits are averaged (``flip``: each
+    face and its mirror image). The model's train/eval mode is restored afterwards.
     """
+    views = TTA_POLICIES[check_tta(tta)]
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -34,13 +62,14 @@ def infer(model: nn.Module, images: torch.Tensor, normalization: Normalization, 
     try:
         for start in range(0, images.shape[0], batch_size):
             x = normalization.apply(images[start:start + batch_size].to(device))
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast_for(device, mixed_precision):
-                logits = model(x).float()
-                if tta:
-                    logits = (logits + model(x.flip(-1)).float()) / 2
-            outputs.append(logits.cpu())
+            logits = 0
+            for mirrored, zoom in views:
+                view = tta_view(x, mirrored, zoom)
+                if channels_last:
+                    view = view.contiguous(memory_format=torch.channels_last)
+                with autocast_for(device, mixed_precision):
+                    logits = logits + model(view).float()
+            outputs.append((logits / len(views)).cpu())
     finally:
         model.train(was_training)
     return torch.cat(outputs) if outputs else torch.zeros(0, NUM_CLASSES)

@@ -62,7 +62,7 @@ def labelled_split(faces: FaceSet, split: str) -> FaceSet:
     return subset
 
 
-def evaluate_split(loaded: LoadedModel, faces: FaceSet, split: str, run_dir: Path, *, tta: bool = False) -> dict:
+def evaluate_split(loaded: LoadedModel, faces: FaceSet, split: str, run_dir: Path, *, tta: str = "none") -> dict:
     """Metrics of the loaded model on one split, written into ``run_dir`` (see write_evaluation)."""
     subset = labelled_split(faces, split)
     logits = infer(loaded.model, subset.images, loaded.normalization, tta=tta,
@@ -70,14 +70,14 @@ def evaluate_split(loaded: LoadedModel, faces: FaceSet, split: str, run_dir: Pat
     return write_evaluation(logits, subset, split, run_dir, tta=tta)
 
 
-def write_evaluation(logits: torch.Tensor, subset: FaceSet, split: str, out_dir: Path, *, tta: bool = False,
+def write_evaluation(logits: torch.Tensor, subset: FaceSet, split: str, out_dir: Path, *, tta: str = "none",
                      gallery: int = 32) -> dict:
     """From (N, 7) logits (or log-probabilities) of a split's faces: eval-<split>.json, the
     confusion matrix and a gallery of the most confident mistakes. Returns the metrics, with the
     printable ``report`` and the ``probabilities`` tensor added (neither goes into the JSON)."""
     result = metrics(logits, subset.labels)
-    suffix = f"{split}{'-tta' if tta else ''}"
-    title = f"{SPLIT_TITLES[split]}{' + flip TTA' if tta else ''}"
+    suffix = split if tta == "none" else f"{split}-tta-{tta}"
+    title = SPLIT_TITLES[split] if tta == "none" else f"{SPLIT_TITLES[split]} + {tta} TTA"
     result.update({"split": split, "tta": tta, "source": subset.source})
     write_json(out_dir / f"eval-{suffix}.json", result)
     plot_confusion(result["confusion_normalized"], out_dir / f"confusion-{suffix}.png",
