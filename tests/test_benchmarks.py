@@ -40,3 +40,23 @@ def test_tune_sweep_ranks_variants_on_publictest_only(tmp_path, sample_archive):
     assert {r["label"] for r in results} == {"plain", "erased"}
     assert [r["publictest"] for r in results] == sorted((r["publictest"] for r in results), reverse=True)
     assert all("test" not in key.lower() or key == "publictest" for r in results for key in r)
+
+
+def test_tta_benchmark_chooses_on_publictest_and_looks_at_privatetest_twice_at_most(sample_archive):
+    out = run_script("benchmarks/tta.py", "--data", str(sample_archive))
+    table = [line.strip("| ").split(" | ") for line in out.splitlines() if line.startswith("| ")]
+    rows = {name: (float(public), private) for name, public, private in table[2:]}  # after the header and ---
+    assert len(rows) == 6  # every candidate policy
+    chosen = [name for name in rows if name.endswith(" (chosen)")]
+    assert len(chosen) == 1 and rows[chosen[0]][0] == max(public for public, _ in rows.values())
+    evaluated = {name.removesuffix(" (chosen)") for name, (_, private) in rows.items() if private != "not evaluated"}
+    assert evaluated == {"flip", chosen[0].removesuffix(" (chosen)")}
+
+
+def test_pipeline_benchmark_times_both_pipelines_and_a_compiled_step(sample_archive):
+    out = run_script("benchmarks/pipeline.py", "--data", str(sample_archive), "--preset", "smoke", "--steps", "2",
+                     "--workers", "0", "--compile", "default")
+    for row in ("DataLoader + torchvision transforms (0 workers)", "ferlab: uint8 on device",
+                "ferlab + torch.compile(mode='default')"):
+        assert f"| {row}" in out
+    assert "epoch-time ratio baseline / ferlab:" in out and "epoch-time ratio baseline / compile-default:" in out

@@ -61,6 +61,8 @@ def test_zoom_views_scale_about_the_centre_and_repeat_the_edges():
         expected = (23.5 + (columns - 23.5) / zoom).clamp(0, 47)
         assert torch.allclose(tta_view(ramp, False, zoom)[0, 0, 10], expected, atol=1e-4)
     assert torch.equal(tta_view(ramp, True, 1.0), ramp.flip(-1)) and torch.equal(tta_view(ramp, False, 1.0), ramp)
+    moved = tta_view(ramp, False, 1.0, shift=(2, 0))  # content moves 2 pixels right; the left edge repeats
+    assert torch.allclose(moved[0, 0, 10], (columns - 2).clamp(min=0), atol=1e-4)
 
 
 def test_every_tta_policy_leaves_a_constant_face_alone_and_unknown_ones_are_refused():

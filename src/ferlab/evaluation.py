@@ -23,7 +23,7 @@ def autocast_for(device: torch.device, enabled: bool):
 # Test-time augmentation: the views of each face whose logits are averaged, as (mirrored, zoom);
 # zoom > 1 enlarges the face (samples its centre), < 1 shrinks it (edge pixels repeat), warped as
 # in training. `flip-zoom` was chosen on PublicTest for the shipped model among flips, shifts of
-# 2 pixels and zooms of 10% (BENCHMARKS.md).
+# 2 pixels and zooms of 10% (benchmarks/tta.py, BENCHMARKS.md).
 TTA_POLICIES: dict[str, tuple[tuple[bool, float], ...]] = {
     "none": ((False, 1.0),),
     "flip": ((False, 1.0), (True, 1.0)),
@@ -31,10 +31,12 @@ TTA_POLICIES: dict[str, tuple[tuple[bool, float], ...]] = {
 }
 
 
-def tta_view(x: torch.Tensor, mirrored: bool, zoom: float) -> torch.Tensor:
-    """One TTA view of an (N, C, H, W) batch; the identity view is the batch itself."""
-    if zoom != 1.0:
-        theta = torch.tensor([[1 / zoom, 0.0, 0.0], [0.0, 1 / zoom, 0.0]], dtype=x.dtype, device=x.device)
+def tta_view(x: torch.Tensor, mirrored: bool, zoom: float, shift: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """One TTA view of an (N, C, H, W) batch: zoomed about the centre, then moved ``shift`` =
+    (right, down) pixels; the identity view is the batch itself."""
+    if zoom != 1.0 or shift != (0, 0):
+        right, down = -2 * shift[0] / x.shape[-1], -2 * shift[1] / x.shape[-2]  # in grid units: [-1, 1] spans the side
+        theta = torch.tensor([[1 / zoom, 0.0, right], [0.0, 1 / zoom, down]], dtype=x.dtype, device=x.device)
         grid = F.affine_grid(theta.expand(x.shape[0], 2, 3), list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return x.flip(-1) if mirrored else x
