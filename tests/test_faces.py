@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from ferlab.checkpoint import load_model
@@ -36,6 +37,18 @@ def test_detection_finds_the_face_in_the_packaged_photos():
 def test_a_photo_without_a_face_gives_an_empty_result(default_model):
     ramp = np.tile(np.linspace(0, 255, 320, dtype=np.uint8), (240, 1))
     assert analyze(default_model, np.stack([ramp] * 3, axis=-1)) == []
+
+
+def test_photo_tta_averages_the_logits_of_the_crop_and_its_mirror(default_model, tmp_path):
+    rgb = read_photo(ASTRONAUT)
+    (plain,), (flipped,) = analyze(default_model, rgb), analyze(default_model, rgb, tta="flip")
+    x = default_model.normalization.apply(torch.from_numpy(plain.crop[None]))
+    with torch.no_grad():
+        logits = (default_model.model(x) + default_model.model(x.flip(-1))) / 2
+    assert flipped.probabilities == pytest.approx(logits.softmax(1)[0].tolist(), abs=1e-5)
+    assert flipped.probabilities != plain.probabilities
+    assert main(["photo", str(ASTRONAUT), "--tta", "flip-zoom", "-o", str(tmp_path)]) == 0
+    assert len(json.loads((tmp_path / "astronaut.json").read_text())["faces"]) == 1
 
 
 def test_crop_widens_the_box_and_repeats_edges():

@@ -244,7 +244,7 @@ def cmd_photo(args) -> int:
             print(f"ferlab: error: {error}", file=sys.stderr)
             failed += 1
             continue
-        faces = analyze(loaded, rgb, explain=args.explain)
+        faces = analyze(loaded, rgb, explain=args.explain, tta=args.tta)
         record = photo_record(str(path), rgb, faces)
         records.append(record)
         stem = path.stem if sum(p.stem == path.stem for p in paths) == 1 else f"{path.parent.name}-{path.stem}"
@@ -267,7 +267,7 @@ def cmd_serve(args) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {args.host}: other machines can reach this page", file=sys.stderr)
     print(f"ferlab: serving {args.model} on http://{args.host}:{args.port}/ (Ctrl-C stops)")
-    uvicorn.run(create_app(loaded, str(args.model)), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(create_app(loaded, str(args.model), args.tta), host=args.host, port=args.port, log_level="warning")
     return 0
 
 
@@ -428,12 +428,14 @@ def build_parser() -> argparse.ArgumentParser:
     photo.add_argument("-o", "--output", default="photo-results", help="folder for the JSON and annotated images")
     photo.add_argument("--explain", action="store_true", help="overlay Grad-CAM on each face")
     photo.add_argument("--demo", action="store_true", help="also run on sample photos that ship with installed packages")
+    add_tta_argument(photo)
     photo.set_defaults(func=cmd_photo)
 
     serve = commands.add_parser("serve", help="a local web page: drop a photo, see faces, expressions and Grad-CAM")
     serve.add_argument("--model", default="default", help="run folder, checkpoint, or 'default' (the shipped model)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     serve.add_argument("--port", type=int, default=8000)
+    add_tta_argument(serve)
     serve.set_defaults(func=cmd_serve)
 
     experiment = commands.add_parser("experiment", help="answer one of the assignment's questions with a table over seeds")

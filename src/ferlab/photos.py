@@ -12,6 +12,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ferlab.checkpoint import LoadedModel
+from ferlab.evaluation import infer
 from ferlab.explain.gradcam import gradcam
 from ferlab.explain.postprocess import heat_rgb, normalize, relu
 from ferlab.faces import CROP_MARGIN, Box, crop_face, detect_faces, to_gray
@@ -40,18 +41,18 @@ class FaceResult:
                 "probabilities": {name: round(p, 4) for name, p in zip(EMOTIONS, self.probabilities)}}
 
 
-def analyze(loaded: LoadedModel, rgb: np.ndarray, explain: bool = False) -> list[FaceResult]:
-    """Every detected face of an (H, W, 3) uint8 photo, largest first."""
+def analyze(loaded: LoadedModel, rgb: np.ndarray, explain: bool = False, tta: str = "none") -> list[FaceResult]:
+    """Every detected face of an (H, W, 3) uint8 photo, largest first; ``tta`` is a test-time
+    augmentation policy (``evaluation.TTA_POLICIES``) for the probabilities."""
     gray = to_gray(rgb)
     boxes = detect_faces(gray)
     if not boxes:
         return []
     crops = np.stack([crop_face(gray, box) for box in boxes])
-    inputs = loaded.normalization.apply(torch.from_numpy(crops))
-    with torch.no_grad():
-        probabilities = loaded.model(inputs).float().softmax(1)
+    probabilities = infer(loaded.model, torch.from_numpy(crops), loaded.normalization, tta=tta).softmax(1)
     cams = [None] * len(boxes)
     if explain:
+        inputs = loaded.normalization.apply(torch.from_numpy(crops))
         maps = normalize(relu(gradcam(loaded.model, inputs, probabilities.argmax(1))))
         cams = [m[0].numpy() for m in maps]
     return [FaceResult(box, tuple(float(p) for p in probs), crop, cam)

@@ -35,10 +35,10 @@ def png_data_uri(image: Image.Image | np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def predict_bytes(loaded: LoadedModel, data: bytes, name: str, explain: bool) -> dict:
+def predict_bytes(loaded: LoadedModel, data: bytes, name: str, explain: bool, tta: str = "none") -> dict:
     """The JSON answer for one uploaded photo (raises PhotoError for a bad file)."""
     rgb = read_photo(data, name=name)
-    faces = analyze(loaded, rgb, explain=explain)
+    faces = analyze(loaded, rgb, explain=explain, tta=tta)
     record = photo_record(name, rgb, faces)
     for face, entry in zip(faces, record["faces"]):
         entry["crop"] = png_data_uri(np.asarray(Image.fromarray(face.crop).resize((96, 96), Image.Resampling.NEAREST)))
@@ -49,7 +49,7 @@ def predict_bytes(loaded: LoadedModel, data: bytes, name: str, explain: bool) ->
     return record
 
 
-def create_app(loaded: LoadedModel, model_name: str = "default") -> FastAPI:
+def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "none") -> FastAPI:
     app = FastAPI(title="ferlab", docs_url=None, redoc_url=None)
     page = resources.files("ferlab.serve").joinpath("page.html").read_text(encoding="utf-8")
 
@@ -68,7 +68,7 @@ def create_app(loaded: LoadedModel, model_name: str = "default") -> FastAPI:
         if len(data) > MAX_UPLOAD_BYTES:
             return JSONResponse({"error": f"{name}: file is larger than {MAX_UPLOAD_BYTES // 2**20} MiB"}, status_code=413)
         try:
-            return predict_bytes(loaded, data, name, explain)
+            return predict_bytes(loaded, data, name, explain, tta)
         except PhotoError as error:
             return JSONResponse({"error": str(error)}, status_code=400)
 
