@@ -130,6 +130,17 @@ def test_train_never_overwrites_a_run(tmp_path, capsys, sample_archive):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the warning is for CPU-only machines")
+def test_cpu_warnings_name_gpu_presets_and_compilation_only_on_a_cpu():
+    from ferlab.cli import cpu_warnings
+    from ferlab.config import resolve_config
+
+    assert cpu_warnings("cpu", resolve_config("cpu"), "cpu") == []
+    assert cpu_warnings("best", resolve_config("best"), "cuda") == []
+    assert cpu_warnings("best", resolve_config("best", overrides={"compile": True}), "cuda") == []
+    best, compiled = cpu_warnings("best", resolve_config("best", overrides={"compile": True}), "cpu")
+    assert best.startswith("preset best is sized for a GPU") and compiled.startswith("--compile made the training step slower")
+
+
 def test_a_gpu_preset_on_the_cpu_warns_but_runs(tmp_path, capsys, sample_archive):
     argv = ["train", "--preset", "fast", "--epochs", "1", "--data", str(sample_archive), "--out", str(tmp_path / "run"),
             "--quiet", "--no-mixed-precision"]

