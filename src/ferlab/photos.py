@@ -1,6 +1,6 @@
 """From a photo to explained emotions: detect every face, classify its 48x48 crop, and optionally
 explain it with Grad-CAM. Shared by ``ferlab photo`` and ``ferlab serve``; thread-safe on one
-model (no hooks, no mode changes: the model stays in eval mode)."""
+model (no hooks; the model is in eval mode and only ever set to eval mode again)."""
 
 from __future__ import annotations
 

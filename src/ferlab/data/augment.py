@@ -113,7 +113,7 @@ def cutmix(images: torch.Tensor, partners: torch.Tensor, keep: torch.Tensor,
     return torch.where(boxes.to(images.device)[:, None], partners, images), kept
 
 
-MIXERS = {"mixup": mixup, "cutmix": cutmix}
+MIXERS = {"mixup": mixup, "cutmix": cutmix}  # one signature: (faces, partners, keep, generator) -> (mixed, keep)
 
 
 def mix_batch(images: torch.Tensor, mode: str, probability: float,
