@@ -17,7 +17,7 @@ import torch
 
 from ferlab.checkpoint import load_model
 from ferlab.data import load_faces
-from ferlab.evaluation import autocast_for, tta_view
+from ferlab.evaluation import infer_views
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fer2013" / "fer2013-images.tar.xz"
 MIRRORS = (False, True)
@@ -35,27 +35,15 @@ CANDIDATES = {
 }
 
 
-@torch.no_grad()
-def view_logits(loaded, images: torch.Tensor, view, batch_size: int = 512) -> torch.Tensor:
-    mirrored, zoom, shift = view
-    model, device = loaded.model.eval(), next(loaded.model.parameters()).device
-    outputs = []
-    for start in range(0, len(images), batch_size):
-        x = tta_view(loaded.normalization.apply(images[start:start + batch_size].to(device)), mirrored, zoom, shift)
-        if loaded.config.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast_for(device, loaded.config.mixed_precision):
-            outputs.append(model(x).float().cpu())
-    return torch.cat(outputs)
-
-
 def accuracies(loaded, split, candidates: dict) -> dict[str, float]:
     cache: dict = {}
     result = {}
     for name, views in candidates.items():
         for view in views:
             if view not in cache:
-                cache[view] = view_logits(loaded, split.images, view)
+                cache[view] = infer_views(loaded.model, split.images, loaded.normalization, [view],
+                                          mixed_precision=loaded.config.mixed_precision,
+                                          channels_last=loaded.config.channels_last)
         logits = torch.stack([cache[view] for view in views]).mean(0)
         result[name] = float((logits.argmax(1) == split.labels).double().mean())
     return result

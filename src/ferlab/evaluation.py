@@ -48,7 +48,6 @@ def check_tta(policy: str) -> str:
     return policy
 
 
-@torch.no_grad()
 def infer(model: nn.Module, images: torch.Tensor, normalization: Normalization, *, batch_size: int = 512,
           tta: str = "none", mixed_precision: bool = False, channels_last: bool = False) -> torch.Tensor:
     """(N, 48, 48) uint8 faces -> (N, 7) float32 logits on the CPU, the model in eval mode.
@@ -56,7 +55,15 @@ def infer(model: nn.Module, images: torch.Tensor, normalization: Normalization, 
     ``tta`` names a policy of ``TTA_POLICIES`` whose views' logits are averaged (``flip``: each
     face and its mirror image). The model's train/eval mode is restored afterwards.
     """
-    views = TTA_POLICIES[check_tta(tta)]
+    return infer_views(model, images, normalization, TTA_POLICIES[check_tta(tta)], batch_size=batch_size,
+                       mixed_precision=mixed_precision, channels_last=channels_last)
+
+
+@torch.no_grad()
+def infer_views(model: nn.Module, images: torch.Tensor, normalization: Normalization, views, *,
+                batch_size: int = 512, mixed_precision: bool = False, channels_last: bool = False) -> torch.Tensor:
+    """``infer`` for any views: the mean logits over ``views``, each the arguments of ``tta_view``
+    after the batch ((mirrored, zoom) or (mirrored, zoom, shift))."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -65,12 +72,12 @@ def infer(model: nn.Module, images: torch.Tensor, normalization: Normalization, 
         for start in range(0, images.shape[0], batch_size):
             x = normalization.apply(images[start:start + batch_size].to(device))
             logits = 0
-            for mirrored, zoom in views:
-                view = tta_view(x, mirrored, zoom)
+            for view in views:
+                viewed = tta_view(x, *view)
                 if channels_last:
-                    view = view.contiguous(memory_format=torch.channels_last)
+                    viewed = viewed.contiguous(memory_format=torch.channels_last)
                 with autocast_for(device, mixed_precision):
-                    logits = logits + model(view).float()
+                    logits = logits + model(viewed).float()
             outputs.append((logits / len(views)).cpu())
     finally:
         model.train(was_training)
