@@ -120,3 +120,84 @@ def test_every_bad_row_skipped_is_still_an_error(tmp_path):
     path.write_text("emotion,pixels,Usage\n0,1 2 3,Training\n")
     with pytest.raises(DataError, match="1 bad rows skipped"):
         read_csv(path, skip_bad_rows=True)
+
+
+# --- hostile CSVs (issue 11: defect 7) and the cache's keys (defect 16) ------------------------------
+
+@pytest.fixture
+def csv_text(faces_np):
+    rows = [(i % 7, pixels_text(f.flatten()), u) for i, (f, u) in
+            enumerate(zip(faces_np, ["Training", "Training", "PublicTest", "PrivateTest", "Training", "PublicTest"]))]
+    return "emotion,pixels,Usage\n" + "".join(f"{label},{pixels},{usage}\n" for label, pixels, usage in rows)
+
+
+@pytest.mark.parametrize("label", ["--3", "²", "٣", "3.0", "+-1"])
+def test_odd_labels_are_one_line_errors_naming_the_line(tmp_path, csv_text, label):
+    lines = csv_text.splitlines(keepends=True)
+    lines[3] = label + lines[3][1:]
+    path = tmp_path / "fer2013.csv"
+    path.write_text("".join(lines), encoding="utf-8")
+    with pytest.raises(DataError, match=rf"fer2013.csv:4: unknown label"):
+        read_csv(path)
+    assert len(read_csv(path, skip_bad_rows=True)) == 5
+
+
+def test_a_gzip_csv_is_read_whatever_its_name(tmp_path, csv_text):
+    import gzip
+
+    plain, packed = tmp_path / "plain.csv", tmp_path / "fer2013.csv"
+    plain.write_text(csv_text)
+    packed.write_bytes(gzip.compress(csv_text.encode()))
+    assert torch.equal(read_csv(packed).images, read_csv(plain).images)
+
+
+def test_utf16_with_a_byte_order_mark_is_read(tmp_path, csv_text):
+    path = tmp_path / "utf16.csv"
+    path.write_bytes(csv_text.encode("utf-16"))
+    assert len(read_csv(path)) == 6
+
+
+def test_latin1_text_names_the_line_and_the_byte(tmp_path, csv_text):
+    lines = csv_text.splitlines(keepends=True)
+    lines[2] = lines[2].replace("Training", "Trainé")
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("".join(lines).encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1.csv:3: not UTF-8 text \(byte 0xe9 at column \d+\)"):
+        read_csv(path)
+    assert read_csv(path, skip_bad_rows=True).skipped == 1
+
+
+def test_binary_files_nul_bytes_and_endless_lines_are_named(tmp_path, csv_text):
+    binary = tmp_path / "photo.csv"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe" + bytes(range(256)))
+    with pytest.raises(DataError, match=r"photo.csv:1: header: not UTF-8 text|photo.csv:1: missing column"):
+        read_csv(binary)
+    nul = tmp_path / "nul.csv"
+    nul.write_text(csv_text.replace("PublicTest\n", "Public\0Test\n", 1))
+    with pytest.raises(DataError, match=r"nul.csv:4: (malformed CSV|unknown Usage)"):
+        read_csv(nul)
+    endless = tmp_path / "endless.csv"
+    endless.write_text(csv_text + "0," + "1 " * 40000)
+    with pytest.raises(DataError, match=r"endless.csv:8: line is longer than the readers' limit of 65536 bytes"):
+        read_csv(endless)
+    assert len(read_csv(endless, skip_bad_rows=True)) == 6
+
+
+def test_a_byte_copy_is_reported_under_its_own_path(tmp_path, csv_text):
+    first, copy = tmp_path / "first.csv", tmp_path / "elsewhere" / "copy.csv"
+    copy.parent.mkdir()
+    first.write_text(csv_text)
+    copy.write_text(csv_text)
+    assert load_faces(first).source == str(first)
+    assert load_faces(copy).source == str(copy)  # same bytes: from the cache, under the path given
+
+
+def test_a_txt_is_refused_even_when_its_bytes_are_cached(tmp_path, csv_text):
+    from ferlab.errors import FerlabError
+
+    (tmp_path / "fer2013.csv").write_text(csv_text)
+    load_faces(tmp_path / "fer2013.csv")
+    (tmp_path / "notes.txt").write_text(csv_text)
+    for use_cache in (True, False):
+        with pytest.raises(FerlabError, match="notes.txt: unknown data format"):
+            load_faces(tmp_path / "notes.txt", use_cache=use_cache)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -13,11 +14,12 @@ from ferlab.data.cache import cache_key, load_cached, save_cached
 from ferlab.data.csv_readers import read_csv
 from ferlab.data.faceset import UNLABELLED, FaceSet, stratified_val_split
 from ferlab.data.image_folder import is_archive, read_image_folder
+from ferlab.data.limits import DEFAULT_LIMITS, ReaderLimits
 from ferlab.errors import FerlabError
 from ferlab.labels import SPLITS
 
 __all__ = ["FaceSet", "UNLABELLED", "load_faces", "find_data", "resolve_source", "read_csv",
-           "read_image_folder", "stratified_val_split", "DEFAULT_DATA_DIRS"]
+           "read_image_folder", "stratified_val_split", "DEFAULT_DATA_DIRS", "ReaderLimits"]
 
 # Where the data is looked for when neither --data nor $FERLAB_DATA says (relative to the working
 # directory): a project-local copy, then the shared folder beside a checkout (as in this repo's CI).
@@ -67,36 +69,55 @@ def find_data(explicit: str | os.PathLike | None = None) -> Path:
     raise FerlabError(WHERE_TO_GET.format(looked=", ".join(DEFAULT_DATA_DIRS)))
 
 
-def read_source(path: Path, *, resize: bool, skip_bad_rows: bool) -> FaceSet:
-    if path.is_dir() or is_archive(path):
-        return read_image_folder(path, resize=resize, skip_bad_rows=skip_bad_rows)
-    if path.suffix.lower() == ".csv":
-        return read_csv(path, skip_bad_rows=skip_bad_rows)
+# The readers, by the form of the source (checked on every load, also when the faces come from
+# the cache): name -> (does this path have that form?, reader).
+READERS = {
+    "image folder": (lambda path: path.is_dir(), read_image_folder),
+    "archive": (lambda path: path.is_file() and is_archive(path), read_image_folder),
+    "csv": (lambda path: path.is_file() and path.suffix.lower() == ".csv", read_csv),
+}
+
+
+def reader_for(path: Path) -> tuple[str, object]:
+    for form, (matches, reader) in READERS.items():
+        if matches(path):
+            return form, reader
     raise FerlabError(f"{path}: unknown data format (expected .csv, .zip, .tar.*, or an image folder)")
 
 
 def load_faces(path: str | os.PathLike, *, resize: bool = False, skip_bad_rows: bool = False,
-               val_fraction: float = 0.1, seed: int = 0, use_cache: bool = True) -> FaceSet:
+               val_fraction: float = 0.1, seed: int = 0, use_cache: bool = True,
+               limits: ReaderLimits = DEFAULT_LIMITS) -> FaceSet:
     """Read a FER2013 source into a FaceSet with train/val/test splits.
 
     Sources with the official split keep it (Training -> train, PublicTest -> val, PrivateTest ->
     test). A labelled source without validation faces (``train.csv``, a folder without prefixes)
     gets a stratified validation split of ``val_fraction`` of its training faces, drawn from
-    ``seed``. Repeat loads come from a cache keyed by the source's content hash.
+    ``seed``. Repeat loads come from a cache keyed by the source's form and content hash; the
+    faces are reported under the path given here, whichever copy of the bytes filled the cache.
     """
     path = resolve_source(Path(path))
     if not path.exists():
         raise FerlabError(f"{path}: no such file or folder")
-    options = {"resize": resize, "skip_bad_rows": skip_bad_rows}
+    form, reader = reader_for(path)
+    options = {"form": form, "resize": resize, "skip_bad_rows": skip_bad_rows}
     faces = None
     if use_cache:
         key = cache_key(path, options)
         faces = load_cached(key)
     if faces is None:
-        faces = read_source(path, resize=resize, skip_bad_rows=skip_bad_rows)
+        faces = reader(path, resize=resize, skip_bad_rows=skip_bad_rows, limits=limits)
         if use_cache:
             save_cached(key, faces)
-    return with_validation_split(faces, val_fraction, seed)
+    return with_validation_split(renamed(faces, str(path)), val_fraction, seed)
+
+
+def renamed(faces: FaceSet, source: str) -> FaceSet:
+    """The faces as read from ``source`` (the cache may have been filled from a copy elsewhere)."""
+    if faces.source == source:
+        return faces
+    problems = tuple(source + p[len(faces.source):] if p.startswith(faces.source) else p for p in faces.problems)
+    return dataclasses.replace(faces, source=source, problems=problems)
 
 
 def with_validation_split(faces: FaceSet, fraction: float, seed: int) -> FaceSet:
@@ -107,4 +128,4 @@ def with_validation_split(faces: FaceSet, fraction: float, seed: int) -> FaceSet
     chosen = stratified_val_split(faces.labels[is_train], fraction, seed)
     splits = faces.splits.clone()
     splits[is_train.nonzero().flatten()[chosen]] = val
-    return FaceSet(faces.images, faces.labels, splits, faces.ids, faces.source, faces.skipped, faces.problems)
+    return dataclasses.replace(faces, splits=splits)

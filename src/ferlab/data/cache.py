@@ -14,9 +14,10 @@ from pathlib import Path
 
 import torch
 
+from ferlab.data.archives import walk_files
 from ferlab.data.faceset import FaceSet
 
-CACHE_FORMAT = 1  # bump when a reader's output changes, so stale entries are not reused
+CACHE_FORMAT = 2  # bump when a reader's output changes, so stale entries are not reused
 
 
 def cache_dir() -> Path:
@@ -26,12 +27,9 @@ def cache_dir() -> Path:
 def content_hash(path: Path) -> str:
     digest = hashlib.sha256()
     if path.is_dir():
-        for folder, dirs, files in os.walk(path):
-            dirs.sort()
-            for name in sorted(files):
-                stat = os.stat(os.path.join(folder, name))
-                relative = os.path.relpath(os.path.join(folder, name), path)
-                digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        for full, relative in walk_files(path):  # as the reader walks it
+            stat = os.stat(full) if full.exists() else os.lstat(full)  # a broken link has no target
+            digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     else:
         with open(path, "rb") as file:
             digest = hashlib.file_digest(file, "sha256")
@@ -50,7 +48,7 @@ def load_cached(key: str) -> FaceSet | None:
     try:
         saved = torch.load(file, weights_only=True)
         return FaceSet(saved["images"], saved["labels"], saved["splits"], tuple(saved["ids"]),
-                       saved["source"], saved["skipped"], tuple(saved["problems"]))
+                       saved["source"], saved["skipped"], tuple(saved["problems"]), saved["official_splits"])
     except Exception:  # a damaged or foreign file: decode again and overwrite it
         return None
 
@@ -62,7 +60,7 @@ def save_cached(key: str, faces: FaceSet) -> None:
         temporary = folder / f".faces-{key}.{os.getpid()}.tmp"
         torch.save({"images": faces.images, "labels": faces.labels, "splits": faces.splits,
                     "ids": list(faces.ids), "source": faces.source, "skipped": faces.skipped,
-                    "problems": list(faces.problems)}, temporary)
+                    "problems": list(faces.problems), "official_splits": faces.official_splits}, temporary)
         os.replace(temporary, folder / f"faces-{key}.pt")
     except OSError:
         pass  # a read-only home is no reason to fail: the next load decodes again

@@ -3,13 +3,21 @@
 - the challenge's ``fer2013.csv``: ``emotion,pixels,Usage`` (also ``icml_face_data.csv``, whose
   header is ``emotion, Usage, pixels`` with leading spaces);
 - the course assignment's ``train.csv`` (``label,feature``) and ``test.csv`` (``id,feature``).
+
+Any of them may be gzip-, bzip2- or xz-compressed, whatever the file is called (recognised by its
+magic bytes). Text is UTF-8 (with or without a byte-order mark), or UTF-16 with its byte-order
+mark; a line that is not valid text, or longer than ``ReaderLimits.line_bytes``, is a bad row
+naming its line, like any other.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
-import sys
+import io
+import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +25,7 @@ import torch
 
 from ferlab.data.bad_rows import BadRows
 from ferlab.data.faceset import UNLABELLED, FaceSet
+from ferlab.data.limits import DEFAULT_LIMITS, ReaderLimits, describe_size, open_source
 from ferlab.errors import DataError
 from ferlab.labels import EMOTIONS, IMAGE_SIZE, OFFICIAL_SPLIT_NAMES, SPLITS
 
@@ -26,6 +35,8 @@ FORMS = {  # form name -> the columns it needs (lower case, stripped)
     "course-train": ("label", "feature"),
     "course-test": ("id", "feature"),
 }
+INTEGER = re.compile(r"[+-]?[0-9]+")  # ASCII digits only: str.isdigit() also accepts "²", which int() refuses
+UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
 def parse_pixels(text: str) -> np.ndarray | str:
@@ -40,7 +51,7 @@ def parse_pixels(text: str) -> np.ndarray | str:
         try:
             values = np.fromstring(text, dtype=np.int64, sep=" ")
         except (ValueError, DeprecationWarning):
-            bad = next((t for t in text.split() if not t.isdigit() and not (t[:1] == "-" and t[1:].isdigit())), text)
+            bad = next((t for t in text.split() if not INTEGER.fullmatch(t)), text)
             return f"non-numeric pixel value {bad[:20]!r}"
     if values.size != PIXELS:
         return f"expected {PIXELS} pixel values (48x48), found {values.size}"
@@ -54,7 +65,7 @@ def parse_pixels(text: str) -> np.ndarray | str:
 def parse_label(text: str) -> int | str:
     """A class as its number 0..6 or its name -> index, or a string saying what is wrong."""
     text = text.strip()
-    if text.lstrip("-").isdigit():
+    if INTEGER.fullmatch(text):
         value = int(text)
         return value if 0 <= value < len(EMOTIONS) else f"unknown label {text!r} (expected 0..6)"
     if text.lower() in EMOTIONS:
@@ -74,16 +85,56 @@ def detect_form(header: list[str], source: str) -> tuple[str, dict[str, int]]:
     )
 
 
-def read_csv(path: str | Path, *, skip_bad_rows: bool = False) -> FaceSet:
+def text_lines(stream: io.BufferedReader, source: str, limits: ReaderLimits) -> Iterator[tuple[int, str | None, str | None]]:
+    """(line number, text, problem) per line of a UTF-8 or BOM-marked UTF-16 byte stream. A line
+    is read at most ``limits.line_bytes`` at a time, so a file without newlines cannot fill memory;
+    an over-long or undecodable line comes with a problem instead of its text."""
+    if stream.peek(2)[:2] in UTF16_BOMS:  # the byte-order mark makes the encoding certain
+        text = io.TextIOWrapper(stream, encoding="utf-16", newline="")
+        try:
+            for number, line in enumerate(iter(lambda: text.readline(limits.line_bytes), ""), 1):
+                yield number, line, None
+        except UnicodeDecodeError as error:
+            raise DataError(source, None, f"damaged UTF-16 text ({error.reason})") from None
+        return
+    if stream.peek(3)[:3] == codecs.BOM_UTF8:
+        stream.read(3)
+    number = 0
+    while raw := stream.readline(limits.line_bytes + 1):
+        number += 1
+        if len(raw) > limits.line_bytes and not raw.endswith(b"\n"):
+            while (rest := stream.readline(limits.line_bytes + 1)) and not rest.endswith(b"\n"):
+                pass  # skip the rest of the over-long line
+            yield number, None, f"line is longer than the readers' limit of {describe_size(limits.line_bytes)}"
+            continue
+        try:
+            yield number, raw.decode("utf-8"), None
+        except UnicodeDecodeError as error:
+            yield number, None, (f"not UTF-8 text (byte 0x{raw[error.start]:02x} at column {error.start + 1}); "
+                                 "save the file as UTF-8")
+
+
+def parse_row(line: str) -> list[str] | str:
+    """One CSV line -> its fields, or a string saying what is wrong (a NUL byte, an open quote)."""
+    try:
+        return next(csv.reader((line,)), [])
+    except csv.Error as error:
+        return f"malformed CSV ({error})"
+
+
+def read_csv(path: str | Path, *, skip_bad_rows: bool = False, limits: ReaderLimits = DEFAULT_LIMITS,
+             resize: bool = False) -> FaceSet:
     """Read any of the three CSV forms. Faces of ``train.csv`` are all "train" (the caller carves
-    a validation split); faces of ``test.csv`` are unlabelled "test" faces."""
+    a validation split); faces of ``test.csv`` are unlabelled "test" faces. (``resize`` is accepted
+    for the readers' one signature; CSV faces are 48x48 by construction.)"""
     source = str(path)
-    csv.field_size_limit(sys.maxsize)  # the pixel column is ~9 kB, over the default on some builds
-    with open(path, newline="", encoding="utf-8-sig") as file:
-        reader = csv.reader(file)
-        header = next(reader, None)
-        if header is None:
-            raise DataError(source, None, "empty file")
+    stream, _ = open_source(Path(path), limits)
+    with stream:
+        lines = text_lines(stream, source, limits)
+        number, header_line, problem = next(lines, (None, None, "empty file"))
+        header = parse_row(header_line) if problem is None else problem
+        if isinstance(header, str):
+            raise DataError(source, number, header if number is None else f"header: {header}")
         form, columns = detect_form(header, source)
         bad = BadRows(source, skip_bad_rows)
         images, labels, splits, ids = [], [], [], []
@@ -92,8 +143,11 @@ def read_csv(path: str | Path, *, skip_bad_rows: bool = False) -> FaceSet:
         usage_col = columns.get("usage")
         id_col = columns.get("id")
         width = len(header)
-        for row in reader:
-            line = reader.line_num
+        for line, text, problem in lines:
+            row = parse_row(text) if problem is None else problem
+            if isinstance(row, str):
+                bad.report(line, row)
+                continue
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # blank line
             if len(row) != width:
@@ -125,4 +179,5 @@ def read_csv(path: str | Path, *, skip_bad_rows: bool = False) -> FaceSet:
     return FaceSet(
         torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64),
         torch.tensor(splits, dtype=torch.int64), tuple(ids), source, bad.count, tuple(bad.problems),
+        official_splits=usage_col is not None,
     )

@@ -19,6 +19,8 @@ class FaceSet:
     splits: (N,) int64 index into ``SPLITS`` ("train", "val", "test"); ids: N source ids
     (a file name or ``line N``). ``skipped`` counts bad entries dropped under ``skip_bad_rows``
     and ``problems`` keeps the first few of their messages, so nothing is lost silently.
+    ``official_splits`` says the splits are FER2013's own (Training, PublicTest, PrivateTest),
+    not a split drawn here or taken from folder names.
     """
 
     images: torch.Tensor
@@ -28,6 +30,7 @@ class FaceSet:
     source: str = ""
     skipped: int = 0
     problems: tuple[str, ...] = field(default=())
+    official_splits: bool = False
 
     def __post_init__(self):
         n = self.images.shape[0]
@@ -53,8 +56,15 @@ class FaceSet:
         index = mask_or_index.nonzero().flatten() if mask_or_index.dtype == torch.bool else mask_or_index
         return FaceSet(
             self.images[index], self.labels[index], self.splits[index],
-            tuple(self.ids[i] for i in index.tolist()), self.source, self.skipped, self.problems,
+            tuple(self.ids[i] for i in index.tolist()), self.source, self.skipped, self.problems, self.official_splits,
         )
+
+    def split_title(self, name: str) -> str:
+        """How a split is named in titles: FER2013's own name where the source keeps the official
+        split, else the split and the source it came from."""
+        official = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
+        source = self.source.rstrip("/").rsplit("/", 1)[-1] or self.source
+        return f"{official[name]} ({source})" if self.official_splits else f"{name} split of {source}"
 
     def split_sizes(self) -> dict[str, int]:
         return {name: int((self.splits == i).sum()) for i, name in enumerate(SPLITS)}

@@ -8,18 +8,15 @@ the file-name prefix, or, without one, from the ``train``/``test`` folder.
 
 from __future__ import annotations
 
-import io
-import os
-import tarfile
-import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
+from ferlab.data.archives import Entry, iter_entries
 from ferlab.data.bad_rows import BadRows
+from ferlab.data.images import decode_face
+from ferlab.data.limits import DEFAULT_LIMITS, ReaderLimits
 from ferlab.data.faceset import FaceSet
 from ferlab.errors import DataError
 from ferlab.labels import EMOTIONS, IMAGE_SIZE, OFFICIAL_SPLIT_NAMES, SPLITS
@@ -33,54 +30,11 @@ def is_archive(path: Path) -> bool:
     return name.endswith(".zip") or name.endswith(TAR_SUFFIXES)
 
 
-def iter_folder(root: Path) -> Iterator[tuple[str, bytes]]:
-    for folder, dirs, files in os.walk(root):
-        dirs.sort()
-        for name in sorted(files):
-            full = Path(folder, name)
-            yield full.relative_to(root).as_posix(), full.read_bytes()
-
-
-def iter_zip(path: Path) -> Iterator[tuple[str, bytes]]:
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            if not info.is_dir():
-                yield info.filename, archive.read(info)
-
-
-def iter_tar(path: Path) -> Iterator[tuple[str, bytes]]:
-    # Stream mode ("r|*") reads the compressed archive once, front to back: the fast way for .xz.
-    with tarfile.open(path, "r|*") as archive:
-        for member in archive:
-            if member.isfile():
-                yield member.name, archive.extractfile(member).read()
-
-
-def iter_entries(path: Path, source: str) -> Iterator[tuple[str, bytes]]:
-    try:
-        if path.is_dir():
-            yield from iter_folder(path)
-        elif path.name.lower().endswith(".zip"):
-            yield from iter_zip(path)
-        else:
-            yield from iter_tar(path)
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as error:
-        raise DataError(source, None, f"unreadable archive: {error}") from error
-
-
-def decode_face(data: bytes, resize: bool) -> np.ndarray | str:
-    """Image bytes -> (48, 48) uint8 grayscale, or a string saying what is wrong."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            gray = image.convert("L")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        return f"unreadable image ({error.__class__.__name__}: {str(error)[:80]})"
-    if gray.size != (IMAGE_SIZE, IMAGE_SIZE):
-        if not resize:
-            return f"image is {gray.size[0]}x{gray.size[1]}, expected 48x48 (pass --resize to resize it)"
-        gray = gray.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
-    return np.asarray(gray, dtype=np.uint8)
+def is_passed_over(entry: Entry) -> bool:
+    """Entries that are not faces by their name: hidden files, macOS resource forks, READMEs."""
+    parts = entry.name.split("/")
+    hidden = any(p.startswith(".") or p == "__MACOSX" for p in parts)
+    return not entry.is_folder and (hidden or not entry.name.lower().endswith(IMAGE_SUFFIXES))
 
 
 def place(relative: str) -> tuple[str, str | None, str] | str:
@@ -98,17 +52,22 @@ def place(relative: str) -> tuple[str, str | None, str] | str:
     return "/".join(parts[-3:]), class_folder, split
 
 
-def read_image_folder(path: str | Path, *, resize: bool = False, skip_bad_rows: bool = False) -> FaceSet:
+def read_image_folder(path: str | Path, *, resize: bool = False, skip_bad_rows: bool = False,
+                      limits: ReaderLimits = DEFAULT_LIMITS) -> FaceSet:
     """Read a folder, ``.zip`` or ``.tar.*`` of ``<split>/<class>/<image>`` files. Files that are not
     images by their suffix (READMEs, ``.DS_Store``) are passed over; every image is either read or
-    reported."""
+    reported, and a damaged archive is an error (see ``ferlab.data.archives``)."""
     path = Path(path)
     source = str(path)
     bad = BadRows(source, skip_bad_rows)
     records: list[tuple[str, np.ndarray, int, int]] = []
-    for relative, data in iter_entries(path, source):
-        parts = relative.split("/")
-        if any(p.startswith(".") or p == "__MACOSX" for p in parts) or not relative.lower().endswith(IMAGE_SUFFIXES):
+    official = True  # every face's file name carries its FER2013 split
+    for entry in iter_entries(path, limits):
+        if is_passed_over(entry):
+            continue
+        relative = entry.name
+        if entry.problem is not None:
+            bad.report(relative, entry.problem)
             continue
         placed = place(relative)
         if isinstance(placed, str):
@@ -118,13 +77,11 @@ def read_image_folder(path: str | Path, *, resize: bool = False, skip_bad_rows: 
         if class_folder.lower() not in EMOTIONS:
             bad.report(relative, f"unknown class folder {class_folder!r} (expected one of {', '.join(EMOTIONS)})")
             continue
-        if not data:
-            bad.report(relative, "empty file")
-            continue
-        face = decode_face(data, resize)
+        face = decode_face(entry.data, resize, limits.image_pixels)
         if isinstance(face, str):
             bad.report(relative, face)
             continue
+        official = official and face_id.rsplit("/", 1)[-1].split("_", 1)[0] in OFFICIAL_SPLIT_NAMES
         records.append((face_id, face, EMOTIONS.index(class_folder.lower()), SPLITS.index(split)))
     if not records:
         raise DataError(source, None, "no face images found (expected <train|test>/<class>/<image> entries)"
@@ -133,5 +90,5 @@ def read_image_folder(path: str | Path, *, resize: bool = False, skip_bad_rows: 
     ids, faces, labels, splits = zip(*records)
     return FaceSet(
         torch.from_numpy(np.stack(faces)), torch.tensor(labels, dtype=torch.int64),
-        torch.tensor(splits, dtype=torch.int64), tuple(ids), source, bad.count, tuple(bad.problems),
+        torch.tensor(splits, dtype=torch.int64), tuple(ids), source, bad.count, tuple(bad.problems), official,
     )

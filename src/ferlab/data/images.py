@@ -1,0 +1,88 @@
+"""Decoding untrusted image bytes into 8-bit gray or RGB, the one way every reader does it.
+
+Used by the data readers (faces), ``ferlab photo``, ``ferlab serve`` and ``explain --image``, so a
+16-bit PNG or an oversized image is treated alike everywhere:
+
+- the pixel count is read from the header and refused above the limit before anything is decoded
+  (a decompression bomb never reaches memory, and Pillow's own DecompressionBombError never fires);
+- 16-bit and 32-bit images are scaled to 8 bits (65535 -> 255), where Pillow's ``convert("L")``
+  would clip every value above 255 to white;
+- anything a decoder raises on damaged bytes becomes an ``ImageProblem`` with a short message.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from ferlab.data.limits import DEFAULT_LIMITS
+from ferlab.labels import IMAGE_SIZE
+
+# Pillow's modes for one channel of more than 8 bits, and the largest value each can hold.
+WIDE_GRAY_MAX = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535}
+
+
+class ImageProblem(ValueError):
+    """Image bytes that cannot be used; the message says why (the caller adds the file name)."""
+
+
+def to_eight_bits(image: Image.Image) -> Image.Image:
+    """A decoded image as mode "L" (one channel) or "RGB". Wide gray modes are scaled by their
+    range: "I;16*" and "I" (16-bit PNG and TIFF) by 255/65535; float ("F") images in [0, 1] by
+    255, others clipped to 0..255."""
+    if image.mode in WIDE_GRAY_MAX:
+        values = np.asarray(image, dtype=np.float64) * (255.0 / WIDE_GRAY_MAX[image.mode])
+        return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
+    if image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        values = np.nan_to_num(values * 255.0 if values.size and values.min() >= 0 and values.max() <= 1 else values)
+        return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
+    if image.mode in ("L", "RGB"):
+        return image
+    if image.mode in ("1", "LA", "La") or (image.mode == "P" and image.palette and image.palette.mode == "L"):
+        return image.convert("L")
+    return image.convert("RGB")  # palettes, RGBA, CMYK, YCbCr, LAB, HSV
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_LIMITS.image_pixels, upright: bool = False) -> Image.Image:
+    """Image bytes -> a loaded 8-bit "L" or "RGB" image (``upright``: turned per its EXIF
+    orientation). Raises ImageProblem for empty, unknown, damaged or oversized images."""
+    if not data:
+        raise ImageProblem("empty file")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size  # from the header; nothing decoded yet
+            if width * height > max_pixels:
+                raise ImageProblem(f"image is {width}x{height} ({width * height / 1e6:.0f} MP), "
+                                   f"above the limit of {max_pixels / 1e6:.0f} MP")
+            if width < 1 or height < 1:
+                raise ImageProblem(f"image is {width}x{height}: it has no pixels")
+            image.load()
+            decoded = ImageOps.exif_transpose(image) if upright else image
+            return to_eight_bits(decoded)
+    except ImageProblem:
+        raise
+    except Image.DecompressionBombError as error:  # Pillow refuses some sizes in Image.open itself
+        pixels = re.search(r"\((\d+) pixels\)", str(error))
+        size = f"{int(pixels.group(1)) / 1e6:.0f} MP" if pixels else "too many pixels"
+        raise ImageProblem(f"image has {size}, above the limit of {max_pixels / 1e6:.0f} MP") from None
+    except MemoryError:
+        raise ImageProblem("image too large to decode in memory") from None
+    except Exception as error:  # noqa: BLE001 - decoders of damaged bytes raise anything (struct.error, IndexError, ...)
+        raise ImageProblem(f"unreadable image ({error.__class__.__name__}: {str(error)[:80]})") from None
+
+
+def decode_face(data: bytes, resize: bool, max_pixels: int = DEFAULT_LIMITS.image_pixels) -> np.ndarray | str:
+    """Image bytes -> (48, 48) uint8 grayscale, or a string saying what is wrong."""
+    try:
+        gray = decode_image(data, max_pixels).convert("L")
+    except ImageProblem as problem:
+        return str(problem)
+    if gray.size != (IMAGE_SIZE, IMAGE_SIZE):
+        if not resize:
+            return f"image is {gray.size[0]}x{gray.size[1]}, expected 48x48 (pass --resize to resize it)"
+        gray = gray.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+    return np.asarray(gray, dtype=np.uint8)

@@ -1,0 +1,145 @@
+"""Damaged archives, link members, FIFOs, broken symlinks and size caps: every entry is read or
+named, never dropped (issue 11: defects 1, 2 and 6)."""
+
+from __future__ import annotations
+
+import bz2
+import lzma
+import os
+import tarfile
+
+import numpy as np
+import pytest
+
+from ferlab.data import ReaderLimits, load_faces, read_image_folder
+from ferlab.errors import DataError
+from tests.hostile import face_tree, tar_bytes, zip_bytes
+
+
+@pytest.fixture
+def tree():
+    return face_tree(np.random.default_rng(3))
+
+
+def regular(tree):
+    return [(name, data, {}) for name, data in tree.items()]
+
+
+def test_a_gzip_tar_corrupted_in_the_middle_is_an_error_not_a_partial_read(tmp_path, sample_archive):
+    data = bytearray(sample_archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged = tmp_path / "damaged.tar.gz"
+    damaged.write_bytes(data)
+    with pytest.raises(DataError, match=rf"^{damaged}(:[^ ]+)?: damaged data"):
+        read_image_folder(damaged)
+    with pytest.raises(DataError):  # --skip-bad-rows skips bad faces, not a damaged archive
+        read_image_folder(damaged, skip_bad_rows=True)
+
+
+@pytest.mark.parametrize("compression", ["", "xz", "bz2"])
+def test_a_damaged_tar_header_in_the_middle_names_the_archive(tmp_path, tree, compression):
+    plain = bytearray(tar_bytes(regular(tree)))
+    second_header = 512 + 512 * ((len(next(iter(tree.values()))) + 511) // 512)
+    plain[second_header + 100] ^= 0x55  # inside the mode field: the header checksum no longer matches
+    packed = {"": bytes, "xz": lzma.compress, "bz2": bz2.compress}[compression](bytes(plain))
+    path = tmp_path / f"fer.tar{'.' + compression if compression else ''}"
+    path.write_bytes(packed)
+    with pytest.raises(DataError, match=f"damaged tar header at byte {second_header}"):
+        read_image_folder(path)
+
+
+def test_a_truncated_xz_tar_is_an_error(tmp_path, tree):
+    data = tar_bytes(regular(tree), "xz")
+    path = tmp_path / "cut.tar.xz"
+    path.write_bytes(data[: len(data) - 40])
+    with pytest.raises(DataError, match="damaged data"):
+        read_image_folder(path)
+
+
+def test_tar_links_inside_the_archive_are_read_and_links_outside_refused_by_name(tmp_path, tree):
+    names = list(tree)
+    members = regular(tree) + [
+        ("fer/train/happy/Training_100.png", None, {"type": tarfile.LNKTYPE, "linkname": names[0]}),
+        ("fer/train/sad/Training_101.png", None, {"type": tarfile.SYMTYPE, "linkname": "../happy/Training_0.png"}),
+    ]
+    path = tmp_path / "links.tar"
+    path.write_bytes(tar_bytes(members))
+    faces = read_image_folder(path)
+    assert len(faces) == len(tree) + 2
+    by_id = dict(zip(faces.ids, faces.images))
+    assert (by_id["train/happy/Training_100.png"] == by_id["train/happy/Training_0.png"]).all()
+    assert (by_id["train/sad/Training_101.png"] == by_id["train/happy/Training_0.png"]).all()
+
+    escaping = regular(tree) + [("fer/train/sad/Training_102.png", None,
+                                 {"type": tarfile.SYMTYPE, "linkname": "../../../../etc/passwd"})]
+    path.write_bytes(tar_bytes(escaping))
+    with pytest.raises(DataError, match=r"links.tar:fer/train/sad/Training_102.png: symbolic link pointing outside"):
+        read_image_folder(path)
+    skipped = read_image_folder(path, skip_bad_rows=True)
+    assert len(skipped) == len(tree) and skipped.skipped == 1
+
+
+def test_tar_fifo_and_dangling_hard_link_are_named(tmp_path, tree):
+    path = tmp_path / "odd.tar"
+    path.write_bytes(tar_bytes(regular(tree) + [
+        ("fer/train/happy/Training_200.png", None, {"type": tarfile.FIFOTYPE}),
+        ("fer/train/happy/Training_201.png", None, {"type": tarfile.LNKTYPE, "linkname": "/etc/passwd"}),
+    ]))
+    faces = read_image_folder(path, skip_bad_rows=True)
+    assert faces.skipped == 2 and len(faces) == len(tree)
+    assert any("Training_200.png: not a regular file" in p for p in faces.problems)
+    assert any("Training_201.png: hard link to '/etc/passwd', outside the archive" in p for p in faces.problems)
+
+
+def test_zip_symlinks_resolve_inside_and_are_refused_outside(tmp_path, tree):
+    path = tmp_path / "links.zip"
+    path.write_bytes(zip_bytes(tree, {"fer/train/sad/Training_300.png": "../happy/Training_0.png",
+                                      "fer/train/sad/Training_301.png": "/etc/hostname"}))
+    faces = read_image_folder(path, skip_bad_rows=True)
+    assert len(faces) == len(tree) + 1 and faces.skipped == 1
+    assert "train/sad/Training_300.png" in faces.ids
+    assert "Training_301.png: symbolic link pointing outside the archive" in faces.problems[0]
+
+
+def test_a_zip_member_with_a_bad_crc_names_the_member(tmp_path, tree):
+    data = bytearray(zip_bytes({name: bytes(100) + body for name, body in tree.items()}))
+    name = next(iter(tree)).encode()
+    data[data.index(name) + len(name) + 5] ^= 0xFF  # inside the first member's compressed bytes
+    path = tmp_path / "crc.zip"
+    path.write_bytes(data)
+    with pytest.raises(DataError, match=rf"crc.zip:{next(iter(tree))}: damaged zip member"):
+        read_image_folder(path)
+
+
+def test_a_folder_with_a_broken_symlink_skips_and_counts_it(tmp_path, tree):
+    root = tmp_path / "fer"
+    for name, data in tree.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    os.symlink(tmp_path / "nowhere.png", root / "train" / "happy" / "Training_400.png")
+    os.symlink(root / "train", root / "train" / "loop")  # a folder loop is entered once
+    with pytest.raises(DataError, match=r"Training_400.png: broken symbolic link"):
+        read_image_folder(root)
+    faces = read_image_folder(root, skip_bad_rows=True)
+    assert faces.skipped == 1 and len(faces) == len(tree)
+    assert len(load_faces(root, skip_bad_rows=True)) == len(tree)  # the cache's hash walks it too
+
+
+def test_a_zip_bomb_stops_at_the_member_cap_without_reading_it(tmp_path, tree):
+    bomb = tmp_path / "bomb.zip"
+    bomb.write_bytes(zip_bytes({**tree, "fer/train/happy/Training_500.png": bytes(50 * 2**20)}))
+    assert bomb.stat().st_size < 2**20
+    limits = ReaderLimits(member_bytes=2**20)
+    with pytest.raises(DataError, match=r"Training_500.png: member is 50 MiB, over the readers' limit of 1 MiB"):
+        read_image_folder(bomb, limits=limits)
+    faces = read_image_folder(bomb, skip_bad_rows=True, limits=limits)
+    assert len(faces) == len(tree) and faces.skipped == 1
+
+
+def test_the_total_decompressed_size_is_capped(tmp_path, tree):
+    many = {f"fer/train/happy/junk{i}.txt": bytes(2**20) for i in range(5)}
+    for path, data in ((tmp_path / "many.zip", zip_bytes({**tree, **many})),
+                       (tmp_path / "many.tar.gz", tar_bytes(regular({**tree, **many}), "gz"))):
+        path.write_bytes(data)
+        with pytest.raises(DataError, match=rf"{path}: decompressed size is over the readers' limit of 4 MiB"):
+            read_image_folder(path, skip_bad_rows=True, limits=ReaderLimits(total_bytes=4 * 2**20))

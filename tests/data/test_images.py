@@ -1,0 +1,68 @@
+"""16-bit, float and oversized images decode the same way in every reader (issue 11: defects 3, 6)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ferlab.data import read_image_folder
+from ferlab.data.images import ImageProblem, decode_face, decode_image
+from ferlab.errors import DataError
+from tests.hostile import announced_png, png_bytes
+
+
+def test_a_16_bit_gray_png_is_scaled_not_clipped_to_white():
+    values = np.array([0, 257, 32896, 65535] * (48 * 12), dtype=np.uint16).reshape(48, 48)
+    face = decode_face(png_bytes(values), resize=False)
+    assert face.dtype == np.uint8
+    assert face[0, :4].tolist() == [0, 1, 128, 255]
+    assert (face == 255).mean() == pytest.approx(0.25)  # clipping made 75% of it white
+
+
+def test_a_16_bit_rgb_png_matches_its_8_bit_copy():
+    import cv2
+
+    generator = np.random.default_rng(0)
+    rgb8 = generator.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    ok, encoded = cv2.imencode(".png", (rgb8.astype(np.uint16) * 257)[..., ::-1])
+    assert ok
+    wide = decode_image(encoded.tobytes())
+    assert wide.mode == "RGB" and np.array_equal(np.asarray(wide), rgb8)
+
+
+def test_float_images_in_0_1_are_scaled():
+    image = Image.fromarray(np.full((48, 48), 0.5, dtype=np.float32), mode="F")
+    assert np.asarray(decode_image(_tiff(image))).max() == 128
+
+
+def _tiff(image: Image.Image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="TIFF")
+    return buffer.getvalue()
+
+
+def test_an_image_announcing_too_many_pixels_is_refused_before_decoding():
+    with pytest.raises(ImageProblem, match=r"image is 10000x5000 \(50 MP\), above the limit of 40 MP"):
+        decode_image(announced_png(10000, 5000))
+    with pytest.raises(ImageProblem, match=r"image has 200 MP, above the limit of 40 MP"):  # Pillow's own bomb check
+        decode_image(announced_png(20000, 10000))
+
+
+def test_an_oversized_image_in_a_data_folder_is_skipped_and_counted(tmp_path):
+    face = png_bytes(np.zeros((48, 48), dtype=np.uint8))
+    for name, data in {"train/happy/Training_1.png": face, "train/happy/Training_2.png": announced_png(20000, 10000),
+                       "test/sad/PublicTest_3.png": face}.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    with pytest.raises(DataError, match=r"Training_2.png: image has 200 MP"):
+        read_image_folder(tmp_path)
+    faces = read_image_folder(tmp_path, skip_bad_rows=True, resize=True)
+    assert len(faces) == 2 and faces.skipped == 1
+
+
+@pytest.mark.parametrize("garbage", [b"\x89PNG\r\n\x1a\n" + bytes(30), b"GIF89a" + bytes(8), b"BM" + bytes(60), b""])
+def test_damaged_headers_are_problems_not_tracebacks(garbage):
+    assert isinstance(decode_face(garbage, resize=True), str)
