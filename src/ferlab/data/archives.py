@@ -197,15 +197,21 @@ class DamagedTar(Exception):
 
 class StrictTarInfo(tarfile.TarInfo):
     """tarfile treats a damaged header after the first member as the end of the archive, and so
-    reads a corrupted archive in part without a word (GNU tar reports it). Only a zero block (the
-    end-of-archive marker) or the clean end of the data may end an archive here."""
+    reads a corrupted archive in part without a word (GNU tar reports it). Only the zero block
+    that marks the end of an archive may end it here: a header that fails its checksum, or data
+    that stop at a member boundary without the marker (a truncated archive), are errors."""
 
     @classmethod
     def fromtarfile(cls, tarfile_):
         try:
             return super().fromtarfile(tarfile_)
-        except (tarfile.EOFHeaderError, tarfile.EmptyHeaderError):
+        except tarfile.EOFHeaderError:
             raise
+        except tarfile.EmptyHeaderError:
+            if tarfile_.offset == 0:
+                raise
+            raise DamagedTar(f"the archive stops at byte {tarfile_.offset} without its end-of-archive "
+                             "marker (truncated)") from None
         except tarfile.HeaderError as error:
             raise DamagedTar(f"damaged tar header at byte {tarfile_.offset} ({error})") from None
 

@@ -73,8 +73,15 @@ def parse_label(text: str) -> int | str:
     return f"unknown label {text!r} (expected 0..6 or a class name)"
 
 
+KNOWN_COLUMNS = {"emotion", "pixels", "usage", "label", "feature", "id"}
+
+
 def detect_form(header: list[str], source: str) -> tuple[str, dict[str, int]]:
     columns = {name.strip().lower(): i for i, name in enumerate(header)}
+    unknown = [name.strip() for name in header if name.strip().lower() not in KNOWN_COLUMNS]
+    if unknown:  # a misspelt Usage would silently turn the official split into a drawn one
+        raise DataError(source, 1, f"unknown column {unknown[0][:40]!r}; the columns of the FER2013 CSVs are "
+                                   "emotion,pixels,Usage (fer2013.csv), label,feature (train.csv) and id,feature (test.csv)")
     for form, needed in FORMS.items():
         if all(name in columns for name in needed):
             return form, columns
