@@ -84,10 +84,10 @@ def test_evaluate_and_predict_on_a_trained_run(tmp_path, capsys, sample_archive)
                  "--out", str(run_dir), "--quiet"]) == 0
     capsys.readouterr()
     code, out, _ = run(["evaluate", str(run_dir), "--split", "test", "--tta"], capsys)
-    assert code == 0 and "PrivateTest (test) + flip TTA: accuracy" in out
+    assert code == 0 and "PrivateTest (fer2013-sample.tar.gz) + flip TTA: accuracy" in out
     assert (run_dir / "eval-test-tta-flip.json").exists() and (run_dir / "confusion-test-tta-flip.png").exists()
     code, out, _ = run(["evaluate", str(run_dir), "--split", "test", "--tta", "flip-zoom"], capsys)
-    assert code == 0 and "PrivateTest (test) + flip-zoom TTA: accuracy" in out
+    assert code == 0 and "PrivateTest (fer2013-sample.tar.gz) + flip-zoom TTA: accuracy" in out
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert {"test_tta_flip_accuracy", "test_tta_flip-zoom_accuracy"} <= set(metrics)
 

@@ -36,7 +36,7 @@ def test_unknown_keys_and_bad_values_are_errors(tmp_path):
         resolve_config("turbo")
     with pytest.raises(ConfigError, match="mix must be one of none, mixup, cutmix"):
         TrainConfig(mix="blend")
-    with pytest.raises(ConfigError, match=r"mix_probability is a probability in \[0, 1\], got 1.5"):
+    with pytest.raises(ConfigError, match=r"mix_probability must be a probability in \[0, 1\], got 1.5"):
         TrainConfig(mix_probability=1.5)
     path.write_text("model: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):

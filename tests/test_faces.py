@@ -105,7 +105,7 @@ def test_photo_json_schema_and_annotated_copies(tmp_path, capsys):
     records = json.loads((out / "results.json").read_text())["photos"]
     assert len(records) == 3
     for record in records:
-        assert set(record) == {"image", "width", "height", "faces"}
+        assert set(record) == {"image", "width", "height", "faces", "outputs"}
         for face in record["faces"]:
             assert set(face) == {"box", "label", "confidence", "probabilities"}
             assert len(face["box"]) == 4 and all(isinstance(v, int) for v in face["box"])

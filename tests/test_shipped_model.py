@@ -3,6 +3,7 @@ training, and reproduces the figure its model card states for the sample faces."
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -40,5 +41,9 @@ def test_shipped_model_reproduces_its_card_on_the_sample(sample_faces):
 
 def test_evaluate_default_from_the_command_line(tmp_path, sample_archive, capsys):
     assert main(["evaluate", "default", "--data", str(sample_archive), "--split", "test", "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "eval-test.json").exists()
-    assert "PrivateTest (test): accuracy" in capsys.readouterr().out
+    # Not the data it was trained on (the full archive): its evaluation is named after the sample.
+    written = list(tmp_path.glob("eval-test-on-fer2013-sample.tar.gz-*.json"))
+    assert len(written) == 1 and not (tmp_path / "eval-test.json").exists()
+    assert "PrivateTest (fer2013-sample.tar.gz): accuracy" in capsys.readouterr().out
+    evaluations = json.loads((tmp_path / "metrics.json").read_text())["evaluations"]
+    assert [e["data"] for e in evaluations.values()] == [str(sample_archive)]

@@ -93,7 +93,7 @@ def test_a_short_real_training_run_writes_every_run_folder_file(tmp_path, sample
     assert checkpoint["classes"][4] == "sad"
     loaded = load_model(run)
     assert loaded.normalization.std == pytest.approx(checkpoint["normalization"]["std"])
-    assert "PrivateTest (test): accuracy" in capsys.readouterr().out
+    assert "PrivateTest (fer2013-sample.tar.gz): accuracy" in capsys.readouterr().out
 
 
 @pytest.mark.slow

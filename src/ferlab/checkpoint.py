@@ -3,6 +3,7 @@ written atomically (temporary file, then rename), so a crash never leaves half a
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import torch
 from torch import nn
 
 from ferlab.config import TrainConfig, config_from_dict
-from ferlab.data.normalize import Normalization
+from ferlab.data.normalize import KINDS, Normalization
 from ferlab.errors import FerlabError
 from ferlab.labels import EMOTIONS
 from ferlab.models import build_model
@@ -28,7 +29,10 @@ def save_checkpoint(path: Path, payload: dict) -> None:
     os.replace(temporary, path)
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict:
+def read_checkpoint(path: str | os.PathLike, *, for_resume: bool = False) -> dict:
+    """A checkpoint's payload, checked on load (see ``check_payload``): any inconsistency is one
+    FerlabError naming the file, never a traceback or a model used half-loaded. ``for_resume``
+    also requires the optimiser state an exported checkpoint leaves out."""
     path = Path(path)
     if not path.is_file():
         raise FerlabError(f"{path}: no such checkpoint")
@@ -44,9 +48,67 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     if payload.get("version", 0) > VERSION:
         raise FerlabError(f"{path}: checkpoint format {payload['version']} is newer than this ferlab "
                           f"understands ({VERSION}); upgrade ferlab")
-    if list(payload["classes"]) != list(EMOTIONS):
-        raise FerlabError(f"{path}: classes {payload['classes']} differ from {list(EMOTIONS)}")
+    problem = check_payload(payload, for_resume)
+    if problem:
+        raise FerlabError(f"{path}: {problem}")
     return payload
+
+
+RESUME_KEYS = {"optimizer": dict, "history": list, "epoch": int}
+
+
+def check_payload(payload: dict, for_resume: bool = False) -> str | None:
+    """What is wrong with a checkpoint's payload, or None: classes, config, normalisation, and
+    weights whose names and shapes match the architecture the config names."""
+    if not isinstance(payload.get("classes"), list) or list(payload["classes"]) != list(EMOTIONS):
+        return f"classes {payload.get('classes')!r} differ from {list(EMOTIONS)}"
+    for key, kind in {"config": dict, "model": dict, "normalization": dict}.items():
+        if not isinstance(payload.get(key), kind):
+            return f"missing or malformed {key!r} entry (expected a {kind.__name__})"
+    try:
+        config = config_from_dict(payload["config"])
+        normalization = Normalization(**payload["normalization"])
+    except (FerlabError, TypeError, ValueError) as error:
+        return f"inconsistent checkpoint: {error}"
+    problem = check_normalization(normalization) or check_weights(payload["model"], config)
+    if problem or not for_resume:
+        return problem
+    if "optimizer" not in payload:
+        return "an exported checkpoint (weights only, no optimiser state) cannot be resumed; start a new run"
+    for key, kind in RESUME_KEYS.items():
+        if not isinstance(payload.get(key), kind):
+            return f"missing or malformed {key!r} entry for resuming (expected a {kind.__name__})"
+    return None
+
+
+def check_normalization(normalization: Normalization) -> str | None:
+    if normalization.kind not in KINDS:
+        return f"unknown normalization kind {normalization.kind!r}; expected one of {', '.join(KINDS)}"
+    values = (normalization.mean, normalization.std)
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values) or normalization.std <= 0:
+        return f"normalization mean {normalization.mean!r} and std {normalization.std!r} must be finite, std positive"
+    return None
+
+
+def check_weights(weights: dict, config: TrainConfig) -> str | None:
+    """Names, shapes and kinds of ``weights`` against the architecture, built without memory."""
+    with torch.device("meta"):
+        expected = build_architecture(config).state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        return (f"weights do not match model {config.model!r}: "
+                + (f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}" if missing else "")
+                + ("; " if missing and unexpected else "")
+                + (f"unexpected {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}" if unexpected else ""))
+    for name, tensor in weights.items():
+        if not isinstance(tensor, torch.Tensor):
+            return f"weight {name!r} is a {type(tensor).__name__}, not a tensor"
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            return f"weight {name!r} has shape {tuple(tensor.shape)}, model {config.model!r} expects {tuple(expected[name].shape)}"
+        if tensor.is_floating_point() != expected[name].is_floating_point():
+            return f"weight {name!r} is {tensor.dtype}, model {config.model!r} expects {expected[name].dtype}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -94,10 +156,17 @@ def export_checkpoint(source: dict, path: Path) -> None:
     save_checkpoint(path, kept)
 
 
+def build_architecture(config: TrainConfig) -> nn.Module:
+    """The network a checkpoint's weights go into. Options that only choose initial weights
+    (``pretrained``: a file that may not exist where the checkpoint is used) are left out."""
+    options = {k: v for k, v in config.model_options.items() if k != "pretrained"}
+    return build_model(config.model, **options)
+
+
 def load_model(run_or_file: str | os.PathLike, which: str = "best") -> LoadedModel:
     payload = read_checkpoint(resolve_checkpoint(run_or_file, which))
     config = config_from_dict(payload["config"])
-    model = build_model(config.model, **config.model_options)
+    model = build_architecture(config)
     model.load_state_dict(payload["model"])  # copies cast float16 (exported) weights to float32
     if config.channels_last:  # as trained; on CPUs this layout is markedly faster for convolutions
         model = model.to(memory_format=torch.channels_last)

@@ -4,6 +4,8 @@ stderr and exit code 2. Every command is a function ``cmd_NAME(args) -> int`` th
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,6 +32,12 @@ def add_data_arguments(parser: argparse.ArgumentParser, source: bool = True) -> 
     parser.add_argument("--no-cache", action="store_true", help="decode the source again instead of using the cache")
 
 
+def port_number(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1..65535)")
+    return int(text)
+
+
 def add_tta_argument(parser: argparse.ArgumentParser) -> None:
     from ferlab.evaluation import TTA_POLICIES
 
@@ -39,13 +47,18 @@ def add_tta_argument(parser: argparse.ArgumentParser) -> None:
                              "also zoomed in and out by 10%%, 6 views)")
 
 
-def load_data(args, *, val_fraction: float = 0.1, seed: int = 0, explicit: str | None = None):
+def load_data(args, *, val_fraction: float = 0.1, seed: int = 0, explicit: str | None = None,
+              recorded: dict | None = None):
+    """The faces of --data (or ``explicit``), read with the flags, or with the reader options a
+    run recorded (``recorded``: its data entry) where those ask for more."""
     from ferlab.data import find_data, load_faces
 
+    recorded = recorded or {}
     source = find_data(explicit if explicit is not None else getattr(args, "data", None))
     started = time.perf_counter()
-    faces = load_faces(source, resize=args.resize, skip_bad_rows=args.skip_bad_rows, val_fraction=val_fraction,
-                       seed=seed, use_cache=not args.no_cache)
+    faces = load_faces(source, resize=args.resize or bool(recorded.get("resize")),
+                       skip_bad_rows=args.skip_bad_rows or bool(recorded.get("skip_bad_rows")),
+                       val_fraction=val_fraction, seed=seed, use_cache=not args.no_cache)
     sizes = ", ".join(f"{k} {v}" for k, v in faces.split_sizes().items())
     print(f"data: {source} — {len(faces)} faces ({sizes}) in {time.perf_counter() - started:.1f}s")
     if faces.skipped:
@@ -56,9 +69,11 @@ def load_data(args, *, val_fraction: float = 0.1, seed: int = 0, explicit: str |
 def load_data_for(args, loaded):
     """Data for a trained model: --data, else the source it was trained on if still there, else
     the usual search ($FERLAB_DATA, the default folders)."""
-    saved = loaded.checkpoint.get("data", {}).get("source")
+    recorded = loaded.checkpoint.get("data", {})
+    saved = recorded.get("source")
     explicit = getattr(args, "data", None) or (saved if saved and Path(saved).exists() else None)
-    return load_data(args, val_fraction=loaded.config.val_fraction, seed=loaded.config.seed, explicit=explicit)
+    return load_data(args, val_fraction=loaded.config.val_fraction, seed=loaded.config.seed, explicit=explicit,
+                     recorded=recorded if explicit == saved else None)
 
 
 def output_dir(args, kind: str) -> Path:
@@ -66,14 +81,15 @@ def output_dir(args, kind: str) -> Path:
     checkpoint file or the shipped model) runs/<kind>-<name>."""
     from ferlab.checkpoint import is_run_folder
 
+    from ferlab.runs import writable_folder
+
     if getattr(args, "out", None):
         path = Path(args.out)
     elif is_run_folder(args.run):
         path = Path(args.run)
     else:
         path = Path("runs") / f"{kind}-{Path(str(args.run)).stem}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return writable_folder(path)
 
 
 def cmd_models(args) -> int:
@@ -124,85 +140,128 @@ def cpu_warnings(preset: str | None, config, device_type: str) -> list[str]:
     return warnings
 
 
+def resume_state(args):
+    """The config, data entry and run folder of ``--resume RUN``; refuses flags that would change
+    the recorded run, except ``--epochs`` (to extend it)."""
+    import dataclasses
+
+    from ferlab.checkpoint import read_checkpoint
+    from ferlab.config import config_from_dict
+
+    run_dir = Path(args.resume)
+    if not run_dir.is_dir():
+        raise FerlabError(f"--resume {run_dir}: expected a run folder (one holding last.pt)")
+    changed = sorted(k for k, v in train_overrides(args).items() if v is not None and k != "epochs")
+    changed += [flag for flag, given in (("preset", args.preset), ("config", args.config)) if given]
+    if changed:
+        raise FerlabError(f"--resume continues the recorded run; it cannot change "
+                          f"{', '.join('--' + c.replace('_', '-') for c in changed)} (start a new run for that)")
+    state = read_checkpoint(run_dir / "last.pt", for_resume=True)
+    config = config_from_dict(state["config"])
+    if args.epochs is not None and args.epochs != config.epochs:
+        if args.epochs < state["epoch"]:
+            raise FerlabError(f"--epochs {args.epochs}: {run_dir} has already trained {state['epoch']} epochs")
+        if config.schedule in ("onecycle", "cosine"):
+            print(f"note: the {config.schedule} learning-rate schedule is stretched from {config.epochs} to "
+                  f"{args.epochs} epochs from epoch {state['epoch'] + 1} on")
+        config = dataclasses.replace(config, epochs=args.epochs)
+    return run_dir, state, config
+
+
 def cmd_train(args) -> int:
     from ferlab.checkpoint import load_model, read_checkpoint
-    from ferlab.config import config_from_dict, resolve_config
+    from ferlab.config import resolve_config
     from ferlab.report.figures import plot_history
-    from ferlab.runs import evaluate_split, new_run_dir, write_config, write_json
+    from ferlab.runs import evaluate_split, new_run_dir, writable_folder, write_config, write_json
     from ferlab.training import choose_device, fit
 
     if args.resume:
-        run_dir = Path(args.resume)
-        state = read_checkpoint(run_dir / "last.pt")
-        config = config_from_dict(state["config"])
+        run_dir, state, config = resume_state(args)
         data_info = state["data"]
         faces = load_data(args, val_fraction=config.val_fraction, seed=config.seed,
-                          explicit=args.data or data_info["source"])
+                          explicit=args.data or data_info["source"], recorded=data_info)
         print(f"resuming {run_dir} after epoch {state['epoch']} of {config.epochs}")
     else:
-        config = resolve_config(args.preset, args.config, train_overrides(args))
+        config = resolve_config(args.preset, args.config, train_overrides(args))  # every option checked here
         for warning in cpu_warnings(args.preset, config, choose_device(config.device).type):
             print(f"ferlab: warning: {warning}", file=sys.stderr)
+        if args.out:
+            if (Path(args.out) / "last.pt").exists():  # never overwrite a run
+                raise FerlabError(f"{args.out} already holds a run; continue it with --resume {args.out} "
+                                  "or choose another --out")
+            writable_folder(Path(args.out))
         faces = load_data(args, val_fraction=config.val_fraction, seed=config.seed)
         data_info = {"source": faces.source, "resize": args.resize, "skip_bad_rows": args.skip_bad_rows,
                      "skipped": faces.skipped, "sizes": faces.split_sizes()}
-        run_dir = Path(args.out) if args.out else new_run_dir(Path(args.runs), config.model)
-        if (run_dir / "last.pt").exists():  # never overwrite a run
-            raise FerlabError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out")
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = Path(args.out) if args.out else new_run_dir(writable_folder(Path(args.runs)), config.model)
         write_config(run_dir, config, data_info)
         print(f"run folder: {run_dir}")
     try:
         summary = fit(config, faces, run_dir, data_info=data_info, resume=bool(args.resume), progress=not args.quiet)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: ferlab train --resume {run_dir}", file=sys.stderr)
+        if (run_dir / "last.pt").exists():
+            print(f"\ninterrupted; continue with: ferlab train --resume {run_dir}", file=sys.stderr)
+        else:
+            print(f"\ninterrupted before the first checkpoint (last.pt is written every {config.checkpoint_every} "
+                  f"epoch(s)); nothing to resume: run the same command again", file=sys.stderr)
         return 130
     history = read_checkpoint(run_dir / "last.pt")["history"]
     plot_history(history, run_dir / "curves.png", f"{config.model} ({run_dir.name})")
     loaded = load_model(run_dir, "best")
-    results = {"model": config.model, "run": str(run_dir), **summary}
+    results = {"model": config.model, "run": str(run_dir), "data": faces.source, **summary}
     for split in ("val", "test"):
         subset = faces.split(split)
         if len(subset) and subset.labelled:
             result = evaluate_split(loaded, faces, split, run_dir)
             results[f"{split}_accuracy"] = result["accuracy"]
+            results.setdefault("evaluations", {})[result["name"]] = evaluation_entry(result)
             print(result["report"])
     write_json(run_dir / "metrics.json", results)
-    print(f"done: best epoch {summary['best_epoch']}, PublicTest {results.get('val_accuracy', float('nan')):.4f}, "
-          f"PrivateTest {results.get('test_accuracy', float('nan')):.4f}, training {summary['train_seconds']:.0f}s; "
-          f"run folder {run_dir}")
+    print(f"done: best epoch {summary['best_epoch']}, {faces.split_title('val')} "
+          f"{results.get('val_accuracy', float('nan')):.4f}, {faces.split_title('test')} "
+          f"{results.get('test_accuracy', float('nan')):.4f}, training {summary['train_seconds']:.0f}s; run folder {run_dir}")
     return 0
+
+
+def evaluation_entry(result: dict) -> dict:
+    """What metrics.json keeps of one evaluation: enough to tell which data and split it was."""
+    return {"data": result["source"], "split": result["split"], "split_name": result["split_name"],
+            "tta": result["tta"], "accuracy": result["accuracy"], "macro_f1": result["macro_f1"], "count": result["count"]}
 
 
 def cmd_evaluate(args) -> int:
     from ferlab.checkpoint import load_model
-    from ferlab.runs import evaluate_split, read_json, write_json
+    from ferlab.runs import data_tag, evaluate_split, evaluation_name, read_json, write_json
 
     loaded = load_model(args.run, args.checkpoint)
     run_dir = output_dir(args, "eval")
     faces = load_data_for(args, loaded)
+    tag = data_tag(faces.source, loaded.checkpoint.get("data", {}).get("source"))
     splits = ("val", "test") if args.split == "both" else (args.split,)
     summary = read_json(run_dir / "metrics.json")
     for split in splits:
-        result = evaluate_split(loaded, faces, split, run_dir, tta=args.tta)
-        summary[f"{split}_accuracy" if args.tta == "none" else f"{split}_tta_{args.tta}_accuracy"] = result["accuracy"]
+        result = evaluate_split(loaded, faces, split, run_dir, tta=args.tta, tag=tag)
+        if not tag:  # the model's own data: the keys a run's metrics.json has always had
+            summary[f"{split}_accuracy" if args.tta == "none" else f"{split}_tta_{args.tta}_accuracy"] = result["accuracy"]
+        summary.setdefault("evaluations", {})[result["name"]] = evaluation_entry(result)
         print(result["report"])
     write_json(run_dir / "metrics.json", summary)
-    print(f"wrote eval-*.json, confusion-*.png and misclassified-*.png to {run_dir}")
+    names = ", ".join(f"eval-{evaluation_name(split, args.tta, tag)}.json" for split in splits)
+    print(f"wrote {names} with their confusion-*.png and misclassified-*.png to {run_dir}")
     return 0
 
 
 def cmd_predict(args) -> int:
     from ferlab.checkpoint import load_model
     from ferlab.evaluation import infer
-    from ferlab.runs import write_submission
+    from ferlab.runs import writable_file, write_submission
 
+    output = writable_file(Path(args.output))
     loaded = load_model(args.run, args.checkpoint)
     faces = load_data(args, explicit=args.input)
     if args.split != "all":
         faces = faces.split(args.split)
     logits = infer(loaded.model, faces.images, loaded.normalization, tta=args.tta)
-    output = Path(args.output)
     write_submission(output, faces.ids, logits.argmax(1))
     print(f"wrote {len(faces)} predictions to {output}")
     return 0
@@ -231,9 +290,10 @@ def cmd_ensemble(args) -> int:
 def cmd_export(args) -> int:
     from ferlab.checkpoint import export_checkpoint, read_checkpoint, resolve_checkpoint
 
+    from ferlab.runs import writable_file
+
+    output = writable_file(Path(args.output))
     source = read_checkpoint(resolve_checkpoint(args.run, args.checkpoint))
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     export_checkpoint(source, output)
     print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB, float16 weights)")
     return 0
@@ -242,17 +302,16 @@ def cmd_export(args) -> int:
 def cmd_photo(args) -> int:
     from ferlab.checkpoint import load_model
     from ferlab.faces import PhotoError, read_photo
-    from ferlab.photos import analyze, annotate, demo_photos, expand_inputs, photo_record
-    from ferlab.runs import write_json
+    from ferlab.photos import SUMMARY_NAME, analyze, annotate, demo_photos, expand_inputs, output_names, photo_record
+    from ferlab.runs import writable_folder, write_json
 
     if not args.inputs and not args.demo:
         raise FerlabError("give photos or folders to read, or --demo")
+    out = writable_folder(Path(args.output))
     loaded = load_model(args.model)
-    paths = (demo_photos() if args.demo else []) + expand_inputs(args.inputs)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    paths = list(dict.fromkeys((demo_photos() if args.demo else []) + expand_inputs(args.inputs)))  # each file once
     records, failed = [], 0
-    for path in paths:
+    for path, name in zip(paths, output_names(paths)):
         try:
             rgb = read_photo(path)
         except PhotoError as error:
@@ -260,29 +319,38 @@ def cmd_photo(args) -> int:
             failed += 1
             continue
         faces = analyze(loaded, rgb, explain=args.explain, tta=args.tta)
-        record = photo_record(str(path), rgb, faces)
+        record = {**photo_record(str(path), rgb, faces), "outputs": [f"{name}.json", f"{name}-annotated.png"]}
         records.append(record)
-        stem = path.stem if sum(p.stem == path.stem for p in paths) == 1 else f"{path.parent.name}-{path.stem}"
-        write_json(out / f"{stem}.json", record)
-        annotate(rgb, faces).save(out / f"{stem}-annotated.png")
+        write_json(out / f"{name}.json", record)
+        annotate(rgb, faces).save(out / f"{name}-annotated.png", format="PNG")
         summary = ", ".join(f"{f.label} {f.confidence:.2f}" for f in faces) or "no face found"
         print(f"{path}: {len(faces)} face{'s' if len(faces) != 1 else ''}: {summary}")
-    write_json(out / "results.json", {"model": str(args.model), "photos": records, "failed": failed})
+    write_json(out / f"{SUMMARY_NAME}.json", {"model": str(args.model), "photos": records, "failed": failed})
     print(f"wrote {len(records)} results to {out}" + (f"; {failed} file(s) could not be read" if failed else ""))
     return 2 if failed else 0
 
 
 def cmd_serve(args) -> int:
+    import socket
+
     import uvicorn
 
     from ferlab.checkpoint import load_model
     from ferlab.serve.app import create_app
 
     loaded = load_model(args.model)
+    try:  # bind before saying anything: a port in use is one line and exit 2, not a "serving" line and a crash
+        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((args.host, args.port))
+    except (OSError, OverflowError) as error:
+        raise FerlabError(f"cannot serve on {args.host}:{args.port} ({getattr(error, 'strerror', None) or error})") from None
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {args.host}: other machines can reach this page", file=sys.stderr)
     print(f"ferlab: serving {args.model} on http://{args.host}:{args.port}/ (Ctrl-C stops)")
-    uvicorn.run(create_app(loaded, str(args.model), args.tta), host=args.host, port=args.port, log_level="warning")
+    config = uvicorn.Config(create_app(loaded, str(args.model), args.tta), log_level="warning")
+    uvicorn.Server(config).run(sockets=[listener])
     return 0
 
 
@@ -449,7 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="a local web page: drop a photo, see faces, expressions and Grad-CAM")
     serve.add_argument("--model", default="default", help="run folder, checkpoint, or 'default' (the shipped model)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=port_number, default=8000, help="TCP port, 1..65535 (default 8000)")
     add_tta_argument(serve)
     serve.set_defaults(func=cmd_serve)
 
@@ -490,6 +558,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)  # `ferlab train > log` shows each epoch as it ends
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2, already printed)
@@ -502,6 +572,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nferlab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `ferlab summary vgg | head -3`: the reader left; stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 141  # 128 + SIGPIPE, what a shell reports for a program stopped by a closed pipe
+    except OSError as error:  # the file system said no: a read-only folder, a full disk, a folder named as a file
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"ferlab: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

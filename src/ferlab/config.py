@@ -7,6 +7,7 @@ errors. The resolved config is written into the run folder and into every checkp
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ import yaml
 
 from ferlab.data.augment import MIXERS
 from ferlab.errors import FerlabError
-from ferlab.models import list_models, model_options
+from ferlab.models import build_model, list_models, model_options
 
 
 class ConfigError(FerlabError, ValueError):
@@ -124,11 +125,49 @@ def check_config(config: TrainConfig) -> None:
     for key in ("epochs", "batch_size", "eval_batch_size", "checkpoint_every"):
         if getattr(config, key) < 1:
             raise ConfigError(f"{key} must be at least 1, got {getattr(config, key)}")
-    if config.lr <= 0:
-        raise ConfigError(f"lr must be positive, got {config.lr}")
-    for key in ("erase", "mix_probability"):
-        if not 0 <= getattr(config, key) <= 1:
-            raise ConfigError(f"{key} is a probability in [0, 1], got {getattr(config, key)}")
+    for key, (low, high, closed_high, meaning) in RANGES.items():
+        value = getattr(config, key)
+        inside = math.isfinite(value) and low <= value and (value <= high if closed_high else value < high)
+        if not inside or (key in POSITIVE and value == 0):
+            raise ConfigError(f"{key} must be {meaning}, got {value}")
+    check_model_options(config.model, config.model_options)
+
+
+def check_model_options(model: str, options: dict) -> None:
+    """Build the model on the meta device (no memory, no time) so that a bad option fails here,
+    before a run folder exists, rather than in the first training step."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            build_model(model, **{k: v for k, v in options.items() if k != "pretrained"})
+    except Exception as error:  # noqa: BLE001 - a factory given bad values raises anything
+        shown = ", ".join(f"{k}={v!r}" for k, v in options.items())
+        raise ConfigError(f"model {model!r} cannot be built with {shown or 'its defaults'}: "
+                          f"{error.__class__.__name__}: {str(error)[:120]}") from None
+
+
+# Numeric options: key -> (low, high, whether high itself is allowed, what a user reads).
+INF = math.inf
+RANGES = {
+    "lr": (0.0, INF, False, "a positive finite number"),
+    "weight_decay": (0.0, INF, False, "a finite number >= 0"),
+    "momentum": (0.0, 1.0, False, "in [0, 1)"),
+    "label_smoothing": (0.0, 1.0, False, "in [0, 1)"),
+    "ema": (0.0, 1.0, False, "in [0, 1) (0 turns the average off)"),
+    "warmup_fraction": (0.0, 1.0, True, "in [0, 1]"),
+    "plateau_factor": (0.0, 1.0, True, "in (0, 1]"),
+    "plateau_patience": (0, INF, False, "an integer >= 0"),
+    "early_stop_patience": (0, INF, False, "an integer >= 0 (0 never stops early)"),
+    "rotate": (0.0, 180.0, True, "in [0, 180] degrees"),
+    "shift": (0.0, 1.0, False, "in [0, 1) of the side"),
+    "shear": (0.0, 90.0, False, "in [0, 90) degrees"),
+    "zoom": (0.0, 1.0, False, "in [0, 1)"),
+    "erase": (0.0, 1.0, True, "a probability in [0, 1]"),
+    "mix_probability": (0.0, 1.0, True, "a probability in [0, 1]"),
+    "val_fraction": (0.0, 1.0, False, "in (0, 1)"),
+}
+POSITIVE = {"lr", "plateau_factor", "val_fraction"}  # where the low end itself is not allowed
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}

@@ -12,3 +12,9 @@ class DataError(FerlabError, ValueError):
         self.source, self.where, self.problem = source, where, problem
         location = source if where is None else f"{source}:{where}"
         super().__init__(f"{location}: {problem}")
+
+
+class NotApplicable(FerlabError, ValueError):
+    """An explanation method that cannot explain this model (faithfully): Grad-CAM on a model
+    without convolutions, guided backpropagation without nn.ReLU. The report skips the method
+    with a note; ``ferlab explain`` says so in one line."""

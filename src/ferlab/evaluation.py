@@ -113,6 +113,9 @@ def metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict:
     precision = true_positive / confusion.sum(0).double().clamp(min=1)
     recall = true_positive / confusion.sum(1).double().clamp(min=1)
     f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
+    # Macro F1 over the classes that have faces: a class absent from the labels has no F1 to
+    # average (counting it as 0 would report 0.606 where the classes present average 0.707).
+    present = confusion.sum(1) > 0
     per_class = {
         name: {"precision": round(float(precision[i]), 4), "recall": round(float(recall[i]), 4),
                "f1": round(float(f1[i]), 4), "support": int(confusion[i].sum())}
@@ -122,7 +125,8 @@ def metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict:
         "accuracy": float((predictions == labels).double().mean()) if labels.numel() else 0.0,
         "loss": float(F.cross_entropy(logits, labels)) if labels.numel() else 0.0,
         "count": int(labels.numel()),
-        "macro_f1": round(float(f1.mean()), 4),
+        "macro_f1": round(float(f1[present].mean()), 4) if present.any() else 0.0,
+        "macro_f1_classes": int(present.sum()),
         "per_class": per_class,
         "confusion": confusion.tolist(),
         "confusion_normalized": (confusion.double() / confusion.sum(1, keepdim=True).clamp(min=1)).round(decimals=4).tolist(),
@@ -131,7 +135,8 @@ def metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict:
 
 
 def format_metrics(result: dict, title: str) -> str:
-    lines = [f"{title}: accuracy {result['accuracy']:.4f} on {result['count']} faces, macro F1 {result['macro_f1']:.4f}",
+    over = "" if result["macro_f1_classes"] == NUM_CLASSES else f" (over the {result['macro_f1_classes']} classes present)"
+    lines = [f"{title}: accuracy {result['accuracy']:.4f} on {result['count']} faces, macro F1 {result['macro_f1']:.4f}{over}",
              f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
     for name, row in result["per_class"].items():
         lines.append(f"{name:<10}{row['precision']:>10.3f}{row['recall']:>10.3f}{row['f1']:>10.3f}{row['support']:>10}")

@@ -8,14 +8,14 @@ here adds a small margin around the detector's box for the same framing.
 
 from __future__ import annotations
 
-import io
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
+from ferlab.data.images import ImageProblem, decode_image
 from ferlab.errors import FerlabError
 from ferlab.labels import IMAGE_SIZE
 
@@ -42,32 +42,21 @@ class Box:
 def read_photo(source: str | Path | bytes, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """A photo file (or its bytes) -> (H, W, 3) uint8 RGB, upright per its EXIF orientation.
 
-    The size is read from the header first: an image above ``max_pixels`` is refused before any
-    decoding (a decompression bomb never reaches memory). Unreadable or truncated files raise
-    PhotoError naming the file.
+    Decoded as the data readers decode (``ferlab.data.images``): the size is read from the header
+    first and an image above ``max_pixels`` is refused before any decoding (a decompression bomb
+    never reaches memory); 16-bit images are scaled to 8 bits, not clipped. Unreadable, truncated
+    or oversized files raise PhotoError naming the file.
     """
     name = name or (str(source) if not isinstance(source, bytes) else "upload")
     try:
         data = source if isinstance(source, bytes) else Path(source).read_bytes()
     except OSError as error:
         raise PhotoError(f"{name}: cannot read ({error.strerror or error})") from None
-    if not data:
-        raise PhotoError(f"{name}: empty file")
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size  # from the header; nothing decoded yet
-            if width * height > max_pixels:
-                raise PhotoError(f"{name}: image is {width}x{height} ({width * height / 1e6:.0f} MP), "
-                                 f"above the limit of {max_pixels / 1e6:.0f} MP")
-            image.load()
-            upright = ImageOps.exif_transpose(image)
-            return np.asarray(upright.convert("RGB"))
-    except PhotoError:
-        raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as error:
-        raise PhotoError(f"{name}: not an image ({error.__class__.__name__})") from None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise PhotoError(f"{name}: truncated or corrupt image ({str(error)[:80]})") from None
+        image = decode_image(data, max_pixels, upright=True)
+    except ImageProblem as problem:
+        raise PhotoError(f"{name}: {problem}") from None
+    return np.asarray(image.convert("RGB"))
 
 
 def to_gray(rgb: np.ndarray) -> np.ndarray:
@@ -90,19 +79,23 @@ _LOCAL = threading.local()  # one classifier per thread: a shared one is not saf
 
 
 def detect_faces(gray: np.ndarray, min_size: int = 24) -> list[Box]:
-    """Faces in a (H, W) uint8 image, largest first. Detection runs on a copy scaled so that its
-    longer side is at most DETECT_SIDE; boxes are mapped back to the original pixels."""
+    """Faces in a (H, W) uint8 image, largest first (ties by position, so one photo always gives
+    one order). Detection runs on a copy scaled so that its longer side is at most DETECT_SIDE;
+    boxes are mapped back to the original pixels. A photo too small or too thin to hold a face of
+    ``min_size`` pixels (after that scaling) has none."""
     import cv2
 
     if not hasattr(_LOCAL, "classifier"):
         _LOCAL.classifier = _cascade()
     scale = min(1.0, DETECT_SIDE / max(gray.shape))
-    small = gray if scale == 1.0 else cv2.resize(gray, (round(gray.shape[1] * scale), round(gray.shape[0] * scale)),
-                                                 interpolation=cv2.INTER_AREA)
+    size = (round(gray.shape[1] * scale), round(gray.shape[0] * scale))  # (width, height), as OpenCV wants
+    if min(size) < min_size:  # e.g. a 1x5000 strip: OpenCV would raise instead of finding nothing
+        return []
+    small = gray if scale == 1.0 else cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
     found = _LOCAL.classifier.detectMultiScale(cv2.equalizeHist(small), scaleFactor=1.1, minNeighbors=5,
                                          minSize=(min_size, min_size))
     boxes = [Box(*(round(v / scale) for v in box)) for box in (found if len(found) else [])]
-    return sorted(boxes, key=lambda b: -b.w * b.h)
+    return sorted(boxes, key=lambda b: (-b.w * b.h, b.y, b.x, b.w, b.h))
 
 
 def crop_face(gray: np.ndarray, box: Box, margin: float = CROP_MARGIN) -> np.ndarray:

@@ -106,6 +106,40 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
     return paths
 
 
+SUMMARY_NAME = "results"  # results.json: the batch's summary, which no photo's output may take
+
+
+def output_names(paths: list[Path]) -> list[str]:
+    """One distinct, readable output name per photo: its stem where that is unique, else its file
+    name, else more of its folders (``a/x/1.jpg`` and ``b/x/1.jpg`` -> ``a-x-1.jpg``, ``b-x-1.jpg``);
+    never the summary's name, and a counter as the last resort (the same file given twice)."""
+    def candidate(path: Path, level: int) -> str:
+        if level == 0:
+            return path.stem
+        parts = path.resolve().parts[1:]  # without the root "/"
+        return "-".join(parts[-level:])
+
+    names = [candidate(p, 0) for p in paths]
+    for level in range(1, 64):
+        counts = {}
+        for name in names:
+            counts[name.lower()] = counts.get(name.lower(), 0) + 1  # case-insensitive file systems too
+        clashing = [i for i, n in enumerate(names) if counts[n.lower()] > 1 or n.lower() == SUMMARY_NAME]
+        if not clashing:
+            return names
+        widened = [candidate(paths[i], level) for i in clashing]
+        if all(names[i] == w for i, w in zip(clashing, widened)):
+            break  # no more folders to tell them apart
+        for i, name in zip(clashing, widened):
+            names[i] = name
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        seen[name.lower()] = seen.get(name.lower(), 0) + 1
+        unique.append(name if seen[name.lower()] == 1 and name.lower() != SUMMARY_NAME else f"{name}-{seen[name.lower()]}")
+    return unique
+
+
 def demo_photos() -> list[Path]:
     """Real photos that ship with installed packages: scikit-image's astronaut (Eileen Collins)
     and matplotlib's Grace Hopper."""

@@ -8,8 +8,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -24,8 +26,6 @@ from ferlab.evaluation import format_metrics, infer, metrics
 from ferlab.labels import EMOTIONS
 from ferlab.report.figures import plot_confusion, plot_face_grid
 
-SPLIT_TITLES = {"train": "Training", "val": "PublicTest (validation)", "test": "PrivateTest (test)"}
-
 
 def new_run_dir(root: Path, model: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -35,6 +35,31 @@ def new_run_dir(root: Path, model: str) -> Path:
         suffix += 1
         path = root / f"{model}-{stamp}-{suffix}"
     path.mkdir(parents=True)
+    return path
+
+
+def writable_folder(path: Path) -> Path:
+    """``path`` as a folder this process can write into (created if missing), checked before any
+    work is done; a one-line FerlabError otherwise (an existing file, a read-only folder)."""
+    if path.exists() and not path.is_dir():
+        raise FerlabError(f"{path}: exists and is not a folder; choose another output folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".ferlab-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise FerlabError(f"{path}: cannot write here ({error.strerror or error})") from None
+    return path
+
+
+def writable_file(path: Path) -> Path:
+    """``path`` as a file this process can (over)write, checked before any work is done."""
+    if path.is_dir():
+        raise FerlabError(f"{path}: is a folder; name a file to write")
+    writable_folder(path.parent if str(path.parent) else Path("."))
+    if path.exists() and not os.access(path, os.W_OK):
+        raise FerlabError(f"{path}: cannot overwrite (permission denied)")
     return path
 
 
@@ -62,23 +87,44 @@ def labelled_split(faces: FaceSet, split: str) -> FaceSet:
     return subset
 
 
-def evaluate_split(loaded: LoadedModel, faces: FaceSet, split: str, run_dir: Path, *, tta: str = "none") -> dict:
+def data_tag(source: str, trained_on: str | None) -> str:
+    """"" for the data a model was trained on; else a tag naming ``source`` (its name and a hash of
+    its full path), so evaluations on other data never overwrite each other or the model's own.
+    A model trained elsewhere (the shipped one) names a path that does not exist here: then the
+    same file name counts as the same data."""
+    if trained_on is None or source == trained_on:
+        return ""
+    if not Path(trained_on).exists() and Path(source).name == Path(trained_on).name:
+        return ""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(source).name)[:40]
+    return f"{name}-{hashlib.sha1(source.encode()).hexdigest()[:6]}"
+
+
+def evaluation_name(split: str, tta: str = "none", tag: str = "") -> str:
+    """eval-<split>[-tta-<policy>][-on-<data tag>]: one name per split, policy and data source."""
+    return f"{split}{'' if tta == 'none' else f'-tta-{tta}'}{f'-on-{tag}' if tag else ''}"
+
+
+def evaluate_split(loaded: LoadedModel, faces: FaceSet, split: str, run_dir: Path, *, tta: str = "none",
+                   tag: str = "") -> dict:
     """Metrics of the loaded model on one split, written into ``run_dir`` (see write_evaluation)."""
     subset = labelled_split(faces, split)
     logits = infer(loaded.model, subset.images, loaded.normalization, tta=tta,
                    mixed_precision=loaded.config.mixed_precision, channels_last=loaded.config.channels_last)
-    return write_evaluation(logits, subset, split, run_dir, tta=tta)
+    return write_evaluation(logits, subset, split, run_dir, tta=tta, tag=tag)
 
 
 def write_evaluation(logits: torch.Tensor, subset: FaceSet, split: str, out_dir: Path, *, tta: str = "none",
-                     gallery: int = 32) -> dict:
-    """From (N, 7) logits (or log-probabilities) of a split's faces: eval-<split>.json, the
-    confusion matrix and a gallery of the most confident mistakes. Returns the metrics, with the
-    printable ``report`` and the ``probabilities`` tensor added (neither goes into the JSON)."""
+                     tag: str = "", gallery: int = 32) -> dict:
+    """From (N, 7) logits (or log-probabilities) of a split's faces: eval-<name>.json (named by
+    ``evaluation_name``; it records the data source and the split), the confusion matrix and a
+    gallery of the most confident mistakes. Returns the metrics, with the printable ``report``,
+    the file ``name`` and the ``probabilities`` tensor added (only ``name`` goes into the JSON)."""
     result = metrics(logits, subset.labels)
-    suffix = split if tta == "none" else f"{split}-tta-{tta}"
-    title = SPLIT_TITLES[split] if tta == "none" else f"{SPLIT_TITLES[split]} + {tta} TTA"
-    result.update({"split": split, "tta": tta, "source": subset.source})
+    suffix = evaluation_name(split, tta, tag)
+    title = subset.split_title(split) if tta == "none" else f"{subset.split_title(split)} + {tta} TTA"
+    result.update({"split": split, "split_name": subset.split_title(split), "tta": tta, "source": subset.source,
+                   "name": suffix})
     write_json(out_dir / f"eval-{suffix}.json", result)
     plot_confusion(result["confusion_normalized"], out_dir / f"confusion-{suffix}.png",
                    f"{title}: accuracy {result['accuracy']:.3f}")

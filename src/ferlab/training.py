@@ -27,6 +27,10 @@ from ferlab.errors import FerlabError
 from ferlab.evaluation import autocast_for, infer, metrics
 from ferlab.models import build_model
 
+class TrainingDiverged(FerlabError):
+    """The loss became NaN or infinite: nothing after it can be trusted, so the run stops."""
+
+
 HISTORY_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 
 
@@ -255,6 +259,8 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
             "data": data_info or {"source": faces.source}}
     epochs_run, stopped_early, saved_epoch = 0, False, len(history)
     weights: dict = {}
+    if resume:  # last.pt is the truth: an interruption after its write but before history.csv's left one row short
+        write_history(run_dir / "history.csv", history)
 
     def save_last(weights: dict) -> None:
         nonlocal saved_epoch
@@ -288,6 +294,12 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
                "val_loss": val_stats["loss"], "val_accuracy": val_stats["accuracy"],
                "lr": scale * lr_at(first + steps_per_epoch - 1, total_steps, config),
                "seconds": stats["seconds"] + time.perf_counter() - started}
+        if not (math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"])):
+            raise TrainingDiverged(
+                f"epoch {epoch + 1}: the {'training' if not math.isfinite(row['train_loss']) else 'validation'} loss "
+                f"became {row['train_loss'] if not math.isfinite(row['train_loss']) else row['val_loss']} "
+                f"(learning rate {row['lr']:.3g}); the run stopped, {run_dir} keeps the last good checkpoint. "
+                "Try a lower --lr")
         history.append(row)
         improved = row["val_accuracy"] > max(val_history, default=-1.0)
         weights = {**base, "model": evaluated.state_dict(), "epoch": epoch + 1, "history": history,
@@ -303,6 +315,7 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
         epochs_run += 1
     if weights and saved_epoch != len(history):  # stopped between checkpoint_every writes
         save_last(weights)
+    write_history(run_dir / "history.csv", history)  # agrees with last.pt, however the loop ended
     best = max(history, key=lambda r: r["val_accuracy"]) if history else None
     return {"epochs": len(history), "best_epoch": best["epoch"] if best else None,
             "best_val_accuracy": best["val_accuracy"] if best else None,

@@ -86,7 +86,7 @@ def test_colour_converted_to_gray_and_size_checked(tmp_path):
 def test_unreadable_empty_and_misplaced_images_are_reported(tmp_path, entries):
     _, files = entries
     cases = {
-        "fer/train/happy/Training_9.jpg": (b"\xff\xd8 definitely not a jpeg", "unreadable image"),
+        "fer/train/happy/Training_9.jpg": (b"\xff\xd8 definitely not a jpeg", "not an image"),
         "fer/train/happy/Training_8.jpg": (b"", "empty file"),
         "fer/train/joyful/Training_7.png": (files["fer/train/happy/Training_1.png"], "unknown class folder 'joyful'"),
     }

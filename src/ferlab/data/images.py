@@ -16,7 +16,7 @@ import io
 import re
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ferlab.data.limits import DEFAULT_LIMITS
 from ferlab.labels import IMAGE_SIZE
@@ -71,8 +71,10 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_LIMITS.image_pixels, upr
         raise ImageProblem(f"image has {size}, above the limit of {max_pixels / 1e6:.0f} MP") from None
     except MemoryError:
         raise ImageProblem("image too large to decode in memory") from None
+    except UnidentifiedImageError:
+        raise ImageProblem("not an image (no image format Pillow knows)") from None
     except Exception as error:  # noqa: BLE001 - decoders of damaged bytes raise anything (struct.error, IndexError, ...)
-        raise ImageProblem(f"unreadable image ({error.__class__.__name__}: {str(error)[:80]})") from None
+        raise ImageProblem(f"truncated or corrupt image ({error.__class__.__name__}: {str(error)[:80]})") from None
 
 
 def decode_face(data: bytes, resize: bool, max_pixels: int = DEFAULT_LIMITS.image_pixels) -> np.ndarray | str:

@@ -31,7 +31,8 @@ class Normalization:
         levels = torch.arange(256, dtype=torch.float64) / 255.0
         mean = float((counts * levels).sum() / counts.sum())
         variance = float((counts * (levels - mean) ** 2).sum() / (counts.sum() - 1))
-        return cls(kind, mean, variance ** 0.5)
+        # At least one gray level: faces that are all one value would otherwise divide by zero.
+        return cls(kind, mean, max(variance ** 0.5, 1 / 255))
 
     def apply(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 48, 48) or (N, 1, 48, 48) uint8 or float in 0..255 -> (N, 1, 48, 48) float32."""

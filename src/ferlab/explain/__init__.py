@@ -15,13 +15,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ferlab.errors import NotApplicable
+
 Method = Callable[..., torch.Tensor]
 _METHODS: dict[str, Method] = {}
 _TITLES: dict[str, str] = {}
-
-
-class NotApplicable(ValueError):
-    """The method cannot explain this model faithfully (e.g. guided backprop without nn.ReLU)."""
 
 
 def register_method(name: str, title: str):

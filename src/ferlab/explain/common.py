@@ -8,6 +8,8 @@ import contextlib
 import torch
 from torch import nn
 
+from ferlab.errors import NotApplicable
+
 
 def resolve_targets(model: nn.Module, images: torch.Tensor, target) -> torch.Tensor:
     """None -> the predicted class of each image; int -> that class for all; sequence/tensor -> one
@@ -52,7 +54,8 @@ def pick_layer(model: nn.Module, layer: str | int | None) -> tuple[str, nn.Modul
     """A conv layer by name or position in ``conv_layers`` (default: the deepest)."""
     layers = conv_layers(model)
     if not layers:
-        raise ValueError(f"{model.__class__.__name__} has no convolutional features to explain")
+        raise NotApplicable(f"{model.__class__.__name__} has no convolutional layers (a fully connected model); "
+                            "methods that look at a conv layer do not apply to it")
     if layer is None:
         return layers[-1]
     if isinstance(layer, int):

@@ -4,7 +4,8 @@
     POST /api/predict   multipart field ``file`` (+ ``explain=true``) -> faces as JSON
     GET  /api/health    {"status": "ok", "model": ...}
 
-Requests share one model in eval mode; nothing per request touches it (no hooks, no mode
+Every error, whatever raised it (a bad upload, a missing field, an unknown route, a bug), has one
+shape: ``{"error": "one line"}`` with the HTTP status. Requests share one model in eval mode; nothing per request touches it (no hooks, no mode
 switches), so concurrent requests get the same answers as sequential ones.
 """
 
@@ -15,8 +16,10 @@ import io
 from importlib import resources
 
 import numpy as np
-from fastapi import FastAPI, File, Form, UploadFile
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException
 from PIL import Image
 
 from ferlab.checkpoint import LoadedModel
@@ -49,8 +52,34 @@ def predict_bytes(loaded: LoadedModel, data: bytes, name: str, explain: bool, tt
     return record
 
 
+def error_response(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def describe_validation(error: RequestValidationError) -> str:
+    """FastAPI's list of problems as one line: ``file: Field required``."""
+    problems = [f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', 'invalid')}"
+                for e in error.errors()]
+    return "; ".join(problems) or "invalid request"
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        return error_response(422, describe_validation(error))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        return error_response(error.status_code, str(error.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        return error_response(500, f"internal error ({error.__class__.__name__}); the server keeps running")
+
+
 def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "none") -> FastAPI:
     app = FastAPI(title="ferlab", docs_url=None, redoc_url=None)
+    add_error_handlers(app)
     page = resources.files("ferlab.serve").joinpath("page.html").read_text(encoding="utf-8")
 
     @app.get("/", response_class=HTMLResponse)
@@ -66,10 +95,10 @@ def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "non
         data = file.file.read(MAX_UPLOAD_BYTES + 1)
         name = file.filename or "upload"
         if len(data) > MAX_UPLOAD_BYTES:
-            return JSONResponse({"error": f"{name}: file is larger than {MAX_UPLOAD_BYTES // 2**20} MiB"}, status_code=413)
+            return error_response(413, f"{name}: file is larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
         try:
             return predict_bytes(loaded, data, name, explain, tta)
         except PhotoError as error:
-            return JSONResponse({"error": str(error)}, status_code=400)
+            return error_response(400, str(error))
 
     return app
