@@ -147,3 +147,100 @@ def test_a_gpu_preset_on_the_cpu_warns_but_runs(tmp_path, capsys, sample_archive
     code, _, err = run(argv, capsys)
     assert code == 0
     assert "ferlab: warning: preset fast is sized for a GPU and will take hours on this CPU" in err
+
+
+# --- issue 11: outputs, pipes, buffering, serve's port, methods that do not apply ---------------------
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, sample_archive):
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    assert main(["train", "--preset", "smoke", "--epochs", "1", "--data", str(sample_archive),
+                 "--out", str(run_dir), "--quiet"]) == 0
+    return run_dir
+
+
+def test_unwritable_outputs_are_one_line_errors(tmp_path, capsys, trained_run, sample_archive):
+    a_file, a_folder = tmp_path / "taken.txt", tmp_path / "folder"
+    a_file.write_text("x")
+    a_folder.mkdir()
+    read_only = "/proc/ferlab-cannot-write-here"  # not even root can create files in /proc
+    cases = [
+        (["predict", str(trained_run), str(sample_archive), "-o", str(a_folder)], f"{a_folder}: is a folder"),
+        (["export", str(trained_run), "-o", str(a_folder)], f"{a_folder}: is a folder"),
+        (["export", str(trained_run), "-o", f"{read_only}/model.pt"], f"{read_only}: cannot write here"),
+        (["photo", "--demo", "-o", str(a_file)], f"{a_file}: exists and is not a folder"),
+        (["photo", "--demo", "-o", read_only], f"{read_only}: cannot write here"),
+        (["evaluate", str(trained_run), "--out", str(a_file)], f"{a_file}: exists and is not a folder"),
+        (["train", "--preset", "smoke", "--data", str(sample_archive), "--out", str(a_file)],
+         f"{a_file}: exists and is not a folder"),
+        (["train", "--preset", "smoke", "--data", str(sample_archive), "--runs", read_only], f"{read_only}: cannot write here"),
+    ]
+    for argv, message in cases:
+        code, _, err = run(argv, capsys)
+        one_line_error(code, err, message)
+
+
+def test_evaluating_on_other_data_keeps_both_evaluations(tmp_path, capsys, trained_run, sample_archive):
+    other = tmp_path / "fer2013.csv"
+    from ferlab.data import load_faces
+
+    faces = load_faces(sample_archive)
+    usage = {0: "Training", 1: "PublicTest", 2: "PrivateTest"}
+    other.write_text("emotion,pixels,Usage\n" + "".join(
+        f"{int(label)},{' '.join(map(str, face.flatten().tolist()))},{usage[int(split)]}\n"
+        for face, label, split in zip(faces.images[::3], faces.labels[::3], faces.splits[::3])))
+    assert main(["evaluate", str(trained_run)]) == 0
+    own = json.loads((trained_run / "eval-test.json").read_text())
+    assert main(["evaluate", str(trained_run), "--data", str(other)]) == 0
+    out = capsys.readouterr().out
+    assert "PrivateTest (fer2013.csv): accuracy" in out
+    assert json.loads((trained_run / "eval-test.json").read_text()) == own  # not overwritten
+    [elsewhere] = trained_run.glob("eval-test-on-fer2013.csv-*.json")
+    assert json.loads(elsewhere.read_text())["source"] == str(other)
+    evaluations = json.loads((trained_run / "metrics.json").read_text())["evaluations"]
+    assert {(e["data"], e["split"]) for e in evaluations.values()} >= {(str(sample_archive), "test"), (str(other), "test")}
+
+
+def test_explain_image_over_the_pixel_limit_is_one_line(tmp_path, capsys, trained_run):
+    from tests.hostile import announced_png
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(announced_png(20000, 10000))
+    code, _, err = run(["explain", str(trained_run), "--method", "saliency", "--image", str(bomb)], capsys)
+    one_line_error(code, err, f"{bomb}: image has 200 MP, above the limit of 40 MP")
+
+
+def test_methods_that_do_not_apply_are_one_line_for_explain(tmp_path, capsys, sample_archive):
+    run_dir = tmp_path / "dnn"
+    assert main(["train", "--model", "dnn", "--epochs", "1", "--batch-size", "32", "--data", str(sample_archive),
+                 "--out", str(run_dir), "--quiet"]) == 0
+    capsys.readouterr()
+    code, _, err = run(["explain", str(run_dir), "--method", "gradcam", "--index", "0"], capsys)
+    one_line_error(code, err, "no convolutional layers")
+
+
+def test_serve_port_errors_come_before_any_serving_line(capsys):
+    import socket
+
+    code, out, err = run(["serve", "--port", "99999"], capsys)
+    assert code == 2 and "is not a TCP port" in err and out == ""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        code, out, err = run(["serve", "--port", str(taken.getsockname()[1])], capsys)
+    one_line_error(code, err, "cannot serve on 127.0.0.1:")
+    assert "serving" not in out
+
+
+def test_a_closed_pipe_and_a_redirected_stdout_behave(tmp_path):
+    import subprocess
+    import sys
+
+    # `true` exits without reading, long before Python has started: every write meets a closed pipe.
+    closed = subprocess.run(f"{sys.executable} -m ferlab.cli summary vgg | true; echo ${{PIPESTATUS[0]}}", shell=True,
+                            executable="/bin/bash", capture_output=True, text=True, timeout=120)
+    assert closed.stderr == "" and closed.stdout.strip() == "141"
+    script = "import sys; from ferlab.cli import main; main(['models']); print(sys.stdout.line_buffering, file=sys.stderr)"
+    with open(tmp_path / "log", "w") as log:  # a file, as in `ferlab train > log`
+        redirected = subprocess.run([sys.executable, "-c", script], stdout=log, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert redirected.stderr.strip() == "True" and "fastnet" in (tmp_path / "log").read_text()

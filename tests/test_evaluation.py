@@ -8,7 +8,7 @@ from torch import nn
 
 from ferlab.data.normalize import Normalization
 from ferlab.errors import FerlabError
-from ferlab.evaluation import TTA_POLICIES, confusion_matrix, infer, metrics, most_confused, tta_view
+from ferlab.evaluation import TTA_POLICIES, confusion_matrix, format_metrics, infer, metrics, most_confused, tta_view
 
 
 def test_metrics_on_hand_made_logits():
@@ -117,3 +117,22 @@ def test_standardize_statistics_match_the_direct_computation():
     pixels = images.double() / 255
     assert fitted.mean == pytest.approx(float(pixels.mean()), rel=1e-12)
     assert fitted.std == pytest.approx(float(pixels.std()), rel=1e-12)
+
+
+def test_macro_f1_averages_over_the_classes_present_only():
+    """Issue 11: six classes present, one with no faces; its F1 of 0 must not drag the average."""
+    labels = torch.tensor([0, 0, 1, 2, 3, 4, 5])  # no neutral (6)
+    predictions = torch.tensor([0, 1, 1, 2, 3, 4, 6])
+    result = metrics(torch.nn.functional.one_hot(predictions, 7).float() * 5, labels)
+    f1 = {"angry": 2 / 3, "disgust": 2 / 3, "fear": 1.0, "happy": 1.0, "sad": 1.0, "surprise": 0.0}
+    assert result["macro_f1"] == pytest.approx(sum(f1.values()) / 6, abs=1e-4)
+    assert result["macro_f1_classes"] == 6
+    assert "(over the 6 classes present)" in format_metrics(result, "t")
+
+
+def test_split_titles_name_the_source_and_the_official_split_only_when_it_is_one(sample_faces):
+    assert sample_faces.split_title("test") == "PrivateTest (fer2013-sample.tar.gz)"
+    import dataclasses
+
+    drawn = dataclasses.replace(sample_faces, official_splits=False, source="/data/train.csv")
+    assert drawn.split_title("val") == "val split of train.csv"

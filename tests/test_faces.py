@@ -116,3 +116,46 @@ def test_photo_json_schema_and_annotated_copies(tmp_path, capsys):
     for stem in ("astronaut", "grace_hopper", "blank"):
         assert Image.open(out / f"{stem}-annotated.png").size == (records[["astronaut", "grace_hopper", "blank"].index(stem)]["width"],
                                                                   records[["astronaut", "grace_hopper", "blank"].index(stem)]["height"])
+
+
+# --- issue 11: outputs unique per input, thin and 16-bit photos ------------------------------------
+
+def test_every_photo_gets_its_own_outputs(tmp_path, capsys):
+    photo = ASTRONAUT.read_bytes()
+    names = ["a/x/1.png", "b/x/1.png", "x/face.png", "x/face.jpg", "results.png", "Results.jpg"]
+    paths = []
+    for name in names:
+        path = tmp_path / "in" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith(".jpg"):
+            Image.open(ASTRONAUT).convert("RGB").save(path)
+        else:
+            path.write_bytes(photo)
+        paths.append(path)
+    out = tmp_path / "out"
+    assert main(["photo", *map(str, paths), str(paths[0]), "-o", str(out)]) == 0  # the first one twice: read once
+    summary = json.loads((out / "results.json").read_text())
+    assert [p["image"] for p in summary["photos"]] == list(map(str, paths))
+    outputs = [name for record in summary["photos"] for name in record["outputs"]]
+    assert len(set(outputs)) == len(outputs) == 2 * len(paths) and "results.json" not in outputs
+    for record in summary["photos"]:
+        assert json.loads((out / record["outputs"][0]).read_text())["image"] == record["image"]
+
+
+def test_thin_and_tiny_photos_do_not_stop_the_batch(tmp_path, capsys):
+    strips = []
+    for size in ((1, 5000), (5000, 1), (5, 5)):
+        path = tmp_path / f"strip-{size[0]}x{size[1]}.png"
+        Image.new("L", size, 128).save(path)
+        strips.append(path)
+    out = tmp_path / "out"
+    assert main(["photo", *map(str, strips), str(ASTRONAUT), "-o", str(out)]) == 0
+    records = json.loads((out / "results.json").read_text())["photos"]
+    assert [len(r["faces"]) for r in records] == [0, 0, 0, 1]
+
+
+def test_a_16_bit_photo_is_read_as_its_8_bit_copy(tmp_path):
+    gray = np.asarray(Image.open(GRACE_HOPPER).convert("L"))
+    wide = tmp_path / "hopper16.png"
+    Image.fromarray(gray.astype(np.uint16) * 257).save(wide)
+    assert np.array_equal(read_photo(wide)[..., 0], gray)

@@ -215,3 +215,86 @@ def test_weight_average_warm_up_follows_the_known_schedule():
     assert warm.model.weight.item() == pytest.approx(0.9)  # decay (1 + 0) / (10 + 0) = 0.1 at the first update
     warm.update(model)  # decay 2/11: the average moves 9/11 of the rest of the way
     assert warm.model.weight.item() == pytest.approx(0.9 + 0.1 * 9 / 11)
+
+
+# --- resume and run-folder edges (issue 11: defects 9, 13, 14, 15) ----------------------------------
+
+def history_epochs(run_dir) -> list[int]:
+    return [int(row["epoch"]) for row in csv.DictReader(open(run_dir / "history.csv"))]
+
+
+def test_history_csv_agrees_with_last_pt_after_an_interruption_in_the_final_epoch(tmp_path, sample_archive, sample_faces):
+    config = resolve_config("smoke", overrides={"epochs": 2})
+    fit(config, sample_faces, tmp_path, data_info={"source": str(sample_archive)}, progress=False, log=lambda _: None)
+    rows = (tmp_path / "history.csv").read_text().splitlines()
+    (tmp_path / "history.csv").write_text("\n".join(rows[:-1]) + "\n")  # killed after last.pt, before history.csv
+    assert history_epochs(tmp_path) == [1]
+    assert main(["train", "--resume", str(tmp_path), "--quiet"]) == 0
+    assert history_epochs(tmp_path) == [1, 2] == [r["epoch"] for r in read_checkpoint(tmp_path / "last.pt")["history"]]
+
+
+def test_an_interruption_before_the_first_checkpoint_does_not_advise_resume(tmp_path, sample_archive, monkeypatch, capsys):
+    import ferlab.training
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ferlab.training, "fit", interrupted)
+    code = main(["train", "--preset", "smoke", "--checkpoint-every", "5", "--epochs", "10", "--data", str(sample_archive),
+                 "--out", str(tmp_path / "run"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 130 and "--resume" not in err and "nothing to resume: run the same command again" in err
+
+
+def test_resume_extends_epochs_and_refuses_other_changes_by_name(tmp_path, sample_archive, sample_faces, capsys):
+    config = resolve_config("smoke", overrides={"epochs": 1})
+    fit(config, sample_faces, tmp_path, data_info={"source": str(sample_archive)}, progress=False, log=lambda _: None)
+    assert main(["train", "--resume", str(tmp_path), "--lr", "0.5", "--batch-size", "8", "--quiet"]) == 2
+    assert "it cannot change --batch-size, --lr" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path), "--epochs", "2", "--quiet"]) == 0
+    last = read_checkpoint(tmp_path / "last.pt")
+    assert last["epoch"] == 2 and last["config"]["epochs"] == 2 and history_epochs(tmp_path) == [1, 2]
+    assert "schedule is stretched from 1 to 2 epochs" in capsys.readouterr().out
+
+
+def test_resume_reuses_the_recorded_reader_options(tmp_path, sample_archive, capsys, monkeypatch):
+    import tarfile
+
+    import ferlab.training
+
+    data = tmp_path / "data"
+    with tarfile.open(sample_archive) as archive:
+        archive.extractall(data, filter="data")
+    (data / "fer2013" / "train" / "happy" / "Training_broken.jpg").write_bytes(b"not a jpeg")
+    run_dir = tmp_path / "run"
+    argv = ["train", "--preset", "smoke", "--epochs", "2", "--data", str(data / "fer2013"), "--skip-bad-rows",
+            "--out", str(run_dir), "--quiet"]
+    with monkeypatch.context() as patched:  # stopped after one epoch of two
+        patched.setattr(ferlab.training, "fit", lambda *a, **k: fit(*a, **{**k, "stop_after": 1}))
+        assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir), "--quiet"]) == 0  # no --skip-bad-rows: taken from the run
+    assert "skipped 1 bad entries" in capsys.readouterr().out
+
+
+def test_a_diverging_run_stops_with_an_error(tmp_path, sample_archive, capsys):
+    code = main(["train", "--preset", "smoke", "--lr", "1e30", "--data", str(sample_archive), "--out", str(tmp_path / "r"),
+                 "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("ferlab: error: epoch 1: the training loss became nan") and "\n" not in err
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--ema", "1.5", "ema must be in [0, 1)"), ("--weight-decay", "-1", "weight_decay must be a finite number >= 0"),
+    ("--momentum", "-0.5", "momentum must be in [0, 1)"), ("--label-smoothing", "1", "label_smoothing must be in [0, 1)"),
+    ("--lr", "nan", "lr must be a positive finite number"), ("--lr", "inf", "lr must be a positive finite number"),
+    ("--val-fraction", "0", "val_fraction must be in (0, 1)"), ("--val-fraction", "1", "val_fraction must be in (0, 1)"),
+    ("--early-stop-patience", "-1", "early_stop_patience must be an integer >= 0"),
+    ("--model-option", "dropout=3", "model 'fastnet' cannot be built with dropout=3"),
+])
+def test_bad_options_stop_before_anything_is_written(tmp_path, sample_archive, capsys, flag, value, message):
+    out = tmp_path / "run"
+    code = main(["train", "--preset", "smoke", flag, value, "--data", str(sample_archive), "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("ferlab: error: ") and message in err and "\n" not in err
+    assert not out.exists()

@@ -43,3 +43,16 @@ def test_report_opens_in_headless_chromium_without_errors(reported_run, tmp_path
     assert errors == []
     assert count == 7 and broken == 0
     assert screenshot.stat().st_size > 10_000
+
+
+def test_a_dense_model_gets_a_report_with_the_conv_methods_skipped_and_noted(tmp_path, sample_archive):
+    """Issue 11: Grad-CAM, HiResCAM and Guided Grad-CAM look at a conv layer; a dnn has none."""
+    run = tmp_path / "dnn"
+    assert main(["train", "--model", "dnn", "--epochs", "1", "--batch-size", "32", "--data", str(sample_archive),
+                 "--out", str(run), "--quiet"]) == 0
+    assert main(["report", str(run), "--lime-samples", "60", "--filter-steps", "5", "--trust-faces-per-class", "1"]) == 0
+    page = (run / "report.html").read_text()
+    assert page.count("no convolutional layers") >= 1
+    assert not (run / "filters.png").exists()
+    trust = {m["method"]: m for m in json.loads((run / "trust.json").read_text())["methods"]}
+    assert "no convolutional layers" in trust["Grad-CAM"]["verdict"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -9,13 +10,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import uvicorn
+from PIL import Image
 
 from ferlab.checkpoint import load_model
 from ferlab.labels import EMOTIONS
 from ferlab.photos import demo_photos
-from ferlab.serve.app import create_app
+from ferlab.serve.app import MAX_UPLOAD_BYTES, create_app
+from tests.hostile import announced_png, png_bytes
 from tests.browser import chromium_page, screenshot_path
 
 PHOTOS = demo_photos()
@@ -65,6 +69,56 @@ def test_a_bad_upload_is_a_400_naming_the_file(server):
     response = httpx.post(f"{server}/api/predict", files={"file": ("holiday.jpg", b"not a photo")}, timeout=30)
     assert response.status_code == 400
     assert response.json()["error"].startswith("holiday.jpg: not an image")
+
+
+def upload(url: str, name: str, data: bytes) -> httpx.Response:
+    return httpx.post(f"{url}/api/predict", files={"file": (name, data)}, timeout=60)
+
+
+def test_hostile_uploads_get_one_error_shape(server):
+    """Issue 11: empty, huge, bomb, 16-bit and thin uploads; a missing field and an unknown route.
+    Every error is {"error": one line}; nothing is a 500."""
+    cases = {
+        "empty.jpg": (b"", 400, "empty.jpg: empty file"),
+        "huge.jpg": (b"\xff" * (MAX_UPLOAD_BYTES + 1), 413, "huge.jpg: file is larger than 20 MiB"),
+        "bomb.png": (announced_png(20000, 10000), 400, "bomb.png: image has 200 MP, above the limit of 40 MP"),
+        "wide.png": (announced_png(10000, 5000), 400, "wide.png: image is 10000x5000 (50 MP)"),
+    }
+    for name, (data, status, message) in cases.items():
+        response = upload(server, name, data)
+        assert response.status_code == status, name
+        assert set(response.json()) == {"error"} and response.json()["error"].startswith(message), response.json()
+    missing = httpx.post(f"{server}/api/predict", data={"explain": "true"}, timeout=30)
+    assert missing.status_code == 422 and missing.json() == {"error": "file: Field required"}
+    unknown = httpx.get(f"{server}/api/nothing", timeout=30)
+    assert unknown.status_code == 404 and unknown.json() == {"error": "Not Found"}
+
+
+@pytest.mark.parametrize("size", [(1, 5000), (5000, 1), (5, 5)])
+def test_thin_and_tiny_photos_have_no_faces_not_a_500(server, size):
+    strip = png_bytes(np.full(size, 128, dtype=np.uint8))
+    response = upload(server, "strip.png", strip)
+    assert response.status_code == 200 and response.json()["faces"] == []
+
+
+def test_a_16_bit_photo_finds_the_face_its_8_bit_copy_finds(server):
+    gray = np.asarray(Image.open(PHOTOS[1]).convert("L"))
+    eight, sixteen = upload(server, "a.png", png_bytes(gray)), upload(server, "a.png", png_bytes(gray.astype(np.uint16) * 257))
+    assert len(eight.json()["faces"]) == 1
+    assert [f["box"] for f in sixteen.json()["faces"]] == [f["box"] for f in eight.json()["faces"]]
+
+
+def test_32_concurrent_answers_are_byte_identical_to_sequential_ones(server):
+    group = np.asarray(Image.open(PHOTOS[0]).convert("RGB"))
+    many_faces = np.concatenate([group, group[:, ::-1]], axis=1)  # two faces of one size: their order must be fixed
+    data = {"pair.png": png_bytes(many_faces), "hopper.jpg": PHOTOS[1].read_bytes()}
+    sequential = {name: upload(server, name, body).content for name, body in data.items()}
+    assert len(json.loads(sequential["pair.png"])["faces"]) == 2
+    jobs = [list(data)[i % 2] for i in range(32)]
+    with ThreadPoolExecutor(max_workers=32) as pool:  # 32 at once, loopback only
+        answers = list(pool.map(lambda name: upload(server, name, data[name]), jobs))
+    for name, response in zip(jobs, answers):
+        assert response.status_code == 200 and response.content == sequential[name]
 
 
 @pytest.mark.browser

@@ -1,0 +1,70 @@
+"""Checkpoints are validated on load: whatever is inconsistent is one line naming the file, never a
+traceback and never a model used half-loaded (issue 11: defect 8)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ferlab.checkpoint import export_checkpoint, load_model, read_checkpoint, save_checkpoint, shipped_model_path
+from ferlab.cli import main
+from ferlab.errors import FerlabError
+
+
+@pytest.fixture(scope="module")
+def payload():
+    return torch.load(shipped_model_path(), weights_only=True)
+
+
+def damaged(payload: dict, change) -> dict:
+    copy = {**payload, "config": dict(payload["config"]), "model": dict(payload["model"]),
+            "normalization": dict(payload["normalization"])}
+    change(copy)
+    return copy
+
+
+def first_weight(payload: dict) -> str:
+    return next(iter(payload["model"]))
+
+
+CASES = {
+    "unknown architecture": (lambda p: p["config"].update(model="transformer"), "unknown model 'transformer'"),
+    "wrong shape": (lambda p: p["model"].update({first_weight(p): torch.zeros(3, 3)}), "has shape (3, 3)"),
+    "missing weight": (lambda p: p["model"].pop(first_weight(p)), "weights do not match model 'fastnet': missing"),
+    "extra weight": (lambda p: p["model"].update(extra=torch.zeros(1)), "unexpected extra"),
+    "weight of the wrong type": (lambda p: p["model"].update({first_weight(p): [1.0, 2.0]}), "is a list, not a tensor"),
+    "integer weight": (lambda p: p["model"].update({first_weight(p): p["model"][first_weight(p)].long()}), "torch.int64"),
+    "unknown normalisation": (lambda p: p["normalization"].update(kind="whiten"), "unknown normalization kind 'whiten'"),
+    "zero std": (lambda p: p["normalization"].update(std=0.0), "std positive"),
+    "config value of the wrong type": (lambda p: p["config"].update(epochs="many"), "epochs must be int"),
+    "missing config": (lambda p: p.pop("config"), "missing or malformed 'config' entry"),
+    "foreign classes": (lambda p: p.update(classes=["cat", "dog"]), "classes ['cat', 'dog'] differ"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_an_inconsistent_checkpoint_is_one_line_naming_the_file(tmp_path, payload, case, capsys):
+    change, message = CASES[case]
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, {k: v for k, v in damaged(payload, change).items() if k not in ("format", "version")})
+    with pytest.raises(FerlabError, match=rf"^{path}: .*{__import__('re').escape(message)}"):
+        load_model(path)
+    code = main(["evaluate", str(path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith(f"ferlab: error: {path}: ") and "\n" not in err
+
+
+def test_an_exported_checkpoint_cannot_be_resumed(tmp_path, payload, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    export_checkpoint(payload, run_dir / "last.pt")
+    with pytest.raises(FerlabError, match="an exported checkpoint .* cannot be resumed"):
+        read_checkpoint(run_dir / "last.pt", for_resume=True)
+    assert main(["train", "--resume", str(run_dir), "--quiet"]) == 2
+    assert "cannot be resumed; start a new run" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run_dir / "last.pt"), "--quiet"]) == 2
+    assert "expected a run folder" in capsys.readouterr().err
+
+
+def test_the_shipped_model_passes_its_own_checks(payload):
+    assert load_model("default").config.model == payload["config"]["model"]
