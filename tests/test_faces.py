@@ -159,3 +159,22 @@ def test_a_16_bit_photo_is_read_as_its_8_bit_copy(tmp_path):
     wide = tmp_path / "hopper16.png"
     Image.fromarray(gray.astype(np.uint16) * 257).save(wide)
     assert np.array_equal(read_photo(wide)[..., 0], gray)
+
+
+def test_faces_of_equal_size_come_in_one_order_whatever_the_detector_returns(monkeypatch):
+    import ferlab.faces
+
+    class Detector:
+        def __init__(self, boxes):
+            self.boxes = np.array(boxes)
+
+        def detectMultiScale(self, *args, **kwargs):
+            return self.boxes
+
+    boxes = [[200, 10, 60, 60], [10, 10, 60, 60], [10, 100, 60, 60], [300, 300, 80, 80]]
+    orders = []
+    for permutation in (boxes, boxes[::-1], boxes[1:] + boxes[:1]):
+        monkeypatch.setattr(ferlab.faces._LOCAL, "classifier", Detector(permutation), raising=False)
+        orders.append([b.to_list() for b in detect_faces(np.zeros((400, 400), dtype=np.uint8))])
+    assert orders[0] == orders[1] == orders[2]
+    assert orders[0] == [[300, 300, 80, 80], [10, 10, 60, 60], [200, 10, 60, 60], [10, 100, 60, 60]]  # largest, then top-left
