@@ -80,7 +80,6 @@ def output_dir(args, kind: str) -> Path:
     """Where a command on a trained model writes: --out, else the run folder itself, else (for a
     checkpoint file or the shipped model) runs/<kind>-<name>."""
     from ferlab.checkpoint import is_run_folder
-
     from ferlab.runs import writable_folder
 
     if getattr(args, "out", None):
@@ -395,7 +394,7 @@ def read_face_image(path: Path):
     """A photo or face crop -> (1, 48, 48) uint8: grayscale, resized to 48x48."""
     import torch
 
-    from ferlab.data.image_folder import decode_face
+    from ferlab.data.images import decode_face
 
     try:
         data = path.read_bytes()

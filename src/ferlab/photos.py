@@ -95,12 +95,14 @@ def photo_record(name: str, rgb: np.ndarray, faces: list[FaceResult]) -> dict:
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Files as given; folders -> their photo files (by suffix), sorted."""
+    """Files as given; folders -> their photo files (by suffix), sorted. A broken symlink with a
+    photo's name is kept, so that reading it fails with its name instead of vanishing."""
     paths: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            paths += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+            paths += sorted(p for p in path.rglob("*") if (p.is_file() or p.is_symlink()) and not p.is_dir()
+                            and p.suffix.lower() in PHOTO_SUFFIXES)
         else:
             paths.append(path)
     return paths

@@ -137,7 +137,7 @@ def test_odd_labels_are_one_line_errors_naming_the_line(tmp_path, csv_text, labe
     lines[3] = label + lines[3][1:]
     path = tmp_path / "fer2013.csv"
     path.write_text("".join(lines), encoding="utf-8")
-    with pytest.raises(DataError, match=rf"fer2013.csv:4: unknown label"):
+    with pytest.raises(DataError, match=r"fer2013.csv:4: unknown label"):
         read_csv(path)
     assert len(read_csv(path, skip_bad_rows=True)) == 5
 

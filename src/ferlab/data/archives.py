@@ -213,6 +213,8 @@ class StrictTarInfo(tarfile.TarInfo):
             raise DamagedTar(f"the archive stops at byte {tarfile_.offset} without its end-of-archive "
                              "marker (truncated)") from None
         except tarfile.HeaderError as error:
+            if tarfile_.offset == 0:
+                raise DamagedTar(f"not a tar archive ({error})") from None
             raise DamagedTar(f"damaged tar header at byte {tarfile_.offset} ({error})") from None
 
 

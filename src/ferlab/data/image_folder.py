@@ -15,11 +15,11 @@ import torch
 
 from ferlab.data.archives import Entry, iter_entries
 from ferlab.data.bad_rows import BadRows
+from ferlab.data.faceset import FaceSet
 from ferlab.data.images import decode_face
 from ferlab.data.limits import DEFAULT_LIMITS, ReaderLimits
-from ferlab.data.faceset import FaceSet
 from ferlab.errors import DataError
-from ferlab.labels import EMOTIONS, IMAGE_SIZE, OFFICIAL_SPLIT_NAMES, SPLITS
+from ferlab.labels import EMOTIONS, OFFICIAL_SPLIT_NAMES, SPLITS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".pgm", ".tif", ".tiff", ".webp")
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2")
