@@ -118,6 +118,9 @@ def test_ensemble_of_one_run_twice_matches_the_run(tmp_path, capsys, sample_arch
     combined = json.loads((out / "metrics.json").read_text())
     assert combined["test_accuracy"] == pytest.approx(single["test_accuracy"])
     assert (out / "confusion-test.png").exists() and "ensemble of 2" in stdout
+    assert combined["data"] == str(sample_archive)  # every metrics file names its data and splits
+    assert {e["split_name"] for e in combined["evaluations"].values()} == {"PublicTest (fer2013-sample.tar.gz)",
+                                                                          "PrivateTest (fer2013-sample.tar.gz)"}
 
 
 def test_train_never_overwrites_a_run(tmp_path, capsys, sample_archive):

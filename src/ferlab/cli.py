@@ -171,7 +171,7 @@ def cmd_train(args) -> int:
     from ferlab.checkpoint import load_model, read_checkpoint
     from ferlab.config import resolve_config
     from ferlab.report.figures import plot_history
-    from ferlab.runs import evaluate_split, new_run_dir, writable_folder, write_config, write_json
+    from ferlab.runs import evaluate_split, evaluation_entry, new_run_dir, writable_folder, write_config, write_json
     from ferlab.training import choose_device, fit
 
     if args.resume:
@@ -222,15 +222,9 @@ def cmd_train(args) -> int:
     return 0
 
 
-def evaluation_entry(result: dict) -> dict:
-    """What metrics.json keeps of one evaluation: enough to tell which data and split it was."""
-    return {"data": result["source"], "split": result["split"], "split_name": result["split_name"],
-            "tta": result["tta"], "accuracy": result["accuracy"], "macro_f1": result["macro_f1"], "count": result["count"]}
-
-
 def cmd_evaluate(args) -> int:
     from ferlab.checkpoint import load_model
-    from ferlab.runs import data_tag, evaluate_split, evaluation_name, read_json, write_json
+    from ferlab.runs import data_tag, evaluate_split, evaluation_entry, evaluation_name, read_json, write_json
 
     loaded = load_model(args.run, args.checkpoint)
     run_dir = output_dir(args, "eval")

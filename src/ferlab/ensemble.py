@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from ferlab.checkpoint import LoadedModel
 from ferlab.data.faceset import FaceSet
 from ferlab.evaluation import infer
-from ferlab.runs import labelled_split, write_evaluation, write_json
+from ferlab.runs import evaluation_entry, labelled_split, write_evaluation, write_json
 
 
 def combine(probabilities: list[torch.Tensor], weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -50,12 +50,13 @@ def evaluate_ensemble(members: dict[str, LoadedModel], faces: FaceSet, out: Path
                      for split, subset in splits.items()}
     weights = fit_weights(probabilities["val"], splits["val"].labels) if fit else None
     summary: dict = {"runs": list(members), "weights": weights.tolist() if weights is not None else "equal", "tta": tta,
-                     "members": {name: {} for name in members}}
+                     "data": faces.source, "members": {name: {} for name in members}, "evaluations": {}}
     for split, subset in splits.items():
         for name, p in zip(members, probabilities[split]):
             summary["members"][name][f"{split}_accuracy"] = float((p.argmax(1) == subset.labels).double().mean())
         result = write_evaluation(combine(probabilities[split], weights).clamp_min(1e-12).log(), subset, split, out, tta=tta)
         summary[f"{split}_accuracy"] = result["accuracy"]
+        summary["evaluations"][result["name"]] = evaluation_entry(result)
         log(result["report"])
     for name, member in summary["members"].items():
         log(f"member {name}: PublicTest {member['val_accuracy']:.4f}, PrivateTest {member['test_accuracy']:.4f}")

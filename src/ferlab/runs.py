@@ -141,6 +141,13 @@ def write_evaluation(logits: torch.Tensor, subset: FaceSet, split: str, out_dir:
     return result
 
 
+def evaluation_entry(result: dict) -> dict:
+    """What metrics.json keeps of one evaluation (``write_evaluation``'s result): enough to tell
+    which data and split it was."""
+    return {"data": result["source"], "split": result["split"], "split_name": result["split_name"],
+            "tta": result["tta"], "accuracy": result["accuracy"], "macro_f1": result["macro_f1"], "count": result["count"]}
+
+
 def write_submission(path: Path, ids: tuple[str, ...], predictions: torch.Tensor) -> None:
     """Kaggle format: ``id,label`` with the numeric label (0..6, the challenge's class order)."""
     lines = ["id,label"] + [f"{face_id},{int(label)}" for face_id, label in zip(ids, predictions.tolist())]

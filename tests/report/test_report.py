@@ -28,7 +28,7 @@ def test_report_is_self_contained_and_writes_every_figure(reported_run):
     trust = json.loads((reported_run / "trust.json").read_text())
     assert [m["method"] for m in trust["methods"]] == ["Saliency (|gradient|)", "Grad-CAM", "HiResCAM", "Guided Grad-CAM", "LIME"]
     assert all(m["verdict"] for m in trust["methods"])
-    assert "How far to trust each explanation" in page and "PrivateTest accuracy" in page
+    assert "How far to trust each explanation" in page and "PrivateTest (fer2013-sample.tar.gz) accuracy" in page
 
 
 @pytest.mark.browser

@@ -27,7 +27,7 @@ from ferlab.models.summary import summarize
 from ferlab.report.explain_figures import (plot_feature_maps, plot_filter_visualisations, plot_method_panels,
                                            plot_trust_curves)
 from ferlab.report.figures import plot_history
-from ferlab.runs import evaluate_split, write_json
+from ferlab.runs import data_tag, evaluate_split, write_json
 
 # The methods of the per-class panels and of the trust table, in display order.
 ATTRIBUTION_METHODS = ("saliency", "gradcam", "hirescam", "guided_gradcam", "lime")
@@ -90,7 +90,8 @@ def build_report(run_dir: Path, loaded: LoadedModel, faces: FaceSet, options: Re
 
     log("report: evaluating on PrivateTest")
     test = faces.split("test")
-    evaluation = timed("evaluation", evaluate_split, loaded, faces, "test", run_dir)
+    tag = data_tag(faces.source, loaded.checkpoint.get("data", {}).get("source"))  # other data: its own eval file
+    evaluation = timed("evaluation", evaluate_split, loaded, faces, "test", run_dir, tag=tag)
     last = run_dir / "last.pt"  # the whole history; best.pt's ends at the best epoch
     history = read_checkpoint(last)["history"] if last.exists() else loaded.checkpoint.get("history", [])
     if history:
@@ -158,9 +159,10 @@ def build_report(run_dir: Path, loaded: LoadedModel, faces: FaceSet, options: Re
     write_json(run_dir / "trust.json", {"faces": len(sample), "fill": fill_text, "threshold": SANITY_THRESHOLD,
                                         "methods": trust_rows})
     write_json(run_dir / "report-timings.json", {k: round(v, 2) for k, v in timings.items()})
-    figures = {name: data_uri(run_dir / f"{name}.png") for name in
-               ("curves", "confusion-test", "misclassified-test", "explanations", "filters", "feature-maps", "trust-curves")
-               if (run_dir / f"{name}.png").exists()}
+    evaluated = evaluation["name"]  # test, or test-on-<data> for other data than the model's
+    files = {"curves": "curves", "confusion-test": f"confusion-{evaluated}", "misclassified-test": f"misclassified-{evaluated}",
+             **{name: name for name in ("explanations", "filters", "feature-maps", "trust-curves")}}
+    figures = {name: data_uri(run_dir / f"{file}.png") for name, file in files.items() if (run_dir / f"{file}.png").exists()}
     environment = jinja2.Environment(loader=jinja2.PackageLoader("ferlab.report", "templates"),
                                      autoescape=jinja2.select_autoescape(["html"]))
     page = environment.get_template("report.html").render(
