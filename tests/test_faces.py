@@ -42,9 +42,8 @@ def test_a_photo_without_a_face_gives_an_empty_result(default_model):
 def test_photo_tta_averages_the_logits_of_the_crop_and_its_mirror(default_model, tmp_path):
     rgb = read_photo(ASTRONAUT)
     (plain,), (flipped,) = analyze(default_model, rgb), analyze(default_model, rgb, tta="flip")
-    x = default_model.normalization.apply(torch.from_numpy(plain.crop[None]))
-    with torch.no_grad():
-        logits = (default_model.model(x) + default_model.model(x.flip(-1))) / 2
+    crop = torch.from_numpy(plain.crop[None])  # the model's one inference path, on the crop and its mirror
+    logits = (default_model.logits(crop) + default_model.logits(crop.flip(-1))) / 2
     assert flipped.probabilities == pytest.approx(logits.softmax(1)[0].tolist(), abs=1e-5)
     assert flipped.probabilities != plain.probabilities
     assert main(["photo", str(ASTRONAUT), "--tta", "flip-zoom", "-o", str(tmp_path)]) == 0

@@ -15,6 +15,7 @@ from torch import nn
 from ferlab.config import TrainConfig, config_from_dict
 from ferlab.data.normalize import KINDS, Normalization
 from ferlab.errors import FerlabError
+from ferlab.evaluation import infer
 from ferlab.labels import EMOTIONS
 from ferlab.models import build_model
 
@@ -117,6 +118,17 @@ class LoadedModel:
     normalization: Normalization
     config: TrainConfig
     checkpoint: dict
+
+    def logits(self, faces: torch.Tensor, tta: str = "none", batch_size: int = 512) -> torch.Tensor:
+        """The one inference path every command takes: (N, 48, 48) uint8 faces -> (N, 7) float32
+        logits on the CPU, in the precision and memory layout the model was trained with (bf16
+        autocast where the CPU or GPU has it), so one face gets one answer everywhere."""
+        return infer(self.model, faces, self.normalization, tta=tta, batch_size=batch_size,
+                     mixed_precision=self.config.mixed_precision, channels_last=self.config.channels_last)
+
+    def probabilities(self, faces: torch.Tensor, tta: str = "none") -> torch.Tensor:
+        """(N, 48, 48) uint8 faces -> (N, 7) class probabilities (softmax of ``logits``)."""
+        return self.logits(faces, tta).softmax(1)
 
 
 DEFAULT_MODEL = "default"  # the name that means the model shipped inside the package

@@ -246,7 +246,6 @@ def cmd_evaluate(args) -> int:
 
 def cmd_predict(args) -> int:
     from ferlab.checkpoint import load_model
-    from ferlab.evaluation import infer
     from ferlab.runs import writable_file, write_submission
 
     output = writable_file(Path(args.output))
@@ -254,7 +253,7 @@ def cmd_predict(args) -> int:
     faces = load_data(args, explicit=args.input)
     if args.split != "all":
         faces = faces.split(args.split)
-    logits = infer(loaded.model, faces.images, loaded.normalization, tta=args.tta)
+    logits = loaded.logits(faces.images, tta=args.tta)
     write_submission(output, faces.ids, logits.argmax(1))
     print(f"wrote {len(faces)} predictions to {output}")
     return 0

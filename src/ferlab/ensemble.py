@@ -11,7 +11,6 @@ import torch.nn.functional as F
 
 from ferlab.checkpoint import LoadedModel
 from ferlab.data.faceset import FaceSet
-from ferlab.evaluation import infer
 from ferlab.runs import evaluation_entry, labelled_split, write_evaluation, write_json
 
 
@@ -45,8 +44,7 @@ def evaluate_ensemble(members: dict[str, LoadedModel], faces: FaceSet, out: Path
     fitted on PublicTest. Returns the summary written to ``out/metrics.json``."""
     out.mkdir(parents=True, exist_ok=True)
     splits = {split: labelled_split(faces, split) for split in ("val", "test")}
-    probabilities = {split: [infer(m.model, subset.images, m.normalization, tta=tta,
-                                   mixed_precision=m.config.mixed_precision).softmax(1) for m in members.values()]
+    probabilities = {split: [m.probabilities(subset.images, tta=tta) for m in members.values()]
                      for split, subset in splits.items()}
     weights = fit_weights(probabilities["val"], splits["val"].labels) if fit else None
     summary: dict = {"runs": list(members), "weights": weights.tolist() if weights is not None else "equal", "tta": tta,

@@ -12,7 +12,6 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ferlab.checkpoint import LoadedModel
-from ferlab.evaluation import infer
 from ferlab.explain.gradcam import gradcam
 from ferlab.explain.postprocess import heat_rgb, normalize, relu
 from ferlab.faces import CROP_MARGIN, Box, crop_face, detect_faces, to_gray
@@ -49,7 +48,7 @@ def analyze(loaded: LoadedModel, rgb: np.ndarray, explain: bool = False, tta: st
     if not boxes:
         return []
     crops = np.stack([crop_face(gray, box) for box in boxes])
-    probabilities = infer(loaded.model, torch.from_numpy(crops), loaded.normalization, tta=tta).softmax(1)
+    probabilities = loaded.probabilities(torch.from_numpy(crops), tta=tta)
     cams = [None] * len(boxes)
     if explain:
         inputs = loaded.normalization.apply(torch.from_numpy(crops))

@@ -22,7 +22,7 @@ from ferlab.checkpoint import LoadedModel
 from ferlab.config import TrainConfig, config_to_dict
 from ferlab.data.faceset import FaceSet
 from ferlab.errors import FerlabError
-from ferlab.evaluation import format_metrics, infer, metrics
+from ferlab.evaluation import format_metrics, metrics
 from ferlab.labels import EMOTIONS
 from ferlab.report.figures import plot_confusion, plot_face_grid
 
@@ -109,8 +109,7 @@ def evaluate_split(loaded: LoadedModel, faces: FaceSet, split: str, run_dir: Pat
                    tag: str = "") -> dict:
     """Metrics of the loaded model on one split, written into ``run_dir`` (see write_evaluation)."""
     subset = labelled_split(faces, split)
-    logits = infer(loaded.model, subset.images, loaded.normalization, tta=tta,
-                   mixed_precision=loaded.config.mixed_precision, channels_last=loaded.config.channels_last)
+    logits = loaded.logits(subset.images, tta=tta)
     return write_evaluation(logits, subset, split, run_dir, tta=tta, tag=tag)
 
 

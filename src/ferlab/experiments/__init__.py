@@ -35,7 +35,7 @@ from ferlab.checkpoint import load_model, read_checkpoint
 from ferlab.config import ConfigError, resolve_config
 from ferlab.data.faceset import FaceSet
 from ferlab.errors import FerlabError
-from ferlab.evaluation import infer, metrics
+from ferlab.evaluation import metrics
 from ferlab.labels import SPLITS
 from ferlab.models import build_model, count_parameters
 from ferlab.runs import write_json
@@ -159,7 +159,7 @@ def run_experiment(experiment: Experiment, faces: FaceSet, out_dir: Path, *, see
             accuracy = {}
             for split in ("val", "test"):
                 subset = faces.split(split)
-                logits = infer(loaded.model, subset.images, loaded.normalization, mixed_precision=config.mixed_precision)
+                logits = loaded.logits(subset.images)
                 accuracy[split] = metrics(logits, subset.labels)["accuracy"]
             history = read_checkpoint(run_dir / "last.pt")["history"]
             runs.append({"seed": seed, "val": accuracy["val"], "test": accuracy["test"],
@@ -186,7 +186,7 @@ def confusion_examples(results: dict, faces: FaceSet, out_dir: Path, pairs: int 
                       key=lambda item: item[2])[:2]
     loaded = load_model(run_folder(out_dir, label, seed))
     test = faces.split("test")
-    logits = infer(loaded.model, test.images, loaded.normalization)
+    logits = loaded.logits(test.images)
     confused = metrics(logits, test.labels)["most_confused"][:pairs]
     predictions = logits.argmax(1)
     images, captions = [], []

@@ -132,12 +132,11 @@ def explain_faces_figure(loaded, faces: torch.Tensor, names: list[str], method: 
     """One method's maps for (N, 48, 48) uint8 ``faces`` of a loaded model, explaining ``target`` (a
     class name) or each face's predicted class, drawn as one figure at ``path``. Raises
     ``NotApplicable`` when the method cannot explain this model."""
-    from ferlab.evaluation import infer
     from ferlab.explain import explain, method_title
     from ferlab.explain.postprocess import masked_faces
     from ferlab.labels import EMOTIONS
 
-    probabilities = infer(loaded.model, faces, loaded.normalization).softmax(1)
+    probabilities = loaded.probabilities(faces)
     inputs = loaded.normalization.apply(faces)
     targets = probabilities.argmax(1) if target is None else torch.full((len(inputs),), EMOTIONS.index(target))
     maps = explain(method, loaded.model, inputs, targets)

@@ -1,0 +1,181 @@
+"""The public face of ferlab: load a model, then classify faces, find them in photos, explain them.
+
+    >>> import ferlab
+    >>> model = ferlab.load("default")                 # the shipped model; or a run folder, a checkpoint
+    >>> faces = model.detect(ferlab.demo_photos()[1])  # Grace Hopper, shipped with matplotlib
+    >>> model.predict(faces[0].crop).labels            # a crop: path, PIL image, array or tensor
+    ['neutral']
+
+Faces may be file paths, PIL images, NumPy arrays or tensors, one or many (see ``as_faces`` for the
+rule). Every answer goes through the model's one inference path (``LoadedModel.logits``), as the
+command line's does.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ferlab.checkpoint import LoadedModel, load_model
+from ferlab.data.images import ImageProblem, decode_image, to_eight_bits
+from ferlab.errors import FerlabError
+from ferlab.evaluation import check_tta
+from ferlab.labels import EMOTIONS, IMAGE_SIZE
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Labels and probabilities of N faces, in input order."""
+
+    labels: list[str]            # the most likely class of each face
+    probabilities: np.ndarray    # (N, 7) float32, columns in ``EMOTIONS`` order
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def confidences(self) -> np.ndarray:
+        """(N,) probability of each face's label."""
+        return self.probabilities.max(1)
+
+    def as_dicts(self) -> list[dict[str, float]]:
+        """One {class: probability} per face."""
+        return [dict(zip(EMOTIONS, map(float, row))) for row in self.probabilities]
+
+
+def image_to_face(image: Image.Image) -> np.ndarray:
+    """Any image -> (48, 48) uint8 gray, the way FER2013's faces were made: 8-bit (16-bit images
+    scaled), gray by ITU-R 601 luma (PIL's "L"), resized to 48x48 with bilinear interpolation (a
+    non-square image is stretched, as ``--resize`` does for data)."""
+    gray = to_eight_bits(image).convert("L")
+    if gray.size != (IMAGE_SIZE, IMAGE_SIZE):
+        gray = gray.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+    return np.array(gray, dtype=np.uint8)  # a writable copy: torch.from_numpy shares it
+
+
+def array_to_uint8(values: np.ndarray, where: str) -> np.ndarray:
+    """uint8 as is; uint16 scaled by 255/65535; integers in 0..255 as they are; floats in [0, 1]
+    scaled by 255, floats in [0, 255] as they are. Anything else is refused."""
+    if values.size == 0:
+        raise FerlabError(f"{where}: an empty array holds no face")
+    if values.dtype == np.uint8:
+        return values
+    if values.dtype == np.uint16:
+        return np.rint(values / 257.0).astype(np.uint8)
+    if values.dtype == bool or not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
+        raise FerlabError(f"{where}: faces must be numbers (uint8, uint16 or float), got {values.dtype}")
+    low, high = float(values.min()), float(values.max())
+    if not (np.isfinite(low) and np.isfinite(high)) or low < 0 or high > 255:
+        raise FerlabError(f"{where}: values must lie in [0, 1] or [0, 255], found {low:g}..{high:g}")
+    scale = 255.0 if np.issubdtype(values.dtype, np.floating) and high <= 1.0 else 1.0
+    return np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
+
+
+def array_images(values: np.ndarray, where: str, channels_first: bool) -> list[np.ndarray]:
+    """An array as a list of (H, W) or (H, W, C) images. NumPy arrays are images: (H, W),
+    (H, W, C) with C 3 or 4, or batches (N, H, W) and (N, H, W, C). Tensors follow PyTorch:
+    (H, W), (N, H, W) or (N, C, H, W) with C 1 or 3."""
+    if channels_first and values.ndim == 4:
+        values = values.transpose(0, 2, 3, 1)
+    if values.ndim == 2:
+        return [values]
+    if values.ndim == 3 and not channels_first and values.shape[-1] in (3, 4):
+        return [values]
+    if values.ndim == 3:
+        return list(values)
+    if values.ndim == 4 and values.shape[-1] in (1, 3, 4):
+        return [image[..., 0] if image.shape[-1] == 1 else image for image in values]
+    layout = "(H, W), (N, H, W) or (N, C, H, W), C 1 or 3" if channels_first else \
+        "(H, W), (H, W, C), (N, H, W) or (N, H, W, C), C 3 or 4"
+    raise FerlabError(f"{where}: a face array of shape {tuple(values.shape)}; expected {layout}")
+
+
+def as_faces(faces, where: str = "faces") -> torch.Tensor:
+    """Faces in any form -> (N, 48, 48) uint8: a path, a PIL image, a NumPy array or a tensor, or
+    a list of them. Each image is converted by ``image_to_face``; values by ``array_to_uint8``."""
+    if isinstance(faces, (list, tuple)):
+        if not faces:
+            raise FerlabError(f"{where}: an empty list holds no face")
+        return torch.cat([as_faces(item, f"{where}[{i}]") for i, item in enumerate(faces)])
+    if isinstance(faces, (str, os.PathLike)):
+        return torch.from_numpy(image_to_face(read_image(Path(faces))))[None]
+    if isinstance(faces, Image.Image):
+        return torch.from_numpy(image_to_face(faces))[None]
+    if isinstance(faces, torch.Tensor):
+        return as_faces_from_array(faces.detach().cpu().numpy(), where, channels_first=True)
+    if isinstance(faces, np.ndarray):
+        return as_faces_from_array(faces, where, channels_first=False)
+    raise FerlabError(f"{where}: cannot read a face from a {type(faces).__name__}; give a path, a PIL image, "
+                      "a NumPy array or a tensor")
+
+
+def as_faces_from_array(values: np.ndarray, where: str, channels_first: bool) -> torch.Tensor:
+    values = array_to_uint8(values, where)
+    images = [image_to_face(Image.fromarray(np.ascontiguousarray(image)))
+              for image in array_images(values, where, channels_first)]
+    return torch.from_numpy(np.stack(images))
+
+
+def read_image(path: Path) -> Image.Image:
+    try:
+        return decode_image(path.read_bytes(), upright=True)
+    except OSError as error:
+        raise FerlabError(f"{path}: cannot read ({error.strerror or error})") from None
+    except ImageProblem as problem:
+        raise FerlabError(f"{path}: {problem}") from None
+
+
+class Model:
+    """A trained model, ready to use. Create it with ``ferlab.load``.
+
+    ``tta`` is the test-time augmentation every answer uses (``none``, ``flip``, ``flip-zoom``)."""
+
+    classes = EMOTIONS
+
+    def __init__(self, loaded: LoadedModel, name: str = "", tta: str = "none"):
+        self.loaded, self.name, self.tta = loaded, name, check_tta(tta)
+
+    def __repr__(self) -> str:
+        return f"ferlab.Model({self.name!r}, architecture={self.loaded.config.model!r}, tta={self.tta!r})"
+
+    def predict(self, faces) -> Predictions:
+        """Labels and probabilities of face crops (one or many; any form ``as_faces`` takes)."""
+        probabilities = self.loaded.probabilities(as_faces(faces), tta=self.tta).numpy()
+        return Predictions([EMOTIONS[i] for i in probabilities.argmax(1)], probabilities)
+
+    def detect(self, photo, explain: bool = False) -> list:
+        """Every face in a photo (a path, PIL image or (H, W, 3) uint8 array), largest first: its
+        box, label, probabilities, the 48x48 crop the model saw, and with ``explain`` Grad-CAM."""
+        from ferlab.faces import read_photo
+        from ferlab.photos import analyze
+
+        if isinstance(photo, (str, os.PathLike, bytes)):
+            rgb = read_photo(photo if isinstance(photo, bytes) else Path(photo))
+        elif isinstance(photo, Image.Image):
+            rgb = np.asarray(to_eight_bits(photo).convert("RGB"))
+        else:
+            rgb = np.asarray(Image.fromarray(array_to_uint8(np.asarray(photo), "photo")).convert("RGB"))
+        return analyze(self.loaded, rgb, explain=explain, tta=self.tta)
+
+    def explain(self, faces, method: str = "gradcam", target: str | int | None = None) -> np.ndarray:
+        """Raw (N, 48, 48) float32 maps of an explanation method (``ferlab.explain.list_methods()``)
+        for the predicted class, or ``target`` (a class name or index) for every face."""
+        from ferlab.explain import explain
+
+        inputs = self.loaded.normalization.apply(as_faces(faces))
+        if isinstance(target, str):
+            if target not in EMOTIONS:
+                raise FerlabError(f"unknown class {target!r}; classes: {', '.join(EMOTIONS)}")
+            target = EMOTIONS.index(target)
+        return explain(method, self.loaded.model, inputs, target)[:, 0].numpy()
+
+
+def load(model: str | os.PathLike = "default", *, checkpoint: str = "best", tta: str = "none") -> Model:
+    """A model by name or path: ``"default"`` (shipped with ferlab), a run folder (its
+    ``best.pt``, or ``last.pt`` with ``checkpoint="last"``) or a checkpoint file."""
+    return Model(load_model(model, checkpoint), str(model), tta)

@@ -1,0 +1,95 @@
+"""The public API (issue 12): the README's examples run as doctests, inputs of every form give
+one answer, bad inputs are one line naming the input."""
+
+from __future__ import annotations
+
+import doctest
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import ferlab
+from ferlab.errors import FerlabError
+from tests.conftest import REPO
+
+
+def run_doctests(text: str, name: str) -> doctest.TestResults:
+    test = doctest.DocTestParser().get_doctest(text, {}, name, name, 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    runner.run(test)
+    return runner.summarize(verbose=False)
+
+
+def test_the_readme_api_examples_run():
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+    examples = "\n".join(block for block in blocks if ">>>" in block)
+    results = run_doctests(examples, "README.md")
+    assert results.attempted >= 6 and results.failed == 0
+
+
+def test_the_module_docstrings_run():
+    import ferlab.api
+
+    results = doctest.testmod(ferlab.api, optionflags=doctest.ELLIPSIS)
+    assert results.attempted >= 3 and results.failed == 0
+
+
+@pytest.fixture(scope="module")
+def model():
+    return ferlab.load("default")
+
+
+@pytest.fixture(scope="module")
+def crop(model):
+    return model.detect(ferlab.demo_photos()[1])[0].crop  # (48, 48) uint8
+
+
+def test_every_form_of_one_face_gets_one_answer(model, crop, tmp_path):
+    path = tmp_path / "face.png"
+    Image.fromarray(crop).save(path)
+    big = np.asarray(Image.fromarray(crop).resize((96, 96), Image.Resampling.NEAREST))
+    forms = [crop, crop.astype(np.float32) / 255, crop.astype(np.float64), crop.astype(np.uint16) * 257,
+             np.stack([crop] * 3, -1), torch.from_numpy(crop)[None], torch.from_numpy(crop)[None, None].float(),
+             Image.fromarray(crop), str(path), path]
+    reference = model.predict(crop).probabilities
+    together = model.predict(forms)
+    assert len(together) == len(forms)
+    np.testing.assert_allclose(together.probabilities, np.repeat(reference, len(forms), 0), atol=1e-6)
+    assert model.predict(big).labels == model.predict(crop).labels  # resized by the stated rule
+
+
+def test_api_detect_and_the_one_inference_path_agree(model, crop):
+    found = model.detect(ferlab.demo_photos()[1])[0]
+    np.testing.assert_allclose(found.probabilities, model.predict(crop).probabilities[0], atol=1e-6)
+    logits = model.loaded.logits(torch.from_numpy(crop)[None])  # what evaluate and predict use
+    np.testing.assert_allclose(logits.softmax(1).numpy(), model.predict(crop).probabilities, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((2, 5, 48, 48)), "faces: a face array of shape (2, 5, 48, 48)"),
+    (np.full((48, 48), 300.0), "faces: values must lie in [0, 1] or [0, 255], found 300..300"),
+    (np.zeros((0, 48, 48), np.uint8), "faces: an empty array holds no face"),
+    ([np.zeros((48, 48), np.uint8), "nowhere.png"], "nowhere.png: cannot read"),
+    (3.5, "faces: cannot read a face from a float"),
+])
+def test_bad_inputs_are_one_line_naming_the_input(model, bad, message):
+    with pytest.raises(FerlabError) as error:
+        model.predict(bad)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_file_that_is_not_an_image_is_named(model, tmp_path):
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    with pytest.raises(FerlabError, match=rf"^{re.escape(str(text))}: not an image"):
+        model.predict([np.zeros((48, 48), np.uint8), text])
+
+
+def test_explain_takes_a_class_by_name(model, crop):
+    happy, predicted = model.explain(crop, target="happy"), model.explain(crop)
+    assert happy.shape == predicted.shape == (1, 48, 48) and not np.allclose(happy, predicted)
+    with pytest.raises(FerlabError, match="unknown class 'joy'"):
+        model.explain(crop, target="joy")
