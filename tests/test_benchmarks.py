@@ -60,3 +60,10 @@ def test_pipeline_benchmark_times_both_pipelines_and_a_compiled_step(sample_arch
                 "ferlab + torch.compile(mode='default')"):
         assert f"| {row}" in out
     assert "epoch-time ratio baseline / ferlab:" in out and "epoch-time ratio baseline / compile-default:" in out
+
+
+def test_onnx_benchmark_times_onnxruntime_beside_pytorch(sample_archive):
+    out = run_script("benchmarks/exported.py", "--data", str(sample_archive), "--faces", "64", "--repeats", "1")
+    assert "| 1 | onnxruntime (CPU provider) |" in out and "| 256 | PyTorch float32 | " in out
+    difference = float(out.rsplit(": ", 1)[1])
+    assert difference <= 1e-3

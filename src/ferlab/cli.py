@@ -280,14 +280,16 @@ def cmd_ensemble(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from ferlab.checkpoint import export_checkpoint, read_checkpoint, resolve_checkpoint
-
+    from ferlab.checkpoint import read_checkpoint, resolve_checkpoint
+    from ferlab.export import export_format, export_model
     from ferlab.runs import writable_file
 
-    output = writable_file(Path(args.output))
-    source = read_checkpoint(resolve_checkpoint(args.run, args.checkpoint))
-    export_checkpoint(source, output)
-    print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB, float16 weights)")
+    output = Path(args.output)
+    export_format(output)  # before any work: the format follows the suffix
+    writable_file(output)
+    kind = export_model(read_checkpoint(resolve_checkpoint(args.run, args.checkpoint)), output)
+    described = {".pt": "ferlab checkpoint, float16 weights", ".onnx": "ONNX: uint8 faces in, logits and probabilities out"}
+    print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB, {described[kind]})")
     return 0
 
 
@@ -491,9 +493,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_arguments(ensemble)
     ensemble.set_defaults(func=cmd_ensemble)
 
-    export = commands.add_parser("export", help="write a compact float16 checkpoint (no optimiser state) for sharing")
-    export.add_argument("run", help="run folder or checkpoint file")
-    export.add_argument("-o", "--output", required=True)
+    export = commands.add_parser("export", help="write the model for use elsewhere: .pt (float16 ferlab checkpoint) "
+                                                "or .onnx (runs in onnxruntime; normalisation inside)")
+    export.add_argument("run", help="run folder, checkpoint file, or 'default' (the shipped model)")
+    export.add_argument("-o", "--output", required=True, help="model.pt or model.onnx: the suffix picks the format")
     export.add_argument("--checkpoint", choices=("best", "last"), default="best")
     export.set_defaults(func=cmd_export)
 
