@@ -61,7 +61,7 @@ def test_skip_bad_rows_reports_the_count(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, fragments", [
     (["train", "--preset", "turbo"], ["invalid choice: 'turbo'"]),
-    (["train", "--model", "vgg19"], ["invalid choice: 'vgg19'"]),
+    (["train", "--model", "vgg19"], ["unknown model 'vgg19'; available: cnn, dnn"]),
     (["train", "--epochs", "ten"], ["invalid int value"]),
     (["evaluate", "no/such/run"], ["no/such/run: no such run folder or checkpoint"]),
     (["train", "--model-option", "dropout"], ["--model-option 'dropout': expected KEY=VALUE"]),
@@ -166,10 +166,12 @@ def test_unwritable_outputs_are_one_line_errors(tmp_path, capsys, trained_run, s
     a_file, a_folder = tmp_path / "taken.txt", tmp_path / "folder"
     a_file.write_text("x")
     a_folder.mkdir()
+    a_folder_pt = tmp_path / "looks-like-a-model.pt"
+    a_folder_pt.mkdir()
     read_only = "/proc/ferlab-cannot-write-here"  # not even root can create files in /proc
     cases = [
         (["predict", str(trained_run), str(sample_archive), "-o", str(a_folder)], f"{a_folder}: is a folder"),
-        (["export", str(trained_run), "-o", str(a_folder)], f"{a_folder}: is a folder"),
+        (["export", str(trained_run), "-o", str(a_folder_pt)], f"{a_folder_pt}: is a folder"),
         (["export", str(trained_run), "-o", f"{read_only}/model.pt"], f"{read_only}: cannot write here"),
         (["photo", "--demo", "-o", str(a_file)], f"{a_file}: exists and is not a folder"),
         (["photo", "--demo", "-o", read_only], f"{read_only}: cannot write here"),
@@ -247,3 +249,28 @@ def test_a_closed_pipe_and_a_redirected_stdout_behave(tmp_path):
     with open(tmp_path / "log", "w") as log:  # a file, as in `ferlab train > log`
         redirected = subprocess.run([sys.executable, "-c", script], stdout=log, stderr=subprocess.PIPE, text=True, timeout=120)
     assert redirected.stderr.strip() == "True" and "fastnet" in (tmp_path / "log").read_text()
+
+
+def test_help_and_version_answer_without_importing_pytorch():
+    """Issue 12: --help in well under a second; measured in benchmarks/startup.py, checked here by
+    what it imports (a timed unit test would be noise on these machines)."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from ferlab.cli import main; code = main(sys.argv[1:]); "
+              "heavy = sorted(m for m in ('torch', 'captum', 'lime', 'sklearn', 'cv2') if m in sys.modules); "
+              "print('HEAVY', heavy, code)")
+    for argv in (["--help"], ["train", "--help"], ["explain", "--help"], ["--version"]):
+        result = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and "HEAVY [] 0" in result.stdout, (argv, result.stdout[-300:], result.stderr[-300:])
+    version = subprocess.run([sys.executable, "-m", "ferlab", "--version"], capture_output=True, text=True, timeout=120)
+    assert version.stdout.strip() == "ferlab 0.1.0"
+
+
+def test_registry_names_are_checked_when_the_command_runs(capsys):
+    code, _, err = run(["summary", "transformer"], capsys)
+    one_line_error(code, err, "unknown model 'transformer'; available: cnn, dnn")
+    code, _, err = run(["explain", "default", "--method", "shap", "--index", "0"], capsys)
+    one_line_error(code, err, "unknown explanation method 'shap'; available: gradcam")
+    code, _, err = run(["train", "--model", "transformer"], capsys)
+    one_line_error(code, err, "unknown model 'transformer'")

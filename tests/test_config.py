@@ -46,3 +46,10 @@ def test_unknown_keys_and_bad_values_are_errors(tmp_path):
 def test_a_presets_model_options_do_not_follow_another_model():
     assert resolve_config("smoke").model_options
     assert resolve_config("smoke", overrides={"model": "cnn"}).model_options == {}
+
+
+def test_the_mix_choices_match_the_mixers_registry():
+    from ferlab.config import CHOICES
+    from ferlab.data.augment import MIXERS
+
+    assert CHOICES["mix"] == ("none", *MIXERS)

@@ -39,7 +39,7 @@ def port_number(text: str) -> int:
 
 
 def add_tta_argument(parser: argparse.ArgumentParser) -> None:
-    from ferlab.evaluation import TTA_POLICIES
+    from ferlab.tta import TTA_POLICIES
 
     parser.add_argument("--tta", nargs="?", const="flip", default="none", choices=list(TTA_POLICIES),
                         help="test-time augmentation: average the logits of several views of each face "
@@ -101,9 +101,11 @@ def cmd_models(args) -> int:
 
 
 def cmd_summary(args) -> int:
-    from ferlab.models import build_model
+    from ferlab.models import build_model, list_models
     from ferlab.models.summary import format_summary
 
+    if args.model not in list_models():
+        raise FerlabError(f"unknown model {args.model!r}; available: {', '.join(list_models())}")
     print(format_summary(args.model, build_model(args.model)))
     return 0
 
@@ -408,6 +410,10 @@ def cmd_explain(args) -> int:
     from ferlab.explain import NotApplicable
     from ferlab.report.explain_figures import explain_faces_figure
 
+    from ferlab.explain import list_methods
+
+    if args.method not in list_methods():
+        raise FerlabError(f"unknown explanation method {args.method!r}; available: {', '.join(list_methods())}")
     loaded = load_model(args.run)
     run_dir = output_dir(args, "explain")
     if args.image:
@@ -429,20 +435,35 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def describe_presets() -> str:
+    from ferlab.config import PRESETS
+
+    import textwrap
+
+    lines = ["presets (flags and --config override them; BENCHMARKS.md has their measured accuracy and time):"]
+    for name, values in PRESETS.items():
+        text = ", ".join(f"{k}={v}" for k, v in values.items())
+        lines.append(textwrap.fill(text, width=100, initial_indent=f"  {name:<9} ", subsequent_indent=" " * 12))
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line. Builds without importing PyTorch, so --help answers at once: names
+    a registry holds (models, explanation methods) are checked when the command runs."""
+    from ferlab import __version__
     from ferlab.config import CHOICES, FIELDS, PRESETS
-    from ferlab.models import list_models
 
     parser = Parser(prog="ferlab", description="Train, evaluate and explain facial-expression classifiers on FER2013.")
+    parser.add_argument("--version", action="version", version=f"ferlab {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     commands.add_parser("models", help="list the registered models with parameter counts").set_defaults(func=cmd_models)
     summary = commands.add_parser("summary", help="print a model's layer table")
-    summary.add_argument("model", choices=list_models())
+    summary.add_argument("model", help="a registered model (see 'ferlab models')")
     summary.set_defaults(func=cmd_summary)
 
-    train = commands.add_parser("train", help="train a model and leave a run folder",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train = commands.add_parser("train", help="train a model and leave a run folder", epilog=describe_presets(),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("--preset", choices=sorted(PRESETS), help="named starting recipe (cpu: the main job's)")
     train.add_argument("--config", help="YAML or TOML file of TrainConfig keys (unknown keys are errors)")
     train.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder from its last.pt")
@@ -457,11 +478,12 @@ def build_parser() -> argparse.ArgumentParser:
         flag = f"--{name.replace('_', '-')}"
         kind = type(spec.default)
         if kind is bool:
-            train.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=TRAIN_FLAG_HELP)
+            train.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                               help=f"default {'on' if spec.default else 'off'}; {TRAIN_FLAG_HELP}")
         else:
-            choices = list_models() if name == "model" else CHOICES.get(name)
-            train.add_argument(flag, dest=name, type=kind, choices=choices, default=None,
-                               help=f"default {spec.default}; {TRAIN_FLAG_HELP}")
+            extra = "; a model of 'ferlab models'" if name == "model" else ""
+            train.add_argument(flag, dest=name, type=kind, choices=CHOICES.get(name), default=None,
+                               help=f"default {spec.default}{extra}; {TRAIN_FLAG_HELP}")
     train.set_defaults(func=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="metrics, confusion matrix and misclassified faces of a run")
@@ -536,11 +558,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_arguments(report)
     report.set_defaults(func=cmd_report)
 
-    from ferlab.explain import list_methods
-
     explain = commands.add_parser("explain", help="one explanation method's figure for chosen faces")
     explain.add_argument("run", help="run folder or checkpoint file")
-    explain.add_argument("--method", choices=list_methods(), required=True)
+    explain.add_argument("--method", required=True, help="saliency, gradcam, hirescam, guided_gradcam or lime "
+                                                         "(the explanation registry's methods)")
     chosen = explain.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--image", nargs="+", help="face image file(s); converted to 48x48 gray")
     chosen.add_argument("--index", type=int, nargs="+", help="face index(es) in --split")

@@ -15,9 +15,12 @@ from typing import Any
 
 import yaml
 
-from ferlab.data.augment import MIXERS
 from ferlab.errors import FerlabError
-from ferlab.models import build_model, list_models, model_options
+
+# This module stays free of PyTorch (the command line builds its --help from it): the model
+# registry is imported where a config is checked, and the mixers' names are spelled out here
+# (tests/test_config.py checks them against data.augment.MIXERS).
+MIX_MODES = ("mixup", "cutmix")
 
 
 class ConfigError(FerlabError, ValueError):
@@ -76,7 +79,7 @@ CHOICES = {
     "optimizer": ("adam", "adamw", "sgd"),
     "schedule": ("none", "plateau", "cosine", "onecycle"),
     "normalization": ("none", "rescale", "standardize"),
-    "mix": ("none", *MIXERS),
+    "mix": ("none", *MIX_MODES),
     "compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     "device": ("auto", "cpu", "cuda"),
 }
@@ -113,6 +116,8 @@ GPU_PRESETS = ("fast", "best")
 
 
 def check_config(config: TrainConfig) -> None:
+    from ferlab.models import list_models, model_options
+
     for key, allowed in CHOICES.items():
         if getattr(config, key) not in allowed:
             raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {getattr(config, key)!r}")
@@ -137,6 +142,8 @@ def check_model_options(model: str, options: dict) -> None:
     """Build the model on the meta device (no memory, no time) so that a bad option fails here,
     before a run folder exists, rather than in the first training step."""
     import torch
+
+    from ferlab.models import build_model
 
     try:
         with torch.device("meta"):

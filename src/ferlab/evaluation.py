@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ferlab.data.normalize import Normalization
-from ferlab.errors import FerlabError
 from ferlab.labels import EMOTIONS, NUM_CLASSES
+from ferlab.tta import TTA_POLICIES, check_tta  # noqa: F401 - part of this module's interface
 
 
 def autocast_for(device: torch.device, enabled: bool):
@@ -18,17 +18,6 @@ def autocast_for(device: torch.device, enabled: bool):
         is_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
         enabled = enabled and bool(is_bf16())
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
-# Test-time augmentation: the views of each face whose logits are averaged, as (mirrored, zoom);
-# zoom > 1 enlarges the face (samples its centre), < 1 shrinks it (edge pixels repeat), warped as
-# in training. `flip-zoom` was chosen on PublicTest for the shipped model among flips, shifts of
-# 2 pixels and zooms of 10% (benchmarks/tta.py, BENCHMARKS.md).
-TTA_POLICIES: dict[str, tuple[tuple[bool, float], ...]] = {
-    "none": ((False, 1.0),),
-    "flip": ((False, 1.0), (True, 1.0)),
-    "flip-zoom": ((False, 1.0), (True, 1.0), (False, 0.9), (True, 0.9), (False, 1.1), (True, 1.1)),
-}
 
 
 def tta_view(x: torch.Tensor, mirrored: bool, zoom: float, shift: tuple[int, int] = (0, 0)) -> torch.Tensor:
@@ -40,12 +29,6 @@ def tta_view(x: torch.Tensor, mirrored: bool, zoom: float, shift: tuple[int, int
         grid = F.affine_grid(theta.expand(x.shape[0], 2, 3), list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return x.flip(-1) if mirrored else x
-
-
-def check_tta(policy: str) -> str:
-    if policy not in TTA_POLICIES:
-        raise FerlabError(f"unknown test-time augmentation {policy!r}; available: {', '.join(TTA_POLICIES)}")
-    return policy
 
 
 def infer(model: nn.Module, images: torch.Tensor, normalization: Normalization, *, batch_size: int = 512,
