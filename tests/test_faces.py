@@ -106,7 +106,7 @@ def test_photo_json_schema_and_annotated_copies(tmp_path, capsys):
     for record in records:
         assert set(record) == {"image", "width", "height", "faces", "outputs"}
         for face in record["faces"]:
-            assert set(face) == {"box", "label", "confidence", "probabilities"}
+            assert set(face) == {"box", "label", "confidence", "probabilities", "found_by"}
             assert len(face["box"]) == 4 and all(isinstance(v, int) for v in face["box"])
             assert face["label"] in EMOTIONS and list(face["probabilities"]) == list(EMOTIONS)
             assert sum(face["probabilities"].values()) == pytest.approx(1, abs=1e-3)

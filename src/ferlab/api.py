@@ -130,6 +130,30 @@ def read_image(path: Path) -> Image.Image:
         raise FerlabError(f"{path}: {problem}") from None
 
 
+@dataclass(frozen=True)
+class FaceFiles:
+    """Face images read from files: the faces that could be read, their ids (the paths), and one
+    line per file that could not."""
+
+    ids: list[str]
+    faces: torch.Tensor    # (N, 48, 48) uint8
+    problems: list[str]
+
+
+def read_face_files(paths: list[Path]) -> FaceFiles:
+    """Each file as one face crop (``image_to_face``); a file that cannot be read is named in
+    ``problems`` and the rest are still read."""
+    ids, faces, problems = [], [], []
+    for path in paths:
+        try:
+            faces.append(image_to_face(read_image(path)))
+            ids.append(str(path))
+        except FerlabError as error:
+            problems.append(str(error))
+    stacked = torch.from_numpy(np.stack(faces)) if faces else torch.zeros(0, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8)
+    return FaceFiles(ids, stacked, problems)
+
+
 class Model:
     """A trained model, ready to use. Create it with ``ferlab.load``.
 

@@ -246,19 +246,40 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def predict_inputs(args) -> tuple[list[str], list, int]:
+    """Ids and (N, 48, 48) faces of every input (FER2013 data, or face images and folders of them),
+    and how many image files could not be read (each named on stderr)."""
+    from ferlab.api import read_face_files
+    from ferlab.data import is_data_source
+    from ferlab.photos import expand_inputs
+
+    ids, batches, failed = [], [], 0
+    for item in args.inputs:
+        if is_data_source(Path(item)):
+            faces = load_data(args, explicit=item)
+            faces = faces if args.split == "all" else faces.split(args.split)
+            ids, batches = ids + list(faces.ids), batches + [faces.images]
+            continue
+        read = read_face_files(expand_inputs([item]))
+        for problem in read.problems:
+            print(f"ferlab: error: {problem}", file=sys.stderr)
+        ids, batches, failed = ids + read.ids, batches + [read.faces], failed + len(read.problems)
+    return ids, batches, failed
+
+
 def cmd_predict(args) -> int:
+    import torch
+
     from ferlab.checkpoint import load_model
     from ferlab.runs import writable_file, write_submission
 
     output = writable_file(Path(args.output))
     loaded = load_model(args.run, args.checkpoint)
-    faces = load_data(args, explicit=args.input)
-    if args.split != "all":
-        faces = faces.split(args.split)
-    logits = loaded.logits(faces.images, tta=args.tta)
-    write_submission(output, faces.ids, logits.argmax(1))
-    print(f"wrote {len(faces)} predictions to {output}")
-    return 0
+    ids, batches, failed = predict_inputs(args)
+    logits = loaded.logits(torch.cat(batches), tta=args.tta)
+    write_submission(output, ids, logits.argmax(1), logits.softmax(1) if args.proba else None)
+    print(f"wrote {len(ids)} predictions to {output}" + (f"; {failed} file(s) could not be read" if failed else ""))
+    return 2 if failed else 0
 
 
 def cmd_ensemble(args) -> int:
@@ -314,12 +335,14 @@ def cmd_photo(args) -> int:
             print(f"ferlab: error: {error}", file=sys.stderr)
             failed += 1
             continue
-        faces = analyze(loaded, rgb, explain=args.explain, tta=args.tta)
+        faces = analyze(loaded, rgb, explain=args.explain, tta=args.tta, mode=args.mode)
         record = {**photo_record(str(path), rgb, faces), "outputs": [f"{name}.json", f"{name}-annotated.png"]}
         records.append(record)
         write_json(out / f"{name}.json", record)
         annotate(rgb, faces).save(out / f"{name}-annotated.png", format="PNG")
         summary = ", ".join(f"{f.label} {f.confidence:.2f}" for f in faces) or "no face found"
+        if faces and faces[0].found_by == "whole image":
+            summary += " (the whole image as one face crop)"
         print(f"{path}: {len(faces)} face{'s' if len(faces) != 1 else ''}: {summary}")
     write_json(out / f"{SUMMARY_NAME}.json", {"model": str(args.model), "photos": records, "failed": failed})
     print(f"wrote {len(records)} results to {out}" + (f"; {failed} file(s) could not be read" if failed else ""))
@@ -496,10 +519,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_arguments(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
-    predict = commands.add_parser("predict", help="write a Kaggle-style submission (id,label)")
-    predict.add_argument("run", help="run folder or checkpoint file")
-    predict.add_argument("input", help="faces to label: the course's test.csv, or any FER2013 source")
+    predict = commands.add_parser("predict", help="label faces: a CSV of id,label (Kaggle's format), --proba adds "
+                                                  "the seven probabilities")
+    predict.add_argument("run", help="run folder, checkpoint file, or 'default' (the shipped model)")
+    predict.add_argument("inputs", nargs="+", help="faces to label: the course's test.csv or any FER2013 source, or "
+                                                   "face crops (image files, folders of them; any size, made gray 48x48)")
     predict.add_argument("-o", "--output", default="submission.csv")
+    predict.add_argument("--proba", action="store_true", help="also write each class's probability")
     predict.add_argument("--split", choices=("all", "train", "val", "test"), default="all")
     add_tta_argument(predict)
     predict.add_argument("--checkpoint", choices=("best", "last"), default="best")
@@ -527,6 +553,9 @@ def build_parser() -> argparse.ArgumentParser:
     photo.add_argument("--model", default="default", help="run folder, checkpoint, or 'default' (the shipped model)")
     photo.add_argument("-o", "--output", default="photo-results", help="folder for the JSON and annotated images")
     photo.add_argument("--explain", action="store_true", help="overlay Grad-CAM on each face")
+    photo.add_argument("--mode", choices=("auto", "detect", "crop"), default="auto",
+                       help="detect: find faces; crop: each image is one face crop; auto (default): detect, and take a "
+                            "small, nearly square image with no face found (a crop) as one face")
     photo.add_argument("--demo", action="store_true", help="also run on sample photos that ship with installed packages")
     add_tta_argument(photo)
     photo.set_defaults(func=cmd_photo)

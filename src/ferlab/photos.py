@@ -1,6 +1,14 @@
 """From a photo to explained emotions: detect every face, classify its 48x48 crop, and optionally
 explain it with Grad-CAM. Shared by ``ferlab photo`` and ``ferlab serve``; thread-safe on one
-model (no hooks; the model is in eval mode and only ever set to eval mode again)."""
+model (no hooks; the model is in eval mode and only ever set to eval mode again).
+
+A face crop someone already has (a 48x48 FER2013 face, a tight crop from a film) holds too little
+around the face for the detector. ``mode`` says what to do: ``detect`` faces, take the whole image
+as one ``crop``, or ``auto``: a small, nearly square image (AUTO_CROP_MIN to AUTO_CROP_SIDE pixels
+a side, sides within 3:4) in which the detector finds nothing, or one face filling at least
+AUTO_CROP_FILL of it, is a face crop and is taken whole (the detector's box inside a 48x48 FER2013
+face would crop the crop); any other image gets the detector's faces. Each face says which way it
+was found."""
 
 from __future__ import annotations
 
@@ -12,12 +20,17 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ferlab.checkpoint import LoadedModel
+from ferlab.errors import FerlabError
 from ferlab.explain.gradcam import gradcam
 from ferlab.explain.postprocess import heat_rgb, normalize, relu
 from ferlab.faces import CROP_MARGIN, Box, crop_face, detect_faces, to_gray
 from ferlab.labels import EMOTIONS
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+MODES = ("auto", "detect", "crop")
+AUTO_CROP_MIN = 24     # pixels: smaller images are not taken as faces (the detector's smallest face) ...
+AUTO_CROP_SIDE = 256   # pixels: in auto mode, images up to this size may be face crops ...
+AUTO_CROP_FILL = 0.25  # ... when no face, or one covering this share of the image, is detected
 
 
 @dataclass(frozen=True)
@@ -26,6 +39,7 @@ class FaceResult:
     probabilities: tuple[float, ...]  # in EMOTIONS order
     crop: np.ndarray                  # (48, 48) uint8, what the model saw
     cam: np.ndarray | None = None     # (48, 48) Grad-CAM in [0, 1] for the predicted class
+    found_by: str = "detector"        # "detector", or "whole image" (a face crop: see the module's docstring)
 
     @property
     def label(self) -> str:
@@ -37,24 +51,46 @@ class FaceResult:
 
     def to_dict(self) -> dict:
         return {"box": self.box.to_list(), "label": self.label, "confidence": round(self.confidence, 4),
-                "probabilities": {name: round(p, 4) for name, p in zip(EMOTIONS, self.probabilities)}}
+                "probabilities": {name: round(p, 4) for name, p in zip(EMOTIONS, self.probabilities)},
+                "found_by": self.found_by}
 
 
-def analyze(loaded: LoadedModel, rgb: np.ndarray, explain: bool = False, tta: str = "none") -> list[FaceResult]:
-    """Every detected face of an (H, W, 3) uint8 photo, largest first; ``tta`` is a test-time
-    augmentation policy (``evaluation.TTA_POLICIES``) for the probabilities."""
-    gray = to_gray(rgb)
+def looks_like_a_crop(gray: np.ndarray) -> bool:
+    height, width = gray.shape
+    return AUTO_CROP_MIN <= min(height, width) and max(height, width) <= AUTO_CROP_SIDE and 0.75 <= width / height <= 4 / 3
+
+
+def find_faces(gray: np.ndarray, mode: str = "auto") -> tuple[list[Box], str]:
+    """The boxes to classify in a (H, W) photo and how they were found (see the module's docstring)."""
+    if mode not in MODES:
+        raise FerlabError(f"unknown mode {mode!r}; available: {', '.join(MODES)}")
+    whole = [Box(0, 0, gray.shape[1], gray.shape[0])]
+    if mode == "crop":
+        return whole, "whole image"
     boxes = detect_faces(gray)
+    fills = len(boxes) == 1 and boxes[0].w * boxes[0].h >= AUTO_CROP_FILL * gray.shape[0] * gray.shape[1]
+    if mode == "auto" and looks_like_a_crop(gray) and (not boxes or fills):
+        return whole, "whole image"
+    return boxes, "detector"
+
+
+def analyze(loaded: LoadedModel, rgb: np.ndarray, explain: bool = False, tta: str = "none",
+            mode: str = "auto") -> list[FaceResult]:
+    """Every face of an (H, W, 3) uint8 photo, largest first; ``tta`` is a test-time augmentation
+    policy (``tta.TTA_POLICIES``) for the probabilities; ``mode`` as in the module's docstring."""
+    gray = to_gray(rgb)
+    boxes, found_by = find_faces(gray, mode)
     if not boxes:
         return []
-    crops = np.stack([crop_face(gray, box) for box in boxes])
+    margin = 0.0 if found_by == "whole image" else CROP_MARGIN
+    crops = np.stack([crop_face(gray, box, margin) for box in boxes])
     probabilities = loaded.probabilities(torch.from_numpy(crops), tta=tta)
     cams = [None] * len(boxes)
     if explain:
         inputs = loaded.normalization.apply(torch.from_numpy(crops))
         maps = normalize(relu(gradcam(loaded.model, inputs, probabilities.argmax(1))))
         cams = [m[0].numpy() for m in maps]
-    return [FaceResult(box, tuple(float(p) for p in probs), crop, cam)
+    return [FaceResult(box, tuple(float(p) for p in probs), crop, cam, found_by)
             for box, probs, crop, cam in zip(boxes, probabilities.tolist(), crops, cams)]
 
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -147,9 +148,14 @@ def evaluation_entry(result: dict) -> dict:
             "tta": result["tta"], "accuracy": result["accuracy"], "macro_f1": result["macro_f1"], "count": result["count"]}
 
 
-def write_submission(path: Path, ids: tuple[str, ...], predictions: torch.Tensor) -> None:
-    """Kaggle format: ``id,label`` with the numeric label (0..6, the challenge's class order)."""
-    lines = ["id,label"] + [f"{face_id},{int(label)}" for face_id, label in zip(ids, predictions.tolist())]
+def write_submission(path: Path, ids, predictions: torch.Tensor, probabilities: torch.Tensor | None = None) -> None:
+    """Kaggle format: ``id,label`` with the numeric label (0..6, the challenge's class order); with
+    ``probabilities`` (N, 7), one more column per class, named by class."""
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text("\n".join(lines) + "\n")
+    with open(temporary, "w", newline="") as file:
+        writer = csv.writer(file, lineterminator="\n")  # quotes ids (paths) that hold commas
+        writer.writerow(["id", "label", *(EMOTIONS if probabilities is not None else ())])
+        for i, (face_id, label) in enumerate(zip(ids, predictions.tolist())):
+            extra = [f"{p:.6f}" for p in probabilities[i].tolist()] if probabilities is not None else []
+            writer.writerow([face_id, int(label), *extra])
     os.replace(temporary, path)

@@ -18,7 +18,7 @@ from ferlab.data.limits import DEFAULT_LIMITS, ReaderLimits
 from ferlab.errors import FerlabError
 from ferlab.labels import SPLITS
 
-__all__ = ["FaceSet", "UNLABELLED", "load_faces", "find_data", "resolve_source", "read_csv",
+__all__ = ["FaceSet", "UNLABELLED", "load_faces", "find_data", "is_data_source", "resolve_source", "read_csv",
            "read_image_folder", "stratified_val_split", "DEFAULT_DATA_DIRS", "ReaderLimits"]
 
 # Where the data is looked for when neither --data nor $FERLAB_DATA says (relative to the working
@@ -49,6 +49,16 @@ def resolve_source(path: Path) -> Path:
         return archives[0]
     raise FerlabError(f"{path}: no FER2013 data here (expected train/ and test/ folders, "
                       f"fer2013.csv, train.csv, or a .zip/.tar.* of the image folders)")
+
+
+def is_data_source(path: Path) -> bool:
+    """Whether ``path`` is FER2013 data (a CSV, an archive, or a folder holding the image-folder
+    layout or a known data file), as opposed to loose face images."""
+    if path.is_file():
+        return path.suffix.lower() == ".csv" or is_archive(path)
+    if path.is_dir():
+        return (path / "train").is_dir() or (path / "test").is_dir() or any((path / n).is_file() for n in KNOWN_FILES)
+    return False
 
 
 def find_data(explicit: str | os.PathLike | None = None) -> Path:
