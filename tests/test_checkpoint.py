@@ -39,6 +39,7 @@ CASES = {
     "config value of the wrong type": (lambda p: p["config"].update(epochs="many"), "epochs must be int"),
     "missing config": (lambda p: p.pop("config"), "missing or malformed 'config' entry"),
     "foreign classes": (lambda p: p.update(classes=["cat", "dog"]), "classes ['cat', 'dog'] differ"),
+    "bad temperature": (lambda p: p.update(calibration={"temperature": -1.0}), "calibration temperature -1.0"),
 }
 
 

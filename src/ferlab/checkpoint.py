@@ -71,7 +71,8 @@ def check_payload(payload: dict, for_resume: bool = False) -> str | None:
         normalization = Normalization(**payload["normalization"])
     except (FerlabError, TypeError, ValueError) as error:
         return f"inconsistent checkpoint: {error}"
-    problem = check_normalization(normalization) or check_weights(payload["model"], config)
+    problem = check_normalization(normalization) or check_weights(payload["model"], config) \
+        or check_calibration(payload.get("calibration", {}))
     if problem or not for_resume:
         return problem
     if "optimizer" not in payload:
@@ -79,6 +80,13 @@ def check_payload(payload: dict, for_resume: bool = False) -> str | None:
     for key, kind in RESUME_KEYS.items():
         if not isinstance(payload.get(key), kind):
             return f"missing or malformed {key!r} entry for resuming (expected a {kind.__name__})"
+    return None
+
+
+def check_calibration(calibration) -> str | None:
+    temperature = calibration.get("temperature", 1.0) if isinstance(calibration, dict) else None
+    if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature <= 0:
+        return f"calibration temperature {temperature!r} must be a positive finite number"
     return None
 
 
@@ -126,9 +134,14 @@ class LoadedModel:
         return infer(self.model, faces, self.normalization, tta=tta, batch_size=batch_size,
                      mixed_precision=self.config.mixed_precision, channels_last=self.config.channels_last)
 
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature fitted on PublicTest (``ferlab.calibration``); 1 if none."""
+        return float(self.checkpoint.get("calibration", {}).get("temperature", 1.0))
+
     def probabilities(self, faces: torch.Tensor, tta: str = "none") -> torch.Tensor:
-        """(N, 48, 48) uint8 faces -> (N, 7) class probabilities (softmax of ``logits``)."""
-        return self.logits(faces, tta).softmax(1)
+        """(N, 48, 48) uint8 faces -> (N, 7) calibrated class probabilities: softmax(logits / T)."""
+        return (self.logits(faces, tta) / self.temperature).softmax(1)
 
 
 DEFAULT_MODEL = "default"  # the name that means the model shipped inside the package

@@ -208,6 +208,7 @@ def cmd_train(args) -> int:
         return 130
     history = read_checkpoint(run_dir / "last.pt")["history"]
     plot_history(history, run_dir / "curves.png", f"{config.model} ({run_dir.name})")
+    print(describe_calibration(calibrate_in_place(run_dir / "best.pt", faces)))
     loaded = load_model(run_dir, "best")
     results = {"model": config.model, "run": str(run_dir), "data": faces.source, **summary}
     for split in ("val", "test"):
@@ -221,6 +222,38 @@ def cmd_train(args) -> int:
     print(f"done: best epoch {summary['best_epoch']}, {faces.split_title('val')} "
           f"{results.get('val_accuracy', float('nan')):.4f}, {faces.split_title('test')} "
           f"{results.get('test_accuracy', float('nan')):.4f}, training {summary['train_seconds']:.0f}s; run folder {run_dir}")
+    return 0
+
+
+def calibrate_in_place(path: Path, faces, output: Path | None = None) -> dict:
+    """Fit the temperature of the checkpoint at ``path`` on ``faces``' PublicTest and write it
+    into ``output`` (default: the same file)."""
+    from ferlab.calibration import calibrate, save_calibrated
+    from ferlab.checkpoint import load_model, read_checkpoint
+
+    calibration = calibrate(load_model(path), faces)
+    save_calibrated(read_checkpoint(path), calibration, output or path)
+    return calibration
+
+
+def describe_calibration(calibration: dict) -> str:
+    return (f"calibrated on {calibration['fitted_on']}: temperature {calibration['temperature']:.3f}, "
+            f"ECE {100 * calibration['ece_before']:.2f}% -> {100 * calibration['ece_after']:.2f}%, "
+            f"NLL {calibration['nll_before']:.4f} -> {calibration['nll_after']:.4f}")
+
+
+def cmd_calibrate(args) -> int:
+    from ferlab.checkpoint import is_run_folder, load_model, resolve_checkpoint
+    from ferlab.runs import writable_file
+
+    source = resolve_checkpoint(args.run, args.checkpoint)
+    if args.output is None and not is_run_folder(args.run):
+        raise FerlabError(f"{args.run}: name the calibrated checkpoint to write with -o (only a run folder's "
+                          "checkpoint is calibrated in place)")
+    output = writable_file(Path(args.output)) if args.output else source
+    faces = load_data_for(args, load_model(source))
+    print(describe_calibration(calibrate_in_place(source, faces, output)))
+    print(f"wrote {output}")
     return 0
 
 
@@ -276,8 +309,8 @@ def cmd_predict(args) -> int:
     output = writable_file(Path(args.output))
     loaded = load_model(args.run, args.checkpoint)
     ids, batches, failed = predict_inputs(args)
-    logits = loaded.logits(torch.cat(batches), tta=args.tta)
-    write_submission(output, ids, logits.argmax(1), logits.softmax(1) if args.proba else None)
+    probabilities = loaded.probabilities(torch.cat(batches), tta=args.tta)  # calibrated, as everywhere
+    write_submission(output, ids, probabilities.argmax(1), probabilities if args.proba else None)
     print(f"wrote {len(ids)} predictions to {output}" + (f"; {failed} file(s) could not be read" if failed else ""))
     return 2 if failed else 0
 
@@ -531,6 +564,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--checkpoint", choices=("best", "last"), default="best")
     add_data_arguments(predict, source=False)
     predict.set_defaults(func=cmd_predict)
+
+    calibrate = commands.add_parser("calibrate", help="fit a temperature on PublicTest so probabilities are calibrated "
+                                                      "(ECE before and after); train does it for every run")
+    calibrate.add_argument("run", help="run folder (calibrated in place), checkpoint file or 'default' (with -o)")
+    calibrate.add_argument("-o", "--output", help="calibrated checkpoint to write (default: the run's own)")
+    calibrate.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    add_data_arguments(calibrate)
+    calibrate.set_defaults(func=cmd_calibrate)
 
     ensemble = commands.add_parser("ensemble", help="combine runs' probabilities and evaluate the combination")
     ensemble.add_argument("runs", nargs="+", help="run folders or checkpoint files")

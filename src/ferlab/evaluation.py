@@ -123,6 +123,11 @@ def format_metrics(result: dict, title: str) -> str:
              f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
     for name, row in result["per_class"].items():
         lines.append(f"{name:<10}{row['precision']:>10.3f}{row['recall']:>10.3f}{row['f1']:>10.3f}{row['support']:>10}")
+    if "calibration" in result:
+        calibration = result["calibration"]
+        after = "" if calibration["temperature"] == 1.0 else \
+            f"; with temperature {calibration['temperature']:.2f} (fitted on PublicTest) {100 * calibration['ece_after']:.2f}%"
+        lines.append(f"expected calibration error {100 * calibration['ece_before']:.2f}%{after}")
     if result["most_confused"]:
         lines.append("most confused: " + "; ".join(
             f"{p['true']} -> {p['predicted']} {100 * p['rate']:.1f}% ({p['count']})" for p in result["most_confused"]))

@@ -25,7 +25,8 @@ from ferlab.data.faceset import FaceSet
 from ferlab.errors import FerlabError
 from ferlab.evaluation import format_metrics, metrics
 from ferlab.labels import EMOTIONS
-from ferlab.report.figures import plot_confusion, plot_face_grid
+from ferlab.calibration import reliability
+from ferlab.report.figures import plot_confusion, plot_face_grid, plot_reliability
 
 
 def new_run_dir(root: Path, model: str) -> Path:
@@ -92,10 +93,13 @@ def data_tag(source: str, trained_on: str | None) -> str:
     """"" for the data a model was trained on; else a tag naming ``source`` (its name and a hash of
     its full path), so evaluations on other data never overwrite each other or the model's own.
     A model trained elsewhere (the shipped one) names a path that does not exist here: then the
-    same file name counts as the same data."""
+    same file name counts as the same data; so does the same file reached by another path."""
     if trained_on is None or source == trained_on:
         return ""
-    if not Path(trained_on).exists() and Path(source).name == Path(trained_on).name:
+    if Path(trained_on).exists():
+        if Path(source).exists() and os.path.samefile(source, trained_on):  # the same file by another path
+            return ""
+    elif Path(source).name == Path(trained_on.split(" (")[0]).name:  # the shipped card: "NAME (description)"
         return ""
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(source).name)[:40]
     return f"{name}-{hashlib.sha1(source.encode()).hexdigest()[:6]}"
@@ -111,20 +115,28 @@ def evaluate_split(loaded: LoadedModel, faces: FaceSet, split: str, run_dir: Pat
     """Metrics of the loaded model on one split, written into ``run_dir`` (see write_evaluation)."""
     subset = labelled_split(faces, split)
     logits = loaded.logits(subset.images, tta=tta)
-    return write_evaluation(logits, subset, split, run_dir, tta=tta, tag=tag)
+    return write_evaluation(logits, subset, split, run_dir, tta=tta, tag=tag, temperature=loaded.temperature)
 
 
 def write_evaluation(logits: torch.Tensor, subset: FaceSet, split: str, out_dir: Path, *, tta: str = "none",
-                     tag: str = "", gallery: int = 32) -> dict:
+                     tag: str = "", gallery: int = 32, temperature: float = 1.0) -> dict:
     """From (N, 7) logits (or log-probabilities) of a split's faces: eval-<name>.json (named by
-    ``evaluation_name``; it records the data source and the split), the confusion matrix and a
-    gallery of the most confident mistakes. Returns the metrics, with the printable ``report``,
-    the file ``name`` and the ``probabilities`` tensor added (only ``name`` goes into the JSON)."""
+    ``evaluation_name``; it records the data source and the split), the confusion matrix, the
+    reliability diagram (calibration before and after ``temperature``) and a gallery of the most
+    confident mistakes. Returns the metrics, with the printable ``report``, the file ``name`` and
+    the (calibrated) ``probabilities`` tensor added (only ``name`` goes into the JSON)."""
+    raw = reliability(logits.softmax(1), subset.labels)
+    logits = logits / temperature  # the probabilities every other command returns; labels unchanged
     result = metrics(logits, subset.labels)
     suffix = evaluation_name(split, tta, tag)
     title = subset.split_title(split) if tta == "none" else f"{subset.split_title(split)} + {tta} TTA"
+    calibrated = reliability(logits.softmax(1), subset.labels)
     result.update({"split": split, "split_name": subset.split_title(split), "tta": tta, "source": subset.source,
-                   "name": suffix})
+                   "name": suffix, "calibration": {"temperature": temperature, "ece_before": raw["ece"],
+                                                   "ece_after": calibrated["ece"], "reliability_before": raw,
+                                                   "reliability_after": calibrated}})
+    plot_reliability(raw, calibrated if temperature != 1.0 else None, temperature, out_dir / f"reliability-{suffix}.png",
+                     f"{title}: calibration")
     write_json(out_dir / f"eval-{suffix}.json", result)
     plot_confusion(result["confusion_normalized"], out_dir / f"confusion-{suffix}.png",
                    f"{title}: accuracy {result['accuracy']:.3f}")

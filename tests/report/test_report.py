@@ -21,10 +21,11 @@ def reported_run(tmp_path_factory, sample_archive):
 
 def test_report_is_self_contained_and_writes_every_figure(reported_run):
     page = (reported_run / "report.html").read_text()
-    for name in ("curves", "confusion-test", "misclassified-test", "explanations", "filters", "feature-maps", "trust-curves"):
+    for name in ("curves", "confusion-test", "reliability-test", "misclassified-test", "explanations", "filters",
+                 "feature-maps", "trust-curves"):
         assert (reported_run / f"{name}.png").stat().st_size > 1000, name
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", page), "the page must not load anything from the network"
-    assert page.count('src="data:image/png;base64,') == 7
+    assert page.count('src="data:image/png;base64,') == 8  # with the reliability diagram
     trust = json.loads((reported_run / "trust.json").read_text())
     assert [m["method"] for m in trust["methods"]] == ["Saliency (|gradient|)", "Grad-CAM", "HiResCAM", "Guided Grad-CAM", "LIME"]
     assert all(m["verdict"] for m in trust["methods"])
@@ -41,7 +42,7 @@ def test_report_opens_in_headless_chromium_without_errors(reported_run, tmp_path
         screenshot = screenshot_path("report.png", tmp_path)
         page.screenshot(path=str(screenshot), full_page=True)
     assert errors == []
-    assert count == 7 and broken == 0
+    assert count == 8 and broken == 0
     assert screenshot.stat().st_size > 10_000
 
 

@@ -161,6 +161,7 @@ def build_report(run_dir: Path, loaded: LoadedModel, faces: FaceSet, options: Re
     write_json(run_dir / "report-timings.json", {k: round(v, 2) for k, v in timings.items()})
     evaluated = evaluation["name"]  # test, or test-on-<data> for other data than the model's
     files = {"curves": "curves", "confusion-test": f"confusion-{evaluated}", "misclassified-test": f"misclassified-{evaluated}",
+             "reliability-test": f"reliability-{evaluated}",
              **{name: name for name in ("explanations", "filters", "feature-maps", "trust-curves")}}
     figures = {name: data_uri(run_dir / f"{file}.png") for name, file in files.items() if (run_dir / f"{file}.png").exists()}
     environment = jinja2.Environment(loader=jinja2.PackageLoader("ferlab.report", "templates"),

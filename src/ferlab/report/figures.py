@@ -56,6 +56,30 @@ def plot_confusion(confusion_normalized: list[list[float]], path: Path, title: s
     return path
 
 
+def plot_reliability(before: dict, after: dict | None, temperature: float, path: Path, title: str = "") -> Path:
+    """Reliability diagram (``calibration.reliability`` results): accuracy against confidence per
+    bin, before and (where a temperature was fitted) after calibration; the diagonal is perfect."""
+    figure, axis = plt.subplots(figsize=(5.2, 4.8))
+    axis.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="perfectly calibrated")
+    curves = [(before, "uncalibrated", "tab:red")]
+    if after is not None:
+        curves.append((after, f"temperature {temperature:.2f}", "tab:blue"))
+    for result, label, color in curves:
+        filled = [i for i, n in enumerate(result["counts"]) if n > 0]
+        axis.plot([result["confidence"][i] for i in filled], [result["accuracy"][i] for i in filled], marker="o",
+                  color=color, label=f"{label}: ECE {100 * result['ece']:.1f}%")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1)
+    axis.set_xlabel("confidence (mean of the bin)")
+    axis.set_ylabel("accuracy of the bin")
+    axis.legend(loc="upper left", fontsize=8)
+    axis.set_title(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
 def plot_face_grid(images: torch.Tensor, captions: list[str], path: Path, title: str = "", columns: int = 8) -> Path:
     """(N, 48, 48) uint8 faces in a grid with a caption under each."""
     count = max(1, images.shape[0])
