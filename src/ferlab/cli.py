@@ -169,6 +169,22 @@ def resume_state(args):
     return run_dir, state, config
 
 
+def fine_tuning(args) -> tuple[str | None, str | None, dict]:
+    """(preset, config file, overrides) for resolve_config. With --init, the architecture comes
+    from that model, the preset defaults to 'finetune', and images of any size are resized."""
+    overrides = train_overrides(args)
+    if not args.init:
+        return args.preset, args.config, overrides
+    from ferlab.checkpoint import load_model
+
+    source = load_model(args.init).config
+    if args.model not in (None, source.model) or (overrides.get("model_options") not in (None, source.model_options)):
+        raise FerlabError(f"--init {args.init} is a {source.model} {source.model_options}; its architecture cannot change")
+    args.resize = True
+    print(f"fine-tuning {args.init} ({source.model}); faces of any size are resized to 48x48")
+    return args.preset or "finetune", args.config, {**overrides, "model": source.model, "model_options": source.model_options}
+
+
 def cmd_train(args) -> int:
     from ferlab.checkpoint import load_model, read_checkpoint
     from ferlab.config import resolve_config
@@ -183,7 +199,7 @@ def cmd_train(args) -> int:
                           explicit=args.data or data_info["source"], recorded=data_info)
         print(f"resuming {run_dir} after epoch {state['epoch']} of {config.epochs}")
     else:
-        config = resolve_config(args.preset, args.config, train_overrides(args))  # every option checked here
+        config = resolve_config(*fine_tuning(args))  # every option checked here
         for warning in cpu_warnings(args.preset, config, choose_device(config.device).type):
             print(f"ferlab: warning: {warning}", file=sys.stderr)
         if args.out:
@@ -539,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             extra = "; a model of 'ferlab models'" if name == "model" else ""
             train.add_argument(flag, dest=name, type=kind, choices=CHOICES.get(name), default=None,
-                               help=f"default {spec.default}{extra}; {TRAIN_FLAG_HELP}")
+                               help=f"default {spec.default if spec.default != '' else 'none'}{extra}; {TRAIN_FLAG_HELP}")
     train.set_defaults(func=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="metrics, confusion matrix and misclassified faces of a run")

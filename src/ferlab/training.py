@@ -207,6 +207,21 @@ def write_history(path: Path, history: list[dict]) -> None:
             writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in HISTORY_FIELDS})
 
 
+def load_initial_weights(model: nn.Module, config: TrainConfig) -> Normalization:
+    """Copy the weights of ``config.init`` (a run folder, checkpoint or 'default') into ``model``
+    and return that model's input normalisation: fine-tuning must feed the weights what they
+    were trained on, not statistics of the new faces."""
+    from ferlab.checkpoint import read_checkpoint as read, resolve_checkpoint
+
+    payload = read(resolve_checkpoint(config.init))
+    source = payload["config"]
+    if source["model"] != config.model or source.get("model_options", {}) != config.model_options:
+        raise FerlabError(f"--init {config.init}: its architecture ({source['model']} {source.get('model_options', {})}) "
+                          f"differs from this run's ({config.model} {config.model_options})")
+    model.load_state_dict(payload["model"])  # float16 (exported) weights are cast on copy
+    return Normalization(**payload["normalization"])
+
+
 def start_training(config: TrainConfig, train_images: torch.Tensor, device: torch.device, resume_from: Path | None):
     """The model (seeded), optimiser, input normalisation, weight average (or None) and history a
     run starts from: fresh, or as saved in ``resume_from`` (a ``last.pt``)."""
@@ -218,6 +233,9 @@ def start_training(config: TrainConfig, train_images: torch.Tensor, device: torc
     normalization = Normalization.fit(config.normalization, train_images)
     average = WeightAverage(model, config.ema, config.ema_warmup) if config.ema > 0 else None
     history: list[dict] = []
+    if resume_from is None and config.init:
+        normalization = load_initial_weights(model, config)
+        average = WeightAverage(model, config.ema, config.ema_warmup) if config.ema > 0 else None
     if resume_from is not None:
         state = read_checkpoint(resume_from)
         model.load_state_dict(state.get("train_model", state["model"]))

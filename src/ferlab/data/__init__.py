@@ -16,7 +16,7 @@ from ferlab.data.faceset import UNLABELLED, FaceSet, stratified_val_split
 from ferlab.data.image_folder import is_archive, read_image_folder
 from ferlab.data.limits import DEFAULT_LIMITS, ReaderLimits
 from ferlab.errors import FerlabError
-from ferlab.labels import SPLITS
+from ferlab.labels import EMOTIONS, SPLITS
 
 __all__ = ["FaceSet", "UNLABELLED", "load_faces", "find_data", "is_data_source", "resolve_source", "read_csv",
            "read_image_folder", "stratified_val_split", "DEFAULT_DATA_DIRS", "ReaderLimits"]
@@ -35,11 +35,16 @@ WHERE_TO_GET = (
 )
 
 
+def is_class_folders(path: Path) -> bool:
+    """A folder of labelled faces as ``<class>/<image>`` (the layout for fine-tuning data)."""
+    return any((path / name).is_dir() for name in EMOTIONS)
+
+
 def resolve_source(path: Path) -> Path:
     """A folder that *holds* a data file resolves to that file; an image folder stays itself."""
     if not path.is_dir():
         return path
-    if (path / "train").is_dir() or (path / "test").is_dir():
+    if (path / "train").is_dir() or (path / "test").is_dir() or is_class_folders(path):
         return path
     for name in KNOWN_FILES:
         if (path / name).is_file():
@@ -57,7 +62,8 @@ def is_data_source(path: Path) -> bool:
     if path.is_file():
         return path.suffix.lower() == ".csv" or is_archive(path)
     if path.is_dir():
-        return (path / "train").is_dir() or (path / "test").is_dir() or any((path / n).is_file() for n in KNOWN_FILES)
+        return (path / "train").is_dir() or (path / "test").is_dir() or is_class_folders(path) \
+            or any((path / n).is_file() for n in KNOWN_FILES)
     return False
 
 

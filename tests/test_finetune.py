@@ -1,0 +1,42 @@
+"""Fine-tuning (issue 12, item 7): ``ferlab train --init MODEL --data my_faces/`` starts from a
+model's weights and normalisation, on labelled ``<class>/*.jpg`` faces of any size."""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+from ferlab.checkpoint import load_model, read_checkpoint
+from ferlab.cli import main
+from ferlab.labels import EMOTIONS
+
+
+def test_fine_tuning_the_shipped_model_on_the_sample(tmp_path, sample_faces, capsys):
+    faces = tmp_path / "my_faces"
+    train = sample_faces.split("train")
+    for i in range(0, len(train), 4):  # 70 faces, saved as 64x64 RGB JPEGs: any size and colour is converted
+        folder = faces / EMOTIONS[int(train.labels[i])]
+        folder.mkdir(parents=True, exist_ok=True)
+        face = Image.fromarray(train.images[i].numpy()).resize((64, 64), Image.Resampling.BILINEAR).convert("RGB")
+        face.save(folder / f"face{i}.jpg", quality=95)
+    run = tmp_path / "run"
+    code = main(["train", "--init", "default", "--data", str(faces), "--epochs", "2", "--out", str(run), "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0 and "fine-tuning default (fastnet)" in out
+    for name in ("config.yaml", "history.csv", "best.pt", "last.pt", "metrics.json", "eval-val.json"):
+        assert (run / name).exists(), name
+    shipped, tuned = load_model("default"), load_model(run, "last")
+    assert tuned.config.init == "default" and tuned.config.lr == 3e-4  # the finetune preset
+    assert tuned.normalization == shipped.normalization  # the weights' own input statistics, not the new faces'
+    changed = [k for k, v in tuned.model.state_dict().items()
+               if v.is_floating_point() and not torch.allclose(v, shipped.model.state_dict()[k].float())]
+    assert len(changed) > 10  # the weights moved from the shipped ones ...
+    first = next(iter(shipped.model.state_dict()))
+    difference = (tuned.model.state_dict()[first] - shipped.model.state_dict()[first].float()).abs().max()
+    assert 0 < float(difference) < 0.1  # ... by a fine-tuning step, not a fresh start
+    assert read_checkpoint(run / "last.pt")["data"]["resize"] is True
+
+
+def test_init_refuses_another_architecture(tmp_path, sample_archive, capsys):
+    code = main(["train", "--init", "default", "--model", "cnn", "--data", str(sample_archive), "--out", str(tmp_path / "r")])
+    assert code == 2 and "its architecture cannot change" in capsys.readouterr().err
