@@ -71,6 +71,10 @@ def check_payload(payload: dict, for_resume: bool = False) -> str | None:
         normalization = Normalization(**payload["normalization"])
     except (FerlabError, TypeError, ValueError) as error:
         return f"inconsistent checkpoint: {error}"
+    if payload.get("kind") == "ensemble":
+        from ferlab.ensemble import check_ensemble
+
+        return check_ensemble(payload)
     problem = check_normalization(normalization) or check_weights(payload["model"], config) \
         or check_calibration(payload.get("calibration", {}))
     if problem or not for_resume:
@@ -191,6 +195,11 @@ def build_architecture(config: TrainConfig) -> nn.Module:
 def load_model(run_or_file: str | os.PathLike, which: str = "best") -> LoadedModel:
     payload = read_checkpoint(resolve_checkpoint(run_or_file, which))
     config = config_from_dict(payload["config"])
+    if payload.get("kind") == "ensemble":  # one model made of several (ferlab ensemble -o)
+        from ferlab.ensemble import load_ensemble
+
+        model, normalization = load_ensemble(payload)
+        return LoadedModel(model.eval(), normalization, config, payload)
     model = build_architecture(config)
     model.load_state_dict(payload["model"])  # copies cast float16 (exported) weights to float32
     if config.channels_last:  # as trained; on CPUs this layout is markedly faster for convolutions

@@ -332,18 +332,23 @@ def cmd_predict(args) -> int:
 
 
 def cmd_ensemble(args) -> int:
-    from ferlab.checkpoint import load_model
-    from ferlab.ensemble import evaluate_ensemble
-    from ferlab.runs import new_run_dir
+    from ferlab.checkpoint import load_model, save_checkpoint
+    from ferlab.ensemble import ensemble_payload, evaluate_ensemble
+    from ferlab.runs import new_run_dir, writable_file
 
     if len(args.runs) < 2:
         raise FerlabError("an ensemble needs at least two runs")
+    output = writable_file(Path(args.output)) if args.output else None
     members = [load_model(run) for run in args.runs]
     faces = load_data_for(args, members[0])
     out = Path(args.out) if args.out else new_run_dir(Path("runs"), "ensemble")
     summary = evaluate_ensemble(dict(zip(map(str, args.runs), members)), faces, out,
                                 fit=args.weights == "fit", tta=args.tta, log=print)
     weights = summary["weights"]
+    if output:
+        save_checkpoint(output, ensemble_payload(dict(zip(map(str, args.runs), members)),
+                                                 [1.0] * len(members) if weights == "equal" else weights))
+        print(f"wrote {output}: one model that every command and ferlab.load accept")
     described = "equal weights" if weights == "equal" else \
         "weights fitted on PublicTest: " + ", ".join(f"{w:.2f}" for w in weights)
     print(f"ensemble of {len(members)} ({described}): PublicTest {summary['val_accuracy']:.4f}, "
@@ -595,6 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="fit: weights that minimise the log-loss on PublicTest")
     add_tta_argument(ensemble)
     ensemble.add_argument("--out", help="folder for the ensemble's evaluation (default: runs/ensemble-<time>)")
+    ensemble.add_argument("-o", "--output", help="also write the ensemble as one model file (e.g. ensemble.pt) that "
+                                                 "every command and ferlab.load accept")
     add_data_arguments(ensemble)
     ensemble.set_defaults(func=cmd_ensemble)
 

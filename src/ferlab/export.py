@@ -51,9 +51,14 @@ def export_onnx(payload: dict, path: Path) -> None:
     except ImportError:
         raise FerlabError("ONNX export needs the onnx and onnxscript packages: pip install 'ferlab[onnx]'") from None
     config = config_from_dict(payload["config"])
-    network = build_architecture(config)
-    network.load_state_dict(payload["model"])
-    model = RawFaces(network.float().eval(), Normalization(**payload["normalization"])).eval()
+    if payload.get("kind") == "ensemble":  # members normalise inside EnsembleNet; its output is log-probabilities
+        from ferlab.ensemble import load_ensemble
+
+        network, normalization = load_ensemble(payload)
+    else:
+        network, normalization = build_architecture(config), Normalization(**payload["normalization"])
+        network.load_state_dict(payload["model"])
+    model = RawFaces(network.float().eval(), normalization).eval()
     example = torch.zeros(2, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     program = torch.onnx.export(model, (example,), input_names=["faces"], output_names=["logits", "probabilities"],

@@ -54,7 +54,8 @@ def pick_layer(model: nn.Module, layer: str | int | None) -> tuple[str, nn.Modul
     """A conv layer by name or position in ``conv_layers`` (default: the deepest)."""
     layers = conv_layers(model)
     if not layers:
-        raise NotApplicable(f"{model.__class__.__name__} has no convolutional layers (a fully connected model); "
+        raise NotApplicable(getattr(model, "no_conv_layer", None) or
+                            f"{model.__class__.__name__} has no convolutional layers (a fully connected model); "
                             "methods that look at a conv layer do not apply to it")
     if layer is None:
         return layers[-1]

@@ -1,0 +1,74 @@
+"""Ensembles as one model (issue 12, item 4): one file that every command and ferlab.load accept."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import ferlab
+from ferlab.checkpoint import load_model, read_checkpoint, save_checkpoint
+from ferlab.cli import main
+from ferlab.errors import FerlabError
+
+
+@pytest.fixture(scope="module")
+def ensemble_file(tmp_path_factory, sample_archive):
+    root = tmp_path_factory.mktemp("ensemble")
+    runs = []
+    for seed in (0, 1):
+        runs.append(root / f"run{seed}")
+        assert main(["train", "--preset", "smoke", "--epochs", "1", "--seed", str(seed), "--data", str(sample_archive),
+                     "--out", str(runs[-1]), "--quiet"]) == 0
+    path = root / "ensemble.pt"
+    assert main(["ensemble", *map(str, runs), "--weights", "fit", "--out", str(root / "evaluation"),
+                 "-o", str(path)]) == 0
+    return path, runs, json.loads((root / "evaluation" / "metrics.json").read_text())
+
+
+def test_the_ensemble_file_evaluates_as_the_ensemble_did(ensemble_file, tmp_path, capsys):
+    path, _, summary = ensemble_file
+    assert main(["evaluate", str(path), "--split", "both", "--out", str(tmp_path)]) == 0
+    evaluated = json.loads((tmp_path / "metrics.json").read_text())
+    assert evaluated["test_accuracy"] == pytest.approx(summary["test_accuracy"])
+    assert evaluated["val_accuracy"] == pytest.approx(summary["val_accuracy"])
+
+
+def test_the_api_photo_and_export_take_the_ensemble(ensemble_file, tmp_path, sample_faces):
+    path, runs, summary = ensemble_file
+    model = ferlab.load(path)
+    faces = sample_faces.split("test").images[:8]
+    probabilities = model.predict(faces).probabilities
+    np.testing.assert_allclose(probabilities.sum(1), 1, atol=1e-5)
+    members = [load_model(run).probabilities(faces) for run in runs]
+    weights = summary["weights"]
+    expected = sum(w * p for w, p in zip(weights, members)).numpy()
+    np.testing.assert_allclose(probabilities, expected, atol=1e-4)
+    assert main(["photo", "--demo", "--model", str(path), "-o", str(tmp_path / "photos")]) == 0
+    onnxruntime = pytest.importorskip("onnxruntime")
+    assert main(["export", str(path), "-o", str(tmp_path / "ensemble.onnx")]) == 0
+    session = onnxruntime.InferenceSession(str(tmp_path / "ensemble.onnx"), providers=["CPUExecutionProvider"])
+    _, onnx_probabilities = session.run(None, {"faces": faces.numpy()})
+    reference = (model.loaded.model.float()(faces[:, None].float())).softmax(1).detach().numpy()
+    np.testing.assert_allclose(onnx_probabilities, reference, atol=1e-4)
+
+
+def test_explanations_of_an_ensemble_are_defined_or_refused_in_one_line(ensemble_file, tmp_path, capsys):
+    path, _, _ = ensemble_file
+    maps = ferlab.load(path).explain(np.zeros((48, 48), np.uint8) + 100, method="saliency")
+    assert maps.shape == (1, 48, 48)
+    assert main(["explain", str(path), "--method", "gradcam", "--index", "0", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "an ensemble has no single convolutional layer" in err and "\n" not in err
+
+
+def test_an_ensemble_with_another_class_order_is_refused_by_name(ensemble_file, tmp_path):
+    path, _, _ = ensemble_file
+    payload = torch.load(path, weights_only=True)
+    payload["members"][1]["classes"] = list(reversed(payload["members"][1]["classes"]))
+    damaged = tmp_path / "damaged.pt"
+    save_checkpoint(damaged, {k: v for k, v in payload.items() if k not in ("format", "version", "classes")})
+    with pytest.raises(FerlabError, match=r"damaged.pt: member 2: classes .* differ"):
+        read_checkpoint(damaged)
