@@ -101,12 +101,18 @@ def cmd_models(args) -> int:
 
 
 def cmd_summary(args) -> int:
+    from ferlab.checkpoint import DEFAULT_MODEL, load_model
     from ferlab.models import build_model, list_models
     from ferlab.models.summary import format_summary
 
-    if args.model not in list_models():
-        raise FerlabError(f"unknown model {args.model!r}; available: {', '.join(list_models())}")
-    print(format_summary(args.model, build_model(args.model)))
+    if args.model in list_models():
+        print(format_summary(args.model, build_model(args.model)))
+    elif args.model == DEFAULT_MODEL or Path(args.model).exists():
+        loaded = load_model(args.model)
+        print(format_summary(f"{args.model} ({loaded.config.model})", loaded.model))
+    else:
+        raise FerlabError(f"unknown model {args.model!r}; available: {', '.join(list_models())}, 'default', "
+                          "a run folder or a checkpoint file")
     return 0
 
 
@@ -535,8 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     commands.add_parser("models", help="list the registered models with parameter counts").set_defaults(func=cmd_models)
-    summary = commands.add_parser("summary", help="print a model's layer table")
-    summary.add_argument("model", help="a registered model (see 'ferlab models')")
+    summary = commands.add_parser("summary", help="a model's layer table: output shapes, parameters, mult-adds, sizes")
+    summary.add_argument("model", help="a registered model (see 'ferlab models'), 'default', a run folder or a checkpoint")
     summary.set_defaults(func=cmd_summary)
 
     train = commands.add_parser("train", help="train a model and leave a run folder", epilog=describe_presets(),
