@@ -24,7 +24,7 @@ def test_models_lists_every_model_with_its_size(capsys):
 
 def test_summary_prints_a_layer_table(capsys):
     code, out, _ = run(["summary", "dnn"], capsys)
-    assert code == 0 and "Output shape" in out and "Total params: 6,924,551" in out
+    assert code == 0 and "Output Shape" in out and "Total params: 6,924,551" in out
 
 
 def one_line_error(code, err, *fragments):
@@ -134,7 +134,7 @@ def test_train_never_overwrites_a_run(tmp_path, capsys, sample_archive):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the warning is for CPU-only machines")
 def test_cpu_warnings_name_gpu_presets_and_compilation_only_on_a_cpu():
-    from ferlab.cli import cpu_warnings
+    from ferlab.training import cpu_warnings
     from ferlab.config import resolve_config
 
     assert cpu_warnings("cpu", resolve_config("cpu"), "cpu") == []

@@ -85,3 +85,19 @@ def save_calibrated(payload: dict, calibration: dict, path) -> None:
 
     kept = {k: v for k, v in payload.items() if k not in ("format", "version", "classes")}
     save_checkpoint(path, {**kept, "calibration": calibration})
+
+
+def calibrate_in_place(path, faces, output=None) -> dict:
+    """Fit the temperature of the checkpoint at ``path`` on ``faces``' PublicTest and write the
+    calibrated checkpoint to ``output`` (default: the same file); returns the calibration."""
+    from ferlab.checkpoint import load_model, read_checkpoint
+
+    calibration = calibrate(load_model(path), faces)
+    save_calibrated(read_checkpoint(path), calibration, output or path)
+    return calibration
+
+
+def describe_calibration(calibration: dict) -> str:
+    return (f"calibrated on {calibration['fitted_on']}: temperature {calibration['temperature']:.3f}, "
+            f"ECE {100 * calibration['ece_before']:.2f}% -> {100 * calibration['ece_after']:.2f}%, "
+            f"NLL {calibration['nll_before']:.4f} -> {calibration['nll_after']:.4f}")

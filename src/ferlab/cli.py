@@ -131,50 +131,6 @@ def train_overrides(args) -> dict:
     return overrides
 
 
-def cpu_warnings(preset: str | None, config, device_type: str) -> list[str]:
-    """What a training run would regret on a CPU (measured in BENCHMARKS.md)."""
-    from ferlab.config import GPU_PRESETS
-
-    if device_type != "cpu":
-        return []
-    warnings = []
-    if preset in GPU_PRESETS:
-        warnings.append(f"preset {preset} is sized for a GPU and will take hours on this CPU; "
-                        "--preset cpu trains in about ten minutes")
-    if config.compile:
-        warnings.append("--compile made the training step slower on a CPU, not faster (1.23x slower on 2 cores), "
-                        "after about a minute of compilation")
-    return warnings
-
-
-def resume_state(args):
-    """The config, data entry and run folder of ``--resume RUN``; refuses flags that would change
-    the recorded run, except ``--epochs`` (to extend it)."""
-    import dataclasses
-
-    from ferlab.checkpoint import read_checkpoint
-    from ferlab.config import config_from_dict
-
-    run_dir = Path(args.resume)
-    if not run_dir.is_dir():
-        raise FerlabError(f"--resume {run_dir}: expected a run folder (one holding last.pt)")
-    changed = sorted(k for k, v in train_overrides(args).items() if v is not None and k != "epochs")
-    changed += [flag for flag, given in (("preset", args.preset), ("config", args.config)) if given]
-    if changed:
-        raise FerlabError(f"--resume continues the recorded run; it cannot change "
-                          f"{', '.join('--' + c.replace('_', '-') for c in changed)} (start a new run for that)")
-    state = read_checkpoint(run_dir / "last.pt", for_resume=True)
-    config = config_from_dict(state["config"])
-    if args.epochs is not None and args.epochs != config.epochs:
-        if args.epochs < state["epoch"]:
-            raise FerlabError(f"--epochs {args.epochs}: {run_dir} has already trained {state['epoch']} epochs")
-        if config.schedule in ("onecycle", "cosine"):
-            print(f"note: the {config.schedule} learning-rate schedule is stretched from {config.epochs} to "
-                  f"{args.epochs} epochs from epoch {state['epoch'] + 1} on")
-        config = dataclasses.replace(config, epochs=args.epochs)
-    return run_dir, state, config
-
-
 def fine_tuning(args) -> tuple[str | None, str | None, dict]:
     """(preset, config file, overrides) for resolve_config. With --init, the architecture comes
     from that model, the preset defaults to 'finetune', and images of any size are resized."""
@@ -192,79 +148,45 @@ def fine_tuning(args) -> tuple[str | None, str | None, dict]:
 
 
 def cmd_train(args) -> int:
-    from ferlab.checkpoint import load_model, read_checkpoint
     from ferlab.config import resolve_config
-    from ferlab.report.figures import plot_history
-    from ferlab.runs import evaluate_split, evaluation_entry, new_run_dir, writable_folder, write_config, write_json
-    from ferlab.training import choose_device, fit
+    from ferlab.lifecycle import check_new_run_folder, resume_config, start_run, train_run
+    from ferlab.training import choose_device, cpu_warnings
 
     if args.resume:
-        run_dir, state, config = resume_state(args)
-        data_info = state["data"]
+        changed = sorted(k for k, v in train_overrides(args).items() if v is not None and k != "epochs")
+        state, config, notes = resume_config(Path(args.resume), args.epochs,
+                                             changed + [f for f in ("preset", "config") if getattr(args, f)])
+        run_dir, data_info = Path(args.resume), state["data"]
+        print("\n".join(notes + [f"resuming {run_dir} after epoch {state['epoch']} of {config.epochs}"]))
         faces = load_data(args, val_fraction=config.val_fraction, seed=config.seed,
                           explicit=args.data or data_info["source"], recorded=data_info)
-        print(f"resuming {run_dir} after epoch {state['epoch']} of {config.epochs}")
     else:
-        config = resolve_config(*fine_tuning(args))  # every option checked here
+        config = resolve_config(*fine_tuning(args))  # every option checked here, before anything is written
         for warning in cpu_warnings(args.preset, config, choose_device(config.device).type):
             print(f"ferlab: warning: {warning}", file=sys.stderr)
         if args.out:
-            if (Path(args.out) / "last.pt").exists():  # never overwrite a run
-                raise FerlabError(f"{args.out} already holds a run; continue it with --resume {args.out} "
-                                  "or choose another --out")
-            writable_folder(Path(args.out))
+            check_new_run_folder(Path(args.out))  # a used or unwritable --out fails before the data is read
         faces = load_data(args, val_fraction=config.val_fraction, seed=config.seed)
         data_info = {"source": faces.source, "resize": args.resize, "skip_bad_rows": args.skip_bad_rows,
                      "skipped": faces.skipped, "sizes": faces.split_sizes()}
-        run_dir = Path(args.out) if args.out else new_run_dir(writable_folder(Path(args.runs)), config.model)
-        write_config(run_dir, config, data_info)
+        run_dir = start_run(config, data_info, Path(args.out) if args.out else None, Path(args.runs))
         print(f"run folder: {run_dir}")
     try:
-        summary = fit(config, faces, run_dir, data_info=data_info, resume=bool(args.resume), progress=not args.quiet)
+        results = train_run(config, faces, run_dir, data_info=data_info, resume=bool(args.resume), progress=not args.quiet)
     except KeyboardInterrupt:
-        if (run_dir / "last.pt").exists():
-            print(f"\ninterrupted; continue with: ferlab train --resume {run_dir}", file=sys.stderr)
-        else:
-            print(f"\ninterrupted before the first checkpoint (last.pt is written every {config.checkpoint_every} "
-                  f"epoch(s)); nothing to resume: run the same command again", file=sys.stderr)
+        resumable = (run_dir / "last.pt").exists()
+        print(f"\ninterrupted; continue with: ferlab train --resume {run_dir}" if resumable else
+              f"\ninterrupted before the first checkpoint (last.pt is written every {config.checkpoint_every} "
+              "epoch(s)); nothing to resume: run the same command again", file=sys.stderr)
         return 130
-    history = read_checkpoint(run_dir / "last.pt")["history"]
-    plot_history(history, run_dir / "curves.png", f"{config.model} ({run_dir.name})")
-    print(describe_calibration(calibrate_in_place(run_dir / "best.pt", faces)))
-    loaded = load_model(run_dir, "best")
-    results = {"model": config.model, "run": str(run_dir), "data": faces.source, **summary}
-    for split in ("val", "test"):
-        subset = faces.split(split)
-        if len(subset) and subset.labelled:
-            result = evaluate_split(loaded, faces, split, run_dir)
-            results[f"{split}_accuracy"] = result["accuracy"]
-            results.setdefault("evaluations", {})[result["name"]] = evaluation_entry(result)
-            print(result["report"])
-    write_json(run_dir / "metrics.json", results)
-    print(f"done: best epoch {summary['best_epoch']}, {faces.split_title('val')} "
-          f"{results.get('val_accuracy', float('nan')):.4f}, {faces.split_title('test')} "
-          f"{results.get('test_accuracy', float('nan')):.4f}, training {summary['train_seconds']:.0f}s; run folder {run_dir}")
+    print(f"done: best epoch {results['best_epoch']}, {faces.split_title('val')} {results.get('val_accuracy', float('nan')):.4f}, "
+          f"{faces.split_title('test')} {results.get('test_accuracy', float('nan')):.4f}, "
+          f"training {results['train_seconds']:.0f}s; run folder {run_dir}")
     return 0
 
 
-def calibrate_in_place(path: Path, faces, output: Path | None = None) -> dict:
-    """Fit the temperature of the checkpoint at ``path`` on ``faces``' PublicTest and write it
-    into ``output`` (default: the same file)."""
-    from ferlab.calibration import calibrate, save_calibrated
-    from ferlab.checkpoint import load_model, read_checkpoint
-
-    calibration = calibrate(load_model(path), faces)
-    save_calibrated(read_checkpoint(path), calibration, output or path)
-    return calibration
-
-
-def describe_calibration(calibration: dict) -> str:
-    return (f"calibrated on {calibration['fitted_on']}: temperature {calibration['temperature']:.3f}, "
-            f"ECE {100 * calibration['ece_before']:.2f}% -> {100 * calibration['ece_after']:.2f}%, "
-            f"NLL {calibration['nll_before']:.4f} -> {calibration['nll_after']:.4f}")
-
-
 def cmd_calibrate(args) -> int:
+    from ferlab.calibration import calibrate_in_place, describe_calibration
     from ferlab.checkpoint import is_run_folder, load_model, resolve_checkpoint
     from ferlab.runs import writable_file
 

@@ -42,6 +42,22 @@ def choose_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def cpu_warnings(preset: str | None, config: TrainConfig, device_type: str) -> list[str]:
+    """What a training run would regret on a CPU (measured in BENCHMARKS.md)."""
+    from ferlab.config import GPU_PRESETS
+
+    if device_type != "cpu":
+        return []
+    warnings = []
+    if preset in GPU_PRESETS:
+        warnings.append(f"preset {preset} is sized for a GPU and will take hours on this CPU; "
+                        "--preset cpu trains in about ten minutes")
+    if config.compile:
+        warnings.append("--compile made the training step slower on a CPU, not faster (1.23x slower on 2 cores), "
+                        "after about a minute of compilation")
+    return warnings
+
+
 def lr_at(step: int, total_steps: int, config: TrainConfig) -> float:
     """Learning rate at optimiser step ``step`` of ``total_steps`` (before plateau scaling).
 
@@ -257,7 +273,7 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
     ``history.csv`` after every epoch.
 
     ``resume`` continues from ``run_dir/last.pt``. ``stop_after`` ends the call after that many
-    epochs of this call (to test interruption). Returns a summary dict.
+    epochs of this call (to test interruption). Returns a summary dict, the history included.
     """
     device = choose_device(config.device)
     if device.type == "cuda":
@@ -335,6 +351,6 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
         save_last(weights)
     write_history(run_dir / "history.csv", history)  # agrees with last.pt, however the loop ended
     best = max(history, key=lambda r: r["val_accuracy"]) if history else None
-    return {"epochs": len(history), "best_epoch": best["epoch"] if best else None,
+    return {"history": history, "epochs": len(history), "best_epoch": best["epoch"] if best else None,
             "best_val_accuracy": best["val_accuracy"] if best else None,
             "train_seconds": sum(r["seconds"] for r in history), "finished": stopped_early or len(history) >= config.epochs}

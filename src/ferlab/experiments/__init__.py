@@ -31,7 +31,7 @@ from typing import Any
 import torch
 import yaml
 
-from ferlab.checkpoint import load_model, read_checkpoint
+from ferlab.checkpoint import load_model
 from ferlab.config import ConfigError, resolve_config
 from ferlab.data.faceset import FaceSet
 from ferlab.errors import FerlabError
@@ -154,14 +154,13 @@ def run_experiment(experiment: Experiment, faces: FaceSet, out_dir: Path, *, see
             run_dir = run_folder(out_dir, label, seed)
             run_dir.mkdir(parents=True, exist_ok=True)
             started = time.perf_counter()
-            fit(config, faces, run_dir, progress=progress, log=lambda _: None)
+            history = fit(config, faces, run_dir, progress=progress, log=lambda _: None)["history"]
             loaded = load_model(run_dir)
             accuracy = {}
             for split in ("val", "test"):
                 subset = faces.split(split)
                 logits = loaded.logits(subset.images)
                 accuracy[split] = metrics(logits, subset.labels)["accuracy"]
-            history = read_checkpoint(run_dir / "last.pt")["history"]
             runs.append({"seed": seed, "val": accuracy["val"], "test": accuracy["test"],
                          "seconds": time.perf_counter() - started, "history": history})
             log(f"{experiment.name} / {label} / seed {seed}: PublicTest {accuracy['val']:.4f}, "

@@ -1,0 +1,79 @@
+"""A training run from start to finish, as library calls: the command line (``ferlab train``), the
+experiments and a notebook all run the same steps.
+
+    start_run    check the output (check_new_run_folder), make the run folder, write the resolved config
+    train_run    fit -> curves -> calibrate best.pt on PublicTest -> evaluate val and test -> metrics.json
+    resume_config  the config of an interrupted run, with the only change allowed (more epochs)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+from ferlab import training
+from ferlab.calibration import calibrate_in_place, describe_calibration
+from ferlab.checkpoint import load_model, read_checkpoint
+from ferlab.config import TrainConfig, config_from_dict
+from ferlab.data.faceset import FaceSet
+from ferlab.errors import FerlabError
+from ferlab.report.figures import plot_history
+from ferlab.runs import evaluate_split, evaluation_entry, new_run_dir, writable_folder, write_config, write_json
+
+
+def check_new_run_folder(out: Path) -> Path:
+    """``out`` as the folder of a new run: writable, and never one that already holds a run."""
+    if (out / "last.pt").exists():
+        raise FerlabError(f"{out} already holds a run; continue it with --resume {out} or choose another --out")
+    return writable_folder(out)
+
+
+def start_run(config: TrainConfig, data_info: dict, out: Path | None, runs: Path) -> Path:
+    """The run folder for a new run: ``out`` (see check_new_run_folder) or a new folder under
+    ``runs``; the resolved config is written into it."""
+    run_dir = check_new_run_folder(out) if out is not None else new_run_dir(writable_folder(runs), config.model)
+    write_config(run_dir, config, data_info)
+    return run_dir
+
+
+def resume_config(run_dir: Path, epochs: int | None = None, changed: list[str] = ()) -> tuple[dict, TrainConfig, list[str]]:
+    """(last.pt, config, notes) to continue ``run_dir``: the recorded config, with ``epochs``
+    extended if asked; any other ``changed`` option is refused by name."""
+    if not run_dir.is_dir():
+        raise FerlabError(f"--resume {run_dir}: expected a run folder (one holding last.pt)")
+    if changed:
+        raise FerlabError(f"--resume continues the recorded run; it cannot change "
+                          f"{', '.join('--' + c.replace('_', '-') for c in changed)} (start a new run for that)")
+    state = read_checkpoint(run_dir / "last.pt", for_resume=True)
+    config, notes = config_from_dict(state["config"]), []
+    if epochs is not None and epochs != config.epochs:
+        if epochs < state["epoch"]:
+            raise FerlabError(f"--epochs {epochs}: {run_dir} has already trained {state['epoch']} epochs")
+        if config.schedule in ("onecycle", "cosine"):
+            notes.append(f"note: the {config.schedule} learning-rate schedule is stretched from {config.epochs} to "
+                         f"{epochs} epochs from epoch {state['epoch'] + 1} on")
+        config = dataclasses.replace(config, epochs=epochs)
+    return state, config, notes
+
+
+def train_run(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict, resume: bool = False,
+              progress: bool = True, log: Callable[[str], None] = print) -> dict:
+    """Train (``training.fit``), draw the curves, calibrate ``best.pt`` on PublicTest, evaluate it
+    on PublicTest and PrivateTest and write ``metrics.json``; returns what metrics.json holds.
+    A KeyboardInterrupt passes through (``last.pt`` holds the state to resume from)."""
+    summary = training.fit(config, faces, run_dir, data_info=data_info, resume=resume, progress=progress, log=log)
+    history = summary.pop("history")
+    plot_history(history, run_dir / "curves.png", f"{config.model} ({run_dir.name})")
+    log(describe_calibration(calibrate_in_place(run_dir / "best.pt", faces)))
+    loaded = load_model(run_dir, "best")
+    results = {"model": config.model, "run": str(run_dir), "data": faces.source, **summary, "evaluations": {}}
+    for split in ("val", "test"):
+        subset = faces.split(split)
+        if len(subset) and subset.labelled:
+            result = evaluate_split(loaded, faces, split, run_dir)
+            results[f"{split}_accuracy"] = result["accuracy"]
+            results["evaluations"][result["name"]] = evaluation_entry(result)
+            log(result["report"])
+    write_json(run_dir / "metrics.json", results)
+    return results
