@@ -147,30 +147,45 @@ def fine_tuning(args) -> tuple[str | None, str | None, dict]:
     return args.preset or "finetune", args.config, {**overrides, "model": source.model, "model_options": source.model_options}
 
 
-def cmd_train(args) -> int:
+def resumed_run(args):
+    """(config, faces, run folder, data entry) of ``--resume RUN``: the recorded run, extended with
+    --epochs if asked; any other training flag is refused by name."""
+    from ferlab.lifecycle import resume_config
+
+    changed = sorted(k for k, v in train_overrides(args).items() if v is not None and k != "epochs")
+    state, config, notes = resume_config(Path(args.resume), args.epochs,
+                                         changed + [f for f in ("preset", "config") if getattr(args, f)])
+    run_dir, data_info = Path(args.resume), state["data"]
+    print("\n".join(notes + [f"resuming {run_dir} after epoch {state['epoch']} of {config.epochs}"]))
+    faces = load_data(args, val_fraction=config.val_fraction, seed=config.seed,
+                      explicit=args.data or data_info["source"], recorded=data_info)
+    return config, faces, run_dir, data_info
+
+
+def new_run(args):
+    """(config, faces, run folder, data entry) of a new run; every option is checked before
+    anything is written."""
     from ferlab.config import resolve_config
-    from ferlab.lifecycle import check_new_run_folder, resume_config, start_run, train_run
+    from ferlab.lifecycle import check_new_run_folder, start_run
     from ferlab.training import choose_device, cpu_warnings
 
-    if args.resume:
-        changed = sorted(k for k, v in train_overrides(args).items() if v is not None and k != "epochs")
-        state, config, notes = resume_config(Path(args.resume), args.epochs,
-                                             changed + [f for f in ("preset", "config") if getattr(args, f)])
-        run_dir, data_info = Path(args.resume), state["data"]
-        print("\n".join(notes + [f"resuming {run_dir} after epoch {state['epoch']} of {config.epochs}"]))
-        faces = load_data(args, val_fraction=config.val_fraction, seed=config.seed,
-                          explicit=args.data or data_info["source"], recorded=data_info)
-    else:
-        config = resolve_config(*fine_tuning(args))  # every option checked here, before anything is written
-        for warning in cpu_warnings(args.preset, config, choose_device(config.device).type):
-            print(f"ferlab: warning: {warning}", file=sys.stderr)
-        if args.out:
-            check_new_run_folder(Path(args.out))  # a used or unwritable --out fails before the data is read
-        faces = load_data(args, val_fraction=config.val_fraction, seed=config.seed)
-        data_info = {"source": faces.source, "resize": args.resize, "skip_bad_rows": args.skip_bad_rows,
-                     "skipped": faces.skipped, "sizes": faces.split_sizes()}
-        run_dir = start_run(config, data_info, Path(args.out) if args.out else None, Path(args.runs))
-        print(f"run folder: {run_dir}")
+    config = resolve_config(*fine_tuning(args))
+    for warning in cpu_warnings(args.preset, config, choose_device(config.device).type):
+        print(f"ferlab: warning: {warning}", file=sys.stderr)
+    if args.out:
+        check_new_run_folder(Path(args.out))  # a used or unwritable --out fails before the data is read
+    faces = load_data(args, val_fraction=config.val_fraction, seed=config.seed)
+    data_info = {"source": faces.source, "resize": args.resize, "skip_bad_rows": args.skip_bad_rows,
+                 "skipped": faces.skipped, "sizes": faces.split_sizes()}
+    run_dir = start_run(config, data_info, Path(args.out) if args.out else None, Path(args.runs))
+    print(f"run folder: {run_dir}")
+    return config, faces, run_dir, data_info
+
+
+def cmd_train(args) -> int:
+    from ferlab.lifecycle import train_run
+
+    config, faces, run_dir, data_info = resumed_run(args) if args.resume else new_run(args)
     try:
         results = train_run(config, faces, run_dir, data_info=data_info, resume=bool(args.resume), progress=not args.quiet)
     except KeyboardInterrupt:
@@ -183,7 +198,6 @@ def cmd_train(args) -> int:
           f"{faces.split_title('test')} {results.get('test_accuracy', float('nan')):.4f}, "
           f"training {results['train_seconds']:.0f}s; run folder {run_dir}")
     return 0
-
 
 def cmd_calibrate(args) -> int:
     from ferlab.calibration import calibrate_in_place, describe_calibration
@@ -300,36 +314,19 @@ def cmd_export(args) -> int:
 
 def cmd_photo(args) -> int:
     from ferlab.checkpoint import load_model
-    from ferlab.faces import PhotoError, read_photo
-    from ferlab.photos import SUMMARY_NAME, analyze, annotate, demo_photos, expand_inputs, output_names, photo_record
-    from ferlab.runs import writable_folder, write_json
+    from ferlab.photos import demo_photos, expand_inputs, process_photos
+    from ferlab.runs import writable_folder
 
     if not args.inputs and not args.demo:
         raise FerlabError("give photos or folders to read, or --demo")
     out = writable_folder(Path(args.output))
     loaded = load_model(args.model)
-    paths = list(dict.fromkeys((demo_photos() if args.demo else []) + expand_inputs(args.inputs)))  # each file once
-    records, failed = [], 0
-    for path, name in zip(paths, output_names(paths)):
-        try:
-            rgb = read_photo(path)
-        except PhotoError as error:
-            print(f"ferlab: error: {error}", file=sys.stderr)
-            failed += 1
-            continue
-        faces = analyze(loaded, rgb, explain=args.explain, tta=args.tta, mode=args.mode)
-        record = {**photo_record(str(path), rgb, faces), "outputs": [f"{name}.json", f"{name}-annotated.png"]}
-        records.append(record)
-        write_json(out / f"{name}.json", record)
-        annotate(rgb, faces).save(out / f"{name}-annotated.png", format="PNG")
-        summary = ", ".join(f"{f.label} {f.confidence:.2f}" for f in faces) or "no face found"
-        if faces and faces[0].found_by == "whole image":
-            summary += " (the whole image as one face crop)"
-        print(f"{path}: {len(faces)} face{'s' if len(faces) != 1 else ''}: {summary}")
-    write_json(out / f"{SUMMARY_NAME}.json", {"model": str(args.model), "photos": records, "failed": failed})
-    print(f"wrote {len(records)} results to {out}" + (f"; {failed} file(s) could not be read" if failed else ""))
+    paths = (demo_photos() if args.demo else []) + expand_inputs(args.inputs)
+    summary = process_photos(loaded, paths, out, model_name=str(args.model), explain=args.explain, tta=args.tta,
+                             mode=args.mode, warn=lambda message: print(f"ferlab: error: {message}", file=sys.stderr))
+    failed = summary["failed"]
+    print(f"wrote {len(summary['photos'])} results to {out}" + (f"; {failed} file(s) could not be read" if failed else ""))
     return 2 if failed else 0
-
 
 def cmd_serve(args) -> int:
     import socket
@@ -392,50 +389,31 @@ def cmd_report(args) -> int:
     return 0
 
 
-def read_face_image(path: Path):
-    """A photo or face crop -> (1, 48, 48) uint8: grayscale, resized to 48x48."""
-    import torch
+def explain_inputs(args, loaded) -> tuple:
+    """(N, 48, 48) uint8 faces and their names: --image files, or --index faces of --split."""
+    from ferlab.api import as_faces
 
-    from ferlab.data.images import decode_face
-
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise FerlabError(f"{path}: cannot read ({error.strerror or error})") from None
-    face = decode_face(data, resize=True)
-    if isinstance(face, str):
-        raise FerlabError(f"{path}: {face}")
-    return torch.from_numpy(face.copy())[None]
+    if args.image:  # the API's conversion: gray, bilinear 48x48
+        return as_faces([Path(p) for p in args.image]), [Path(p).stem for p in args.image]
+    faces = load_data_for(args, loaded).split(args.split)
+    bad = [i for i in args.index if not 0 <= i < len(faces)]
+    if bad:
+        raise FerlabError(f"--index {bad[0]} is out of range: the {args.split} split has {len(faces)} faces")
+    return faces.images[args.index], [f"{args.split}{i}" for i in args.index]
 
 
 def cmd_explain(args) -> int:
-    import torch
-
     from ferlab.checkpoint import load_model
-    from ferlab.explain import NotApplicable
-    from ferlab.report.explain_figures import explain_faces_figure
-
     from ferlab.explain import list_methods
+    from ferlab.report.explain_figures import explain_faces_figure
 
     if args.method not in list_methods():
         raise FerlabError(f"unknown explanation method {args.method!r}; available: {', '.join(list_methods())}")
     loaded = load_model(args.run)
     run_dir = output_dir(args, "explain")
-    if args.image:
-        faces_u8 = torch.cat([read_face_image(Path(p)) for p in args.image])
-        names = [Path(p).stem for p in args.image]
-    else:
-        faces = load_data_for(args, loaded).split(args.split)
-        bad = [i for i in args.index if not 0 <= i < len(faces)]
-        if bad:
-            raise FerlabError(f"--index {bad[0]} is out of range: the {args.split} split has {len(faces)} faces")
-        faces_u8 = faces.images[args.index]
-        names = [f"{args.split}{i}" for i in args.index]
+    faces, names = explain_inputs(args, loaded)
     output = Path(args.output) if args.output else run_dir / f"explain-{args.method}-{'-'.join(names)[:60]}.png"
-    try:
-        explain_faces_figure(loaded, faces_u8, names, args.method, args.target, output)
-    except NotApplicable as error:
-        raise FerlabError(f"{args.method}: {error}") from None
+    explain_faces_figure(loaded, faces, names, args.method, args.target, output)  # NotApplicable: one line, exit 2
     print(f"wrote {output}")
     return 0
 
@@ -452,20 +430,18 @@ def describe_presets() -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole command line. Builds without importing PyTorch, so --help answers at once: names
-    a registry holds (models, explanation methods) are checked when the command runs."""
-    from ferlab import __version__
-    from ferlab.config import CHOICES, FIELDS, PRESETS
-
-    parser = Parser(prog="ferlab", description="Train, evaluate and explain facial-expression classifiers on FER2013.")
-    parser.add_argument("--version", action="version", version=f"ferlab {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-
+def add_models_command(commands) -> None:
     commands.add_parser("models", help="list the registered models with parameter counts").set_defaults(func=cmd_models)
+
+
+def add_summary_command(commands) -> None:
     summary = commands.add_parser("summary", help="a model's layer table: output shapes, parameters, mult-adds, sizes")
     summary.add_argument("model", help="a registered model (see 'ferlab models'), 'default', a run folder or a checkpoint")
     summary.set_defaults(func=cmd_summary)
+
+
+def add_train_command(commands) -> None:
+    from ferlab.config import CHOICES, FIELDS, PRESETS
 
     train = commands.add_parser("train", help="train a model and leave a run folder", epilog=describe_presets(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -491,6 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
                                help=f"default {spec.default if spec.default != '' else 'none'}{extra}; {TRAIN_FLAG_HELP}")
     train.set_defaults(func=cmd_train)
 
+def add_evaluate_command(commands) -> None:
     evaluate = commands.add_parser("evaluate", help="metrics, confusion matrix and misclassified faces of a run")
     evaluate.add_argument("run", help="run folder, checkpoint file, or 'default' (the shipped model)")
     evaluate.add_argument("--split", choices=("train", "val", "test", "both"), default="test",
@@ -501,6 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_arguments(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
+def add_predict_command(commands) -> None:
     predict = commands.add_parser("predict", help="label faces: a CSV of id,label (Kaggle's format), --proba adds "
                                                   "the seven probabilities")
     predict.add_argument("run", help="run folder, checkpoint file, or 'default' (the shipped model)")
@@ -514,6 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_arguments(predict, source=False)
     predict.set_defaults(func=cmd_predict)
 
+def add_calibrate_command(commands) -> None:
     calibrate = commands.add_parser("calibrate", help="fit a temperature on PublicTest so probabilities are calibrated "
                                                       "(ECE before and after); train does it for every run")
     calibrate.add_argument("run", help="run folder (calibrated in place), checkpoint file or 'default' (with -o)")
@@ -522,6 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_arguments(calibrate)
     calibrate.set_defaults(func=cmd_calibrate)
 
+def add_ensemble_command(commands) -> None:
     ensemble = commands.add_parser("ensemble", help="combine runs' probabilities and evaluate the combination")
     ensemble.add_argument("runs", nargs="+", help="run folders or checkpoint files")
     ensemble.add_argument("--weights", choices=("equal", "fit"), default="equal",
@@ -533,6 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_arguments(ensemble)
     ensemble.set_defaults(func=cmd_ensemble)
 
+def add_export_command(commands) -> None:
     export = commands.add_parser("export", help="write the model for use elsewhere: .pt (float16 ferlab checkpoint) "
                                                 "or .onnx (runs in onnxruntime; normalisation inside)")
     export.add_argument("run", help="run folder, checkpoint file, or 'default' (the shipped model)")
@@ -540,6 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--checkpoint", choices=("best", "last"), default="best")
     export.set_defaults(func=cmd_export)
 
+def add_photo_command(commands) -> None:
     photo = commands.add_parser("photo", help="find the faces in photos and classify them (JSON + annotated copies)")
     photo.add_argument("inputs", nargs="*", help="photo files or folders")
     photo.add_argument("--model", default="default", help="run folder, checkpoint, or 'default' (the shipped model)")
@@ -552,6 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tta_argument(photo)
     photo.set_defaults(func=cmd_photo)
 
+def add_serve_command(commands) -> None:
     serve = commands.add_parser("serve", help="a local web page: drop a photo, see faces, expressions and Grad-CAM")
     serve.add_argument("--model", default="default", help="run folder, checkpoint, or 'default' (the shipped model)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
@@ -559,6 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tta_argument(serve)
     serve.set_defaults(func=cmd_serve)
 
+def add_experiment_command(commands) -> None:
     experiment = commands.add_parser("experiment", help="answer one of the assignment's questions with a table over seeds")
     experiment.add_argument("name", help="cnn-vs-dnn, normalization, augmentation, architectures, confusions, "
                                          "a path to a YAML definition, or 'list'")
@@ -570,6 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_arguments(experiment)
     experiment.set_defaults(func=cmd_experiment)
 
+def add_report_command(commands) -> None:
     report = commands.add_parser("report", help="write a self-contained report.html with explanations and trust checks")
     report.add_argument("run", help="run folder, checkpoint file, or 'default' (the shipped model)")
     report.add_argument("--out", help="folder for report.html and its figures (default: the run folder)")
@@ -579,6 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_arguments(report)
     report.set_defaults(func=cmd_report)
 
+def add_explain_command(commands) -> None:
     explain = commands.add_parser("explain", help="one explanation method's figure for chosen faces")
     explain.add_argument("run", help="run folder or checkpoint file")
     explain.add_argument("--method", required=True, help="saliency, gradcam, hirescam, guided_gradcam or lime "
@@ -591,6 +577,23 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("-o", "--output", help="PNG to write (default: in the run folder)")
     add_data_arguments(explain)
     explain.set_defaults(func=cmd_explain)
+
+# Each adds one subcommand, in the order --help lists them.
+COMMANDS = [add_models_command, add_summary_command, add_train_command, add_evaluate_command, add_predict_command,
+            add_calibrate_command, add_ensemble_command, add_export_command, add_photo_command, add_serve_command,
+            add_experiment_command, add_report_command, add_explain_command]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line. Builds without importing PyTorch, so --help answers at once: names
+    a registry holds (models, explanation methods) are checked when the command runs."""
+    from ferlab import __version__
+
+    parser = Parser(prog="ferlab", description="Train, evaluate and explain facial-expression classifiers on FER2013.")
+    parser.add_argument("--version", action="version", version=f"ferlab {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for add_command in COMMANDS:
+        add_command(commands)
     return parser
 
 

@@ -185,3 +185,39 @@ def demo_photos() -> list[Path]:
 
     return [Path(skimage.data.__file__).parent / "astronaut.png",
             Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))]
+
+
+def describe_faces(path, faces: list[FaceResult]) -> str:
+    """One line per photo for the command line: its faces' labels and confidences."""
+    summary = ", ".join(f"{f.label} {f.confidence:.2f}" for f in faces) or "no face found"
+    if faces and faces[0].found_by == "whole image":
+        summary += " (the whole image as one face crop)"
+    return f"{path}: {len(faces)} face{'s' if len(faces) != 1 else ''}: {summary}"
+
+
+def process_photos(loaded: LoadedModel, paths: list[Path], out: Path, *, model_name: str, explain: bool = False,
+                   tta: str = "none", mode: str = "auto", log=print, warn=print) -> dict:
+    """``ferlab photo``: each photo's JSON record and annotated copy in ``out`` (names unique per
+    input, see ``output_names``), then the summary ``results.json``, which is returned. A photo
+    that cannot be read is reported through ``warn`` and counted; the rest still run."""
+    from ferlab.faces import PhotoError, read_photo
+    from ferlab.runs import write_json
+
+    paths = list(dict.fromkeys(paths))  # each file once
+    records, failed = [], 0
+    for path, name in zip(paths, output_names(paths)):
+        try:
+            rgb = read_photo(path)
+        except PhotoError as error:
+            warn(str(error))
+            failed += 1
+            continue
+        faces = analyze(loaded, rgb, explain=explain, tta=tta, mode=mode)
+        record = {**photo_record(str(path), rgb, faces), "outputs": [f"{name}.json", f"{name}-annotated.png"]}
+        records.append(record)
+        write_json(out / f"{name}.json", record)
+        annotate(rgb, faces).save(out / f"{name}-annotated.png", format="PNG")
+        log(describe_faces(path, faces))
+    summary = {"model": model_name, "photos": records, "failed": failed}
+    write_json(out / f"{SUMMARY_NAME}.json", summary)
+    return summary
