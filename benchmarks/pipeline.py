@@ -27,7 +27,7 @@ from torchvision import transforms
 from ferlab.config import resolve_config
 from ferlab.data import load_faces
 from ferlab.data.normalize import Normalization
-from ferlab.evaluation import autocast_for
+from ferlab.device import autocast_for
 from ferlab.training import choose_device, start_training, train_one_epoch
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fer2013" / "fer2013-images.tar.xz"

@@ -48,8 +48,13 @@ def test_a_presets_model_options_do_not_follow_another_model():
     assert resolve_config("smoke", overrides={"model": "cnn"}).model_options == {}
 
 
-def test_the_mix_choices_match_the_mixers_registry():
+def test_the_config_choices_match_the_registries():
     from ferlab.config import CHOICES
     from ferlab.data.augment import MIXERS
+    from ferlab.data.normalize import NORMALIZERS
+    from ferlab.schedules import SCHEDULES
+    from ferlab.training import OPTIMIZERS
 
     assert CHOICES["mix"] == ("none", *MIXERS)
+    assert CHOICES["optimizer"] == tuple(OPTIMIZERS) and CHOICES["normalization"] == tuple(NORMALIZERS)
+    assert CHOICES["schedule"] == tuple(SCHEDULES)

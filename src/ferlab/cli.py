@@ -167,7 +167,8 @@ def new_run(args):
     anything is written."""
     from ferlab.config import resolve_config
     from ferlab.lifecycle import check_new_run_folder, start_run
-    from ferlab.training import choose_device, cpu_warnings
+    from ferlab.device import choose_device
+    from ferlab.training import cpu_warnings
 
     config = resolve_config(*fine_tuning(args))
     for warning in cpu_warnings(args.preset, config, choose_device(config.device).type):

@@ -16,10 +16,12 @@ from typing import Any
 import yaml
 
 from ferlab.errors import FerlabError
+from ferlab.schedules import SCHEDULES
 
 # This module stays free of PyTorch (the command line builds its --help from it): the model
-# registry is imported where a config is checked, and the mixers' names are spelled out here
-# (tests/test_config.py checks them against data.augment.MIXERS).
+# registry is imported where a config is checked; the names of registries that live beside
+# PyTorch (optimisers, normalisations, mixers) are spelled out here, and tests/test_config.py
+# checks them against training.OPTIMIZERS, data.normalize.NORMALIZERS and data.augment.MIXERS.
 MIX_MODES = ("mixup", "cutmix")
 
 
@@ -76,9 +78,9 @@ class TrainConfig:
         check_config(self)
 
 
-CHOICES = {
+CHOICES = {  # from the registries where they are plain data; the others are checked by tests/test_config.py
     "optimizer": ("adam", "adamw", "sgd"),
-    "schedule": ("none", "plateau", "cosine", "onecycle"),
+    "schedule": tuple(SCHEDULES),
     "normalization": ("none", "rescale", "standardize"),
     "mix": ("none", *MIX_MODES),
     "compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),

@@ -8,16 +8,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ferlab.data.normalize import Normalization
+from ferlab.device import autocast_for
 from ferlab.labels import EMOTIONS, NUM_CLASSES
 from ferlab.tta import TTA_POLICIES, check_tta  # noqa: F401 - part of this module's interface
-
-
-def autocast_for(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA, and on CPUs with native bf16 (else it would be slower than fp32)."""
-    if device.type == "cpu":
-        is_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
-        enabled = enabled and bool(is_bf16())
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def tta_view(x: torch.Tensor, mirrored: bool, zoom: float, shift: tuple[int, int] = (0, 0)) -> torch.Tensor:

@@ -24,22 +24,16 @@ from ferlab.data.augment import AugmentPolicy, augment_batch, mix_batch, random_
 from ferlab.data.faceset import FaceSet
 from ferlab.data.normalize import Normalization
 from ferlab.errors import FerlabError
-from ferlab.evaluation import autocast_for, infer, metrics
+from ferlab.device import autocast_for, choose_device  # noqa: F401 - choose_device: part of this module's interface
+from ferlab.evaluation import infer, metrics
 from ferlab.models import build_model
+from ferlab.schedules import SCHEDULES
 
 class TrainingDiverged(FerlabError):
     """The loss became NaN or infinite: nothing after it can be trusted, so the run stops."""
 
 
 HISTORY_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
-
-
-def choose_device(name: str = "auto") -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise FerlabError("device cuda requested but no CUDA device is available")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def cpu_warnings(preset: str | None, config: TrainConfig, device_type: str) -> list[str]:
@@ -59,20 +53,9 @@ def cpu_warnings(preset: str | None, config: TrainConfig, device_type: str) -> l
 
 
 def lr_at(step: int, total_steps: int, config: TrainConfig) -> float:
-    """Learning rate at optimiser step ``step`` of ``total_steps`` (before plateau scaling).
-
-    onecycle: linear warm-up to ``lr`` over ``warmup_fraction`` of the steps, then linear decay to 0;
-    cosine: the same warm-up, then half a cosine to 0; none / plateau: constant ``lr``.
-    """
-    if config.schedule in ("none", "plateau"):
-        return config.lr
-    warmup = max(1, round(config.warmup_fraction * total_steps))
-    if step < warmup:
-        return config.lr * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-    if config.schedule == "onecycle":
-        return config.lr * (1.0 - progress)
-    return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+    """Learning rate at optimiser step ``step`` of ``total_steps`` (before plateau scaling), from
+    the schedule registry (``ferlab.schedules``)."""
+    return SCHEDULES[config.schedule](step, total_steps, config.lr, config.warmup_fraction)
 
 
 def plateau_scale(val_accuracies: list[float], factor: float, patience: int) -> float:
@@ -106,13 +89,24 @@ def augment_policy(config: TrainConfig) -> AugmentPolicy:
     return AugmentPolicy(config.flip, config.rotate, config.shift, config.shear, config.zoom)
 
 
+def sgd(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                           weight_decay=config.weight_decay)
+
+
+def adam_like(kind: type[torch.optim.Optimizer]):
+    def make(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+        on_cuda = next(model.parameters()).is_cuda  # the fused kernel: one launch per step instead of several per tensor
+        return kind(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=on_cuda or None)
+    return make
+
+
+# name -> factory; weight decay is decoupled in adamw, L2 in adam and sgd.
+OPTIMIZERS = {"adam": adam_like(torch.optim.Adam), "adamw": adam_like(torch.optim.AdamW), "sgd": sgd}
+
+
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                               nesterov=config.nesterov, weight_decay=config.weight_decay)
-    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    on_cuda = next(model.parameters()).is_cuda  # the fused kernel: one launch per step instead of several per tensor
-    return kind(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=on_cuda or None)
+    return OPTIMIZERS[config.optimizer](model, config)
 
 
 class WeightAverage:

@@ -7,10 +7,18 @@ evaluation and prediction feed the model exactly what it was trained on.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-KINDS = ("none", "rescale", "standardize")
+# kind -> (x in 0..255, mean, std) -> what the model sees.
+NORMALIZERS = {
+    "none": lambda x, mean, std: x,                            # raw 0..255
+    "rescale": lambda x, mean, std: x / 255.0,                 # [0, 1]
+    "standardize": lambda x, mean, std: (x / 255.0 - mean) / std,  # training mean 0, std 1
+}
+KINDS = tuple(NORMALIZERS)
 
 
 @dataclass(frozen=True)
@@ -20,12 +28,14 @@ class Normalization:
     std: float = 1.0
 
     @classmethod
-    def fit(cls, kind: str, train_images: torch.Tensor) -> Normalization:
+    def fit(cls, kind: str, train_images: "torch.Tensor") -> Normalization:
         """Measure mean/std of (N, 48, 48) uint8 training faces for ``standardize``."""
         if kind not in KINDS:
             raise ValueError(f"unknown normalization {kind!r}; expected one of {', '.join(KINDS)}")
         if kind != "standardize":
             return cls(kind)
+        import torch
+
         # From the 256-bin histogram: exact, and no float copy of the whole data set in memory.
         counts = torch.bincount(train_images.flatten(), minlength=256).double()
         levels = torch.arange(256, dtype=torch.float64) / 255.0
@@ -34,15 +44,12 @@ class Normalization:
         # At least one gray level: faces that are all one value would otherwise divide by zero.
         return cls(kind, mean, max(variance ** 0.5, 1 / 255))
 
-    def apply(self, images: torch.Tensor) -> torch.Tensor:
+    def apply(self, images: "torch.Tensor") -> "torch.Tensor":
         """(N, 48, 48) or (N, 1, 48, 48) uint8 or float in 0..255 -> (N, 1, 48, 48) float32."""
         x = images.float()
         if x.dim() == 3:
             x = x.unsqueeze(1)
-        if self.kind == "none":
-            return x
-        x = x / 255.0
-        return x if self.kind == "rescale" else (x - self.mean) / self.std
+        return NORMALIZERS[self.kind](x, self.mean, self.std)
 
     def to_dict(self) -> dict:
         return asdict(self)

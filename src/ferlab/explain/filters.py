@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ferlab.evaluation import autocast_for
+from ferlab.device import autocast_for
 from ferlab.explain.common import conv_layers, evaluation_mode, pick_layer
 
 

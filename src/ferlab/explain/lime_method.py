@@ -16,7 +16,7 @@ from lime import lime_image
 from skimage.segmentation import slic
 from torch import nn
 
-from ferlab.evaluation import autocast_for
+from ferlab.device import autocast_for
 from ferlab.explain import register_method
 from ferlab.explain.common import evaluation_mode, resolve_targets
 

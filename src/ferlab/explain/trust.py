@@ -18,7 +18,7 @@ import torch
 from scipy.stats import spearmanr
 from torch import nn
 
-from ferlab.evaluation import autocast_for
+from ferlab.device import autocast_for
 from ferlab.explain import NotApplicable, get_method
 from ferlab.explain.common import evaluation_mode
 
