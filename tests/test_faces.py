@@ -178,3 +178,14 @@ def test_faces_of_equal_size_come_in_one_order_whatever_the_detector_returns(mon
         orders.append([b.to_list() for b in detect_faces(np.zeros((400, 400), dtype=np.uint8))])
     assert orders[0] == orders[1] == orders[2]
     assert orders[0] == [[300, 300, 80, 80], [10, 10, 60, 60], [200, 10, 60, 60], [10, 100, 60, 60]]  # largest, then top-left
+
+
+def test_a_fifo_is_named_not_read_forever(tmp_path, capsys):
+    import os
+
+    pipe = tmp_path / "pipe.jpg"
+    os.mkfifo(pipe)  # reading it would block until someone writes
+    with pytest.raises(PhotoError, match=rf"{re.escape(str(pipe))}: not a regular file"):
+        read_photo(pipe)
+    assert main(["photo", str(pipe), str(ASTRONAUT), "-o", str(tmp_path / "out")]) == 2
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["failed"] == 1

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from ferlab.checkpoint import LoadedModel, load_model
-from ferlab.data.images import ImageProblem, decode_image, to_eight_bits
+from ferlab.data.images import ImageProblem, decode_image, read_image_file, to_eight_bits
 from ferlab.errors import FerlabError
 from ferlab.evaluation import check_tta
 from ferlab.labels import EMOTIONS, IMAGE_SIZE
@@ -123,7 +123,7 @@ def as_faces_from_array(values: np.ndarray, where: str, channels_first: bool) ->
 
 def read_image(path: Path) -> Image.Image:
     try:
-        return decode_image(path.read_bytes(), upright=True)
+        return decode_image(read_image_file(path), upright=True)
     except OSError as error:
         raise FerlabError(f"{path}: cannot read ({error.strerror or error})") from None
     except ImageProblem as problem:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ferlab.data.images import ImageProblem, decode_image
+from ferlab.data.images import ImageProblem, decode_image, read_image_file
 from ferlab.errors import FerlabError
 from ferlab.labels import IMAGE_SIZE
 
@@ -49,11 +49,10 @@ def read_photo(source: str | Path | bytes, name: str | None = None, max_pixels: 
     """
     name = name or (str(source) if not isinstance(source, bytes) else "upload")
     try:
-        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+        data = source if isinstance(source, bytes) else read_image_file(Path(source))
+        image = decode_image(data, max_pixels, upright=True)
     except OSError as error:
         raise PhotoError(f"{name}: cannot read ({error.strerror or error})") from None
-    try:
-        image = decode_image(data, max_pixels, upright=True)
     except ImageProblem as problem:
         raise PhotoError(f"{name}: {problem}") from None
     return np.asarray(image.convert("RGB"))

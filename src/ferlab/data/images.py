@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import io
 import re
+import stat
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ferlab.data.limits import DEFAULT_LIMITS
+from ferlab.data.limits import DEFAULT_LIMITS, describe_size
 from ferlab.labels import IMAGE_SIZE
 
 # Pillow's modes for one channel of more than 8 bits, and the largest value each can hold.
@@ -27,6 +29,17 @@ WIDE_GRAY_MAX = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, 
 
 class ImageProblem(ValueError):
     """Image bytes that cannot be used; the message says why (the caller adds the file name)."""
+
+
+def read_image_file(path: Path, max_bytes: int = DEFAULT_LIMITS.member_bytes) -> bytes:
+    """A file's bytes for decoding, refusing what is not a regular file (a FIFO would block
+    forever) or is larger than ``max_bytes``. Raises ImageProblem; OSError passes through."""
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageProblem("not a regular file (a folder, device, socket or FIFO)")
+    if info.st_size > max_bytes:
+        raise ImageProblem(f"file is {describe_size(info.st_size)}, over the limit of {describe_size(max_bytes)}")
+    return path.read_bytes()
 
 
 def to_eight_bits(image: Image.Image) -> Image.Image:
