@@ -58,3 +58,16 @@ def test_the_config_choices_match_the_registries():
     assert CHOICES["mix"] == ("none", *MIXERS)
     assert CHOICES["optimizer"] == tuple(OPTIMIZERS) and CHOICES["normalization"] == tuple(NORMALIZERS)
     assert CHOICES["schedule"] == tuple(SCHEDULES)
+
+
+def test_a_config_that_is_not_a_text_file_is_one_line(tmp_path):
+    import os
+
+    binary = tmp_path / "c.yaml"
+    binary.write_bytes(b"epochs: 3\n\xff\xfe\x00")
+    with pytest.raises(ConfigError, match=r"c.yaml: not UTF-8 text \(byte 0xff at offset 10\)"):
+        resolve_config(file=binary)
+    pipe = tmp_path / "pipe.yaml"
+    os.mkfifo(pipe)
+    with pytest.raises(ConfigError, match=r"pipe.yaml: not a regular file"):
+        resolve_config(file=pipe)

@@ -46,8 +46,8 @@ def to_eight_bits(image: Image.Image) -> Image.Image:
     """A decoded image as mode "L" (one channel) or "RGB". Wide gray modes are scaled by their
     range: "I;16*" and "I" (16-bit PNG and TIFF) by 255/65535; float ("F") images in [0, 1] by
     255, others clipped to 0..255."""
-    if image.mode in WIDE_GRAY_MAX:
-        values = np.asarray(image, dtype=np.float64) * (255.0 / WIDE_GRAY_MAX[image.mode])
+    if image.mode in WIDE_GRAY_MAX or image.mode.startswith("I;16"):
+        values = np.asarray(image, dtype=np.float64) * (255.0 / WIDE_GRAY_MAX.get(image.mode, 65535))
         return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
     if image.mode == "F":
         values = np.asarray(image, dtype=np.float64)
