@@ -87,14 +87,14 @@ def save_calibrated(payload: dict, calibration: dict, path) -> None:
     save_checkpoint(path, {**kept, "calibration": calibration})
 
 
-def calibrate_in_place(path, faces, output=None) -> dict:
-    """Fit the temperature of the checkpoint at ``path`` on ``faces``' PublicTest and write the
-    calibrated checkpoint to ``output`` (default: the same file); returns the calibration."""
-    from ferlab.checkpoint import load_model, read_checkpoint
+def calibrate_checkpoint(loaded, faces, output):
+    """Fit the temperature of a loaded model on ``faces``' PublicTest, write its checkpoint with
+    the calibration to ``output`` and return the model calibrated (no second load from disk)."""
+    import dataclasses
 
-    calibration = calibrate(load_model(path), faces)
-    save_calibrated(read_checkpoint(path), calibration, output or path)
-    return calibration
+    calibration = calibrate(loaded, faces)
+    save_calibrated(loaded.checkpoint, calibration, output)
+    return dataclasses.replace(loaded, checkpoint={**loaded.checkpoint, "calibration": calibration})
 
 
 def describe_calibration(calibration: dict) -> str:

@@ -137,9 +137,10 @@ def fine_tuning(args) -> tuple[str | None, str | None, dict]:
     overrides = train_overrides(args)
     if not args.init:
         return args.preset, args.config, overrides
-    from ferlab.checkpoint import load_model
+    from ferlab.checkpoint import read_checkpoint, resolve_checkpoint
+    from ferlab.config import config_from_dict
 
-    source = load_model(args.init).config
+    source = config_from_dict(read_checkpoint(resolve_checkpoint(args.init))["config"])  # no model built for this
     if args.model not in (None, source.model) or (overrides.get("model_options") not in (None, source.model_options)):
         raise FerlabError(f"--init {args.init} is a {source.model} {source.model_options}; its architecture cannot change")
     args.resize = True
@@ -201,7 +202,7 @@ def cmd_train(args) -> int:
     return 0
 
 def cmd_calibrate(args) -> int:
-    from ferlab.calibration import calibrate_in_place, describe_calibration
+    from ferlab.calibration import calibrate_checkpoint, describe_calibration
     from ferlab.checkpoint import is_run_folder, load_model, resolve_checkpoint
     from ferlab.runs import writable_file
 
@@ -210,8 +211,9 @@ def cmd_calibrate(args) -> int:
         raise FerlabError(f"{args.run}: name the calibrated checkpoint to write with -o (only a run folder's "
                           "checkpoint is calibrated in place)")
     output = writable_file(Path(args.output)) if args.output else source
-    faces = load_data_for(args, load_model(source))
-    print(describe_calibration(calibrate_in_place(source, faces, output)))
+    loaded = load_model(source)
+    calibrated = calibrate_checkpoint(loaded, load_data_for(args, loaded), output)
+    print(describe_calibration(calibrated.checkpoint["calibration"]))
     print(f"wrote {output}")
     return 0
 

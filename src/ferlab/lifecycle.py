@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ferlab import training
-from ferlab.calibration import calibrate_in_place, describe_calibration
+from ferlab.calibration import calibrate_checkpoint, describe_calibration
 from ferlab.checkpoint import load_model, read_checkpoint
 from ferlab.config import TrainConfig, config_from_dict
 from ferlab.data.faceset import FaceSet
@@ -65,8 +65,8 @@ def train_run(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: 
     summary = training.fit(config, faces, run_dir, data_info=data_info, resume=resume, progress=progress, log=log)
     history = summary.pop("history")
     plot_history(history, run_dir / "curves.png", f"{config.model} ({run_dir.name})")
-    log(describe_calibration(calibrate_in_place(run_dir / "best.pt", faces)))
-    loaded = load_model(run_dir, "best")
+    loaded = calibrate_checkpoint(load_model(run_dir, "best"), faces, run_dir / "best.pt")
+    log(describe_calibration(loaded.checkpoint["calibration"]))
     results = {"model": config.model, "run": str(run_dir), "data": faces.source, **summary, "evaluations": {}}
     for split in ("val", "test"):
         subset = faces.split(split)

@@ -239,13 +239,12 @@ def start_training(config: TrainConfig, train_images: torch.Tensor, device: torc
     model = build_model(config.model, **config.model_options).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if resume_from is None:  # a resumed run takes its normalisation from last.pt below
+        normalization = load_initial_weights(model, config) if config.init else \
+            Normalization.fit(config.normalization, train_images)
     optimizer = make_optimizer(model, config)
-    normalization = Normalization.fit(config.normalization, train_images)
     average = WeightAverage(model, config.ema, config.ema_warmup) if config.ema > 0 else None
     history: list[dict] = []
-    if resume_from is None and config.init:
-        normalization = load_initial_weights(model, config)
-        average = WeightAverage(model, config.ema, config.ema_warmup) if config.ema > 0 else None
     if resume_from is not None:
         state = read_checkpoint(resume_from)
         model.load_state_dict(state.get("train_model", state["model"]))
