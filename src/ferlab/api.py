@@ -199,7 +199,9 @@ class Model:
         return explain(method, self.loaded.model, inputs, target)[:, 0].numpy()
 
 
-def load(model: str | os.PathLike = "default", *, checkpoint: str = "best", tta: str = "none") -> Model:
+def load(model: str | os.PathLike = "default", *, checkpoint: str = "best", tta: str = "none",
+         device: str = "auto") -> Model:
     """A model by name or path: ``"default"`` (shipped with ferlab), a run folder (its
-    ``best.pt``, or ``last.pt`` with ``checkpoint="last"``) or a checkpoint file."""
-    return Model(load_model(model, checkpoint), str(model), tta)
+    ``best.pt``, or ``last.pt`` with ``checkpoint="last"``) or a checkpoint file; on ``device``
+    (``auto``: the GPU when there is one, else the CPU; or ``cpu``, ``cuda``, ``cuda:1``)."""
+    return Model(load_model(model, checkpoint, device), str(model), tta)

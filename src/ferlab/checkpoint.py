@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ferlab.config import TrainConfig, config_from_dict
+from ferlab.device import choose_device
 from ferlab.data.normalize import KINDS, Normalization
 from ferlab.errors import FerlabError
 from ferlab.evaluation import infer
@@ -126,7 +127,7 @@ def check_weights(weights: dict, config: TrainConfig) -> str | None:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    model: nn.Module             # in eval mode, on the CPU
+    model: nn.Module             # in eval mode, on its device (load_model's choice)
     normalization: Normalization
     config: TrainConfig
     checkpoint: dict
@@ -192,17 +193,17 @@ def build_architecture(config: TrainConfig) -> nn.Module:
     return build_model(config.model, **options)
 
 
-def load_model(run_or_file: str | os.PathLike, which: str = "best") -> LoadedModel:
+def load_model(run_or_file: str | os.PathLike, which: str = "best", device: str = "auto") -> LoadedModel:
+    """A checkpoint, ready for inference on ``device`` (``auto``: the GPU when there is one)."""
     payload = read_checkpoint(resolve_checkpoint(run_or_file, which))
     config = config_from_dict(payload["config"])
     if payload.get("kind") == "ensemble":  # one model made of several (ferlab ensemble -o)
         from ferlab.ensemble import load_ensemble
 
         model, normalization = load_ensemble(payload)
-        return LoadedModel(model.eval(), normalization, config, payload)
-    model = build_architecture(config)
-    model.load_state_dict(payload["model"])  # copies cast float16 (exported) weights to float32
+    else:
+        model, normalization = build_architecture(config), Normalization(**payload["normalization"])
+        model.load_state_dict(payload["model"])  # copies cast float16 (exported) weights to float32
     if config.channels_last:  # as trained; on CPUs this layout is markedly faster for convolutions
         model = model.to(memory_format=torch.channels_last)
-    model.eval()
-    return LoadedModel(model, Normalization(**payload["normalization"]), config, payload)
+    return LoadedModel(model.to(choose_device(device)).eval(), normalization, config, payload)

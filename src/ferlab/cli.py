@@ -38,6 +38,11 @@ def port_number(text: str) -> int:
     return int(text)
 
 
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="where the model runs: auto (the GPU when there is one, "
+                                                         "else the CPU; default), cpu, cuda or cuda:K")
+
+
 def add_tta_argument(parser: argparse.ArgumentParser) -> None:
     from ferlab.tta import TTA_POLICIES
 
@@ -108,7 +113,7 @@ def cmd_summary(args) -> int:
     if args.model in list_models():
         print(format_summary(args.model, build_model(args.model)))
     elif args.model == DEFAULT_MODEL or Path(args.model).exists():
-        loaded = load_model(args.model)
+        loaded = load_model(args.model, device="cpu")
         print(format_summary(f"{args.model} ({loaded.config.model})", loaded.model))
     else:
         raise FerlabError(f"unknown model {args.model!r}; available: {', '.join(list_models())}, 'default', "
@@ -211,7 +216,7 @@ def cmd_calibrate(args) -> int:
         raise FerlabError(f"{args.run}: name the calibrated checkpoint to write with -o (only a run folder's "
                           "checkpoint is calibrated in place)")
     output = writable_file(Path(args.output)) if args.output else source
-    loaded = load_model(source)
+    loaded = load_model(source, device=args.device)
     calibrated = calibrate_checkpoint(loaded, load_data_for(args, loaded), output)
     print(describe_calibration(calibrated.checkpoint["calibration"]))
     print(f"wrote {output}")
@@ -222,7 +227,7 @@ def cmd_evaluate(args) -> int:
     from ferlab.checkpoint import load_model
     from ferlab.runs import data_tag, evaluate_split, evaluation_entry, evaluation_name, read_json, write_json
 
-    loaded = load_model(args.run, args.checkpoint)
+    loaded = load_model(args.run, args.checkpoint, args.device)
     run_dir = output_dir(args, "eval")
     faces = load_data_for(args, loaded)
     tag = data_tag(faces.source, loaded.checkpoint.get("data", {}).get("source"))
@@ -268,7 +273,7 @@ def cmd_predict(args) -> int:
     from ferlab.runs import writable_file, write_submission
 
     output = writable_file(Path(args.output))
-    loaded = load_model(args.run, args.checkpoint)
+    loaded = load_model(args.run, args.checkpoint, args.device)
     ids, batches, failed = predict_inputs(args)
     probabilities = loaded.probabilities(torch.cat(batches), tta=args.tta)  # calibrated, as everywhere
     write_submission(output, ids, probabilities.argmax(1), probabilities if args.proba else None)
@@ -284,7 +289,7 @@ def cmd_ensemble(args) -> int:
     if len(args.runs) < 2:
         raise FerlabError("an ensemble needs at least two runs")
     output = writable_file(Path(args.output)) if args.output else None
-    members = [load_model(run) for run in args.runs]
+    members = [load_model(run, device=args.device) for run in args.runs]
     faces = load_data_for(args, members[0])
     out = Path(args.out) if args.out else new_run_dir(Path("runs"), "ensemble")
     summary = evaluate_ensemble(dict(zip(map(str, args.runs), members)), faces, out,
@@ -323,7 +328,7 @@ def cmd_photo(args) -> int:
     if not args.inputs and not args.demo:
         raise FerlabError("give photos or folders to read, or --demo")
     out = writable_folder(Path(args.output))
-    loaded = load_model(args.model)
+    loaded = load_model(args.model, device=args.device)
     paths = (demo_photos() if args.demo else []) + expand_inputs(args.inputs)
     summary = process_photos(loaded, paths, out, model_name=str(args.model), explain=args.explain, tta=args.tta,
                              mode=args.mode, warn=lambda message: print(f"ferlab: error: {message}", file=sys.stderr))
@@ -339,7 +344,7 @@ def cmd_serve(args) -> int:
     from ferlab.checkpoint import load_model
     from ferlab.serve.app import create_app
 
-    loaded = load_model(args.model)
+    loaded = load_model(args.model, device=args.device)
     try:  # bind before saying anything: a port in use is one line and exit 2, not a "serving" line and a crash
         family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
         listener = socket.socket(family, socket.SOCK_STREAM)
@@ -383,7 +388,7 @@ def cmd_report(args) -> int:
     from ferlab.checkpoint import load_model
     from ferlab.report.build import ReportOptions, build_report
 
-    loaded = load_model(args.run)
+    loaded = load_model(args.run, device=args.device)
     run_dir = output_dir(args, "report")
     faces = load_data_for(args, loaded)
     options = ReportOptions(lime_samples=args.lime_samples, filter_steps=args.filter_steps,
@@ -412,7 +417,7 @@ def cmd_explain(args) -> int:
 
     if args.method not in list_methods():
         raise FerlabError(f"unknown explanation method {args.method!r}; available: {', '.join(list_methods())}")
-    loaded = load_model(args.run)
+    loaded = load_model(args.run, device=args.device)
     run_dir = output_dir(args, "explain")
     faces, names = explain_inputs(args, loaded)
     output = Path(args.output) if args.output else run_dir / f"explain-{args.method}-{'-'.join(names)[:60]}.png"
@@ -479,6 +484,7 @@ def add_evaluate_command(commands) -> None:
     evaluate.add_argument("--checkpoint", choices=("best", "last"), default="best")
     evaluate.add_argument("--out", help="folder for the results (default: the run folder; runs/eval-<name> for a file)")
     add_data_arguments(evaluate)
+    add_device_argument(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
 def add_predict_command(commands) -> None:
@@ -493,6 +499,7 @@ def add_predict_command(commands) -> None:
     add_tta_argument(predict)
     predict.add_argument("--checkpoint", choices=("best", "last"), default="best")
     add_data_arguments(predict, source=False)
+    add_device_argument(predict)
     predict.set_defaults(func=cmd_predict)
 
 def add_calibrate_command(commands) -> None:
@@ -502,6 +509,7 @@ def add_calibrate_command(commands) -> None:
     calibrate.add_argument("-o", "--output", help="calibrated checkpoint to write (default: the run's own)")
     calibrate.add_argument("--checkpoint", choices=("best", "last"), default="best")
     add_data_arguments(calibrate)
+    add_device_argument(calibrate)
     calibrate.set_defaults(func=cmd_calibrate)
 
 def add_ensemble_command(commands) -> None:
@@ -514,6 +522,7 @@ def add_ensemble_command(commands) -> None:
     ensemble.add_argument("-o", "--output", help="also write the ensemble as one model file (e.g. ensemble.pt) that "
                                                  "every command and ferlab.load accept")
     add_data_arguments(ensemble)
+    add_device_argument(ensemble)
     ensemble.set_defaults(func=cmd_ensemble)
 
 def add_export_command(commands) -> None:
@@ -535,6 +544,7 @@ def add_photo_command(commands) -> None:
                             "small, nearly square image with no face found (a crop) as one face")
     photo.add_argument("--demo", action="store_true", help="also run on sample photos that ship with installed packages")
     add_tta_argument(photo)
+    add_device_argument(photo)
     photo.set_defaults(func=cmd_photo)
 
 def add_serve_command(commands) -> None:
@@ -543,6 +553,7 @@ def add_serve_command(commands) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     serve.add_argument("--port", type=port_number, default=8000, help="TCP port, 1..65535 (default 8000)")
     add_tta_argument(serve)
+    add_device_argument(serve)
     serve.set_defaults(func=cmd_serve)
 
 def add_experiment_command(commands) -> None:
@@ -565,6 +576,7 @@ def add_report_command(commands) -> None:
     report.add_argument("--filter-steps", type=int, default=200, help="gradient-ascent steps per filter")
     report.add_argument("--trust-faces-per-class", type=int, default=2, help="faces per class in the trust sample")
     add_data_arguments(report)
+    add_device_argument(report)
     report.set_defaults(func=cmd_report)
 
 def add_explain_command(commands) -> None:
@@ -579,6 +591,7 @@ def add_explain_command(commands) -> None:
     explain.add_argument("--target", choices=EMOTIONS_CHOICES, help="class to explain (default: the predicted one)")
     explain.add_argument("-o", "--output", help="PNG to write (default: in the run folder)")
     add_data_arguments(explain)
+    add_device_argument(explain)
     explain.set_defaults(func=cmd_explain)
 
 # Each adds one subcommand, in the order --help lists them.

@@ -9,12 +9,19 @@ from ferlab.errors import FerlabError
 
 
 def choose_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA when present, else the CPU; ``cuda`` without a GPU is a one-line error."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise FerlabError("device cuda requested but no CUDA device is available")
+    """``auto``: CUDA when present, else the CPU; ``cpu``, ``cuda`` or ``cuda:K``. A GPU that is
+    not there, or another name, is a one-line error."""
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise FerlabError(f"unknown device {name!r}; expected auto, cpu, cuda or cuda:K")
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise FerlabError(f"device {name} requested but no such CUDA device is available")
+    return device
 
 
 def autocast_for(device: torch.device, enabled: bool):

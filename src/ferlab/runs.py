@@ -26,7 +26,6 @@ from ferlab.errors import FerlabError
 from ferlab.evaluation import format_metrics, metrics
 from ferlab.labels import EMOTIONS
 from ferlab.calibration import reliability
-from ferlab.report.figures import plot_confusion, plot_face_grid, plot_reliability
 
 
 def new_run_dir(root: Path, model: str) -> Path:
@@ -135,19 +134,11 @@ def write_evaluation(logits: torch.Tensor, subset: FaceSet, split: str, out_dir:
                    "name": suffix, "calibration": {"temperature": temperature, "ece_before": raw["ece"],
                                                    "ece_after": calibrated["ece"], "reliability_before": raw,
                                                    "reliability_after": calibrated}})
-    plot_reliability(raw, calibrated if temperature != 1.0 else None, temperature, out_dir / f"reliability-{suffix}.png",
-                     f"{title}: calibration")
     write_json(out_dir / f"eval-{suffix}.json", result)
-    plot_confusion(result["confusion_normalized"], out_dir / f"confusion-{suffix}.png",
-                   f"{title}: accuracy {result['accuracy']:.3f}")
     probabilities = logits.softmax(1)
-    confidence, predictions = probabilities.max(1)
-    wrong = (predictions != subset.labels).nonzero().flatten()
-    wrong = wrong[confidence[wrong].argsort(descending=True)][:gallery]  # most confident mistakes first
-    captions = [f"{EMOTIONS[int(subset.labels[i])]}→{EMOTIONS[int(predictions[i])]} {float(confidence[i]):.2f}"
-                for i in wrong.tolist()]
-    plot_face_grid(subset.images[wrong], captions, out_dir / f"misclassified-{suffix}.png",
-                   f"{title}: most confident mistakes (true→predicted, confidence)")
+    from ferlab.report.figures import plot_evaluation  # matplotlib only when drawing
+
+    plot_evaluation(result, subset.images, subset.labels, probabilities, out_dir, title, gallery)
     result["report"] = format_metrics(result, title)
     result["probabilities"] = probabilities
     return result

@@ -10,6 +10,7 @@ Post-processing (ReLU, normalising, masks, overlays) lives in ``postprocess``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -22,11 +23,23 @@ _METHODS: dict[str, Method] = {}
 _TITLES: dict[str, str] = {}
 
 
+def on_model_device(function: Method) -> Method:
+    """``function`` with ``images`` moved to the model's device (a model loaded onto the GPU is
+    explained there; maps come back on the CPU either way)."""
+    @functools.wraps(function)
+    def method(model: nn.Module, images: torch.Tensor, target=None, **options) -> torch.Tensor:
+        parameter = next(model.parameters(), None)
+        if parameter is not None:
+            images = images.to(parameter.device)
+        return function(model, images, target, **options)
+    return method
+
+
 def register_method(name: str, title: str):
     def decorate(function: Method) -> Method:
-        _METHODS[name] = function
+        _METHODS[name] = on_model_device(function)
         _TITLES[name] = title
-        return function
+        return _METHODS[name]
     return decorate
 
 

@@ -34,8 +34,9 @@ def shallow_middle_deep(model: nn.Module) -> list[str]:
 def feature_maps(model: nn.Module, images: torch.Tensor, layer: str | int | None = None) -> torch.Tensor:
     """(N, 1, 48, 48) model inputs -> (N, C, h, w) activations of ``layer``."""
     _, partial = truncated_features(model, layer)
+    device = next(model.parameters()).device
     with evaluation_mode(model), torch.no_grad():
-        return partial(images).float().cpu()
+        return partial(images.to(device)).float().cpu()
 
 
 def _blur(x: torch.Tensor) -> torch.Tensor:

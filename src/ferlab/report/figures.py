@@ -1,4 +1,5 @@
-"""Matplotlib figures of a run: training curves, confusion matrix, misclassified faces.
+"""Matplotlib figures of a run: training curves, an evaluation's confusion matrix, reliability
+diagram and misclassified faces, experiment arms.
 Each function takes plain data and a path, writes one PNG and returns the path."""
 
 from __future__ import annotations
@@ -95,6 +96,26 @@ def plot_face_grid(images: torch.Tensor, captions: list[str], path: Path, title:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def plot_evaluation(result: dict, images: torch.Tensor, labels: torch.Tensor, probabilities: torch.Tensor,
+                    out_dir: Path, title: str, gallery: int = 32) -> None:
+    """An evaluation's figures (``runs.write_evaluation``'s result, named by its ``name``):
+    reliability-*.png (calibration before and after), confusion-*.png and misclassified-*.png, a
+    gallery of the most confident mistakes among (N, 48, 48) ``images``."""
+    suffix, calibration = result["name"], result["calibration"]
+    plot_reliability(calibration["reliability_before"],
+                     calibration["reliability_after"] if calibration["temperature"] != 1.0 else None,
+                     calibration["temperature"], out_dir / f"reliability-{suffix}.png", f"{title}: calibration")
+    plot_confusion(result["confusion_normalized"], out_dir / f"confusion-{suffix}.png",
+                   f"{title}: accuracy {result['accuracy']:.3f}")
+    confidence, predictions = probabilities.max(1)
+    wrong = (predictions != labels).nonzero().flatten()
+    wrong = wrong[confidence[wrong].argsort(descending=True)][:gallery]  # most confident mistakes first
+    captions = [f"{EMOTIONS[int(labels[i])]}→{EMOTIONS[int(predictions[i])]} {float(confidence[i]):.2f}"
+                for i in wrong.tolist()]
+    plot_face_grid(images[wrong], captions, out_dir / f"misclassified-{suffix}.png",
+                   f"{title}: most confident mistakes (true→predicted, confidence)")
 
 
 def plot_arms(histories: dict[str, list[list[dict]]], path: Path, title: str = "") -> Path:
