@@ -274,3 +274,13 @@ def test_registry_names_are_checked_when_the_command_runs(capsys):
     one_line_error(code, err, "unknown explanation method 'shap'; available: gradcam")
     code, _, err = run(["train", "--model", "transformer"], capsys)
     one_line_error(code, err, "unknown model 'transformer'")
+
+
+def test_the_detection_flags_state_the_libraries_defaults(capsys):
+    """--help names the defaults without importing ferlab.faces (which imports PyTorch)."""
+    from ferlab.faces import DEFAULT_DETECTOR, DETECTORS, MIN_FACE
+
+    assert main(["photo", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"default {MIN_FACE}," in text and f"{DEFAULT_DETECTOR} (dlib; the default)" in text
+    assert "{" + ",".join(DETECTORS) + "}" in text

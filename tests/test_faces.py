@@ -13,6 +13,7 @@ from PIL import Image
 from ferlab.checkpoint import load_model
 from ferlab.cli import main
 from ferlab.faces import Box, PhotoError, crop_face, detect_faces, read_photo, to_gray
+from ferlab.errors import FerlabError
 from ferlab.labels import EMOTIONS
 from ferlab.photos import analyze, demo_photos
 
@@ -107,7 +108,7 @@ def test_photo_json_schema_and_annotated_copies(tmp_path, capsys):
     for record in records:
         assert set(record) == {"image", "width", "height", "faces", "outputs"}
         for face in record["faces"]:
-            assert set(face) == {"box", "label", "confidence", "probabilities", "found_by"}
+            assert set(face) == {"box", "score", "label", "confidence", "probabilities", "found_by"}
             assert len(face["box"]) == 4 and all(isinstance(v, int) for v in face["box"])
             assert face["label"] in EMOTIONS and list(face["probabilities"]) == list(EMOTIONS)
             assert sum(face["probabilities"].values()) == pytest.approx(1, abs=1e-3)
@@ -168,14 +169,14 @@ def test_faces_of_equal_size_come_in_one_order_whatever_the_detector_returns(mon
         def __init__(self, boxes):
             self.boxes = np.array(boxes)
 
-        def detectMultiScale(self, *args, **kwargs):
-            return self.boxes
+        def detectMultiScale2(self, *args, **kwargs):
+            return self.boxes, np.full(len(self.boxes), 9)
 
     boxes = [[200, 10, 60, 60], [10, 10, 60, 60], [10, 100, 60, 60], [300, 300, 80, 80]]
     orders = []
     for permutation in (boxes, boxes[::-1], boxes[1:] + boxes[:1]):
         monkeypatch.setattr(ferlab.faces._LOCAL, "classifier", Detector(permutation), raising=False)
-        orders.append([b.to_list() for b in detect_faces(np.zeros((400, 400), dtype=np.uint8))])
+        orders.append([b.to_list() for b in detect_faces(np.zeros((400, 400), dtype=np.uint8), detector="haar")])
     assert orders[0] == orders[1] == orders[2]
     assert orders[0] == [[300, 300, 80, 80], [10, 10, 60, 60], [200, 10, 60, 60], [10, 100, 60, 60]]  # largest, then top-left
 
@@ -189,3 +190,37 @@ def test_a_fifo_is_named_not_read_forever(tmp_path, capsys):
         read_photo(pipe)
     assert main(["photo", str(pipe), str(ASTRONAUT), "-o", str(tmp_path / "out")]) == 2
     assert json.loads((tmp_path / "out" / "results.json").read_text())["failed"] == 1
+
+
+def test_detections_carry_scores_and_both_detectors_find_the_real_faces():
+    from ferlab.faces import DETECTORS
+
+    for path in demo_photos():
+        gray = to_gray(read_photo(path))
+        for detector in DETECTORS:
+            boxes = detect_faces(gray, detector=detector)
+            assert len(boxes) == 1, (path.name, detector, boxes)
+            assert boxes[0].score is not None and boxes[0].score > 0
+
+
+def test_the_minimum_face_removes_the_false_faces_of_a_large_photo():
+    """The astronaut enlarged to 4000 pixels: with no minimum the Haar cascade also finds 'faces' on
+    the suit (a new user's report); the default minimum (5% of the side) keeps only hers."""
+    from ferlab.faces import MIN_FACE
+
+    gray = to_gray(read_photo(demo_photos()[0]))
+    big = np.asarray(Image.fromarray(gray).resize((4000, 4000), Image.Resampling.BICUBIC))
+    unbounded = detect_faces(big, min_face=0, detector="haar")
+    assert len(unbounded) == 3
+    kept = detect_faces(big, min_face=MIN_FACE, detector="haar")
+    assert [b.to_list() for b in kept] == [unbounded[0].to_list()] and kept[0].w > 700
+    assert len(detect_faces(big, min_face=150, detector="haar")) == 2  # in pixels: the 113-pixel false face goes
+
+
+def test_bad_detection_settings_are_one_line():
+    from ferlab.faces import Detection
+
+    with pytest.raises(FerlabError, match="unknown face detector 'mtcnn'; available: hog, haar"):
+        Detection("mtcnn")
+    with pytest.raises(FerlabError, match="--min-face -1"):
+        Detection(min_face=-1)

@@ -25,6 +25,7 @@ from ferlab.checkpoint import LoadedModel, load_model
 from ferlab.data.images import ImageProblem, decode_image, read_image_file, to_eight_bits
 from ferlab.errors import FerlabError
 from ferlab.evaluation import check_tta
+from ferlab.faces import DEFAULT_DETECTOR, MIN_FACE, Detection
 from ferlab.labels import EMOTIONS, IMAGE_SIZE
 
 
@@ -172,9 +173,13 @@ class Model:
         probabilities = self.loaded.probabilities(as_faces(faces), tta=self.tta).numpy()
         return Predictions([EMOTIONS[i] for i in probabilities.argmax(1)], probabilities)
 
-    def detect(self, photo, explain: bool = False) -> list:
+    def detect(self, photo, explain: bool = False, layer: str | None = None, min_face: float = MIN_FACE,
+               detector: str = DEFAULT_DETECTOR) -> list:
         """Every face in a photo (a path, PIL image or (H, W, 3) uint8 array), largest first: its
-        box, label, probabilities, the 48x48 crop the model saw, and with ``explain`` Grad-CAM."""
+        box and detector score, label, probabilities, the 48x48 crop the model saw, and with
+        ``explain`` Grad-CAM (at conv ``layer``; default: the deepest with maps at least 6x6).
+        ``min_face``: the smallest face, in pixels or (under 1) a fraction of the shorter side;
+        ``detector``: ``haar`` (OpenCV) or ``hog`` (dlib)."""
         from ferlab.faces import read_photo
         from ferlab.photos import analyze
 
@@ -184,11 +189,14 @@ class Model:
             rgb = np.asarray(to_eight_bits(photo).convert("RGB"))
         else:
             rgb = np.asarray(Image.fromarray(array_to_uint8(np.asarray(photo), "photo")).convert("RGB"))
-        return analyze(self.loaded, rgb, explain=explain, tta=self.tta)
+        return analyze(self.loaded, rgb, explain=explain, tta=self.tta, layer=layer,
+                       detection=Detection(detector, min_face))
 
-    def explain(self, faces, method: str = "gradcam", target: str | int | None = None) -> np.ndarray:
+    def explain(self, faces, method: str = "gradcam", target: str | int | None = None, **options) -> np.ndarray:
         """Raw (N, 48, 48) float32 maps of an explanation method (``ferlab.explain.list_methods()``)
-        for the predicted class, or ``target`` (a class name or index) for every face."""
+        for the predicted class, or ``target`` (a class name or index) for every face. ``options``
+        go to the method, e.g. ``layer="12"`` for Grad-CAM (default: the deepest conv layer with
+        maps at least 6x6) or ``num_samples`` for LIME."""
         from ferlab.explain import explain
 
         inputs = self.loaded.normalization.apply(as_faces(faces))
@@ -196,7 +204,7 @@ class Model:
             if target not in EMOTIONS:
                 raise FerlabError(f"unknown class {target!r}; classes: {', '.join(EMOTIONS)}")
             target = EMOTIONS.index(target)
-        return explain(method, self.loaded.model, inputs, target)[:, 0].numpy()
+        return explain(method, self.loaded.model, inputs, target, **options)[:, 0].numpy()
 
 
 def load(model: str | os.PathLike = "default", *, checkpoint: str = "best", tta: str = "none",

@@ -43,6 +43,11 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
                                                          "else the CPU; default), cpu, cuda or cuda:K")
 
 
+def add_layer_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--layer", help="conv layer for Grad-CAM-style methods: a name of 'ferlab summary MODEL' "
+                                        "or 'last' (default: the deepest with maps at least 6x6)")
+
+
 def add_tta_argument(parser: argparse.ArgumentParser) -> None:
     from ferlab.tta import TTA_POLICIES
 
@@ -331,10 +336,24 @@ def cmd_photo(args) -> int:
     loaded = load_model(args.model, device=args.device)
     paths = (demo_photos() if args.demo else []) + expand_inputs(args.inputs)
     summary = process_photos(loaded, paths, out, model_name=str(args.model), explain=args.explain, tta=args.tta,
-                             mode=args.mode, warn=lambda message: print(f"ferlab: error: {message}", file=sys.stderr))
+                             mode=args.mode, layer=args.layer, detection=detection_of(args), warn=lambda message: print(f"ferlab: error: {message}", file=sys.stderr))
     failed = summary["failed"]
     print(f"wrote {len(summary['photos'])} results to {out}" + (f"; {failed} file(s) could not be read" if failed else ""))
     return 2 if failed else 0
+
+def cmd_video(args) -> int:
+    from ferlab.checkpoint import load_model
+    from ferlab.runs import writable_folder
+    from ferlab.video import VideoOptions, describe_summary, process_video
+
+    options = VideoOptions(detect_every=args.detect_every, smoothing=args.smoothing, detection=detection_of(args), tta=args.tta)
+    out = writable_folder(Path(args.output))
+    loaded = load_model(args.model, device=args.device)
+    summary = process_video(loaded, Path(args.input), out, options, progress=not args.quiet)
+    print(describe_summary(summary))
+    print(f"wrote {', '.join(summary['outputs'])} to {out}")
+    return 0
+
 
 def cmd_serve(args) -> int:
     import socket
@@ -355,7 +374,8 @@ def cmd_serve(args) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {args.host}: other machines can reach this page", file=sys.stderr)
     print(f"ferlab: serving {args.model} on http://{args.host}:{args.port}/ (Ctrl-C stops)")
-    config = uvicorn.Config(create_app(loaded, str(args.model), args.tta), log_level="warning")
+    config = uvicorn.Config(create_app(loaded, str(args.model), args.tta, layer=args.layer, detection=detection_of(args)),
+                            log_level="warning")
     uvicorn.Server(config).run(sockets=[listener])
     return 0
 
@@ -391,8 +411,9 @@ def cmd_report(args) -> int:
     loaded = load_model(args.run, device=args.device)
     run_dir = output_dir(args, "report")
     faces = load_data_for(args, loaded)
-    options = ReportOptions(lime_samples=args.lime_samples, filter_steps=args.filter_steps,
-                            trust_faces_per_class=args.trust_faces_per_class)
+    given = {name: getattr(args, name) for name in ("lime_samples", "filter_steps", "trust_faces_per_class", "layer")
+             if getattr(args, name) is not None}
+    options = ReportOptions(**given, progress=not args.quiet, skip=tuple(filter(None, map(str.strip, (args.skip or "").split(",")))))
     build_report(run_dir, loaded, faces, options)
     return 0
 
@@ -421,7 +442,7 @@ def cmd_explain(args) -> int:
     run_dir = output_dir(args, "explain")
     faces, names = explain_inputs(args, loaded)
     output = Path(args.output) if args.output else run_dir / f"explain-{args.method}-{'-'.join(names)[:60]}.png"
-    explain_faces_figure(loaded, faces, names, args.method, args.target, output)  # NotApplicable: one line, exit 2
+    explain_faces_figure(loaded, faces, names, args.method, args.target, output, layer=args.layer)  # NotApplicable: one line, exit 2
     print(f"wrote {output}")
     return 0
 
@@ -543,15 +564,51 @@ def add_photo_command(commands) -> None:
                        help="detect: find faces; crop: each image is one face crop; auto (default): detect, and take a "
                             "small, nearly square image with no face found (a crop) as one face")
     photo.add_argument("--demo", action="store_true", help="also run on sample photos that ship with installed packages")
+    add_layer_argument(photo)
+    add_detection_arguments(photo)
     add_tta_argument(photo)
     add_device_argument(photo)
     photo.set_defaults(func=cmd_photo)
+
+def detection_of(args):
+    from ferlab.faces import DEFAULT_DETECTOR, MIN_FACE, Detection
+
+    return Detection(args.detector or DEFAULT_DETECTOR, MIN_FACE if args.min_face is None else args.min_face)
+
+
+def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
+    # Defaults are ferlab.faces' (None here, so that --help needs no import; tests/test_cli.py checks the text).
+    parser.add_argument("--detector", choices=("hog", "haar"),
+                        help="face detector: hog (dlib; the default) or haar (OpenCV); BENCHMARKS.md compares them")
+    parser.add_argument("--min-face", type=float, metavar="SIZE",
+                        help="the smallest face to detect: pixels (1 or more) or a fraction of the shorter side "
+                             "(under 1; default 0.05, which keeps texture in large photos from being taken for faces)")
+
+
+def add_video_command(commands) -> None:
+    video = commands.add_parser("video", help="faces and emotions through a video: annotated video, per-frame CSV, "
+                                              "timeline plot, per-face summary")
+    video.add_argument("input", help="a video file OpenCV can read (mp4, avi, mkv, mov, webm, ...)")
+    video.add_argument("--model", default="default", help="run folder, checkpoint, or 'default' (the shipped model)")
+    video.add_argument("-o", "--output", default="video-results", help="folder for the results")
+    video.add_argument("--detect-every", type=int, default=1, metavar="K",
+                       help="detect faces every K frames, carrying the boxes in between (default 1)")
+    video.add_argument("--smoothing", type=float, default=0.6,
+                       help="weight of each face's previous probabilities in its moving average, 0 to <1 (default 0.6)")
+    add_detection_arguments(video)
+    add_tta_argument(video)
+    video.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_argument(video)
+    video.set_defaults(func=cmd_video)
+
 
 def add_serve_command(commands) -> None:
     serve = commands.add_parser("serve", help="a local web page: drop a photo, see faces, expressions and Grad-CAM")
     serve.add_argument("--model", default="default", help="run folder, checkpoint, or 'default' (the shipped model)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     serve.add_argument("--port", type=port_number, default=8000, help="TCP port, 1..65535 (default 8000)")
+    add_layer_argument(serve)
+    add_detection_arguments(serve)
     add_tta_argument(serve)
     add_device_argument(serve)
     serve.set_defaults(func=cmd_serve)
@@ -572,9 +629,12 @@ def add_report_command(commands) -> None:
     report = commands.add_parser("report", help="write a self-contained report.html with explanations and trust checks")
     report.add_argument("run", help="run folder, checkpoint file, or 'default' (the shipped model)")
     report.add_argument("--out", help="folder for report.html and its figures (default: the run folder)")
-    report.add_argument("--lime-samples", type=int, default=1000, help="perturbations per LIME explanation")
-    report.add_argument("--filter-steps", type=int, default=200, help="gradient-ascent steps per filter")
-    report.add_argument("--trust-faces-per-class", type=int, default=2, help="faces per class in the trust sample")
+    report.add_argument("--lime-samples", type=int, help="perturbations per LIME explanation (default 300)")
+    report.add_argument("--filter-steps", type=int, help="gradient-ascent steps per filter (default 40)")
+    report.add_argument("--trust-faces-per-class", type=int, help="faces per class in the trust sample (default 2)")
+    add_layer_argument(report)
+    report.add_argument("--skip", metavar="STAGES", help="comma-separated stages to leave out: explanations, filters, trust")
+    report.add_argument("--quiet", action="store_true", help="no progress bars")
     add_data_arguments(report)
     add_device_argument(report)
     report.set_defaults(func=cmd_report)
@@ -590,13 +650,14 @@ def add_explain_command(commands) -> None:
     explain.add_argument("--split", choices=("train", "val", "test"), default="test")
     explain.add_argument("--target", choices=EMOTIONS_CHOICES, help="class to explain (default: the predicted one)")
     explain.add_argument("-o", "--output", help="PNG to write (default: in the run folder)")
+    add_layer_argument(explain)
     add_data_arguments(explain)
     add_device_argument(explain)
     explain.set_defaults(func=cmd_explain)
 
 # Each adds one subcommand, in the order --help lists them.
 COMMANDS = [add_models_command, add_summary_command, add_train_command, add_evaluate_command, add_predict_command,
-            add_calibrate_command, add_ensemble_command, add_export_command, add_photo_command, add_serve_command,
+            add_calibrate_command, add_ensemble_command, add_export_command, add_photo_command, add_video_command, add_serve_command,
             add_experiment_command, add_report_command, add_explain_command]
 
 

@@ -18,3 +18,7 @@ class NotApplicable(FerlabError, ValueError):
     """An explanation method that cannot explain this model (faithfully): Grad-CAM on a model
     without convolutions, guided backpropagation without nn.ReLU. The report skips the method
     with a note; ``ferlab explain`` says so in one line."""
+
+
+class UnknownChoice(FerlabError, ValueError):
+    """A name that is not among the valid ones (a method, a layer); the message lists them."""

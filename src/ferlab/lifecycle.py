@@ -65,7 +65,9 @@ def train_run(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: 
     summary = training.fit(config, faces, run_dir, data_info=data_info, resume=resume, progress=progress, log=log)
     history = summary.pop("history")
     plot_history(history, run_dir / "curves.png", f"{config.model} ({run_dir.name})")
-    loaded = calibrate_checkpoint(load_model(run_dir, "best"), faces, run_dir / "best.pt")
+    best = load_model(run_dir, "best")  # its history ends at the best epoch; it keeps the whole one, as last.pt
+    best = dataclasses.replace(best, checkpoint={**best.checkpoint, "history": history})
+    loaded = calibrate_checkpoint(best, faces, run_dir / "best.pt")
     log(describe_calibration(loaded.checkpoint["calibration"]))
     results = {"model": config.model, "run": str(run_dir), "data": faces.source, **summary, "evaluations": {}}
     for split in ("val", "test"):

@@ -23,7 +23,7 @@ from ferlab.checkpoint import LoadedModel
 from ferlab.errors import FerlabError
 from ferlab.explain.gradcam import gradcam
 from ferlab.explain.postprocess import heat_rgb, normalize, relu
-from ferlab.faces import CROP_MARGIN, Box, crop_face, detect_faces, to_gray
+from ferlab.faces import CROP_MARGIN, Box, Detection, crop_face, detect_faces, to_gray
 from ferlab.labels import EMOTIONS
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -50,7 +50,7 @@ class FaceResult:
         return float(max(self.probabilities))
 
     def to_dict(self) -> dict:
-        return {"box": self.box.to_list(), "label": self.label, "confidence": round(self.confidence, 4),
+        return {"box": self.box.to_list(), "score": self.box.score, "label": self.label, "confidence": round(self.confidence, 4),
                 "probabilities": {name: round(p, 4) for name, p in zip(EMOTIONS, self.probabilities)},
                 "found_by": self.found_by}
 
@@ -60,14 +60,14 @@ def looks_like_a_crop(gray: np.ndarray) -> bool:
     return AUTO_CROP_MIN <= min(height, width) and max(height, width) <= AUTO_CROP_SIDE and 0.75 <= width / height <= 4 / 3
 
 
-def find_faces(gray: np.ndarray, mode: str = "auto") -> tuple[list[Box], str]:
+def find_faces(gray: np.ndarray, mode: str = "auto", detection: Detection = Detection()) -> tuple[list[Box], str]:
     """The boxes to classify in a (H, W) photo and how they were found (see the module's docstring)."""
     if mode not in MODES:
         raise FerlabError(f"unknown mode {mode!r}; available: {', '.join(MODES)}")
     whole = [Box(0, 0, gray.shape[1], gray.shape[0])]
     if mode == "crop":
         return whole, "whole image"
-    boxes = detect_faces(gray)
+    boxes = detect_faces(gray, detection.min_face, detection.detector)
     fills = len(boxes) == 1 and boxes[0].w * boxes[0].h >= AUTO_CROP_FILL * gray.shape[0] * gray.shape[1]
     if mode == "auto" and looks_like_a_crop(gray) and (not boxes or fills):
         return whole, "whole image"
@@ -75,11 +75,19 @@ def find_faces(gray: np.ndarray, mode: str = "auto") -> tuple[list[Box], str]:
 
 
 def analyze(loaded: LoadedModel, rgb: np.ndarray, explain: bool = False, tta: str = "none",
-            mode: str = "auto") -> list[FaceResult]:
+            mode: str = "auto", layer: str | None = None, detection: Detection = Detection()) -> list[FaceResult]:
     """Every face of an (H, W, 3) uint8 photo, largest first; ``tta`` is a test-time augmentation
-    policy (``tta.TTA_POLICIES``) for the probabilities; ``mode`` as in the module's docstring."""
+    policy (``tta.TTA_POLICIES``) for the probabilities; ``mode`` as in the module's docstring;
+    ``layer`` Grad-CAM's conv layer; ``detection`` the detector and the smallest face."""
     gray = to_gray(rgb)
-    boxes, found_by = find_faces(gray, mode)
+    boxes, found_by = find_faces(gray, mode, detection)
+    return classify_boxes(loaded, gray, boxes, found_by, explain=explain, tta=tta, layer=layer)
+
+
+def classify_boxes(loaded: LoadedModel, gray: np.ndarray, boxes: list[Box], found_by: str = "detector", *,
+                   explain: bool = False, tta: str = "none", layer: str | None = None) -> list[FaceResult]:
+    """The faces in ``boxes`` of a (H, W) uint8 image, classified in one batch (and with
+    ``explain``, Grad-CAM of the predicted class at ``layer``)."""
     if not boxes:
         return []
     margin = 0.0 if found_by == "whole image" else CROP_MARGIN
@@ -88,15 +96,16 @@ def analyze(loaded: LoadedModel, rgb: np.ndarray, explain: bool = False, tta: st
     cams = [None] * len(boxes)
     if explain:
         inputs = loaded.normalization.apply(torch.from_numpy(crops))
-        maps = normalize(relu(gradcam(loaded.model, inputs, probabilities.argmax(1))))
+        maps = normalize(relu(gradcam(loaded.model, inputs, probabilities.argmax(1), layer=layer)))
         cams = [m[0].numpy() for m in maps]
     return [FaceResult(box, tuple(float(p) for p in probs), crop, cam, found_by)
             for box, probs, crop, cam in zip(boxes, probabilities.tolist(), crops, cams)]
 
 
-def annotate(rgb: np.ndarray, faces: list[FaceResult]) -> Image.Image:
-    """The photo with a box, label and confidence per face; where Grad-CAM was computed, its map
-    is blended into the (margin-widened) region the model saw."""
+def annotate(rgb: np.ndarray, faces: list[FaceResult], tags: list[str] | None = None) -> Image.Image:
+    """The photo with a box, label and confidence per face (after its tag, e.g. a video's face
+    id, where given); where Grad-CAM was computed, its map is blended into the (margin-widened)
+    region the model saw."""
     image = Image.fromarray(rgb).convert("RGB")
     for face in faces:
         if face.cam is None:
@@ -113,10 +122,10 @@ def annotate(rgb: np.ndarray, faces: list[FaceResult]) -> Image.Image:
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default(size=max(12, image.width // 45))
     line = max(2, image.width // 300)
-    for face in faces:
+    for face, tag in zip(faces, tags or [""] * len(faces)):
         b = face.box
         draw.rectangle([b.x, b.y, b.x + b.w, b.y + b.h], outline=(255, 210, 0), width=line)
-        text = f"{face.label} {face.confidence:.0%}"
+        text = f"{tag + ' ' if tag else ''}{face.label} {face.confidence:.0%}"
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         band = bottom - top + 2 * line
         y = b.y - band if b.y - band >= 0 else b.y + b.h  # above the box, or below it at the top edge
@@ -196,7 +205,8 @@ def describe_faces(path, faces: list[FaceResult]) -> str:
 
 
 def process_photos(loaded: LoadedModel, paths: list[Path], out: Path, *, model_name: str, explain: bool = False,
-                   tta: str = "none", mode: str = "auto", log=print, warn=print) -> dict:
+                   tta: str = "none", mode: str = "auto", layer: str | None = None, detection: Detection = Detection(),
+                   log=print, warn=print) -> dict:
     """``ferlab photo``: each photo's JSON record and annotated copy in ``out`` (names unique per
     input, see ``output_names``), then the summary ``results.json``, which is returned. A photo
     that cannot be read is reported through ``warn`` and counted; the rest still run."""
@@ -212,7 +222,7 @@ def process_photos(loaded: LoadedModel, paths: list[Path], out: Path, *, model_n
             warn(str(error))
             failed += 1
             continue
-        faces = analyze(loaded, rgb, explain=explain, tta=tta, mode=mode)
+        faces = analyze(loaded, rgb, explain=explain, tta=tta, mode=mode, layer=layer, detection=detection)
         record = {**photo_record(str(path), rgb, faces), "outputs": [f"{name}.json", f"{name}-annotated.png"]}
         records.append(record)
         write_json(out / f"{name}.json", record)

@@ -27,7 +27,11 @@ def test_report_is_self_contained_and_writes_every_figure(reported_run):
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", page), "the page must not load anything from the network"
     assert page.count('src="data:image/png;base64,') == 8  # with the reliability diagram
     trust = json.loads((reported_run / "trust.json").read_text())
-    assert [m["method"] for m in trust["methods"]] == ["Saliency (|gradient|)", "Grad-CAM", "HiResCAM", "Guided Grad-CAM", "LIME"]
+    # The CAM heat maps at the default layer (the deepest with maps of at least 6x6) and at the last
+    # layer (3x3), so that the default's choice is measured, not asserted.
+    assert [m["method"] for m in trust["methods"]] == [
+        "Saliency (|gradient|)", "Grad-CAM (layer 10, 6x6)", "Grad-CAM (last layer 12, 3x3)", "HiResCAM (layer 10, 6x6)",
+        "HiResCAM (last layer 12, 3x3)", "Guided Grad-CAM", "LIME"]
     assert all(m["verdict"] for m in trust["methods"])
     assert "How far to trust each explanation" in page and "PrivateTest (fer2013-sample.tar.gz) accuracy" in page
 
@@ -57,3 +61,50 @@ def test_a_dense_model_gets_a_report_with_the_conv_methods_skipped_and_noted(tmp
     assert not (run / "filters.png").exists()
     trust = {m["method"]: m for m in json.loads((run / "trust.json").read_text())["methods"]}
     assert "no convolutional layers" in trust["Grad-CAM"]["verdict"]
+
+
+def test_stages_can_be_skipped_and_the_history_is_the_whole_run(reported_run, tmp_path):
+    out = tmp_path / "skipped"
+    assert main(["report", str(reported_run), "--out", str(out), "--skip", "filters,trust", "--lime-samples", "50",
+                 "--quiet"]) == 0
+    assert (out / "explanations.png").exists() and (out / "report.html").exists()
+    assert not (out / "filters.png").exists() and not (out / "trust.json").exists()
+    page = (out / "report.html").read_text()
+    assert "How far to trust" not in page and page.count('src="data:image/png;base64,') == 5
+    assert ">2</b><span>epochs" in page  # the whole history of the 2-epoch run, and the epoch its weights are from
+    assert main(["report", str(reported_run), "--out", str(out), "--skip", "filterz"]) == 2
+
+
+def test_a_new_method_appears_in_the_report_without_touching_the_report(reported_run, tmp_path, monkeypatch):
+    """Registering a method is enough: the panels, the trust table and the page loop over the registry."""
+    import torch
+
+    from ferlab import explain
+
+    def centre(model, images, target=None):  # a toy map: the centre of the face matters most
+        y, x = torch.meshgrid(torch.arange(48.0), torch.arange(48.0), indexing="ij")
+        return (-((y - 23.5) ** 2 + (x - 23.5) ** 2)).expand(images.shape[0], 1, 48, 48).clone()
+
+    monkeypatch.setattr(explain, "_METHODS", dict(explain._METHODS))  # registered for this test only
+    explain.register_method("centre", "Centre prior")(centre)
+    out = tmp_path / "toy"
+    assert main(["report", str(reported_run), "--out", str(out), "--skip", "filters", "--lime-samples", "50",
+                 "--trust-faces-per-class", "1", "--quiet"]) == 0
+    trust = {m["method"]: m for m in json.loads((out / "trust.json").read_text())["methods"]}
+    assert "Centre prior" in trust
+    assert trust["Centre prior"]["rho"] == pytest.approx(1.0)  # the same map for any weights: it fails the check
+    assert "Centre prior" in (out / "report.html").read_text()
+
+
+def test_a_run_without_a_test_split_is_reported_on_its_held_out_split(tmp_path, sample_faces, capsys):
+    """The course's train.csv has no PrivateTest: the report uses the held-out (val) split."""
+    import torch
+
+    from ferlab.checkpoint import load_model
+    from ferlab.report.build import ReportOptions, build_report
+
+    no_test = sample_faces.select(torch.nonzero(sample_faces.splits != 2).flatten())
+    path = build_report(tmp_path, load_model("default", device="cpu"), no_test,
+                        ReportOptions(skip=("explanations", "filters", "trust"), progress=False))
+    assert "no labelled test split" in capsys.readouterr().out
+    assert list(tmp_path.glob("eval-val*.json")) and "Test metrics (PublicTest" in path.read_text()

@@ -11,16 +11,41 @@ Post-processing (ReLU, normalising, masks, overlays) lives in ``postprocess``.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ferlab.errors import NotApplicable
+from ferlab.errors import NotApplicable, UnknownChoice
 
 Method = Callable[..., torch.Tensor]
-_METHODS: dict[str, Method] = {}
-_TITLES: dict[str, str] = {}
+DISPLAYS = ("heat", "fine", "signed")  # how a map is drawn: see ferlab.report.explain_figures.displayable
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered method: its function, the title figures give it, how its maps are drawn
+    (``heat``: the positive part over the face; ``fine``: a fine-grained map alone; ``signed``: red
+    for the class, blue against) and the options its function accepts (with their defaults)."""
+    name: str
+    title: str
+    function: Method
+    display: str = "heat"
+
+    @property
+    def options(self) -> dict[str, object]:
+        parameters = list(inspect.signature(self.function).parameters.values())[3:]  # after model, images, target
+        return {p.name: p.default for p in parameters if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD}
+
+    def accepted(self, options: dict) -> dict:
+        """The subset of ``options`` this method takes (callers such as the report offer the same
+        options, e.g. ``layer`` or ``num_samples``, to every method)."""
+        return {k: v for k, v in options.items() if k in self.options}
+
+
+_METHODS: dict[str, MethodSpec] = {}
 
 
 def on_model_device(function: Method) -> Method:
@@ -35,11 +60,16 @@ def on_model_device(function: Method) -> Method:
     return method
 
 
-def register_method(name: str, title: str):
+def register_method(name: str, title: str, display: str = "heat"):
+    """Register ``method(model, images, target=None, **options)``; figures, the report and its
+    trust table loop over the registered methods, so a new one appears there with no other change."""
+    if display not in DISPLAYS:
+        raise ValueError(f"unknown display {display!r}; available: {', '.join(DISPLAYS)}")
+
     def decorate(function: Method) -> Method:
-        _METHODS[name] = on_model_device(function)
-        _TITLES[name] = title
-        return _METHODS[name]
+        wrapped = on_model_device(function)
+        _METHODS[name] = MethodSpec(name, title, wrapped, display)
+        return wrapped
     return decorate
 
 
@@ -47,21 +77,31 @@ def list_methods() -> list[str]:
     return list(_METHODS)
 
 
-def method_title(name: str) -> str:
-    get_method(name)  # the same error as everywhere for an unknown name
-    return _TITLES[name]
-
-
-def get_method(name: str) -> Method:
+def get_spec(name: str) -> MethodSpec:
     if name not in _METHODS:
-        raise ValueError(f"unknown explanation method {name!r}; available: {', '.join(_METHODS)}")
+        raise UnknownChoice(f"unknown explanation method {name!r}; available: {', '.join(_METHODS)}")
     return _METHODS[name]
 
 
+def get_method(name: str) -> Method:
+    return get_spec(name).function
+
+
+def method_title(name: str) -> str:
+    return get_spec(name).title
+
+
 def explain(name: str, model: nn.Module, images: torch.Tensor, target=None, **options) -> torch.Tensor:
-    return get_method(name)(model, images, target, **options)
+    """Method ``name``'s raw maps; an option it does not take is an UnknownChoice naming those it does."""
+    spec = get_spec(name)
+    unknown = set(options) - set(spec.options)
+    if unknown:
+        raise UnknownChoice(f"{name} takes no option {', '.join(sorted(unknown))}; "
+                            f"its options: {', '.join(spec.options) or 'none'}")
+    return spec.function(model, images, target, **options)
 
 
-from ferlab.explain import gradcam, guided_gradcam, hirescam, lime_method, saliency  # noqa: E402,F401
+from ferlab.explain import saliency, gradcam, hirescam, guided_gradcam, lime_method  # noqa: E402,F401 - display order
 
-__all__ = ["explain", "get_method", "list_methods", "method_title", "register_method", "NotApplicable"]
+__all__ = ["MethodSpec", "explain", "get_method", "get_spec", "list_methods", "method_title", "register_method",
+           "NotApplicable"]

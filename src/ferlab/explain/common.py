@@ -8,7 +8,7 @@ import contextlib
 import torch
 from torch import nn
 
-from ferlab.errors import NotApplicable
+from ferlab.errors import NotApplicable, UnknownChoice
 
 
 def resolve_targets(model: nn.Module, images: torch.Tensor, target) -> torch.Tensor:
@@ -50,21 +50,50 @@ def conv_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
             if isinstance(child, nn.Conv2d) or any(isinstance(m, nn.Conv2d) for m in child.modules())]
 
 
+MIN_CAM_SIDE = 6  # pixels: the default CAM layer's smallest output side (a 3x3 map paints one blob per face)
+
+
+def layer_sides(model: nn.Module, size: int = 48) -> dict[str, int]:
+    """The smaller output side of each conv layer (``conv_layers``) for a ``size`` x ``size`` face."""
+    parameter = next(model.parameters())
+    x = torch.zeros(1, 1, size, size, device=parameter.device, dtype=parameter.dtype)
+    names, sides = {name for name, _ in conv_layers(model)}, {}
+    with evaluation_mode(model), torch.no_grad():
+        for name, child in model.features.named_children():
+            x = child(x)
+            if name in names:
+                sides[name] = min(x.shape[-2:])
+    return sides
+
+
+def default_layer(model: nn.Module) -> str:
+    """The deepest conv layer whose output is at least MIN_CAM_SIDE a side (the deepest layer when
+    none is): deep enough to see expressions, fine enough to tell the mouth from the eyes."""
+    sides = layer_sides(model)
+    fine = [name for name, side in sides.items() if side >= MIN_CAM_SIDE]
+    return fine[-1] if fine else list(sides)[-1]
+
+
 def pick_layer(model: nn.Module, layer: str | int | None) -> tuple[str, nn.Module]:
-    """A conv layer by name or position in ``conv_layers`` (default: the deepest)."""
+    """A conv layer by name or position in ``conv_layers`` (default: ``default_layer``; ``-1`` or
+    ``"last"``: the deepest)."""
     layers = conv_layers(model)
     if not layers:
         raise NotApplicable(getattr(model, "no_conv_layer", None) or
                             f"{model.__class__.__name__} has no convolutional layers (a fully connected model); "
                             "methods that look at a conv layer do not apply to it")
     if layer is None:
+        layer = default_layer(model)
+    if layer == "last":
         return layers[-1]
     if isinstance(layer, int):
+        if not -len(layers) <= layer < len(layers):
+            raise UnknownChoice(f"no conv layer at position {layer}; there are {len(layers)}")
         return layers[layer]
     for name, module in layers:
         if name == str(layer):
             return name, module
-    raise ValueError(f"no conv layer {layer!r}; available: {', '.join(n for n, _ in layers)}")
+    raise UnknownChoice(f"no conv layer {layer!r}; available: {', '.join(n for n, _ in layers)} or last")
 
 
 def split_at(model: nn.Module, layer: str | int | None):

@@ -27,7 +27,7 @@ def check_guided_backprop(model: nn.Module) -> None:
                             "so Guided Grad-CAM would equal gradient x Grad-CAM")
 
 
-@register_method("guided_gradcam", "Guided Grad-CAM")
+@register_method("guided_gradcam", "Guided Grad-CAM", display="fine")
 def guided_gradcam(model: nn.Module, images: torch.Tensor, target=None, layer: str | int | None = None) -> torch.Tensor:
     check_guided_backprop(model)
     with evaluation_mode(model):

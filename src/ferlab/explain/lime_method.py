@@ -34,7 +34,7 @@ def superpixels(image: np.ndarray, segments: int = 50) -> np.ndarray:
     return labels
 
 
-@register_method("lime", "LIME")
+@register_method("lime", "LIME", display="signed")
 def lime(model: nn.Module, images: torch.Tensor, target=None, num_samples: int = 1000, segments: int = 50,
          seed: int = 0, batch_size: int = 250, hide_value: float | None = 0.0) -> torch.Tensor:
     """``hide_value``: what a switched-off superpixel becomes, in model-input units (0.0 is the

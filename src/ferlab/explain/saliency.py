@@ -10,7 +10,7 @@ from ferlab.explain import register_method
 from ferlab.explain.common import evaluation_mode, fresh_input, resolve_targets
 
 
-@register_method("saliency", "Saliency (|gradient|)")
+@register_method("saliency", "Saliency (|gradient|)", display="fine")
 def saliency(model: nn.Module, images: torch.Tensor, target=None) -> torch.Tensor:
     with evaluation_mode(model):
         targets = resolve_targets(model, images, target)

@@ -119,18 +119,18 @@ class TrustResult:
 
 
 def random_baseline(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *, fill: float = 0.0,
-                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                    seed: int = 0, steps: int = 48) -> tuple[torch.Tensor, torch.Tensor]:
     """Deletion and insertion curves of a random pixel order: the bar a map has to beat."""
     noise = torch.rand(images.shape, generator=torch.Generator().manual_seed(seed))
-    return perturbation_curves(model, images, noise, targets, fill=fill)
+    return perturbation_curves(model, images, noise, targets, steps=steps, fill=fill)
 
 
 def assess(method, model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *, name: str = "",
            fill: float = 0.0, seed: int = 0, options: dict | None = None,
-           baseline: tuple[torch.Tensor, torch.Tensor] | None = None) -> TrustResult:
+           baseline: tuple[torch.Tensor, torch.Tensor] | None = None, steps: int = 48) -> TrustResult:
     """Deletion/insertion AUC (method vs random order) and the randomisation check of one method
     (a registered name or a callable with the common signature) on ``images``. ``baseline``: the
-    random-order curves from ``random_baseline``, if already computed."""
+    random-order curves from ``random_baseline``, if already computed (with the same ``steps``)."""
     function = get_method(method) if isinstance(method, str) else method
     name = name or (method if isinstance(method, str) else getattr(method, "__name__", "method"))
     options = options or {}
@@ -140,8 +140,9 @@ def assess(method, model: nn.Module, images: torch.Tensor, targets: torch.Tensor
     except NotApplicable as error:
         nan = float("nan")
         return TrustResult(name, nan, nan, nan, nan, nan, note=f"not applicable: {error}")
-    deletion, insertion = perturbation_curves(model, images, maps, targets, fill=fill)
-    random_deletion, random_insertion = baseline or random_baseline(model, images, targets, fill=fill, seed=seed)
+    deletion, insertion = perturbation_curves(model, images, maps, targets, steps=steps, fill=fill)
+    random_deletion, random_insertion = baseline or random_baseline(model, images, targets, fill=fill, seed=seed,
+                                                                    steps=steps)
     return TrustResult(name, float(area_under(deletion).mean()), float(area_under(insertion).mean()),
                        float(area_under(random_deletion).mean()), float(area_under(random_insertion).mean()),
                        float(rank_correlation(maps, random_model_maps).mean()), curves=(deletion, insertion))

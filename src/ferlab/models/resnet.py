@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import resnet18
 
 from ferlab.errors import FerlabError
 from ferlab.labels import NUM_CLASSES
@@ -22,6 +21,8 @@ from ferlab.models.layers import FeaturesHead
 
 @register_model("resnet18", "torchvision ResNet18, 3x3 stride-1 gray stem, no max-pool, dropout + 7-way fc")
 def build_resnet18(dropout: float = 0.3, stem_kernel: int = 3, pretrained: str | None = None) -> nn.Module:
+    from torchvision.models import resnet18  # here: torchvision takes 1.5 s to import, and only this model needs it
+
     net = resnet18(weights=None, num_classes=NUM_CLASSES)
     net.conv1 = nn.Conv2d(1, 64, stem_kernel, stride=1, padding=stem_kernel // 2, bias=False)
     if pretrained:

@@ -11,14 +11,17 @@ import html
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import jinja2
 import torch
 
-from ferlab.checkpoint import LoadedModel, read_checkpoint
+from ferlab.checkpoint import LoadedModel
 from ferlab.data.faceset import FaceSet
-from ferlab.explain import NotApplicable, explain, method_title
+from ferlab.errors import UnknownChoice
+from ferlab.explain import NotApplicable, get_spec, list_methods
+from ferlab.explain.common import conv_layers, default_layer, layer_sides
 from ferlab.explain.filters import feature_maps, shallow_middle_deep, visualize_filters
 from ferlab.explain.postprocess import masked_faces
 from ferlab.explain.trust import SANITY_THRESHOLD, assess, random_baseline
@@ -29,18 +32,26 @@ from ferlab.report.explain_figures import (plot_feature_maps, plot_filter_visual
 from ferlab.report.figures import plot_history
 from ferlab.runs import data_tag, evaluate_split, write_json
 
-# The methods of the per-class panels and of the trust table, in display order.
-ATTRIBUTION_METHODS = ("saliency", "gradcam", "hirescam", "guided_gradcam", "lime")
+STAGES = ("explanations", "filters", "trust")  # what --skip may leave out (the evaluation is always made)
 
 
 @dataclass(frozen=True)
 class ReportOptions:
     trust_faces_per_class: int = 2   # the trust sample: the first faces of each class in the test split, by id
-    lime_samples: int = 1000         # perturbed images per LIME explanation in the class panels
-    trust_lime_samples: int = 250    # ... in the trust table (LIME runs twice there: trained and random model)
-    filter_steps: int = 200          # gradient-ascent steps per filter visualisation
-    filters: int = 32                # filters shown per layer
+    trust_steps: int = 16            # deletion/insertion steps (each removes 1/16 of the pixels)
+    lime_samples: int = 300          # perturbed images per LIME explanation in the class panels
+    trust_lime_samples: int = 100    # ... in the trust table (LIME runs twice there: trained and random model)
+    filter_steps: int = 40           # gradient-ascent steps per filter visualisation
+    filter_lr: float = 0.1           # the ascent's step size (Adam, model-input units)
+    filters: int = 16                # filters shown per layer
     mask_fraction: float = 0.2       # the masked face keeps this share of the most salient pixels
+    layer: str | None = None         # the CAM methods' conv layer (None: explain.common.default_layer)
+    skip: tuple[str, ...] = ()       # stages of STAGES to leave out
+    progress: bool = True            # a progress bar per stage
+
+    def method_options(self, samples: int) -> dict:
+        """Options offered to every method; each takes those it accepts (``MethodSpec.accepted``)."""
+        return {"num_samples": samples, "layer": self.layer}
 
 
 def data_uri(path: Path) -> str:
@@ -76,102 +87,191 @@ def deletion_fill(loaded: LoadedModel, inputs: torch.Tensor) -> tuple[float, str
     return float(inputs.mean()), "the mean gray level of the trust sample"
 
 
+class Stages:
+    """Timed stages with a progress bar each (tqdm, on stderr); ``timings`` collects the seconds."""
+
+    def __init__(self, progress: bool, log: Callable[[str], None]):
+        self.progress, self.log, self.timings = progress, log, {}
+
+    def run(self, stage: str, items: dict[str, Callable[[], object]]) -> dict[str, object]:
+        """Call each of ``items`` (label -> function) under one bar; their results by label."""
+        from tqdm.auto import tqdm
+
+        self.log(f"report: {stage}")
+        results = {}
+        with tqdm(total=len(items), desc=stage, unit="step", leave=False, disable=not self.progress) as bar:
+            for label, function in items.items():
+                bar.set_postfix_str(label)
+                started = time.perf_counter()
+                results[label] = function()
+                self.timings[label] = self.timings.get(label, 0.0) + time.perf_counter() - started
+                bar.update()
+        return results
+
+
+def report_split(faces: FaceSet, log: Callable[[str], None]) -> str:
+    """PrivateTest ("test") where the data has it labelled; else the held-out split ("val"), e.g. for
+    a run trained on the course's train.csv, which has no PrivateTest."""
+    test = faces.split("test")
+    if len(test) and test.labelled:
+        return "test"
+    log(f"report: {faces.source} has no labelled test split; reporting on the held-out {faces.split_title('val')}")
+    return "val"
+
+
+def explanation_panels(loaded: LoadedModel, faces_u8: torch.Tensor, targets: torch.Tensor, options: ReportOptions,
+                       stages: Stages) -> tuple[dict, dict[str, str]]:
+    """Every registered method's maps of ``faces_u8`` as figure panels (title -> (maps, display)),
+    the saliency-masked faces after saliency; and a note for each method that does not apply."""
+    inputs = loaded.normalization.apply(faces_u8)
+    offered = options.method_options(options.lime_samples)
+
+    def attempt(name: str):
+        spec = get_spec(name)
+        try:
+            return spec.function(loaded.model, inputs, targets, **spec.accepted(offered))
+        except NotApplicable as error:
+            return error
+
+    maps = stages.run("explaining one face per class", {name: partial(attempt, name) for name in list_methods()})
+    panels, notes = {}, {}
+    for name, result in maps.items():
+        spec = get_spec(name)
+        if isinstance(result, NotApplicable):
+            notes[spec.title], result = str(result), None
+        panels[spec.title + (" (red: for, blue: against)" if spec.display == "signed" else "")] = (result, spec.display)
+        if name == "saliency" and result is not None:
+            panels[f"masked (top {options.mask_fraction:.0%})"] = (masked_faces(faces_u8, result, options.mask_fraction), "gray")
+    return panels, notes
+
+
+def layer_variants(model: torch.nn.Module, options: ReportOptions) -> list[tuple[str, str | None]]:
+    """(label, layer) pairs the trust table measures for CAM methods: the chosen layer, and the
+    deepest one beside it when they differ, so the default's choice is shown, not asserted."""
+    layers = [name for name, _ in conv_layers(model)]
+    if not layers:
+        return [("", options.layer)]
+    sides = layer_sides(model)
+    chosen = options.layer if options.layer is not None else default_layer(model)
+    chosen = layers[-1] if chosen == "last" else str(chosen)
+    variants = [(f" (layer {chosen}, {sides[chosen]}x{sides[chosen]})", chosen)] if chosen in sides else [("", chosen)]
+    if chosen != layers[-1]:
+        variants.append((f" (last layer {layers[-1]}, {sides[layers[-1]]}x{sides[layers[-1]]})", layers[-1]))
+    return variants
+
+
+def trust_jobs(loaded: LoadedModel, options: ReportOptions) -> dict[str, tuple[str, dict]]:
+    """Row title -> (method, options) for the trust table: every registered method, and the CAM
+    heat maps (methods that take a ``layer`` and are drawn as heat) at each of ``layer_variants``."""
+    offered, jobs = options.method_options(options.trust_lime_samples), {}
+    for name in list_methods():
+        spec = get_spec(name)
+        compared = "layer" in spec.options and spec.display == "heat"
+        for suffix, layer in (layer_variants(loaded.model, options) if compared else [("", None)]):
+            jobs[spec.title + suffix] = (name, spec.accepted({**offered, "layer": layer}))
+    return jobs
+
+
+def trust_results(loaded: LoadedModel, test: FaceSet, options: ReportOptions, stages: Stages) -> dict:
+    """The trust table's rows (``TrustResult`` per row title), the mean curves per row for the
+    figure, how deleted pixels are filled, and the sample's size."""
+    sample = trust_sample(test, options.trust_faces_per_class)
+    inputs, targets = loaded.normalization.apply(test.images[sample]), test.labels[sample]
+    fill, fill_text = deletion_fill(loaded, inputs)
+    model = loaded.model
+    baseline = random_baseline(model, inputs, targets, fill=fill, steps=options.trust_steps)
+    jobs = {title: partial(assess, method, model, inputs, targets, name=title, fill=fill, options=accepted,
+                           baseline=baseline, steps=options.trust_steps)
+            for title, (method, accepted) in trust_jobs(loaded, options).items()}
+    results = stages.run("measuring trust", jobs)
+    curves = {title: r.curves for title, r in results.items() if r.curves is not None}
+    return {"results": list(results.values()), "curves": {**curves, "random order": baseline},
+            "fill": fill_text, "faces": len(sample), "steps": options.trust_steps}
+
+
+def filter_figures(loaded: LoadedModel, face: torch.Tensor, run_dir: Path, options: ReportOptions,
+                   stages: Stages) -> None:
+    """filters.png (inputs that maximise a shallow, a middle and a deep layer's filters) and
+    feature-maps.png (those layers' outputs for one (48, 48) uint8 face); nothing for a model
+    without conv layers."""
+    model, layers = loaded.model, shallow_middle_deep(loaded.model)
+    if not layers:
+        return
+    filters = stages.run(f"visualising filters ({options.filter_steps} gradient-ascent steps per layer)", {
+        f"layer {name}": partial(visualize_filters, model, name, options.filters, options.filter_steps, options.filter_lr)
+        for name in layers})
+    plot_filter_visualisations(filters, run_dir / "filters.png",
+                               "inputs that maximise each filter's mean activation (shallow, middle, deep)")
+    inputs = loaded.normalization.apply(face[None])
+    activations = {f"layer {name}": feature_maps(model, inputs, name)[0] for name in layers}
+    plot_feature_maps(face, activations, run_dir / "feature-maps.png")
+
+
 def build_report(run_dir: Path, loaded: LoadedModel, faces: FaceSet, options: ReportOptions = ReportOptions(),
                  log: Callable[[str], None] = print) -> Path:
-    model, norm = loaded.model, loaded.normalization
-    timings: dict[str, float] = {}
-    started_all = time.perf_counter()
-
-    def timed(label: str, function, *args, **kwargs):
-        started = time.perf_counter()
-        value = function(*args, **kwargs)
-        timings[label] = timings.get(label, 0.0) + time.perf_counter() - started
-        return value
-
-    log("report: evaluating on PrivateTest")
-    test = faces.split("test")
+    unknown = set(options.skip) - set(STAGES)
+    if unknown:
+        raise UnknownChoice(f"cannot skip {', '.join(sorted(unknown))}; stages: {', '.join(STAGES)}")
+    stages, started = Stages(options.progress, log), time.perf_counter()
+    split = report_split(faces, log)
     tag = data_tag(faces.source, loaded.checkpoint.get("data", {}).get("source"))  # other data: its own eval file
-    evaluation = timed("evaluation", evaluate_split, loaded, faces, "test", run_dir, tag=tag)
-    last = run_dir / "last.pt"  # the whole history; best.pt's ends at the best epoch
-    history = read_checkpoint(last)["history"] if last.exists() else loaded.checkpoint.get("history", [])
+    evaluation = stages.run(f"evaluating on {faces.split_title(split)}", {
+        "evaluation": partial(evaluate_split, loaded, faces, split, run_dir, tag=tag)})["evaluation"]
+    history = loaded.checkpoint.get("history", [])  # the whole run's (best.pt keeps it since training ends)
     if history:
         plot_history(history, run_dir / "curves.png", f"{loaded.config.model} ({run_dir.name})")
-    probabilities = evaluation.pop("probabilities")
-
-    log("report: explaining one face per class")
+    test, probabilities = faces.split(split), evaluation.pop("probabilities")
     examples = pick_examples(loaded, test, probabilities)
-    faces_u8 = test.images[examples]
-    inputs = norm.apply(faces_u8)
-    targets = test.labels[examples]
-    captions = [f"{EMOTIONS[int(t)]} ({float(probabilities[i, t]):.2f})" for i, t in zip(examples, targets)]
-    maps: dict[str, torch.Tensor | None] = {}
-    notes: dict[str, str] = {}
-    for method in ATTRIBUTION_METHODS:
-        extra = {"num_samples": options.lime_samples} if method == "lime" else {}
-        try:
-            maps[method] = timed(method, explain, method, model, inputs, targets, **extra)
-        except NotApplicable as error:
-            maps[method], notes[method] = None, str(error)
-    masked = masked_faces(faces_u8, maps["saliency"], options.mask_fraction)
-    panels = {
-        "saliency": (maps["saliency"], "fine"),
-        f"masked (top {options.mask_fraction:.0%})": (masked, "gray"),
-        "Grad-CAM": (maps["gradcam"], "heat"),
-        "HiResCAM": (maps["hirescam"], "heat"),
-        "Guided Grad-CAM": (maps["guided_gradcam"], "fine"),
-        "LIME (red: for, blue: against)": (maps["lime"], "signed"),
-    }
-    plot_method_panels(faces_u8, captions, panels, run_dir / "explanations.png",
-                       "one correctly classified PrivateTest face per class (model confidence)")
-
-    log(f"report: visualising filters ({options.filter_steps} gradient-ascent steps per layer)")
-    layers = shallow_middle_deep(model)
-    filters = {f"layer {name}": timed("filter visualisation", visualize_filters, model, name, options.filters,
-                                      options.filter_steps) for name in layers}
-    if filters:
-        plot_filter_visualisations(filters, run_dir / "filters.png",
-                                   "inputs that maximise each filter's mean activation (shallow, middle, deep)")
+    notes = {}
+    if "explanations" not in options.skip:
+        targets = test.labels[examples]
+        panels, notes = explanation_panels(loaded, test.images[examples], targets, options, stages)
+        captions = [f"{EMOTIONS[int(t)]} ({float(probabilities[i, t]):.2f})" for i, t in zip(examples, targets)]
+        plot_method_panels(test.images[examples], captions, panels, run_dir / "explanations.png",
+                           f"one correctly classified {faces.split_title(split)} face per class (model confidence)")
+    if "filters" not in options.skip:
         happy = examples[EMOTIONS.index("happy")] if len(examples) == len(EMOTIONS) else examples[0]
-        activations = {f"layer {name}": timed("feature maps", feature_maps, model, norm.apply(test.images[[happy]]), name)[0]
-                       for name in layers}
-        plot_feature_maps(test.images[happy], activations, run_dir / "feature-maps.png")
+        filter_figures(loaded, test.images[happy], run_dir, options, stages)
+    trust = trust_results(loaded, test, options, stages) if "trust" not in options.skip else None
+    if trust:
+        plot_trust_curves(trust["curves"], run_dir / "trust-curves.png")
+    stages.timings["total"] = time.perf_counter() - started
+    cam_layer = layer_variants(loaded.model, options)[0][0].strip(" ()") or "none (no conv layers)"
+    path = write_page(run_dir, loaded, evaluation, history, notes, trust, stages.timings, cam_layer)
+    log(f"report: wrote {path} in {stages.timings['total']:.0f}s")
+    return path
 
-    log("report: measuring trust (deletion/insertion, randomisation check)")
-    sample = trust_sample(test, options.trust_faces_per_class)
-    trust_inputs, trust_targets = norm.apply(test.images[sample]), test.labels[sample]
-    fill, fill_text = deletion_fill(loaded, trust_inputs)
-    baseline = timed("trust: random order", random_baseline, model, trust_inputs, trust_targets, fill=fill)
-    trust = []
-    for method in ATTRIBUTION_METHODS:
-        extra = {"num_samples": options.trust_lime_samples} if method == "lime" else {}
-        trust.append(timed(f"trust: {method}", assess, method, model, trust_inputs, trust_targets, name=method, fill=fill,
-                           options=extra, baseline=baseline))
-    curves = {method_title(r.method): r.curves for r in trust if r.curves is not None}
-    curves["random order"] = baseline
-    plot_trust_curves(curves, run_dir / "trust-curves.png")
-    timings["total"] = time.perf_counter() - started_all
 
-    rows, total = summarize(model)
-    trust_rows = [{"method": method_title(r.method), "deletion": r.deletion_auc, "insertion": r.insertion_auc,
-                   "random_deletion": r.random_deletion_auc, "random_insertion": r.random_insertion_auc,
-                   "rho": r.randomization_rho, "passes": r.passes_sanity and not r.note, "verdict": r.verdict()}
-                  for r in trust]
-    write_json(run_dir / "trust.json", {"faces": len(sample), "fill": fill_text, "threshold": SANITY_THRESHOLD,
-                                        "methods": trust_rows})
+def trust_rows(trust: dict) -> list[dict]:
+    return [{"method": r.method, "deletion": r.deletion_auc, "insertion": r.insertion_auc,
+             "random_deletion": r.random_deletion_auc, "random_insertion": r.random_insertion_auc,
+             "rho": r.randomization_rho, "passes": r.passes_sanity and not r.note, "verdict": r.verdict()}
+            for r in trust["results"]]
+
+
+def write_page(run_dir: Path, loaded: LoadedModel, evaluation: dict, history: list, notes: dict, trust: dict | None,
+               timings: dict, cam_layer: str) -> Path:
+    """report.html (every figure embedded), trust.json and report-timings.json."""
+    rows, total = summarize(loaded.model)
+    trust_table = trust_rows(trust) if trust else []
+    if trust:
+        write_json(run_dir / "trust.json", {"faces": trust["faces"], "fill": trust["fill"], "threshold": SANITY_THRESHOLD,
+                                            "methods": trust_table})
     write_json(run_dir / "report-timings.json", {k: round(v, 2) for k, v in timings.items()})
     evaluated = evaluation["name"]  # test, or test-on-<data> for other data than the model's
-    files = {"curves": "curves", "confusion-test": f"confusion-{evaluated}", "misclassified-test": f"misclassified-{evaluated}",
-             "reliability-test": f"reliability-{evaluated}",
+    files = {"curves": "curves", "confusion": f"confusion-{evaluated}", "misclassified": f"misclassified-{evaluated}",
+             "reliability": f"reliability-{evaluated}",
              **{name: name for name in ("explanations", "filters", "feature-maps", "trust-curves")}}
     figures = {name: data_uri(run_dir / f"{file}.png") for name, file in files.items() if (run_dir / f"{file}.png").exists()}
     environment = jinja2.Environment(loader=jinja2.PackageLoader("ferlab.report", "templates"),
                                      autoescape=jinja2.select_autoescape(["html"]))
     page = environment.get_template("report.html").render(
         run=run_dir.name, model=loaded.config.model, config=loaded.config, parameters=total,
-        summary_rows=rows, evaluation=evaluation, history=history, figures=figures, notes=notes,
-        trust_rows=trust_rows, trust_faces=len(sample), fill_text=fill_text, threshold=SANITY_THRESHOLD,
-        timings=timings, emotions=EMOTIONS, generated=time.strftime("%Y-%m-%d %H:%M"), escape=html.escape)
+        summary_rows=rows, evaluation=evaluation, history=history, best_epoch=loaded.checkpoint.get("epoch"),
+        figures=figures, notes=notes, trust_rows=trust_table, trust_faces=trust["faces"] if trust else 0,
+        fill_text=trust["fill"] if trust else "", trust_steps=trust["steps"] if trust else 0, threshold=SANITY_THRESHOLD, timings=timings, emotions=EMOTIONS,
+        methods=[get_spec(name) for name in list_methods()], cam_layer=cam_layer, generated=time.strftime("%Y-%m-%d %H:%M"),
+        escape=html.escape)
     path = run_dir / "report.html"
     path.write_text(page, encoding="utf-8")
-    log(f"report: wrote {path} in {timings['total']:.0f}s")
     return path

@@ -68,12 +68,13 @@ def _unit_range(images: torch.Tensor) -> torch.Tensor:
 
 
 def plot_filter_visualisations(layers: dict[str, torch.Tensor], path: Path, title: str = "") -> Path:
-    """For each layer, (K, 1, 48, 48) inputs maximising filters 0..K-1, in a 4x8 grid, side by side."""
-    figure = plt.figure(figsize=(6.2 * len(layers), 3.6))
+    """For each layer, (K, 1, 48, 48) inputs maximising filters 0..K-1, in rows of 8, side by side."""
+    rows = max(1, -(-max(len(images) for images in layers.values()) // 8))
+    figure = plt.figure(figsize=(6.2 * len(layers), 0.8 * rows + 0.7))
     subfigures = figure.subfigures(1, len(layers), squeeze=False)[0]
     for subfigure, (name, images) in zip(subfigures, layers.items()):
         shown = _unit_range(images[:, 0])
-        axes = subfigure.subplots(4, 8)
+        axes = subfigure.subplots(rows, 8, squeeze=False, gridspec_kw={"wspace": 0.06, "hspace": 0.06})
         for i, axis in enumerate(axes.flat):
             axis.axis("off")
             if i < len(shown):
@@ -123,26 +124,23 @@ def plot_trust_curves(curves: dict[str, tuple[torch.Tensor, torch.Tensor]], path
     return path
 
 
-# How each method's map is best shown: signed (LIME weights), fine-grained gradients, or a heat map.
-DISPLAY_KIND = {"lime": "signed", "saliency": "fine", "guided_gradcam": "fine"}
-
-
 def explain_faces_figure(loaded, faces: torch.Tensor, names: list[str], method: str, target: str | None,
-                         path: Path) -> Path:
+                         path: Path, layer: str | None = None) -> Path:
     """One method's maps for (N, 48, 48) uint8 ``faces`` of a loaded model, explaining ``target`` (a
-    class name) or each face's predicted class, drawn as one figure at ``path``. Raises
-    ``NotApplicable`` when the method cannot explain this model."""
-    from ferlab.explain import explain, method_title
+    class name) or each face's predicted class, drawn as one figure at ``path``; ``layer`` for the
+    methods that take one. Raises ``NotApplicable`` when the method cannot explain this model."""
+    from ferlab.explain import get_spec
     from ferlab.explain.postprocess import masked_faces
     from ferlab.labels import EMOTIONS
 
+    spec = get_spec(method)
     probabilities = loaded.probabilities(faces)
     inputs = loaded.normalization.apply(faces)
     targets = probabilities.argmax(1) if target is None else torch.full((len(inputs),), EMOTIONS.index(target))
-    maps = explain(method, loaded.model, inputs, targets)
-    panels = {method_title(method): (maps, DISPLAY_KIND.get(method, "heat"))}
+    maps = spec.function(loaded.model, inputs, targets, **spec.accepted({"layer": layer}))
+    panels = {spec.title: (maps, spec.display)}
     if method == "saliency":
         panels["masked (top 20%)"] = (masked_faces(faces, maps), "gray")
     captions = [f"{n}: {EMOTIONS[int(t)]} {float(probabilities[i, t]):.2f}" for i, (n, t) in enumerate(zip(names, targets))]
-    title = f"{method_title(method)} for the " + ("predicted class" if target is None else f"class {target}")
+    title = f"{spec.title} for the " + ("predicted class" if target is None else f"class {target}")
     return plot_method_panels(faces, captions, panels, path, title)

@@ -118,6 +118,28 @@ def plot_evaluation(result: dict, images: torch.Tensor, labels: torch.Tensor, pr
                    f"{title}: most confident mistakes (true→predicted, confidence)")
 
 
+def plot_timeline(tracks: dict[int, list[tuple[float, np.ndarray]]], path: Path, title: str = "") -> Path:
+    """One panel per face (id -> [(seconds, (7,) probabilities)]): each emotion's probability
+    over time, stacked to 1, so the widest band is the emotion shown most."""
+    shown = list(tracks.items())[:12] or [(0, [])]
+    figure, axes = plt.subplots(len(shown), 1, figsize=(9, 1.9 * len(shown) + 0.6), squeeze=False, sharex=True)
+    colours = plt.get_cmap("tab10").colors
+    for axis, (face, history) in zip(axes[:, 0], shown):
+        if history:
+            times = [t for t, _ in history]
+            values = np.stack([p for _, p in history]).T  # (7, frames)
+            axis.stackplot(times, values, colors=colours[:len(EMOTIONS)], labels=EMOTIONS, step="mid")
+        axis.set_ylim(0, 1)
+        axis.set_ylabel(f"face #{face}" if history else "no face", fontsize=9)
+    axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    axes[-1, 0].set_xlabel("time (s)")
+    figure.suptitle(title + (f" (the first 12 of {len(tracks)} faces)" if len(tracks) > 12 else ""))
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
 def plot_arms(histories: dict[str, list[list[dict]]], path: Path, title: str = "") -> Path:
     """Training and validation accuracy per epoch for each arm of an experiment: the mean over
     seeds as a line, the range over seeds as a band."""

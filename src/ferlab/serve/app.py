@@ -24,7 +24,7 @@ from PIL import Image
 
 from ferlab.checkpoint import LoadedModel
 from ferlab.explain.postprocess import overlay
-from ferlab.faces import PhotoError, read_photo
+from ferlab.faces import Detection, PhotoError, read_photo
 from ferlab.photos import analyze, annotate, photo_record
 
 MAX_UPLOAD_BYTES = 20 * 2**20  # 20 MiB
@@ -38,10 +38,11 @@ def png_data_uri(image: Image.Image | np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def predict_bytes(loaded: LoadedModel, data: bytes, name: str, explain: bool, tta: str = "none") -> dict:
+def predict_bytes(loaded: LoadedModel, data: bytes, name: str, explain: bool, tta: str = "none",
+                  layer: str | None = None, detection: Detection = Detection()) -> dict:
     """The JSON answer for one uploaded photo (raises PhotoError for a bad file)."""
     rgb = read_photo(data, name=name)
-    faces = analyze(loaded, rgb, explain=explain, tta=tta)
+    faces = analyze(loaded, rgb, explain=explain, tta=tta, layer=layer, detection=detection)
     record = photo_record(name, rgb, faces)
     for face, entry in zip(faces, record["faces"]):
         entry["crop"] = png_data_uri(np.asarray(Image.fromarray(face.crop).resize((96, 96), Image.Resampling.NEAREST)))
@@ -77,7 +78,8 @@ def add_error_handlers(app: FastAPI) -> None:
         return error_response(500, f"internal error ({error.__class__.__name__}); the server keeps running")
 
 
-def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "none") -> FastAPI:
+def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "none", *, layer: str | None = None,
+               detection: Detection = Detection()) -> FastAPI:
     app = FastAPI(title="ferlab", docs_url=None, redoc_url=None)
     add_error_handlers(app)
     page = resources.files("ferlab.serve").joinpath("page.html").read_text(encoding="utf-8")
@@ -97,7 +99,7 @@ def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "non
         if len(data) > MAX_UPLOAD_BYTES:
             return error_response(413, f"{name}: file is larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
         try:
-            return predict_bytes(loaded, data, name, explain, tta)
+            return predict_bytes(loaded, data, name, explain, tta, layer, detection)
         except PhotoError as error:
             return error_response(400, str(error))
 

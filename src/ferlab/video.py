@@ -1,0 +1,249 @@
+"""Emotions in a video: find the faces in each frame, follow each face from frame to frame, smooth
+its probabilities over time, and write what was seen.
+
+``ferlab video IN -o OUT/`` writes, for a video ``IN`` named ``clip.mp4``:
+
+    clip-annotated.mp4   the video with each face's box, id, label and confidence
+    clip-frames.csv      one row per face per frame: frame, time_s, face, x, y, w, h, label and the
+                         seven smoothed probabilities
+    clip-timeline.png    each face's smoothed probabilities over time
+    clip-summary.json    per face: frames seen, first and last time, top emotion, mean probabilities
+
+Faces are detected every ``detect_every`` frames; in between, each face keeps its last box (a face
+moves little in a few frames at 25-30 frames/s). A detection continues the track whose last box
+overlaps it most (intersection over union at least ``min_overlap``); a track not seen for
+``max_missed`` detections ends. Each track's probabilities are an exponential moving average:
+``p = smoothing * p_previous + (1 - smoothing) * p_frame``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ferlab.checkpoint import LoadedModel
+from ferlab.errors import FerlabError
+from ferlab.faces import MAX_PIXELS, Box, Detection, to_gray
+from ferlab.labels import EMOTIONS
+from ferlab.photos import FaceResult, annotate, classify_boxes, find_faces
+
+
+class VideoError(FerlabError):
+    """A video that cannot be read; the message names the file."""
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    detect_every: int = 1      # frames between face detections (boxes are carried in between)
+    smoothing: float = 0.6     # weight of a face's previous probabilities in its moving average (0: none)
+    min_overlap: float = 0.3   # intersection over union for a detection to continue a track
+    max_missed: int = 5        # detections a track may miss before it ends
+    detection: Detection = Detection()  # the face detector and the smallest face
+    tta: str = "none"          # test-time augmentation policy of each face's probabilities
+
+    def __post_init__(self):
+        if self.detect_every < 1:
+            raise FerlabError(f"--detect-every {self.detect_every}: expected 1 or more frames")
+        if not 0 <= self.smoothing < 1:
+            raise FerlabError(f"--smoothing {self.smoothing}: expected 0 (none) up to, not including, 1")
+
+
+@dataclass(frozen=True)
+class Frame:
+    index: int          # 0-based
+    time: float         # seconds from the start
+    rgb: np.ndarray     # (H, W, 3) uint8
+
+
+def check_video_file(path: Path) -> None:
+    try:
+        info = path.stat()
+    except OSError as error:
+        raise VideoError(f"{path}: cannot read ({error.strerror or error})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise VideoError(f"{path}: not a regular file (a folder, device, socket or FIFO)")
+
+
+def read_frames(path: Path) -> tuple[Iterator[Frame], float, int]:
+    """(frames, frames per second, frame count or 0 where the container does not say) of any video
+    OpenCV can read. Unreadable files and videos without a frame are VideoErrors naming the file."""
+    import cv2
+
+    check_video_file(path)
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise VideoError(f"{path}: not a video OpenCV can read")
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    fps = fps if np.isfinite(fps) and 0 < fps <= 1000 else 25.0  # some containers do not say; 25 is the usual
+    count = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
+    ok, first = capture.read()
+    if not ok or first is None:
+        capture.release()
+        raise VideoError(f"{path}: the video has no frames")
+    if first.shape[0] * first.shape[1] > MAX_PIXELS:
+        capture.release()
+        raise VideoError(f"{path}: frames of {first.shape[1]}x{first.shape[0]} are over the limit of {MAX_PIXELS:,} pixels")
+
+    def frames() -> Iterator[Frame]:
+        index, bgr = 0, first
+        try:
+            while bgr is not None:
+                yield Frame(index, index / fps, np.ascontiguousarray(bgr[..., ::-1]))
+                ok, bgr = capture.read()
+                index += 1
+                if not ok:
+                    break
+        finally:
+            capture.release()
+    return frames(), fps, count
+
+
+def overlap(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes, 0 to 1."""
+    width = min(a.x + a.w, b.x + b.w) - max(a.x, b.x)
+    height = min(a.y + a.h, b.y + b.h) - max(a.y, b.y)
+    inter = max(0, width) * max(0, height)
+    union = a.w * a.h + b.w * b.h - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class Track:
+    id: int
+    box: Box
+    probabilities: np.ndarray           # (7,) smoothed
+    missed: int = 0                     # detections in a row without this face
+    history: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (time, smoothed probabilities)
+
+
+class Tracker:
+    """Face ids that persist across frames: greedy matching of detections to tracks by overlap."""
+
+    def __init__(self, options: VideoOptions):
+        self.options, self.tracks, self.ended, self.next_id = options, [], [], 1
+
+    def match(self, boxes: list[Box]) -> list[Track]:
+        """The track of each detected box (new tracks for unmatched boxes); tracks no box matched
+        count a miss and end after ``max_missed``."""
+        pairs = sorted(((overlap(track.box, box), t, b) for t, track in enumerate(self.tracks)
+                        for b, box in enumerate(boxes)), key=lambda p: -p[0])
+        assigned: dict[int, Track] = {}
+        used: set[int] = set()
+        for score, t, b in pairs:
+            if score < self.options.min_overlap or t in used or b in assigned:
+                continue
+            assigned[b], used = self.tracks[t], used | {t}
+        for t, track in enumerate(self.tracks):
+            track.missed = 0 if t in used else track.missed + 1
+        for b, box in enumerate(boxes):
+            if b not in assigned:
+                assigned[b] = Track(self.next_id, box, np.zeros(len(EMOTIONS)))
+                self.next_id += 1
+                self.tracks.append(assigned[b])
+            assigned[b].box = box
+        self.ended += [t for t in self.tracks if t.missed > self.options.max_missed]
+        self.tracks = [t for t in self.tracks if t.missed <= self.options.max_missed]
+        return [assigned[b] for b in range(len(boxes))]
+
+    def smooth(self, track: Track, probabilities: np.ndarray, time: float) -> np.ndarray:
+        weight = self.options.smoothing if track.history else 0.0  # a new face starts from its first frame
+        track.probabilities = weight * track.probabilities + (1 - weight) * probabilities
+        track.history.append((time, track.probabilities.copy()))
+        return track.probabilities
+
+    def all_tracks(self) -> list[Track]:
+        return sorted(self.ended + self.tracks, key=lambda t: t.id)
+
+
+def frame_faces(loaded: LoadedModel, frame: Frame, tracker: Tracker, options: VideoOptions) -> list[tuple[Track, FaceResult]]:
+    """The faces of one frame with their tracks, probabilities smoothed. On frames between
+    detections the visible tracks keep their boxes."""
+    gray = to_gray(frame.rgb)
+    if frame.index % options.detect_every == 0:
+        boxes, _ = find_faces(gray, "detect", options.detection)
+        tracks = tracker.match(boxes)
+    else:
+        tracks = [t for t in tracker.tracks if t.missed == 0]
+    faces = classify_boxes(loaded, gray, [t.box for t in tracks], tta=options.tta)
+    results = []
+    for track, face in zip(tracks, faces):
+        smoothed = tracker.smooth(track, np.asarray(face.probabilities), frame.time)
+        results.append((track, FaceResult(face.box, tuple(float(p) for p in smoothed), face.crop)))
+    return results
+
+
+CSV_COLUMNS = ["frame", "time_s", "face", "x", "y", "w", "h", "label", *EMOTIONS]
+
+
+def csv_rows(frame: Frame, faces: list[tuple[Track, FaceResult]]) -> list[list]:
+    return [[frame.index, round(frame.time, 3), track.id, *face.box.to_list(), face.label,
+             *(round(p, 4) for p in face.probabilities)] for track, face in faces]
+
+
+def track_summary(track: Track) -> dict:
+    """A face's time on screen, its top emotion (the largest mean smoothed probability) and its
+    mean probabilities."""
+    times = [t for t, _ in track.history]
+    mean = np.mean([p for _, p in track.history], axis=0)
+    return {"face": track.id, "frames": len(track.history), "first_s": round(times[0], 3), "last_s": round(times[-1], 3),
+            "top_emotion": EMOTIONS[int(mean.argmax())],
+            "mean_probabilities": {name: round(float(p), 4) for name, p in zip(EMOTIONS, mean)}}
+
+
+def video_writer(path: Path, fps: float, size: tuple[int, int]):
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    if not writer.isOpened():
+        raise VideoError(f"{path}: OpenCV cannot write this video (mp4v)")
+    return writer
+
+
+def process_video(loaded: LoadedModel, path: Path, out: Path, options: VideoOptions = VideoOptions(), *,
+                  progress: bool = True) -> dict:
+    """``ferlab video``: see the module's docstring. Returns the summary (also written as JSON)."""
+    from tqdm.auto import tqdm
+
+    frames, fps, count = read_frames(path)
+    stem, tracker, rows, writer, seen = path.stem, Tracker(options), [], None, 0
+    outputs = {kind: out / f"{stem}-{kind}" for kind in ("annotated.mp4", "frames.csv", "timeline.png", "summary.json")}
+    try:
+        for frame in tqdm(frames, total=count or None, desc=path.name, unit="frame", disable=not progress):
+            faces = frame_faces(loaded, frame, tracker, options)
+            rows += csv_rows(frame, faces)
+            annotated = np.asarray(annotate(frame.rgb, [face for _, face in faces], [f"#{t.id}" for t, _ in faces]))
+            if writer is None:
+                writer = video_writer(outputs["annotated.mp4"], fps, (frame.rgb.shape[1], frame.rgb.shape[0]))
+            writer.write(np.ascontiguousarray(annotated[..., ::-1]))
+            seen += 1
+    finally:
+        if writer is not None:
+            writer.release()
+    with open(outputs["frames.csv"], "w", newline="") as handle:
+        csv.writer(handle).writerows([CSV_COLUMNS, *rows])
+    faces = [track_summary(t) for t in tracker.all_tracks() if t.history]
+    from ferlab.report.figures import plot_timeline
+
+    plot_timeline({t.id: t.history for t in tracker.all_tracks() if t.history}, outputs["timeline.png"], path.name)
+    summary = {"video": str(path), "frames": seen, "fps": round(fps, 3), "seconds": round(seen / fps, 3),
+               "detect_every": options.detect_every, "smoothing": options.smoothing, "faces": faces,
+               "outputs": [p.name for p in outputs.values()]}
+    outputs["summary.json"].write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def describe_summary(summary: dict) -> str:
+    """The command line's per-face summary."""
+    lines = [f"{summary['video']}: {summary['frames']} frames ({summary['seconds']:.1f} s), "
+             f"{len(summary['faces'])} face{'s' if len(summary['faces']) != 1 else ''}"]
+    for face in summary["faces"]:
+        top = face["top_emotion"]
+        lines.append(f"  face #{face['face']}: {face['frames']} frames, {face['first_s']:.1f}-{face['last_s']:.1f} s, "
+                     f"mostly {top} ({face['mean_probabilities'][top]:.2f} mean)")
+    return "\n".join(lines)
