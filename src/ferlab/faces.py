@@ -113,6 +113,7 @@ def hog_faces(gray: np.ndarray, smallest: int) -> Found:
     return [f for f in found if min(f[2], f[3]) >= smallest]
 
 
+
 DETECTORS = {"hog": hog_faces, "haar": haar_faces}  # BENCHMARKS.md compares them on real photos
 DEFAULT_DETECTOR = "hog"  # as many faces as Haar found and no false ones, a little faster (BENCHMARKS.md)
 

@@ -1,0 +1,140 @@
+"""``ferlab video`` on videos made from real photos (issue 13, item 1): faces followed across
+frames, probabilities smoothed, an annotated video, a per-frame CSV, a timeline and a summary."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ferlab.cli import main
+from ferlab.faces import Box
+from ferlab.labels import EMOTIONS
+from ferlab.photos import demo_photos
+from ferlab.video import Tracker, VideoOptions, overlap
+
+FRAMES, FPS = 30, 25
+
+
+def write_video(path, frames, fps=FPS):
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (frames[0].shape[1], frames[0].shape[0]))
+    for frame in frames:
+        writer.write(np.ascontiguousarray(frame[..., ::-1]))
+    writer.release()
+    return path
+
+
+def two_faces_scene(shift: int) -> np.ndarray:
+    """640x480: the astronaut (smiling) and Grace Hopper side by side, the astronaut moved
+    ``shift`` pixels to the right."""
+    astronaut, hopper = (np.asarray(Image.open(p).convert("RGB")) for p in demo_photos())
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    frame[80:400, shift:300 + shift] = np.asarray(Image.fromarray(astronaut).resize((320, 320)))[:, :300]
+    frame[80:400, 320:640] = np.asarray(Image.fromarray(hopper).resize((320, 375)))[:320]
+    return frame
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("video")
+    return write_video(folder / "two.mp4", [two_faces_scene(i % 10) for i in range(FRAMES)])
+
+
+def read_rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def faces_by_id(rows) -> dict[str, list[dict]]:
+    faces: dict[str, list[dict]] = {}
+    for row in rows:
+        faces.setdefault(row["face"], []).append(row)
+    return faces
+
+
+def test_a_video_gets_every_output_and_each_face_keeps_its_id(video, tmp_path, capsys):
+    import cv2
+
+    out = tmp_path / "out"
+    assert main(["video", str(video), "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert f"{FRAMES}/{FRAMES}" in captured.err  # the progress bar (with its rate and ETA) ran to the end
+    rows = read_rows(out / "two-frames.csv")
+    assert list(rows[0]) == ["frame", "time_s", "face", "x", "y", "w", "h", "label", *EMOTIONS]
+    faces = faces_by_id(rows)
+    steady = {face: found for face, found in faces.items() if len(found) == FRAMES}
+    assert len(steady) == 2, {face: len(found) for face, found in faces.items()}  # both followed in every frame
+    for found in steady.values():
+        assert [int(r["frame"]) for r in found] == list(range(FRAMES))
+        assert float(found[3]["time_s"]) == pytest.approx(3 / FPS)
+        assert all(abs(sum(float(r[e]) for e in EMOTIONS) - 1) < 1e-3 for r in found)
+    summary = json.loads((out / "two-summary.json").read_text())
+    assert summary["frames"] == FRAMES and summary["fps"] == FPS
+    top = {f["face"]: f["top_emotion"] for f in summary["faces"] if f["frames"] == FRAMES}
+    left, right = sorted(steady, key=lambda face: int(steady[face][0]["x"]))
+    assert top[int(left)] == "happy" and top[int(right)] != "happy"  # the astronaut smiles; Grace Hopper does not
+    assert "mostly happy" in captured.out
+    capture = cv2.VideoCapture(str(out / "two-annotated.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == FRAMES
+    ok, frame = capture.read()
+    assert ok and frame.shape == (480, 640, 3)
+    assert (out / "two-timeline.png").stat().st_size > 10_000
+
+
+def test_detecting_every_k_frames_carries_the_boxes(video, tmp_path):
+    out = tmp_path / "every5"
+    assert main(["video", str(video), "-o", str(out), "--detect-every", "5", "--quiet"]) == 0
+    for found in faces_by_id(read_rows(out / "two-frames.csv")).values():
+        for start in range(0, len(found), 5):  # within a group of 5 frames the box is the detected one
+            group = found[start:start + 5]
+            assert len({(r["x"], r["y"], r["w"], r["h"]) for r in group}) == 1
+
+
+def test_smoothing_is_an_exponential_moving_average():
+    tracker = Tracker(VideoOptions(smoothing=0.5))
+    (track,) = tracker.match([Box(0, 0, 10, 10)])
+    first, second = np.eye(7)[0], np.eye(7)[3]
+    assert np.allclose(tracker.smooth(track, first, 0.0), first)  # a new face starts from its first frame
+    assert np.allclose(tracker.smooth(track, second, 0.04), 0.5 * first + 0.5 * second)
+    assert np.allclose(tracker.smooth(track, second, 0.08), 0.25 * first + 0.75 * second)
+    unsmoothed = Tracker(VideoOptions(smoothing=0.0))
+    (other,) = unsmoothed.match([Box(0, 0, 10, 10)])
+    unsmoothed.smooth(other, first, 0.0)
+    assert np.allclose(unsmoothed.smooth(other, second, 0.04), second)
+
+
+def test_the_tracker_matches_by_overlap_and_ends_lost_faces():
+    tracker = Tracker(VideoOptions(max_missed=1))
+    a, b = tracker.match([Box(0, 0, 100, 100), Box(300, 0, 100, 100)])
+    assert (a.id, b.id) == (1, 2)
+    moved = tracker.match([Box(305, 2, 100, 100), Box(4, 3, 100, 100)])  # the order of detections does not matter
+    assert [t.id for t in moved] == [2, 1]
+    assert [t.id for t in tracker.match([Box(0, 0, 100, 100)])] == [1]  # face 2 missed once: kept
+    assert [t.id for t in tracker.match([Box(0, 0, 100, 100)])] == [1]  # twice: ended
+    assert [t.id for t in tracker.match([Box(300, 0, 100, 100)])] == [3]  # so a face there is a new one
+    assert overlap(Box(0, 0, 10, 10), Box(5, 0, 10, 10)) == pytest.approx(50 / 150)
+    assert overlap(Box(0, 0, 10, 10), Box(20, 0, 10, 10)) == 0
+
+
+def test_bad_videos_are_one_line_and_exit_2(tmp_path, capsys):
+    import cv2
+
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 50_000, dtype=np.uint8).tobytes())
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    no_frames = tmp_path / "no-frames.mp4"
+    cv2.VideoWriter(str(no_frames), cv2.VideoWriter_fourcc(*"mp4v"), 25, (64, 64)).release()
+    cases = {garbage: "", empty: "", no_frames: "", tmp_path / "missing.mp4": "cannot read", tmp_path: "not a regular file"}
+    for path, expected in cases.items():
+        assert main(["video", str(path), "-o", str(tmp_path / "out"), "--quiet"]) == 2, path
+        error = capsys.readouterr().err.strip()
+        assert error.startswith(f"ferlab: error: {path}:") and "\n" not in error, error
+        assert expected in error
+    assert main(["video", str(garbage), "--smoothing", "1", "-o", str(tmp_path / "out")]) == 2
+    assert "--smoothing 1.0" in capsys.readouterr().err
