@@ -1,7 +1,10 @@
 """A small FastAPI app: one static page (no external resources) and one JSON endpoint.
 
-    GET  /              the page: pick or drop a photo, see faces, probability bars, Grad-CAM
+    GET  /              the page: pick or drop a photo, see faces, probability bars, Grad-CAM;
+                        or the camera: live boxes, labels and probability bars over the video
     POST /api/predict   multipart field ``file`` (+ ``explain=true``) -> faces as JSON
+    POST /api/frame     one camera frame (a JPEG or PNG body, at most 2 MiB and 1920x1080) -> faces
+                        as JSON, without images; one frame at a time, at most 30 a second
     GET  /api/health    {"status": "ok", "model": ...}
 
 Every error, whatever raised it (a bad upload, a missing field, an unknown route, a bug), has one
@@ -13,12 +16,15 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
+import time
 from importlib import resources
 
 import numpy as np
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from PIL import Image
 
@@ -28,6 +34,53 @@ from ferlab.faces import Detection, PhotoError, read_photo
 from ferlab.photos import analyze, annotate, photo_record
 
 MAX_UPLOAD_BYTES = 20 * 2**20  # 20 MiB
+MAX_FRAME_BYTES = 2 * 2**20    # a camera frame: 2 MiB of JPEG or PNG ...
+MAX_FRAME_PIXELS = 1920 * 1080  # ... and at most full HD (the page sends 640x480)
+MAX_FRAME_RATE = 30            # frames a second the server takes, over all clients
+LIVE_MIN_FACE = 80             # pixels: a face in a camera frame is large, and dlib's HOG finds 80 px without upsampling
+
+
+class FrameGate:
+    """One camera frame at a time, and at most MAX_FRAME_RATE a second: a client sends its next
+    frame when the last is answered (the server's pace); more gets 429, not a queue."""
+
+    def __init__(self, rate: float = MAX_FRAME_RATE):
+        self.lock, self.interval, self.last = threading.Lock(), 1.0 / rate, -1.0
+
+    def enter(self) -> str | None:
+        """None if this frame may run now (the caller then calls ``leave``), else why not."""
+        if not self.lock.acquire(blocking=False):
+            return "busy with another frame: send the next one when this one is answered"
+        now = time.monotonic()
+        if now - self.last < self.interval:
+            self.lock.release()
+            return f"over {MAX_FRAME_RATE} frames a second"
+        self.last = now
+        return None
+
+    def leave(self) -> None:
+        self.lock.release()
+
+
+def frame_answer(loaded: LoadedModel, data: bytes, tta: str, detection: Detection) -> dict:
+    """Faces of one camera frame: boxes, scores, labels and probabilities (no images: it is drawn
+    over the live video by the page)."""
+    started = time.perf_counter()
+    rgb = read_photo(data, name="frame", max_pixels=MAX_FRAME_PIXELS)
+    faces = analyze(loaded, rgb, tta=tta, mode="detect", detection=detection)
+    return {"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "faces": [f.to_dict() for f in faces],
+            "ms": round(1000 * (time.perf_counter() - started), 1)}
+
+
+async def read_body(request: Request, limit: int) -> bytes | None:
+    """The request's body, or None once it passes ``limit`` bytes (the rest is not read)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def png_data_uri(image: Image.Image | np.ndarray) -> str:
@@ -91,6 +144,24 @@ def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "non
     @app.get("/api/health")
     def health() -> dict:
         return {"status": "ok", "model": model_name}
+
+    gate = FrameGate()
+    live_detection = Detection(detection.detector, LIVE_MIN_FACE)
+
+    @app.post("/api/frame")
+    async def frame(request: Request):
+        data = await read_body(request, MAX_FRAME_BYTES)
+        if data is None:
+            return error_response(413, f"frame: larger than {MAX_FRAME_BYTES // 2**20} MiB")
+        refusal = gate.enter()
+        if refusal:
+            return error_response(429, refusal)
+        try:
+            return await run_in_threadpool(frame_answer, loaded, data, tta, live_detection)
+        except PhotoError as error:
+            return error_response(400, str(error))
+        finally:
+            gate.leave()
 
     @app.post("/api/predict")
     def predict(file: UploadFile = File(...), explain: bool = Form(False)):

@@ -1,0 +1,107 @@
+"""The page's camera mode (issue 13, item 2) in headless Chromium with a fake camera playing a
+video made from real photos, and the frame endpoint's bounds."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from ferlab.labels import EMOTIONS
+from ferlab.serve.app import MAX_FRAME_BYTES, FrameGate
+from tests.browser import chromium_page, screenshot_path, write_y4m
+from tests.serve.test_server import server  # noqa: F401 - the fixture: a real server on a free port
+from tests.test_video import two_faces_scene
+
+
+def jpeg(rgb: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=80)
+    return buffer.getvalue()
+
+
+def test_a_frame_gets_boxes_labels_and_probabilities(server):  # noqa: F811
+    response = httpx.post(f"{server}/api/frame", content=jpeg(two_faces_scene(0)), timeout=60)
+    assert response.status_code == 200
+    answer = response.json()
+    assert (answer["width"], answer["height"]) == (640, 480)
+    # Camera faces are large: the live minimum (80 px) keeps Grace Hopper's face (130 px), not the
+    # astronaut's (64 px) in this scene.
+    assert len(answer["faces"]) == 1
+    face = answer["faces"][0]
+    assert face["box"][2] >= 80 and face["label"] in EMOTIONS and face["score"] > 0
+    assert abs(sum(face["probabilities"].values()) - 1) < 1e-3
+    assert "crop" not in face and "annotated" not in answer  # no images: the page draws over the video
+
+
+def test_frames_are_bounded_in_size_and_rate(server):  # noqa: F811
+    too_big = httpx.post(f"{server}/api/frame", content=b"\xff" * (MAX_FRAME_BYTES + 1), timeout=60)
+    assert too_big.status_code == 413 and "larger than 2 MiB" in too_big.json()["error"]
+    huge = np.zeros((1200, 2000, 3), np.uint8)  # 2.4 megapixels, over full HD
+    refused = httpx.post(f"{server}/api/frame", content=jpeg(huge), timeout=60)
+    assert refused.status_code == 400 and "frame:" in refused.json()["error"]
+    too_soon = httpx.post(f"{server}/api/frame", content=b"not an image", timeout=60)
+    assert too_soon.status_code == 429 and "over 30 frames a second" in too_soon.json()["error"]
+    time.sleep(0.05)  # after 1/30 s the next frame is taken
+    garbage = httpx.post(f"{server}/api/frame", content=b"not an image", timeout=60)
+    assert garbage.status_code == 400 and set(garbage.json()) == {"error"}
+
+
+def test_the_gate_takes_one_frame_at_a_time_at_most_30_a_second():
+    gate = FrameGate(rate=30)
+    assert gate.enter() is None
+    assert "busy" in gate.enter()  # a second frame while the first runs
+    gate.leave()
+    assert "over 30 frames a second" in gate.enter()  # straight after: too soon
+    time.sleep(1 / 30)
+    assert gate.enter() is None
+    gate.leave()
+
+
+@pytest.mark.browser
+def test_the_camera_mode_draws_a_face_box_and_label_in_chromium(server, tmp_path):  # noqa: F811
+    camera = write_y4m(tmp_path / "camera.y4m", [two_faces_scene(i % 10) for i in range(10)])
+    with chromium_page(1200, 900, camera=camera) as (page, errors):
+        page.goto(server + "/")
+        assert page.is_hidden("#photo")  # no broken image before anything is uploaded
+        page.click("#camera")
+        page.wait_for_selector("#overlay[data-faces='1']", timeout=60_000)
+        page.wait_for_selector("body[data-rate]", timeout=60_000)  # a second of round trips has been counted
+        label = page.get_attribute("#overlay", "data-label")
+        rate = float(page.get_attribute("body", "data-rate"))
+        status = page.inner_text("#status")
+        screenshot = screenshot_path("webcam.png", tmp_path)
+        page.screenshot(path=str(screenshot))
+        page.click("#camera")  # stop
+        assert page.is_hidden("#live")
+    assert label in EMOTIONS and status == f"Camera on: {label}."
+    assert rate > 0
+    assert errors == []
+    assert screenshot.stat().st_size > 20_000
+
+
+@pytest.mark.browser
+def test_an_error_clears_the_previous_result(server, tmp_path):  # noqa: F811
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    with chromium_page(1200, 900) as (page, errors):
+        page.goto(server + "/")
+        page.set_input_files("#file", str(two_faces_photo(tmp_path)))
+        page.wait_for_selector("#status[data-faces]", timeout=60_000)
+        assert page.is_visible("#photo")
+        page.set_input_files("#file", str(bad))
+        page.wait_for_selector("#status.error", timeout=60_000)
+        assert page.is_hidden("#result") and page.locator(".face").count() == 0
+        message = page.inner_text("#status")
+    assert message.startswith("bad.png: ")
+    assert [e for e in errors if "400" not in e] == []  # the browser logs the 400 itself
+
+
+def two_faces_photo(folder) -> object:
+    path = folder / "two.png"
+    Image.fromarray(two_faces_scene(0)).save(path)
+    return path
