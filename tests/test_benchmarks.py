@@ -67,3 +67,19 @@ def test_onnx_benchmark_times_onnxruntime_beside_pytorch(sample_archive):
     assert "| 1 | onnxruntime (CPU provider) |" in out and "| 256 | PyTorch float32 | " in out
     difference = float(out.rsplit(": ", 1)[1])
     assert difference <= 1e-3
+
+
+def test_detectors_benchmark_scores_both_detectors_on_real_photos(sample_archive):
+    out = run_script("benchmarks/detectors.py", "--scenes", "4", "--data", str(sample_archive))
+    rows = [line.strip("| ").split(" | ") for line in out.splitlines() if line.startswith("| hog") or line.startswith("| haar")]
+    assert {row[0] for row in rows} == {"hog", "haar"}
+    for row in rows:
+        found, total = row[2].split(" ")[0].split("/")
+        assert 0 < int(found) <= int(total)
+    assert "own 48x48 crops: accuracy" in out
+
+
+def test_video_benchmark_times_each_setting():
+    out = run_script("benchmarks/video.py", "--frames", "10")
+    rows = [line.strip("| ").split(" | ") for line in out.splitlines() if line.startswith("| hog") or line.startswith("| haar")]
+    assert len(rows) == 4 and all(float(row[1]) > 0 for row in rows)

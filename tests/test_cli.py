@@ -271,7 +271,7 @@ def test_registry_names_are_checked_when_the_command_runs(capsys):
     code, _, err = run(["summary", "transformer"], capsys)
     one_line_error(code, err, "unknown model 'transformer'; available: cnn, dnn")
     code, _, err = run(["explain", "default", "--method", "shap", "--index", "0"], capsys)
-    one_line_error(code, err, "unknown explanation method 'shap'; available: gradcam")
+    one_line_error(code, err, "unknown explanation method 'shap'; available: saliency, gradcam")
     code, _, err = run(["train", "--model", "transformer"], capsys)
     one_line_error(code, err, "unknown model 'transformer'")
 
