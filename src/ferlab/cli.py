@@ -681,10 +681,14 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2, already printed)
         return int(exit_.code or 0)
+    from ferlab.distributed import is_main_process, quiet_unless_main
+
+    quiet_unless_main()  # under torchrun: one log and one error line, rank 0's
     try:
         return args.func(args)
     except FerlabError as error:
-        print(f"ferlab: error: {error}", file=sys.stderr)
+        if is_main_process():
+            print(f"ferlab: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nferlab: interrupted", file=sys.stderr)

@@ -12,11 +12,12 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from ferlab import training
+from ferlab import distributed, training
 from ferlab.calibration import calibrate_checkpoint, describe_calibration
 from ferlab.checkpoint import load_model, read_checkpoint
 from ferlab.config import TrainConfig, config_from_dict
 from ferlab.data.faceset import FaceSet
+from ferlab.device import choose_device
 from ferlab.errors import FerlabError
 from ferlab.report.figures import plot_history
 from ferlab.runs import evaluate_split, evaluation_entry, new_run_dir, writable_folder, write_config, write_json
@@ -31,10 +32,20 @@ def check_new_run_folder(out: Path) -> Path:
 
 def start_run(config: TrainConfig, data_info: dict, out: Path | None, runs: Path) -> Path:
     """The run folder for a new run: ``out`` (see check_new_run_folder) or a new folder under
-    ``runs``; the resolved config is written into it."""
-    run_dir = check_new_run_folder(out) if out is not None else new_run_dir(writable_folder(runs), config.model)
-    write_config(run_dir, config, data_info)
-    return run_dir
+    ``runs``; the resolved config is written into it. Under torchrun, rank 0 makes it and every
+    rank gets its name (or rank 0's error)."""
+    world = distributed.join(choose_device(config.device))
+    made, problem = None, None
+    if world.main:
+        try:
+            made = check_new_run_folder(out) if out is not None else new_run_dir(writable_folder(runs), config.model)
+            write_config(made, config, data_info)
+        except FerlabError as error:
+            problem = str(error)
+    made, problem = distributed.shared((made, problem), world)
+    if problem:
+        raise FerlabError(problem)
+    return made
 
 
 def resume_config(run_dir: Path, epochs: int | None = None, changed: list[str] = ()) -> tuple[dict, TrainConfig, list[str]]:
@@ -64,6 +75,8 @@ def train_run(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: 
     A KeyboardInterrupt passes through (``last.pt`` holds the state to resume from)."""
     summary = training.fit(config, faces, run_dir, data_info=data_info, resume=resume, progress=progress, log=log)
     history = summary.pop("history")
+    if not distributed.join(choose_device(config.device)).main:  # rank 0 finishes the run folder alone
+        return {"model": config.model, "run": str(run_dir), **summary}
     plot_history(history, run_dir / "curves.png", f"{config.model} ({run_dir.name})")
     best = load_model(run_dir, "best")  # its history ends at the best epoch; it keeps the whole one, as last.pt
     best = dataclasses.replace(best, checkpoint={**best.checkpoint, "history": history})

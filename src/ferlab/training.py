@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ferlab import distributed
 from ferlab.checkpoint import read_checkpoint, save_checkpoint
 from ferlab.config import TrainConfig, config_to_dict
 from ferlab.data.augment import AugmentPolicy, augment_batch, mix_batch, random_erase
@@ -155,14 +156,17 @@ def mixed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_smooth
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor, *,
                     config: TrainConfig, normalization: Normalization, generator: torch.Generator,
                     lr_for_step: Callable[[int], float], description: str = "", progress: bool = True,
-                    average: WeightAverage | None = None) -> dict:
+                    average: WeightAverage | None = None, batch_size: int | None = None,
+                    steps: int | None = None) -> dict:
     """One pass over (N, 48, 48) uint8 ``images`` (already on the model's device) in shuffled
-    batches; the last partial batch is dropped (batch norm needs more than one face, and the
-    shuffle differs every epoch). Returns mean loss, accuracy and seconds."""
+    batches of ``batch_size`` (default ``config.batch_size``); the last partial batch is dropped
+    (batch norm needs more than one face, and the shuffle differs every epoch). ``steps``: how many
+    batches (default: as many as fit; ranks of a distributed run agree on one number). Returns mean
+    loss, accuracy and seconds."""
     device = images.device
     policy = augment_policy(config)
-    batch_size = min(config.batch_size, images.shape[0])
-    steps = images.shape[0] // batch_size
+    batch_size = min(batch_size or config.batch_size, images.shape[0])
+    steps = steps or images.shape[0] // batch_size
     order = torch.randperm(images.shape[0], generator=generator, device=generator.device)[: steps * batch_size].to(device)
     model.train()
     started = time.perf_counter()
@@ -232,7 +236,8 @@ def load_initial_weights(model: nn.Module, config: TrainConfig) -> Normalization
     return Normalization(**payload["normalization"])
 
 
-def start_training(config: TrainConfig, train_images: torch.Tensor, device: torch.device, resume_from: Path | None):
+def start_training(config: TrainConfig, train_images: torch.Tensor, device: torch.device, resume_from: Path | None,
+                   steps_per_epoch: int | None = None):
     """The model (seeded), optimiser, input normalisation, weight average (or None) and history a
     run starts from: fresh, or as saved in ``resume_from`` (a ``last.pt``)."""
     torch.manual_seed(config.seed)
@@ -250,7 +255,8 @@ def start_training(config: TrainConfig, train_images: torch.Tensor, device: torc
         model.load_state_dict(state.get("train_model", state["model"]))
         if average is not None:
             average.model.load_state_dict(state["model"])
-            average.updates = len(state["history"]) * (len(train_images) // min(config.batch_size, len(train_images)))
+            steps = steps_per_epoch or len(train_images) // min(config.batch_size, len(train_images))
+            average.updates = len(state["history"]) * steps
         optimizer.load_state_dict(state["optimizer"])
         normalization = Normalization(**state["normalization"])
         history = list(state["history"])
@@ -269,33 +275,42 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
     epochs of this call (to test interruption). Returns a summary dict, the history included.
     """
     device = choose_device(config.device)
+    world = distributed.join(device)  # one process unless launched by torchrun (ferlab.distributed)
+    device = distributed.rank_device(device, world)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels once
     train, val = faces.split("train"), faces.split("val")
     if len(train) < 2 or len(val) < 1:
         raise FerlabError(f"{faces.source}: need training and validation faces, got {len(train)} and {len(val)}")
+    batch_size = distributed.per_rank_batch(min(config.batch_size, len(train)), world, len(train))
+    steps_per_epoch = (len(train) // world.size) // batch_size  # equal on every rank
     model, optimizer, normalization, average, history = start_training(
-        config, train.images, device, run_dir / "last.pt" if resume else None)
+        config, train.images, device, run_dir / "last.pt" if resume else None, steps_per_epoch)
+    step_model = model if world.size == 1 else torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
     # Optional compilation; the uncompiled module keeps the weights and is what gets saved.
-    step_model = torch.compile(model, mode=config.compile_mode) if config.compile else model
-    train_images, train_labels = train.images.to(device), train.labels.to(device)
+    step_model = torch.compile(step_model, mode=config.compile_mode) if config.compile else step_model
+    shard = slice(world.rank, None, world.size)  # this rank's faces; all of them in one process
+    train_images, train_labels = train.images[shard].to(device), train.labels[shard].to(device)
     val_images, val_labels = val.images.to(device), val.labels
-    steps_per_epoch = len(train) // min(config.batch_size, len(train))
     total_steps = steps_per_epoch * config.epochs
+    progress = progress and world.main
     base = {"config": config_to_dict(config), "normalization": normalization.to_dict(),
             "data": data_info or {"source": faces.source}}
     epochs_run, stopped_early, saved_epoch = 0, False, len(history)
     weights: dict = {}
-    if resume:  # last.pt is the truth: an interruption after its write but before history.csv's left one row short
+    if resume and world.main:  # last.pt is the truth: an interruption after its write but before history.csv's left one row short
         write_history(run_dir / "history.csv", history)
 
     def save_last(weights: dict) -> None:
         nonlocal saved_epoch
+        saved_epoch = weights["epoch"]
+        if not world.main:
+            return
         resumable = {**weights, "optimizer": optimizer.state_dict()}
         if average is not None:
             resumable["train_model"] = model.state_dict()  # the raw weights, to resume training from
         save_checkpoint(run_dir / "last.pt", resumable)
-        saved_epoch = weights["epoch"]
 
     for epoch in range(len(history), config.epochs):
         val_history = [row["val_accuracy"] for row in history]
@@ -308,12 +323,14 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
         scale = plateau_scale(val_history, config.plateau_factor, config.plateau_patience) if config.schedule == "plateau" else 1.0
         torch.manual_seed(epoch_seed(config.seed, epoch))  # dropout of this epoch
         # Shuffle + augmentation, drawn on the training device (the same stream as before on the CPU).
-        generator = torch.Generator(device=device).manual_seed(epoch_seed(config.seed, epoch) + 1)
+        generator = torch.Generator(device=device).manual_seed(epoch_seed(config.seed, epoch) + 1 + world.rank)
         first = epoch * steps_per_epoch
         stats = train_one_epoch(
             step_model, optimizer, train_images, train_labels, config=config, normalization=normalization,
             generator=generator, lr_for_step=lambda step: scale * lr_at(first + step, total_steps, config),
-            description=f"epoch {epoch + 1}/{config.epochs}", progress=progress, average=average)
+            description=f"epoch {epoch + 1}/{config.epochs}", progress=progress, average=average,
+            batch_size=batch_size, steps=steps_per_epoch)
+        stats["loss"], stats["accuracy"] = distributed.mean_over_ranks([stats["loss"], stats["accuracy"]], world, device)
         evaluated = average.model if average is not None else model
         started = time.perf_counter()
         val_stats = evaluate(evaluated, val_images, val_labels, normalization, config)
@@ -331,18 +348,21 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
         improved = row["val_accuracy"] > max(val_history, default=-1.0)
         weights = {**base, "model": evaluated.state_dict(), "epoch": epoch + 1, "history": history,
                    "metrics": {"val_accuracy": row["val_accuracy"], "val_loss": row["val_loss"]}}
-        if improved:
+        if improved and world.main:
             save_checkpoint(run_dir / "best.pt", weights)  # weights only: best.pt is for using, last.pt for resuming
         if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs:
             save_last(weights)
-        write_history(run_dir / "history.csv", history)
+        if world.main:
+            write_history(run_dir / "history.csv", history)
         log(f"epoch {epoch + 1}/{config.epochs}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
             f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}{' *' if improved else ''} | "
             f"lr {row['lr']:.2e} | {row['seconds']:.1f}s")
         epochs_run += 1
     if weights and saved_epoch != len(history):  # stopped between checkpoint_every writes
         save_last(weights)
-    write_history(run_dir / "history.csv", history)  # agrees with last.pt, however the loop ended
+    if world.main:
+        write_history(run_dir / "history.csv", history)  # agrees with last.pt, however the loop ended
+    distributed.barrier(world)  # every rank returns once rank 0's files are written
     best = max(history, key=lambda r: r["val_accuracy"]) if history else None
     return {"history": history, "epochs": len(history), "best_epoch": best["epoch"] if best else None,
             "best_val_accuracy": best["val_accuracy"] if best else None,
