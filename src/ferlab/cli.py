@@ -395,7 +395,13 @@ def cmd_experiment(args) -> int:
     faces = load_data(args)
     out = Path(args.out) if args.out else Path("runs") / "experiments" / f"{experiment.name}-{args.budget}"
     seeds = list(range(args.seeds))
-    results = run_experiment(experiment, faces, out, seeds=seeds, budget=args.budget, progress=not args.quiet)
+    if args.ray or args.address:
+        from ferlab.scale import ray_session
+
+        with ray_session(args.address):
+            results = run_experiment(experiment, faces, out, seeds=seeds, budget=args.budget, progress=False, runner="ray")
+    else:
+        results = run_experiment(experiment, faces, out, seeds=seeds, budget=args.budget, progress=not args.quiet)
     print((out / "results.md").read_text())
     if args.publish:
         device = torch.cuda.get_device_name() if torch.cuda.is_available() else \
@@ -622,6 +628,9 @@ def add_experiment_command(commands) -> None:
     experiment.add_argument("--out", help="folder for runs and results (default: runs/experiments/NAME-BUDGET)")
     experiment.add_argument("--publish", metavar="DIR", help="copy the table and plots to DIR and rebuild DIR/RESULTS.md")
     experiment.add_argument("--quiet", action="store_true", help="no progress bars")
+    experiment.add_argument("--ray", action="store_true", help="run the arms and seeds as Ray tasks: on this machine, "
+                                                               "or on a cluster with --address or RAY_ADDRESS")
+    experiment.add_argument("--address", help="a running Ray cluster to join (host:port, or 'auto'); implies --ray")
     add_data_arguments(experiment)
     experiment.set_defaults(func=cmd_experiment)
 

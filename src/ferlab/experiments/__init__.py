@@ -136,9 +136,51 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def train_one(experiment: Experiment, arm: dict, budget: str, seed: int, faces: FaceSet, out_dir: Path,
+              progress: bool = False, threads: int | None = None) -> dict:
+    """One arm, one seed: train into its run folder and measure PublicTest and PrivateTest. A
+    pure job of its arguments, so it runs the same here or as a Ray task (``threads``: PyTorch's
+    intra-op threads, the caller's, so that sums run in the same order wherever the job runs)."""
+    if threads:
+        torch.set_num_threads(threads)
+    config = experiment.config_for(arm, budget, seed)
+    run_dir = run_folder(out_dir, arm["label"], seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    history = fit(config, faces, run_dir, progress=progress, log=lambda _: None)["history"]
+    loaded = load_model(run_dir, device=config.device)
+    accuracy = {split: metrics(loaded.logits(faces.split(split).images), faces.split(split).labels)["accuracy"]
+                for split in ("val", "test")}
+    return {"seed": seed, "val": accuracy["val"], "test": accuracy["test"], "seconds": time.perf_counter() - started,
+            "history": history}
+
+
+def run_sequentially(experiment: Experiment, faces: FaceSet, out_dir: Path, jobs: list[tuple[dict, int]],
+                     budget: str, progress: bool, done: Callable[[dict, int, dict], None]) -> list[dict]:
+    """Each (arm, seed) job in turn; ``done`` hears of each as it ends."""
+    finished = []
+    for arm, seed in jobs:
+        finished.append(train_one(experiment, arm, budget, seed, faces, out_dir, progress))
+        done(arm, seed, finished[-1])
+    return finished
+
+
+def run_on_ray(experiment: Experiment, faces: FaceSet, out_dir: Path, jobs: list[tuple[dict, int]],
+               budget: str, progress: bool, done: Callable[[dict, int, dict], None]) -> list[dict]:
+    """Every (arm, seed) job as a Ray task (``ferlab.scale``), on the cluster ``ray_session`` joined."""
+    from ferlab.scale import run_tasks
+
+    return run_tasks(train_one, [(experiment, arm, budget, seed) for arm, seed in jobs], shared=(faces, out_dir),
+                     done=lambda args, run: done(args[1], args[3], run))
+
+
+RUNNERS = {"sequential": run_sequentially, "ray": run_on_ray}
+
+
 def run_experiment(experiment: Experiment, faces: FaceSet, out_dir: Path, *, seeds: list[int], budget: str,
-                   progress: bool = False, log: Callable[[str], None] = print) -> dict:
-    """Train every arm for every seed; write results.json, results.md and curves.png."""
+                   progress: bool = False, log: Callable[[str], None] = print, runner: str = "sequential") -> dict:
+    """Train every arm for every seed (``runner``: one after another, or as Ray tasks); write
+    results.json, results.md and curves.png."""
     from ferlab.report.figures import plot_arms
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -146,27 +188,18 @@ def run_experiment(experiment: Experiment, faces: FaceSet, out_dir: Path, *, see
     parameters = check_parameter_ratio(experiment)
     results: dict[str, Any] = {"experiment": experiment.name, "question": experiment.question, "budget": budget,
                                "seeds": seeds, "training_faces": len(faces.split("train")), "arms": {}}
+    jobs = [(arm, seed) for arm in experiment.arms for seed in seeds]
+
+    def done(arm: dict, seed: int, run: dict) -> None:
+        log(f"{experiment.name} / {arm['label']} / seed {seed}: PublicTest {run['val']:.4f}, "
+            f"PrivateTest {run['test']:.4f} ({run['seconds']:.0f}s)")
+
+    finished = RUNNERS[runner](experiment, faces, out_dir, jobs, budget, progress, done)
     for arm in experiment.arms:
-        label = arm["label"]
-        runs = []
-        for seed in seeds:
-            config = experiment.config_for(arm, budget, seed)
-            run_dir = run_folder(out_dir, label, seed)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            started = time.perf_counter()
-            history = fit(config, faces, run_dir, progress=progress, log=lambda _: None)["history"]
-            loaded = load_model(run_dir)
-            accuracy = {}
-            for split in ("val", "test"):
-                subset = faces.split(split)
-                logits = loaded.logits(subset.images)
-                accuracy[split] = metrics(logits, subset.labels)["accuracy"]
-            runs.append({"seed": seed, "val": accuracy["val"], "test": accuracy["test"],
-                         "seconds": time.perf_counter() - started, "history": history})
-            log(f"{experiment.name} / {label} / seed {seed}: PublicTest {accuracy['val']:.4f}, "
-                f"PrivateTest {accuracy['test']:.4f} ({runs[-1]['seconds']:.0f}s)")
-        results["arms"][label] = {"parameters": parameters[label], "epochs": config.epochs, "model": config.model,
-                                  "runs": runs}
+        config = experiment.config_for(arm, budget, seeds[0])
+        runs = [run for (job_arm, _), run in zip(jobs, finished) if job_arm is arm]
+        results["arms"][arm["label"]] = {"parameters": parameters[arm["label"]], "epochs": config.epochs,
+                                         "model": config.model, "runs": runs}
     if experiment.confusions:
         results["confusions"] = confusion_examples(results, faces, out_dir)
     write_json(out_dir / "results.json", results)
