@@ -1,5 +1,7 @@
-"""Choose a recipe on PublicTest: train variants of a preset in parallel processes on one device
-and rank them by their best PublicTest accuracy. PrivateTest is never looked at here.
+"""Choose a recipe on PublicTest within a device budget: measure each variant's throughput, fit
+the sweep into ``--budget`` seconds, then train the variants with ``ferlab tune``'s Ray Tune sweep
+(``ferlab.sweep``; ``--parallel`` trials share the device) and rank them by best PublicTest
+accuracy. PrivateTest is never looked at here.
 
     python benchmarks/tune.py benchmarks/tune-gpu.yaml --parallel 8 --budget 420 --out tune-results
 
@@ -15,8 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing
-import tempfile
+import os
 import time
 from pathlib import Path
 
@@ -25,7 +26,9 @@ import yaml
 
 from ferlab.config import resolve_config
 from ferlab.data import load_faces
-from ferlab.training import choose_device, fit, start_training
+from ferlab.scale import ray_session
+from ferlab.sweep import Sweep, run_sweep
+from ferlab.training import choose_device, start_training
 
 from pipeline import time_ferlab  # benchmarks/pipeline.py, beside this script
 
@@ -41,25 +44,11 @@ def throughput(config, faces, steps: int = 25) -> float:
                                            device, steps)
 
 
-def train_variant(job: tuple) -> dict:
-    label, preset, overrides, data = job
-    torch.set_num_threads(2)
-    faces = load_faces(data)
-    config = resolve_config(preset, overrides=overrides)
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as folder:
-        summary = fit(config, faces, Path(folder), progress=False, log=lambda _: None)
-    history = [row["val_accuracy"] for row in summary["history"]]
-    return {"label": label, "overrides": overrides, "epochs": summary["epochs"], "best_epoch": summary["best_epoch"],
-            "publictest": summary["best_val_accuracy"], "val_history": history,
-            "wall_in_parallel": time.perf_counter() - started}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("sweep", type=Path)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--parallel", type=int, default=4, help="variants trained at once")
+    parser.add_argument("--parallel", type=int, default=4, help="variants trained at once (they share the GPU)")
     parser.add_argument("--budget", type=float, default=600, help="device seconds the whole sweep may take")
     parser.add_argument("--out", type=Path, default=Path("tune-results"))
     args = parser.parse_args()
@@ -87,13 +76,20 @@ def main() -> None:
         for _, _, overrides, _ in jobs:
             overrides["epochs"] = max(1, math.floor(overrides["epochs"] * shrink))
     started = time.perf_counter()
-    with multiprocessing.get_context("spawn").Pool(args.parallel) as pool:
-        results = []
-        for result in pool.imap_unordered(train_variant, jobs):
-            result["images_per_second_alone"] = speeds[result["label"]]
-            print(f"done {result['label']}: PublicTest {result['publictest']:.4f} at epoch {result['best_epoch']}/"
-                  f"{result['epochs']} ({result['wall_in_parallel']:.0f} s in parallel)", flush=True)
-            results.append(result)
+    share = {"cpu": max(1, (os.cpu_count() or 1) // args.parallel), "gpu": 0}
+    if torch.cuda.is_available():
+        share = {"cpu": 1, "gpu": 1 / args.parallel}  # --parallel trials on one GPU
+    sweep = Sweep(preset, [{"label": label, **overrides} for label, _, overrides, _ in jobs], resources=share)
+    with ray_session():
+        rows = run_sweep(sweep, faces, args.out)
+    results = []
+    for row in rows:
+        overrides = next(o for label, _, o, _ in jobs if label == row["label"])
+        results.append({"label": row["label"], "overrides": overrides, "epochs": row["epochs"],
+                        "best_epoch": row["best_epoch"], "publictest": row["publictest"] or 0.0,
+                        "error": row["error"], "images_per_second_alone": speeds[row["label"]]})
+        print(f"done {row['label']}: PublicTest {results[-1]['publictest']:.4f} at epoch {row['best_epoch']}/"
+              f"{row['epochs']}" + (f" (failed: {row['error']})" if row["error"] else ""), flush=True)
     results.sort(key=lambda r: -r["publictest"])
     device = choose_device("auto")
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
@@ -105,8 +101,8 @@ def main() -> None:
     lines += [f"| {r['label']} | {100 * r['publictest']:.2f} | {r['best_epoch']}/{r['epochs']} | "
               f"{r['images_per_second_alone']:.0f} | {json.dumps(r['overrides'])} |" for r in results]
     print("\n".join(lines))
-    (args.out / "table.md").write_text("\n".join(lines) + "\n")
-    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+    (args.out / "benchmark-table.md").write_text("\n".join(lines) + "\n")
+    (args.out / "benchmark-results.json").write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -410,6 +410,21 @@ def cmd_experiment(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from ferlab.scale import ray_session, require_ray
+    from ferlab.sweep import describe, read_sweep, run_sweep
+
+    sweep = read_sweep(Path(args.sweep))  # a bad sweep is one line before anything starts
+    require_ray()
+    faces = load_data(args)
+    out = Path(args.out) if args.out else Path("runs") / "tune" / Path(args.sweep).stem
+    with ray_session(args.address):
+        rows = run_sweep(sweep, faces, out)
+    print((out / "table.md").read_text())
+    print(f"{describe(rows)}; wrote {out / 'table.md'} and {out / 'results.json'}")
+    return 2 if rows and all(r["error"] for r in rows) else 0
+
+
 def cmd_report(args) -> int:
     from ferlab.checkpoint import load_model
     from ferlab.report.build import ReportOptions, build_report
@@ -634,6 +649,18 @@ def add_experiment_command(commands) -> None:
     add_data_arguments(experiment)
     experiment.set_defaults(func=cmd_experiment)
 
+def add_tune_command(commands) -> None:
+    tune = commands.add_parser("tune", help="choose a recipe on PublicTest: variants, a grid or a random search on "
+                                            "Ray Tune, optional ASHA early stopping (needs ferlab[ray])")
+    tune.add_argument("sweep", help="a sweep YAML: preset, and variants, grid or random (see ferlab.sweep)")
+    tune.add_argument("--out", help="folder for the table, results.json and each trial's run folder "
+                                    "(default: runs/tune/<sweep name>)")
+    tune.add_argument("--address", help="a running Ray cluster to join (host:port or 'auto'; default: RAY_ADDRESS, "
+                                        "else Ray starts here)")
+    add_data_arguments(tune)
+    tune.set_defaults(func=cmd_tune)
+
+
 def add_report_command(commands) -> None:
     report = commands.add_parser("report", help="write a self-contained report.html with explanations and trust checks")
     report.add_argument("run", help="run folder, checkpoint file, or 'default' (the shipped model)")
@@ -667,7 +694,7 @@ def add_explain_command(commands) -> None:
 # Each adds one subcommand, in the order --help lists them.
 COMMANDS = [add_models_command, add_summary_command, add_train_command, add_evaluate_command, add_predict_command,
             add_calibrate_command, add_ensemble_command, add_export_command, add_photo_command, add_video_command, add_serve_command,
-            add_experiment_command, add_report_command, add_explain_command]
+            add_experiment_command, add_tune_command, add_report_command, add_explain_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

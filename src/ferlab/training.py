@@ -265,14 +265,16 @@ def start_training(config: TrainConfig, train_images: torch.Tensor, device: torc
 
 def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict | None = None,
         resume: bool = False, progress: bool = True, stop_after: int | None = None,
-        log: Callable[[str], None] = print) -> dict:
+        log: Callable[[str], None] = print, on_epoch: Callable[[dict], None] | None = None) -> dict:
     """Train on the ``train`` split, choose the epoch on ``val``; write ``last.pt`` (resumable:
     weights, optimiser, raw weights under an EMA) every ``config.checkpoint_every`` epochs and
     when the call ends, ``best.pt`` (weights only) whenever validation accuracy improves, and
     ``history.csv`` after every epoch.
 
     ``resume`` continues from ``run_dir/last.pt``. ``stop_after`` ends the call after that many
-    epochs of this call (to test interruption). Returns a summary dict, the history included.
+    epochs of this call (to test interruption). ``on_epoch`` hears each epoch's history row once
+    its files are written (a sweep reports it to its scheduler). Returns a summary dict, the
+    history included.
     """
     device = choose_device(config.device)
     world = distributed.join(device)  # one process unless launched by torchrun (ferlab.distributed)
@@ -358,6 +360,8 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
             f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}{' *' if improved else ''} | "
             f"lr {row['lr']:.2e} | {row['seconds']:.1f}s")
         epochs_run += 1
+        if on_epoch is not None:
+            on_epoch(row)
     if weights and saved_epoch != len(history):  # stopped between checkpoint_every writes
         save_last(weights)
     if world.main:

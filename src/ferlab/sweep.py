@@ -1,0 +1,232 @@
+"""``ferlab tune SWEEP.yaml``: choose a recipe on PublicTest with Ray Tune.
+
+A sweep file names a preset and what to vary, as ``variants`` (labelled sets of TrainConfig
+overrides), a ``grid`` (every combination of the listed values) or a ``random`` search
+(``samples`` draws from ``{uniform: [a, b]}``, ``{loguniform: [a, b]}`` or ``{choice: [...]}``)::
+
+    preset: cpu
+    grid: {lr: [0.001, 0.003], mix: [none, cutmix]}
+    epochs: 12                 # optional, for every trial
+    asha: {grace: 2, reduction: 3}   # optional: stop trials that trail on PublicTest early
+    resources: {cpu: 1, gpu: 0.25}   # per trial: four trials share one GPU
+
+Each trial trains into ``OUT/trials/<label>/`` (a normal run folder) and reports its PublicTest
+accuracy after every epoch; ASHA (Li et al. 2020) stops the trailing ones. The output is a table
+ranked by best PublicTest accuracy: PrivateTest is never evaluated here. A trial that fails is
+listed with its error and the others go on. Ray starts inside the process on this machine, or
+joins ``--address``/``RAY_ADDRESS``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+import yaml
+
+from ferlab.config import ConfigError, coerce, resolve_config
+from ferlab.errors import FerlabError
+
+SWEEP_KEYS = ("preset", "variants", "grid", "random", "samples", "epochs", "asha", "resources")
+DISTRIBUTIONS = ("uniform", "loguniform", "choice")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    preset: str
+    trials: list[dict] = field(default_factory=list)  # variants, or the grid's combinations: label + overrides
+    random: dict = field(default_factory=dict)       # key -> (distribution, arguments)
+    samples: int = 1                                  # draws of a random search
+    epochs: int | None = None
+    asha: dict | None = None                          # {"grace": epochs, "reduction": factor}
+    resources: dict = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
+
+
+def check_overrides(values: dict, where: str) -> dict:
+    """TrainConfig overrides, each checked by name and type (the config's own rules)."""
+    return {key: coerce(key, value, where) for key, value in values.items()}
+
+
+def grid_trials(grid: dict, where: str) -> list[dict]:
+    trials = [{}]
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}: grid key {key!r} needs a non-empty list of values")
+        trials = [{**trial, key: value} for trial in trials for value in values]
+    return [{"label": ",".join(f"{k}={v}" for k, v in trial.items()) or "preset", **check_overrides(trial, where)}
+            for trial in trials]
+
+
+def random_space(random: dict, where: str) -> dict:
+    space = {}
+    for key, spec in random.items():
+        if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
+            raise ConfigError(f"{where}: random key {key!r}: expected one of "
+                              f"{', '.join('{' + d + ': ...}' for d in DISTRIBUTIONS)}")
+        kind, arguments = next(iter(spec.items()))
+        if not isinstance(arguments, list) or not arguments or (kind != "choice" and len(arguments) != 2):
+            raise ConfigError(f"{where}: random key {key!r}: {kind} needs "
+                              f"{'a non-empty list' if kind == 'choice' else '[low, high]'}")
+        for value in (arguments if kind == "choice" else arguments[:1]):
+            coerce(key, value, where)  # the key exists and takes values of this type
+        space[key] = (kind, arguments)
+    return space
+
+
+def read_sweep(path: Path) -> Sweep:
+    """A sweep file, every key checked: unknown keys, empty grids and bad values are one line
+    naming the key."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as error:
+        raise FerlabError(f"{path}: cannot read ({error.strerror or error})") from None
+    except yaml.YAMLError as error:
+        raise FerlabError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise FerlabError(f"{path}: expected a mapping with preset and variants, grid or random")
+    unknown = sorted(set(data) - set(SWEEP_KEYS))
+    if unknown:
+        raise FerlabError(f"{path}: unknown key {unknown[0]!r}; a sweep has {', '.join(SWEEP_KEYS)}")
+    where = str(path)
+    resolve_config(data.get("preset"))  # an unknown preset is one line now
+    kinds = [k for k in ("variants", "grid", "random") if data.get(k) is not None]
+    if len(kinds) != 1:
+        raise FerlabError(f"{path}: give exactly one of variants, grid or random (got {', '.join(kinds) or 'none'})")
+    trials, random = [], {}
+    if "variants" in kinds:
+        if not isinstance(data["variants"], list) or not data["variants"]:
+            raise FerlabError(f"{path}: variants needs a non-empty list")
+        for i, variant in enumerate(data["variants"]):
+            overrides = {k: v for k, v in variant.items() if k != "label"}
+            trials.append({"label": str(variant.get("label", f"variant {i + 1}")),
+                           **check_overrides(overrides, f"{where}: variant {i + 1}")})
+    elif "grid" in kinds:
+        if not isinstance(data["grid"], dict) or not data["grid"]:
+            raise FerlabError(f"{path}: grid needs at least one key with a list of values")
+        trials = grid_trials(data["grid"], where)
+    else:
+        random = random_space(data["random"], where)
+    asha = data.get("asha")
+    if asha is not None and (not isinstance(asha, dict) or set(asha) - {"grace", "reduction"}):
+        raise FerlabError(f"{path}: asha takes grace (epochs) and reduction (a factor above 1)")
+    resources = {"cpu": 1, "gpu": 0, **(data.get("resources") or {})}
+    if set(resources) - {"cpu", "gpu"} or not all(isinstance(v, (int, float)) and v >= 0 for v in resources.values()):
+        raise FerlabError(f"{path}: resources takes cpu and gpu, non-negative numbers (gpu 0.25: four trials per GPU)")
+    epochs = data.get("epochs")
+    if epochs is not None:
+        coerce("epochs", epochs, where)
+    for trial in trials:  # each trial's whole config is valid before any trial starts
+        overrides = {k: v for k, v in trial.items() if k != "label"}
+        try:
+            resolve_config(data.get("preset"), overrides={**overrides, **({"epochs": epochs} if epochs else {})})
+        except ConfigError as error:
+            raise FerlabError(f"{path}: trial {trial['label']!r}: {error}") from None
+    return Sweep(str(data.get("preset")) if data.get("preset") else None, trials, random, int(data.get("samples", 1)),
+                 epochs, asha, resources)
+
+
+def trial_folder(out: Path, prefix: str, label: str) -> Path:
+    return out / "trials" / f"{prefix}-{re.sub(r'[^A-Za-z0-9._=,-]+', '-', label)[:80]}"
+
+
+def train_trial(parameters: dict, *, sweep: Sweep, faces, out: Path) -> None:
+    """One Ray Tune trial: train into its run folder, report PublicTest accuracy every epoch."""
+    from ray import tune
+
+    if "trial" in parameters:  # a variant or a grid point
+        chosen = sweep.trials[parameters["trial"]]
+        label, overrides = chosen["label"], {k: v for k, v in chosen.items() if k != "label"}
+        prefix = f"{parameters['trial'] + 1:03d}"
+    else:  # a random draw
+        overrides = dict(parameters)
+        label = ",".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in overrides.items())
+        prefix = tune.get_context().get_trial_id()
+    if sweep.epochs:
+        overrides["epochs"] = sweep.epochs
+    config = resolve_config(sweep.preset, overrides=overrides)
+    run_dir = trial_folder(out, prefix, label)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    from ferlab.training import fit
+
+    fit(config, faces, run_dir, progress=False, log=lambda _: None,
+        on_epoch=lambda row: tune.report({"val_accuracy": row["val_accuracy"], "epoch": row["epoch"],
+                                          "label": label, "run": str(run_dir)}))
+
+
+def param_space(sweep: Sweep) -> dict:
+    from ray import tune
+
+    if sweep.trials:
+        return {"trial": tune.grid_search(list(range(len(sweep.trials))))}
+    makers = {"uniform": lambda a: tune.uniform(*a), "loguniform": lambda a: tune.loguniform(*a),
+              "choice": lambda a: tune.choice(a)}
+    return {key: makers[kind](arguments) for key, (kind, arguments) in sweep.random.items()}
+
+
+def run_sweep(sweep: Sweep, faces, out: Path, *, log=print) -> list[dict]:
+    """Every trial on Ray Tune (ASHA if asked), ranked by best PublicTest accuracy; also written as
+    ``OUT/table.md`` and ``OUT/results.json``."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no console tables: ferlab prints its own
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    epochs = sweep.epochs or resolve_config(sweep.preset).epochs
+    scheduler = None if not sweep.asha else ASHAScheduler(
+        time_attr="epoch", max_t=epochs, grace_period=int(sweep.asha.get("grace", 1)),
+        reduction_factor=float(sweep.asha.get("reduction", 3)))
+    out.mkdir(parents=True, exist_ok=True)
+    trainable = tune.with_resources(tune.with_parameters(train_trial, sweep=sweep, faces=faces, out=out.resolve()),
+                                    sweep.resources)
+    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)  # failed trials are in the table, with their errors
+    tuner = tune.Tuner(trainable, param_space=param_space(sweep),
+                       tune_config=tune.TuneConfig(metric="val_accuracy", mode="max", scheduler=scheduler,
+                                                   num_samples=1 if sweep.trials else sweep.samples),
+                       run_config=tune.RunConfig(name="tune", storage_path=str((out / "ray").resolve()), verbose=0))
+    grid = tuner.fit()
+    rows = [trial_row(result, epochs, sweep) for result in grid]
+    rows.sort(key=lambda r: (r["error"] is not None, -(r["publictest"] or 0)))
+    write_table(rows, sweep, out)
+    return rows
+
+
+def trial_row(result, epochs: int, sweep: Sweep) -> dict:
+    """A trial's line of the table: its best PublicTest epoch, or its error."""
+    history = result.metrics_dataframe
+    if result.error is not None or history is None or history.empty:
+        config = result.config or {}
+        label = sweep.trials[config["trial"]]["label"] if "trial" in config else \
+            ",".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in config.items())
+        first = str(result.error).strip().splitlines()[-1] if result.error is not None else "no epoch finished"
+        return {"label": str(label), "publictest": None, "best_epoch": None, "epochs": 0, "run": None,
+                "error": first[:300]}
+    best = history.loc[history["val_accuracy"].idxmax()]
+    return {"label": str(history["label"].iloc[-1]), "publictest": float(best["val_accuracy"]),
+            "best_epoch": int(best["epoch"]), "epochs": int(history["epoch"].max()), "of": epochs,
+            "run": str(history["run"].iloc[-1]), "error": None}
+
+
+def write_table(rows: list[dict], sweep: Sweep, out: Path) -> None:
+    lines = [f"Sweep of preset {sweep.preset} on Ray Tune{' with ASHA' if sweep.asha else ''}: ranked by best "
+             "PublicTest accuracy (PrivateTest not evaluated)", "",
+             "| trial | PublicTest % | best epoch / epochs run | run folder |", "| --- | --- | --- | --- |"]
+    for row in rows:
+        if row["error"]:
+            lines.append(f"| {row['label']} | failed: {row['error']} | | |")
+        else:
+            stopped = " (stopped by ASHA)" if row["epochs"] < row["of"] else ""
+            lines.append(f"| {row['label']} | {100 * row['publictest']:.2f} | {row['best_epoch']}/{row['epochs']}{stopped} "
+                         f"| {Path(row['run']).relative_to(out.resolve())} |")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    (out / "results.json").write_text(json.dumps(rows, indent=1))
+
+
+def describe(rows: list[dict]) -> str:
+    best = next((r for r in rows if not r["error"]), None)
+    failed = sum(1 for r in rows if r["error"])
+    text = f"{len(rows)} trials" + (f", {failed} failed" if failed else "")
+    if best:
+        text += f"; best on PublicTest: {best['label']} {100 * best['publictest']:.2f}% (epoch {best['best_epoch']})"
+    return text

@@ -1,0 +1,90 @@
+"""``ferlab tune`` on Ray Tune (issue 14, item 1): trials ranked on PublicTest only, each in its run
+folder; bad sweep files and failing trials are one line each."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ferlab.cli import main
+from ferlab.errors import FerlabError
+from ferlab.sweep import grid_trials, read_sweep
+
+pytest.importorskip("ray")
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_grid_sweep_ranks_its_trials_on_publictest_and_keeps_their_run_folders(tmp_path, sample_archive, capsys):
+    sweep = write(tmp_path, "preset: smoke\nepochs: 2\ngrid: {lr: [0.003, 0.00001]}\n")
+    out = tmp_path / "out"
+    assert main(["tune", str(sweep), "--data", str(sample_archive), "--out", str(out)]) == 0
+    rows = json.loads((out / "results.json").read_text())
+    assert {r["label"] for r in rows} == {"lr=0.003", "lr=1e-05"}
+    assert [r["publictest"] for r in rows] == sorted((r["publictest"] for r in rows), reverse=True)
+    for row in rows:
+        assert row["error"] is None and row["epochs"] == 2
+        assert (Path(row["run"]) / "best.pt").exists() and Path(row["run"]).parent == (out / "trials").resolve()
+    assert all("test" not in key or key == "publictest" for r in rows for key in r)  # PrivateTest never looked at
+    table = (out / "table.md").read_text()
+    assert "PrivateTest not evaluated" in table and "lr=0.003" in table
+    assert "2 trials; best on PublicTest:" in capsys.readouterr().out
+
+
+def test_a_failing_trial_is_listed_with_its_error_and_the_others_finish(tmp_path, sample_archive, capsys):
+    # a starting model that is not there: that trial fails when it starts, the other runs.
+    sweep = write(tmp_path, "preset: smoke\nepochs: 1\nvariants:\n  - {label: ok}\n  - {label: broken, init: /no/such/run}\n")
+    out = tmp_path / "out"
+    assert main(["tune", str(sweep), "--data", str(sample_archive), "--out", str(out)]) == 0
+    rows = {r["label"]: r for r in json.loads((out / "results.json").read_text())}
+    assert rows["ok"]["error"] is None and rows["ok"]["publictest"] is not None
+    assert "/no/such/run: no such run folder or checkpoint" in rows["broken"]["error"]
+    assert "1 failed" in capsys.readouterr().out
+    assert "failed: " in (out / "table.md").read_text()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("preset: smoke\ngrid: {lr: []}\n", "grid key 'lr' needs a non-empty list"),
+    ("preset: smoke\ngrid: {learning_rate: [0.1]}\n", "unknown key 'learning_rate'"),
+    ("preset: smoke\ngrid: {lr: [0.1]}\nworkers: 3\n", "unknown key 'workers'; a sweep has"),
+    ("preset: smoke\n", "give exactly one of variants, grid or random (got none)"),
+    ("preset: smoke\nrandom: {lr: {normal: [0, 1]}}\n", "random key 'lr': expected one of"),
+    ("preset: nope\ngrid: {lr: [0.1]}\n", "unknown preset 'nope'"),
+    ("preset: smoke\ngrid: {lr: [0.1, 0.0]}\n", "trial 'lr=0.0': lr must be a positive finite number"),
+    ("preset: smoke\nvariants:\n  - {label: a, lr: fast}\n", "lr must be float"),
+])
+def test_bad_sweep_files_are_one_line_naming_the_key(tmp_path, sample_archive, capsys, text, message):
+    code = main(["tune", str(write(tmp_path, text)), "--data", str(sample_archive), "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in error and message in error, error
+
+
+def test_a_grid_is_every_combination():
+    trials = grid_trials({"lr": [0.1, 0.2], "mix": ["none", "cutmix"]}, "here")
+    assert [t["label"] for t in trials] == ["lr=0.1,mix=none", "lr=0.1,mix=cutmix", "lr=0.2,mix=none", "lr=0.2,mix=cutmix"]
+    with pytest.raises(FerlabError):
+        grid_trials({"lr": "0.1"}, "here")
+
+
+def test_asha_and_fractional_resources_are_read(tmp_path):
+    sweep = read_sweep(write(tmp_path, "preset: cpu\nrandom: {lr: {loguniform: [0.0001, 0.01]}}\nsamples: 6\n"
+                                       "asha: {grace: 2, reduction: 3}\nresources: {cpu: 1, gpu: 0.25}\n"))
+    assert sweep.samples == 6 and sweep.asha == {"grace": 2, "reduction": 3}
+    assert sweep.resources == {"cpu": 1, "gpu": 0.25} and sweep.random == {"lr": ("loguniform", [0.0001, 0.01])}
+
+
+def test_an_asha_random_search_runs_and_never_passes_the_schedule(tmp_path, sample_archive):
+    sweep = write(tmp_path, "preset: smoke\nepochs: 3\nrandom: {lr: {loguniform: [0.00001, 0.01]}}\nsamples: 4\n"
+                            "asha: {grace: 1, reduction: 2}\n")
+    out = tmp_path / "out"
+    assert main(["tune", str(sweep), "--data", str(sample_archive), "--out", str(out)]) == 0
+    rows = json.loads((out / "results.json").read_text())
+    assert len(rows) == 4 and all(r["error"] is None and 1 <= r["epochs"] <= 3 for r in rows)
+    assert all(r["label"].startswith("lr=") and 1e-5 <= float(r["label"][3:]) <= 1e-2 for r in rows)
+    assert "with ASHA" in (out / "table.md").read_text()
