@@ -54,7 +54,7 @@ class FrameGate:
         now = time.monotonic()
         if now - self.last < self.interval:
             self.lock.release()
-            return f"over {MAX_FRAME_RATE} frames a second"
+            return f"over {1 / self.interval:g} frames a second"
         self.last = now
         return None
 
@@ -132,7 +132,7 @@ def add_error_handlers(app: FastAPI) -> None:
 
 
 def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "none", *, layer: str | None = None,
-               detection: Detection = Detection()) -> FastAPI:
+               detection: Detection = Detection(), frame_rate: float = MAX_FRAME_RATE) -> FastAPI:
     app = FastAPI(title="ferlab", docs_url=None, redoc_url=None)
     add_error_handlers(app)
     page = resources.files("ferlab.serve").joinpath("page.html").read_text(encoding="utf-8")
@@ -145,7 +145,7 @@ def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "non
     def health() -> dict:
         return {"status": "ok", "model": model_name}
 
-    gate = FrameGate()
+    gate = FrameGate(frame_rate)
     live_detection = Detection(detection.detector, LIVE_MIN_FACE)
 
     @app.post("/api/frame")
