@@ -44,8 +44,11 @@ def accuracy(probabilities: torch.Tensor, labels: torch.Tensor) -> float:
     return float((probabilities.argmax(1) == labels).double().mean())
 
 
-def run_once(preset: str, seed: int, args, keep: Path | None) -> dict:
-    """Train one seed; return its accuracies and the class probabilities it gives each split."""
+def run_once(preset: str, seed: int, args, keep: Path | None, threads: int | None = None) -> dict:
+    """Train one seed; return its accuracies and the class probabilities it gives each split
+    (``threads``: PyTorch's threads, set when the run is a Ray task)."""
+    if threads:
+        torch.set_num_threads(threads)
     started = time.perf_counter()
     faces = cap_training(load_faces(args.data), args.train_limit)
     config = resolve_config(preset, overrides={"seed": seed, "epochs": args.epochs})
@@ -81,6 +84,14 @@ def ensemble_row(runs: list[dict]) -> dict:
     return row
 
 
+def seeds_on_ray(preset: str, args) -> list[dict]:
+    """Every seed of ``preset`` as a Ray task (the members of its ensemble), in seed order."""
+    from ferlab.scale import gpu_share, ray_session, run_tasks
+
+    with ray_session():
+        return run_tasks(run_once, [(preset, seed, args, args.keep) for seed in args.seeds], gpus=gpu_share())
+
+
 def mean_std_text(values: list[float], scale: float = 1.0) -> str:
     mean, spread = mean_std([v * scale for v in values])
     return f"{mean:.2f} ± {spread:.2f}"
@@ -95,6 +106,8 @@ def main() -> None:
     parser.add_argument("--train-limit", type=int, default=None, help="use only this many training faces (reduced runs)")
     parser.add_argument("--keep", type=Path, help="folder for each run's fp16 best checkpoint and history.csv")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    parser.add_argument("--ray", action="store_true", help="train the seeds (an ensemble's members) as Ray tasks "
+                                                           "(a quarter GPU each), on a Ray started here or RAY_ADDRESS")
     args = parser.parse_args()
     load_faces(args.data)  # decode once so every run starts from the warm cache
     device = choose_device("auto")
@@ -105,8 +118,8 @@ def main() -> None:
     rows = []
     for preset in args.presets:
         runs = []
-        for seed in args.seeds:
-            r = run_once(preset, seed, args, args.keep)
+        trained = seeds_on_ray(preset, args) if args.ray else (run_once(preset, seed, args, args.keep) for seed in args.seeds)
+        for seed, r in zip(args.seeds, trained):
             accuracies = " ".join(f"{key(split, tta)} {r[key(split, tta)]:.4f}" for split in SPLITS for tta in TTAS)
             print(f"{preset} seed {seed}: {accuracies} best epoch {r['best_epoch']}/{r['epochs']} wall {r['wall']:.1f}s "
                   f"{r['images_per_second']:.0f} img/s", flush=True)

@@ -83,3 +83,16 @@ def test_video_benchmark_times_each_setting():
     out = run_script("benchmarks/video.py", "--frames", "10")
     rows = [line.strip("| ").split(" | ") for line in out.splitlines() if line.startswith("| hog") or line.startswith("| haar")]
     assert len(rows) == 4 and all(float(row[1]) > 0 for row in rows)
+
+
+def test_an_ensembles_members_on_ray_equal_the_sequential_ones(tmp_path, sample_archive):
+    common = ["benchmarks/presets.py", "--data", str(sample_archive), "--presets", "smoke", "--seeds", "0", "1",
+              "--epochs", "1"]
+    run_script(*common, "--json", str(tmp_path / "sequential.json"))
+    run_script(*common, "--ray", "--json", str(tmp_path / "ray.json"))
+    rows = [json.loads((tmp_path / name).read_text())["rows"][0] for name in ("sequential.json", "ray.json")]
+    assert len(rows[0]["runs"]) == len(rows[1]["runs"]) == 2
+    for sequential, on_ray in zip(rows[0]["runs"], rows[1]["runs"]):
+        assert {"seed", "val", "test", "val_flip", "test_flip"} <= set(sequential)
+        assert {k: v for k, v in sequential.items() if k in ("seed", "val", "test", "val_flip", "test_flip")} == \
+               {k: v for k, v in on_ray.items() if k in ("seed", "val", "test", "val_flip", "test_flip")}

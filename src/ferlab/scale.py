@@ -68,17 +68,26 @@ def _call(function: Callable, args: tuple, shared: tuple, threads: int):
     return function(*args, *shared, threads=threads)
 
 
-def run_tasks(function: Callable, calls: list[tuple], *, shared: tuple = (),
+def gpu_share() -> float:
+    """The GPU a training task asks Ray for: a quarter (four small FER2013 runs share a card well;
+    BENCHMARKS.md), none without CUDA. Ray hides the GPU from tasks that do not ask for one."""
+    import torch
+
+    return 0.25 if torch.cuda.is_available() else 0.0
+
+
+def run_tasks(function: Callable, calls: list[tuple], *, shared: tuple = (), gpus: float = 0.0,
               done: Callable[[tuple, object], None] = lambda args, result: None) -> list:
     """``function(*args, *shared, threads=T)`` for each ``args`` of ``calls`` as a Ray task (one CPU
-    each; ``shared`` is put in Ray's object store once; ``T`` is this process's PyTorch thread
-    count, so that each task computes as this process would). ``done`` hears of each result as it
-    arrives. A task that fails is reported after the others finish, naming its arguments' index."""
+    and ``gpus`` of a GPU each; ``shared`` is put in Ray's object store once; ``T`` is this
+    process's PyTorch thread count, so that each task computes as this process would). ``done``
+    hears of each result as it arrives. A task that fails is reported after the others finish,
+    naming its arguments' index."""
     import torch
 
     ray = require_ray()
     with ray_session() if not ray.is_initialized() else contextlib.nullcontext():
-        remote = ray.remote(num_cpus=1)(_call)
+        remote = ray.remote(num_cpus=1, num_gpus=gpus)(_call)
         shared_ref = ray.put(shared)
         futures = {remote.remote(function, args, shared_ref, torch.get_num_threads()): i for i, args in enumerate(calls)}
         results, failures, pending = [None] * len(calls), [], list(futures)

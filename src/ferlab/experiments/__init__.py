@@ -168,10 +168,10 @@ def run_sequentially(experiment: Experiment, faces: FaceSet, out_dir: Path, jobs
 def run_on_ray(experiment: Experiment, faces: FaceSet, out_dir: Path, jobs: list[tuple[dict, int]],
                budget: str, progress: bool, done: Callable[[dict, int, dict], None]) -> list[dict]:
     """Every (arm, seed) job as a Ray task (``ferlab.scale``), on the cluster ``ray_session`` joined."""
-    from ferlab.scale import run_tasks
+    from ferlab.scale import gpu_share, run_tasks
 
     return run_tasks(train_one, [(experiment, arm, budget, seed) for arm, seed in jobs], shared=(faces, out_dir),
-                     done=lambda args, run: done(args[1], args[3], run))
+                     gpus=gpu_share(), done=lambda args, run: done(args[1], args[3], run))
 
 
 RUNNERS = {"sequential": run_sequentially, "ray": run_on_ray}
