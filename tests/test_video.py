@@ -130,7 +130,10 @@ def test_bad_videos_are_one_line_and_exit_2(tmp_path, capsys):
     empty.write_bytes(b"")
     no_frames = tmp_path / "no-frames.mp4"
     cv2.VideoWriter(str(no_frames), cv2.VideoWriter_fourcc(*"mp4v"), 25, (64, 64)).release()
-    cases = {garbage: "", empty: "", no_frames: "", tmp_path / "missing.mp4": "cannot read", tmp_path: "not a regular file"}
+    text = tmp_path / "notes.txt"
+    text.write_text("FFmpeg would play this as a video of its characters\n" * 50)
+    cases = {garbage: "", empty: "", no_frames: "", tmp_path / "missing.mp4": "cannot read", tmp_path: "not a regular file",
+             text: "plain text, not a video"}
     for path, expected in cases.items():
         assert main(["video", str(path), "-o", str(tmp_path / "out"), "--quiet"]) == 2, path
         error = capsys.readouterr().err.strip()

@@ -327,6 +327,7 @@ def cmd_export(args) -> int:
 
 def cmd_photo(args) -> int:
     from ferlab.checkpoint import load_model
+    from ferlab.explain.common import check_layer
     from ferlab.photos import demo_photos, expand_inputs, process_photos
     from ferlab.runs import writable_folder
 
@@ -334,6 +335,7 @@ def cmd_photo(args) -> int:
         raise FerlabError("give photos or folders to read, or --demo")
     out = writable_folder(Path(args.output))
     loaded = load_model(args.model, device=args.device)
+    check_layer(loaded.model, args.layer)  # a wrong --layer is one line before the first photo
     paths = (demo_photos() if args.demo else []) + expand_inputs(args.inputs)
     summary = process_photos(loaded, paths, out, model_name=str(args.model), explain=args.explain, tta=args.tta,
                              mode=args.mode, layer=args.layer, detection=detection_of(args), warn=lambda message: print(f"ferlab: error: {message}", file=sys.stderr))
@@ -361,9 +363,11 @@ def cmd_serve(args) -> int:
     import uvicorn
 
     from ferlab.checkpoint import load_model
+    from ferlab.explain.common import check_layer
     from ferlab.serve.app import create_app
 
     loaded = load_model(args.model, device=args.device)
+    check_layer(loaded.model, args.layer)  # not a 500 on every request with Grad-CAM
     try:  # bind before saying anything: a port in use is one line and exit 2, not a "serving" line and a crash
         family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
         listener = socket.socket(family, socket.SOCK_STREAM)

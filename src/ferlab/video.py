@@ -62,12 +62,25 @@ class Frame:
 
 
 def check_video_file(path: Path) -> None:
+    """A regular file that is not plain text: FFmpeg, under OpenCV, plays any text file as a video
+    of its characters (its "tty" format), which would give a run over a picture of words."""
     try:
-        info = path.stat()
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise VideoError(f"{path}: not a regular file (a folder, device, socket or FIFO)")
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
     except OSError as error:
         raise VideoError(f"{path}: cannot read ({error.strerror or error})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise VideoError(f"{path}: not a regular file (a folder, device, socket or FIFO)")
+    if head and b"\0" not in head and not head.startswith(b"YUV4MPEG2") and is_utf8(head):
+        raise VideoError(f"{path}: plain text, not a video")
+
+
+def is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return error.start >= len(data) - 3  # only a character cut at the end of the sample
+    return True
 
 
 def read_frames(path: Path) -> tuple[Iterator[Frame], float, int]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 import ferlab
 from ferlab.checkpoint import load_model
@@ -79,3 +78,18 @@ def test_the_explain_command_takes_a_layer(tmp_path, sample_archive, capsys):
     assert main(["explain", "default", "--method", "gradcam", "--index", "0", "--layer", "99", "--data",
                  str(sample_archive), "-o", str(output)]) == 2
     assert "no conv layer '99'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [
+    ["photo", "--demo", "--explain", "--layer", "99"],
+    ["serve", "--layer", "99", "--port", "1"],  # refused before it would try to bind
+    ["explain", "default", "--method", "saliency", "--index", "0", "--layer", "10"],
+])
+def test_a_layer_the_model_or_method_lacks_is_one_line_before_any_work(command, tmp_path, sample_archive, capsys):
+    from ferlab.cli import main
+
+    extra = {"photo": ["-o", str(tmp_path / "out")], "explain": ["--data", str(sample_archive), "-o", str(tmp_path / "x.png")]}
+    assert main([*command, *extra.get(command[0], [])]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and ("no conv layer '99'" in error or "saliency takes no option layer" in error)
+    assert not (tmp_path / "out" / "results.json").exists() and not (tmp_path / "x.png").exists()

@@ -74,6 +74,13 @@ def default_layer(model: nn.Module) -> str:
     return fine[-1] if fine else list(sides)[-1]
 
 
+def check_layer(model: nn.Module, layer: str | int | None) -> None:
+    """Raise UnknownChoice now for a ``layer`` the model does not have (before a batch or a
+    server starts); None, and models without conv layers (their methods say NotApplicable), pass."""
+    if layer is not None and conv_layers(model):
+        pick_layer(model, layer)
+
+
 def pick_layer(model: nn.Module, layer: str | int | None) -> tuple[str, nn.Module]:
     """A conv layer by name or position in ``conv_layers`` (default: ``default_layer``; ``-1`` or
     ``"last"``: the deepest)."""

@@ -21,7 +21,7 @@ from ferlab.checkpoint import LoadedModel
 from ferlab.data.faceset import FaceSet
 from ferlab.errors import UnknownChoice
 from ferlab.explain import NotApplicable, get_spec, list_methods
-from ferlab.explain.common import conv_layers, default_layer, layer_sides
+from ferlab.explain.common import check_layer, conv_layers, default_layer, layer_sides
 from ferlab.explain.filters import feature_maps, shallow_middle_deep, visualize_filters
 from ferlab.explain.postprocess import masked_faces
 from ferlab.explain.trust import SANITY_THRESHOLD, assess, random_baseline
@@ -212,6 +212,7 @@ def build_report(run_dir: Path, loaded: LoadedModel, faces: FaceSet, options: Re
     unknown = set(options.skip) - set(STAGES)
     if unknown:
         raise UnknownChoice(f"cannot skip {', '.join(sorted(unknown))}; stages: {', '.join(STAGES)}")
+    check_layer(loaded.model, options.layer)  # before the evaluation, not after it
     stages, started = Stages(options.progress, log), time.perf_counter()
     split = report_split(faces, log)
     tag = data_tag(faces.source, loaded.checkpoint.get("data", {}).get("source"))  # other data: its own eval file

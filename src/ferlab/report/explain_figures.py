@@ -129,7 +129,7 @@ def explain_faces_figure(loaded, faces: torch.Tensor, names: list[str], method: 
     """One method's maps for (N, 48, 48) uint8 ``faces`` of a loaded model, explaining ``target`` (a
     class name) or each face's predicted class, drawn as one figure at ``path``; ``layer`` for the
     methods that take one. Raises ``NotApplicable`` when the method cannot explain this model."""
-    from ferlab.explain import get_spec
+    from ferlab.explain import explain, get_spec
     from ferlab.explain.postprocess import masked_faces
     from ferlab.labels import EMOTIONS
 
@@ -137,7 +137,7 @@ def explain_faces_figure(loaded, faces: torch.Tensor, names: list[str], method: 
     probabilities = loaded.probabilities(faces)
     inputs = loaded.normalization.apply(faces)
     targets = probabilities.argmax(1) if target is None else torch.full((len(inputs),), EMOTIONS.index(target))
-    maps = spec.function(loaded.model, inputs, targets, **spec.accepted({"layer": layer}))
+    maps = explain(method, loaded.model, inputs, targets, **({"layer": layer} if layer is not None else {}))
     panels = {spec.title: (maps, spec.display)}
     if method == "saliency":
         panels["masked (top 20%)"] = (masked_faces(faces, maps), "gray")

@@ -131,7 +131,8 @@ def plot_timeline(tracks: dict[int, list[tuple[float, np.ndarray]]], path: Path,
             axis.stackplot(times, values, colors=colours[:len(EMOTIONS)], labels=EMOTIONS, step="mid")
         axis.set_ylim(0, 1)
         axis.set_ylabel(f"face #{face}" if history else "no face", fontsize=9)
-    axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    if any(history for _, history in shown):
+        axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     axes[-1, 0].set_xlabel("time (s)")
     figure.suptitle(title + (f" (the first 12 of {len(tracks)} faces)" if len(tracks) > 12 else ""))
     figure.tight_layout()
