@@ -116,7 +116,7 @@ def score(found: list[Box], truth: list[Box], threshold: float) -> tuple[int, in
 def accuracy_on_found(loaded, runs) -> tuple[float, int]:
     """The model's accuracy on the labelled (FER2013) faces a detector found, cropped as the
     commands crop them, and how many there were."""
-    crops, originals, labels = [], [], []
+    crops, labels = [], []
     for (_, gray, truth, truth_labels), (_, found, _) in zip(*runs):
         for box, label in zip(truth, truth_labels):
             match = [b for b in found if overlap(box, b) >= 0.3]

@@ -14,38 +14,18 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import socket
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import httpx
-import uvicorn
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.browser import chromium_page, write_y4m  # noqa: E402
+from tests.serve.conftest import serving  # noqa: E402 - the tests' server in a thread
 from tests.test_video import two_faces_scene  # noqa: E402
 
 from ferlab.checkpoint import load_model  # noqa: E402
 from ferlab.serve.app import create_app  # noqa: E402
-
-
-def start_server(model: str) -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(load_model(model)), host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
-                return url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError("the server did not start")
 
 
 def main() -> None:
@@ -53,8 +33,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--model", default="default")
     args = parser.parse_args()
-    url = start_server(args.model)
-    with tempfile.TemporaryDirectory() as folder:
+    with serving(create_app(load_model(args.model))) as url, tempfile.TemporaryDirectory() as folder:
         camera = write_y4m(Path(folder) / "camera.y4m", [two_faces_scene(i % 10) for i in range(10)])
         with chromium_page(1200, 900, camera=camera) as (page, errors):
             page.goto(url + "/")

@@ -128,6 +128,11 @@ def read_sweep(path: Path) -> Sweep:
                  epochs, asha, resources)
 
 
+def draw_label(parameters: dict) -> str:
+    """A random draw's name: its values, floats to 4 significant digits."""
+    return ",".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in parameters.items())
+
+
 def trial_folder(out: Path, prefix: str, label: str) -> Path:
     return out / "trials" / f"{prefix}-{re.sub(r'[^A-Za-z0-9._=,-]+', '-', label)[:80]}"
 
@@ -142,7 +147,7 @@ def train_trial(parameters: dict, *, sweep: Sweep, faces, out: Path) -> None:
         prefix = f"{parameters['trial'] + 1:03d}"
     else:  # a random draw
         overrides = dict(parameters)
-        label = ",".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in overrides.items())
+        label = draw_label(overrides)
         prefix = tune.get_context().get_trial_id()
     if sweep.epochs:
         overrides["epochs"] = sweep.epochs
@@ -197,8 +202,7 @@ def trial_row(result, epochs: int, sweep: Sweep) -> dict:
     history = result.metrics_dataframe
     if result.error is not None or history is None or history.empty:
         config = result.config or {}
-        label = sweep.trials[config["trial"]]["label"] if "trial" in config else \
-            ",".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in config.items())
+        label = sweep.trials[config["trial"]]["label"] if "trial" in config else draw_label(config)
         first = str(result.error).strip().splitlines()[-1] if result.error is not None else "no epoch finished"
         return {"label": str(label), "publictest": None, "best_epoch": None, "epochs": 0, "run": None,
                 "error": first[:300]}

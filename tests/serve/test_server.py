@@ -3,48 +3,21 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from PIL import Image
 
-from ferlab.checkpoint import load_model
 from ferlab.labels import EMOTIONS
 from ferlab.photos import demo_photos
-from ferlab.serve.app import MAX_UPLOAD_BYTES, create_app
+from ferlab.serve.app import MAX_UPLOAD_BYTES
 from tests.hostile import announced_png, png_bytes
 from tests.browser import chromium_page, screenshot_path
 
 PHOTOS = demo_photos()
-
-
-@pytest.fixture(scope="module")
-def server():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(create_app(load_model("default")), host="127.0.0.1", port=port, log_level="warning")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    yield url
-    instance.should_exit = True
-    thread.join(timeout=10)
 
 
 def post(url: str, path: Path, explain: bool = True) -> httpx.Response:

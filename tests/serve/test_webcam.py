@@ -14,7 +14,6 @@ from PIL import Image
 from ferlab.labels import EMOTIONS
 from ferlab.serve.app import MAX_FRAME_BYTES, FrameGate
 from tests.browser import chromium_page, screenshot_path, write_y4m
-from tests.serve.test_server import server  # noqa: F401 - the fixture: a real server on a free port
 from tests.test_video import two_faces_scene
 
 
@@ -24,7 +23,7 @@ def jpeg(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def test_a_frame_gets_boxes_labels_and_probabilities(server):  # noqa: F811
+def test_a_frame_gets_boxes_labels_and_probabilities(server):
     response = httpx.post(f"{server}/api/frame", content=jpeg(two_faces_scene(0)), timeout=60)
     assert response.status_code == 200
     answer = response.json()
@@ -38,7 +37,7 @@ def test_a_frame_gets_boxes_labels_and_probabilities(server):  # noqa: F811
     assert "crop" not in face and "annotated" not in answer  # no images: the page draws over the video
 
 
-def test_frames_are_bounded_in_size_and_rate(server):  # noqa: F811
+def test_frames_are_bounded_in_size_and_rate(server):
     too_big = httpx.post(f"{server}/api/frame", content=b"\xff" * (MAX_FRAME_BYTES + 1), timeout=60)
     assert too_big.status_code == 413 and "larger than 2 MiB" in too_big.json()["error"]
     huge = np.zeros((1200, 2000, 3), np.uint8)  # 2.4 megapixels, over full HD
@@ -74,7 +73,7 @@ def test_the_gate_takes_one_frame_at_a_time_at_most_30_a_second():
 
 
 @pytest.mark.browser
-def test_the_camera_mode_draws_a_face_box_and_label_in_chromium(server, tmp_path):  # noqa: F811
+def test_the_camera_mode_draws_a_face_box_and_label_in_chromium(server, tmp_path):
     camera = write_y4m(tmp_path / "camera.y4m", [two_faces_scene(i % 10) for i in range(10)])
     with chromium_page(1200, 900, camera=camera) as (page, errors):
         page.goto(server + "/")
@@ -96,7 +95,7 @@ def test_the_camera_mode_draws_a_face_box_and_label_in_chromium(server, tmp_path
 
 
 @pytest.mark.browser
-def test_an_error_clears_the_previous_result(server, tmp_path):  # noqa: F811
+def test_an_error_clears_the_previous_result(server, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
     with chromium_page(1200, 900) as (page, errors):

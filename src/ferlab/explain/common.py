@@ -66,10 +66,11 @@ def layer_sides(model: nn.Module, size: int = 48) -> dict[str, int]:
     return sides
 
 
-def default_layer(model: nn.Module) -> str:
+def default_layer(model: nn.Module, sides: dict[str, int] | None = None) -> str:
     """The deepest conv layer whose output is at least MIN_CAM_SIDE a side (the deepest layer when
-    none is): deep enough to see expressions, fine enough to tell the mouth from the eyes."""
-    sides = layer_sides(model)
+    none is): deep enough to see expressions, fine enough to tell the mouth from the eyes.
+    ``sides``: ``layer_sides(model)`` where the caller has it already."""
+    sides = sides or layer_sides(model)
     fine = [name for name, side in sides.items() if side >= MIN_CAM_SIDE]
     return fine[-1] if fine else list(sides)[-1]
 

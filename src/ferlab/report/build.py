@@ -152,7 +152,7 @@ def layer_variants(model: torch.nn.Module, options: ReportOptions) -> list[tuple
     if not layers:
         return [("", options.layer)]
     sides = layer_sides(model)
-    chosen = options.layer if options.layer is not None else default_layer(model)
+    chosen = options.layer if options.layer is not None else default_layer(model, sides)
     chosen = layers[-1] if chosen == "last" else str(chosen)
     variants = [(f" (layer {chosen}, {sides[chosen]}x{sides[chosen]})", chosen)] if chosen in sides else [("", chosen)]
     if chosen != layers[-1]:
@@ -160,19 +160,21 @@ def layer_variants(model: torch.nn.Module, options: ReportOptions) -> list[tuple
     return variants
 
 
-def trust_jobs(loaded: LoadedModel, options: ReportOptions) -> dict[str, tuple[str, dict]]:
+def trust_jobs(options: ReportOptions, variants: list[tuple[str, str | None]]) -> dict[str, tuple[str, dict]]:
     """Row title -> (method, options) for the trust table: every registered method, and the CAM
-    heat maps (methods that take a ``layer`` and are drawn as heat) at each of ``layer_variants``."""
+    heat maps (methods that take a ``layer`` and are drawn as heat) at each of ``variants``
+    (``layer_variants``)."""
     offered, jobs = options.method_options(options.trust_lime_samples), {}
     for name in list_methods():
         spec = get_spec(name)
         compared = "layer" in spec.options and spec.display == "heat"
-        for suffix, layer in (layer_variants(loaded.model, options) if compared else [("", None)]):
+        for suffix, layer in (variants if compared else [("", None)]):
             jobs[spec.title + suffix] = (name, spec.accepted({**offered, "layer": layer}))
     return jobs
 
 
-def trust_results(loaded: LoadedModel, test: FaceSet, options: ReportOptions, stages: Stages) -> dict:
+def trust_results(loaded: LoadedModel, test: FaceSet, options: ReportOptions, stages: Stages,
+                  variants: list[tuple[str, str | None]]) -> dict:
     """The trust table's rows (``TrustResult`` per row title), the mean curves per row for the
     figure, how deleted pixels are filled, and the sample's size."""
     sample = trust_sample(test, options.trust_faces_per_class)
@@ -182,7 +184,7 @@ def trust_results(loaded: LoadedModel, test: FaceSet, options: ReportOptions, st
     baseline = random_baseline(model, inputs, targets, fill=fill, steps=options.trust_steps)
     jobs = {title: partial(assess, method, model, inputs, targets, name=title, fill=fill, options=accepted,
                            baseline=baseline, steps=options.trust_steps)
-            for title, (method, accepted) in trust_jobs(loaded, options).items()}
+            for title, (method, accepted) in trust_jobs(options, variants).items()}
     results = stages.run("measuring trust", jobs)
     curves = {title: r.curves for title, r in results.items() if r.curves is not None}
     return {"results": list(results.values()), "curves": {**curves, "random order": baseline},
@@ -233,11 +235,12 @@ def build_report(run_dir: Path, loaded: LoadedModel, faces: FaceSet, options: Re
     if "filters" not in options.skip:
         happy = examples[EMOTIONS.index("happy")] if len(examples) == len(EMOTIONS) else examples[0]
         filter_figures(loaded, test.images[happy], run_dir, options, stages)
-    trust = trust_results(loaded, test, options, stages) if "trust" not in options.skip else None
+    variants = layer_variants(loaded.model, options)
+    trust = trust_results(loaded, test, options, stages, variants) if "trust" not in options.skip else None
     if trust:
         plot_trust_curves(trust["curves"], run_dir / "trust-curves.png")
     stages.timings["total"] = time.perf_counter() - started
-    cam_layer = layer_variants(loaded.model, options)[0][0].strip(" ()") or "none (no conv layers)"
+    cam_layer = variants[0][0].strip(" ()") or "none (no conv layers)"
     path = write_page(run_dir, loaded, evaluation, history, notes, trust, stages.timings, cam_layer)
     log(f"report: wrote {path} in {stages.timings['total']:.0f}s")
     return path
