@@ -8,7 +8,11 @@ from torch import nn
 
 from ferlab.data.normalize import Normalization
 from ferlab.errors import FerlabError
-from ferlab.evaluation import TTA_POLICIES, confusion_matrix, format_metrics, infer, metrics, most_confused, tta_view
+from ferlab.checkpoint import build_architecture, load_model, save_checkpoint
+from ferlab.config import config_to_dict, resolve_config
+from ferlab.evaluation import (TTA_POLICIES, confusion_matrix, format_metrics, infer, infer_views, metrics, most_confused,
+                               tta_view)
+from ferlab.tta import CORNERS_AND_CENTRE, window_side
 
 
 def test_metrics_on_hand_made_logits():
@@ -71,8 +75,57 @@ def test_every_tta_policy_leaves_a_constant_face_alone_and_unknown_ones_are_refu
     norm = Normalization("rescale")
     for policy in TTA_POLICIES:
         assert torch.allclose(infer(model, constant, norm, tta=policy), infer(model, constant, norm), atol=1e-6)
-    with pytest.raises(FerlabError, match="unknown test-time augmentation 'ten-crop'"):
-        infer(model, constant, norm, tta="ten-crop")
+    with pytest.raises(FerlabError, match="unknown test-time augmentation 'twenty-crop'"):
+        infer(model, constant, norm, tta="twenty-crop")
+
+
+def symmetric_faces(sample_faces, n: int = 8) -> torch.Tensor:
+    """Real faces made mirror-symmetric: the left half of each, and its mirror image on the right."""
+    left = sample_faces.split("test").images[:n, :, :24]
+    return torch.cat([left, left.flip(-1)], -1)
+
+
+def test_ten_crop_views_are_the_corners_and_centre_each_mirrored():
+    ramp = (torch.arange(48.0)[None, :] + 100 * torch.arange(48.0)[:, None]).expand(1, 1, 48, 48)  # value = 100 row + column
+    views = {view[3]: tta_view(ramp, *view, side=44) for view in TTA_POLICIES["ten-crop"] if not view[0]}
+    assert len(TTA_POLICIES["ten-crop"]) == 10 and all(v.shape == (1, 1, 44, 44) for v in views.values())
+    corners = {(0.0, 0.0): 0, (0.0, 1.0): 4, (1.0, 0.0): 400, (1.0, 1.0): 404, (0.5, 0.5): 202}  # top-left pixel value
+    assert {window: float(view[0, 0, 0, 0]) for window, view in views.items()} == corners
+    assert torch.equal(tta_view(ramp, True, 1.0, (0, 0), (0.0, 1.0), side=44), views[(0.0, 1.0)].flip(-1))
+
+
+def test_ten_crop_of_a_symmetric_face_equals_its_flip_view(sample_faces):
+    # For a mirror-symmetric face the mirrored top-left window is the top-right window, and so on:
+    # the ten views are five distinct ones twice, and the answer is that of the mirror image.
+    loaded = load_model("default", device="cpu")
+    faces = symmetric_faces(sample_faces)
+    x = loaded.normalization.apply(faces)
+    for window in ((0.0, 0.0), (1.0, 0.0), (0.5, 0.5)):
+        mirror_window = (window[0], 1.0 - window[1])
+        assert torch.equal(tta_view(x, True, 1.0, (0, 0), window), tta_view(x, False, 1.0, (0, 0), mirror_window))
+    ten = infer(loaded.model, faces, loaded.normalization, tta="ten-crop")
+    flipped = infer(loaded.model, faces.flip(-1), loaded.normalization, tta="ten-crop")
+    five = infer_views(loaded.model, faces, loaded.normalization, [(False, 1.0, (0, 0), w) for w in CORNERS_AND_CENTRE])
+    assert torch.allclose(ten, flipped, atol=1e-5) and torch.allclose(ten, five, atol=1e-5)
+    plain = infer(loaded.model, faces, loaded.normalization)
+    assert not torch.allclose(ten, plain, atol=1e-3)  # the windows are real views, not the face again
+
+
+def test_ten_crop_takes_the_training_crop_and_refuses_models_for_whole_faces_only(tmp_path):
+    assert window_side(48) == 44 and window_side(40) == 40
+    faces = torch.randint(0, 256, (3, 48, 48), dtype=torch.uint8)
+    for model, crop in (("cnn", 48), ("fastnet", 40)):
+        config = resolve_config("smoke", overrides={"model": model, "crop": crop})
+        save_checkpoint(tmp_path / f"{model}.pt", {"config": config_to_dict(config), "normalization": Normalization("rescale").to_dict(),
+                                                    "model": build_architecture(config).state_dict()})
+    cropped = load_model(tmp_path / "fastnet.pt")
+    sides = []  # what the convolutions see (this hook runs after the model's own centre crop)
+    cropped.model.features.register_forward_pre_hook(lambda module, inputs: sides.append(inputs[0].shape[-1]))
+    assert cropped.logits(faces, "ten-crop").shape == (3, 7) and sides == [40] * 10
+    centre = infer_views(cropped.model, faces, cropped.normalization, [(False, 1.0, (0, 0), (0.5, 0.5))], window_side=40)
+    assert torch.equal(cropped.logits(faces), centre) and sides[-1] == 40  # a crop model answers on the centre crop
+    with pytest.raises(FerlabError, match="model 'cnn' takes only whole 48x48 faces, not 44-pixel crops"):
+        load_model(tmp_path / "cnn.pt").logits(faces, "ten-crop")
 
 
 def test_infer_batches_equal_one_call_and_restore_train_mode():

@@ -10,8 +10,10 @@ import torch
 from ferlab.checkpoint import load_model, read_checkpoint
 from ferlab.cli import main
 from ferlab.config import TrainConfig, resolve_config
-from ferlab.data.augment import AugmentPolicy, augment_batch, mix_batch, random_affine, random_erase
-from ferlab.training import WeightAverage, epochs_since_best, fit, lr_at, mixed_cross_entropy, plateau_scale
+from ferlab.data.augment import AugmentPolicy, augment_batch, mix_batch, random_affine, random_crop, random_erase
+from ferlab.data.normalize import Normalization
+from ferlab.training import (WeightAverage, epochs_since_best, fit, lr_at, mixed_cross_entropy, plateau_scale,
+                             training_batch)
 
 
 def test_onecycle_and_cosine_schedules_have_known_values():
@@ -132,6 +134,45 @@ def test_augmentation_keeps_each_face_with_its_label():
     images = (labels.float() * 30)[:, None, None, None].expand(21, 1, 48, 48).contiguous()
     warped = augment_batch(images, AugmentPolicy(), torch.Generator().manual_seed(5))
     assert torch.allclose(warped.mean((1, 2, 3)) / 30, labels.float(), atol=1e-4)
+
+
+def test_random_crops_are_windows_of_the_face_at_every_position():
+    ramp = (torch.arange(48.0)[None, :] + 100 * torch.arange(48.0)[:, None]).expand(4000, 1, 48, 48)  # 100 row + column
+    crops = random_crop(ramp, 40, torch.Generator().manual_seed(0))
+    top, left = crops[:, 0, 0, 0] // 100, crops[:, 0, 0, 0] % 100
+    expected = ramp[0, 0, :40, :40][None] + (100 * top + left)[:, None, None]
+    assert crops.shape == (4000, 1, 40, 40) and torch.equal(crops[:, 0], expected)
+    assert set(top.long().tolist()) == set(range(9)) and set(left.long().tolist()) == set(range(9))
+    assert random_crop(ramp, 48, torch.Generator()) is ramp
+
+
+@pytest.mark.parametrize("overrides", [{"views": 4, "crop": 40}, {"views": 3, "crop": 44, "mix": "cutmix", "erase": 0.5}])
+def test_batch_augmentation_keeps_every_view_with_its_face_and_label(overrides):
+    # Face i is all 10 * label(i) and keeps that value under warps, crops and (its own) erasing:
+    # each view's value must be its label's, and each face's views must sit side by side.
+    labels = torch.tensor([3, 0, 6, 1, 5, 2, 4, 3, 1, 0])
+    images = (10 * labels).to(torch.uint8)[:, None, None].expand(10, 48, 48).contiguous()
+    config = resolve_config("smoke", overrides={"rotate": 30.0, "shift": 0.2, **overrides})
+    index = torch.tensor([7, 2, 9, 4])
+    x, y, partner, keep = training_batch(images, labels, index, config, Normalization("none"), torch.Generator().manual_seed(3))
+    views = config.views
+    assert x.shape == (4 * views, 1, config.crop, config.crop)
+    assert torch.equal(y, labels[index].repeat_interleave(views))
+    values = x.flatten(1).round()  # bilinear warps of a constant face leave it constant up to rounding
+    if partner is None:
+        unerased = values.max(1).values  # erasing writes 0, the lowest value; mixing is off here
+        assert torch.allclose(unerased, 10 * y.float(), atol=1e-3)
+    else:  # cutmix pastes the partner's value; keep counts the view's own pixels
+        own = (values == 10 * y.float()[:, None]).float().mean(1)
+        pasted = (values == 10 * y[partner].float()[:, None]).float().mean(1)
+        assert torch.equal(partner, torch.roll(torch.arange(4 * views), -views))  # the same view of the next face
+        same = y == y[partner]
+        assert torch.all(same | (own + pasted + (values == 0).float().mean(1) >= 1 - 1e-6))
+        assert torch.all(same | (own <= keep + 1e-6))
+    textured = (torch.arange(48)[None, :] + torch.arange(48)[:, None]).to(torch.uint8).expand(10, 48, 48)
+    x, *_ = training_batch(textured, labels, index, config, Normalization("none"), torch.Generator().manual_seed(3))
+    first_face = x[:views].flatten(1)
+    assert all(not torch.equal(first_face[i], first_face[j]) for i in range(views) for j in range(i))  # drawn apart
 
 
 def test_random_erasing_blanks_one_rectangle_per_chosen_face():

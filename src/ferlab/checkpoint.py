@@ -12,13 +12,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ferlab.config import TrainConfig, config_from_dict
+from ferlab.config import TrainConfig, check_model_options, config_from_dict
 from ferlab.device import choose_device
 from ferlab.data.normalize import KINDS, Normalization
 from ferlab.errors import FerlabError
 from ferlab.evaluation import infer
 from ferlab.labels import EMOTIONS
 from ferlab.models import build_model
+from ferlab.models.layers import crop_input
+from ferlab.tta import uses_windows, window_side
 
 FORMAT = "ferlab-checkpoint"
 VERSION = 1
@@ -135,9 +137,14 @@ class LoadedModel:
     def logits(self, faces: torch.Tensor, tta: str = "none", batch_size: int = 512) -> torch.Tensor:
         """The one inference path every command takes: (N, 48, 48) uint8 faces -> (N, 7) float32
         logits on the CPU, in the precision and memory layout the model was trained with (bf16
-        autocast where the CPU or GPU has it), so one face gets one answer everywhere."""
+        autocast where the CPU or GPU has it), so one face gets one answer everywhere. Crop views
+        (``ten-crop``) take windows of the model's training crop (44 pixels if it had none)."""
+        side = window_side(self.config.crop)
+        if uses_windows(tta):
+            check_model_options(self.config.model, self.config.model_options, side)  # cnn, dnn: 48x48 only
         return infer(self.model, faces, self.normalization, tta=tta, batch_size=batch_size,
-                     mixed_precision=self.config.mixed_precision, channels_last=self.config.channels_last)
+                     mixed_precision=self.config.mixed_precision, channels_last=self.config.channels_last,
+                     window_side=side)
 
     @property
     def temperature(self) -> float:
@@ -187,10 +194,11 @@ def export_checkpoint(source: dict, path: Path) -> None:
 
 
 def build_architecture(config: TrainConfig) -> nn.Module:
-    """The network a checkpoint's weights go into. Options that only choose initial weights
-    (``pretrained``: a file that may not exist where the checkpoint is used) are left out."""
+    """The network a checkpoint's weights go into, answering on the centre crop of a face when it
+    was trained on crops. Options that only choose initial weights (``pretrained``: a file that
+    may not exist where the checkpoint is used) are left out."""
     options = {k: v for k, v in config.model_options.items() if k != "pretrained"}
-    return build_model(config.model, **options)
+    return crop_input(build_model(config.model, **options), config.crop)
 
 
 def load_model(run_or_file: str | os.PathLike, which: str = "best", device: str = "auto") -> LoadedModel:

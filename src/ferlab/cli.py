@@ -4,6 +4,7 @@ stderr and exit code 2. Every command is a function ``cmd_NAME(args) -> int`` th
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import os
 import sys
@@ -208,8 +209,15 @@ def cmd_train(args) -> int:
         return 130
     print(f"done: best epoch {results['best_epoch']}, {faces.split_title('val')} {results.get('val_accuracy', float('nan')):.4f}, "
           f"{faces.split_title('test')} {results.get('test_accuracy', float('nan')):.4f}, "
-          f"training {results['train_seconds']:.0f}s; run folder {run_dir}")
+          f"training {results['train_seconds']:.0f}s{teaching_time(results)}; run folder {run_dir}")
     return 0
+
+def teaching_time(results: dict) -> str:
+    if "teachers_train_seconds" not in results:
+        return ""
+    seconds = results["teachers_train_seconds"]
+    return f" (+ {seconds:.0f}s training the teachers)" if seconds is not None else " (+ the teachers' training, unrecorded)"
+
 
 def cmd_calibrate(args) -> int:
     from ferlab.calibration import calibrate_checkpoint, describe_calibration
@@ -495,31 +503,51 @@ def add_summary_command(commands) -> None:
 
 
 def add_train_command(commands) -> None:
-    from ferlab.config import CHOICES, FIELDS, PRESETS
-
     train = commands.add_parser("train", help="train a model and leave a run folder", epilog=describe_presets(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("--preset", choices=sorted(PRESETS), help="named starting recipe (cpu: the main job's)")
-    train.add_argument("--config", help="YAML or TOML file of TrainConfig keys (unknown keys are errors)")
     train.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder from its last.pt")
-    train.add_argument("--out", help="run folder to write (default: RUNS/<model>-<time>)")
-    train.add_argument("--runs", default="runs", help="where new run folders go")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.add_argument("--model-option", action="append", metavar="KEY=VALUE", help="model option, e.g. dropout=0.4")
-    add_data_arguments(train)
+    add_training_options(train)
+    train.set_defaults(func=cmd_train)
+
+
+def add_distill_command(commands) -> None:
+    distill = commands.add_parser(
+        "distill", help="train a student on one or more teachers' soft targets (knowledge distillation)",
+        description="Train STUDENT on the true labels blended with the mean softened probabilities of the "
+                    "teachers on the same augmented views; the epoch is chosen on PublicTest as in train.",
+        epilog=describe_presets(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    distill.add_argument("teachers", nargs="+", metavar="TEACHER", help="run folder, checkpoint, or 'default'")
+    distill.add_argument("--student", dest="model", required=True, metavar="MODEL",
+                         help="the student: a model of 'ferlab models'")
+    add_training_options(distill, skip=("model",))
+    distill.set_defaults(func=cmd_train, resume=None)
+
+
+def add_training_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """What train and distill share: presets, config files, run folders and a flag for every
+    TrainConfig key (lists and mappings have their own flags)."""
+    from ferlab.config import CHOICES, FIELDS, PRESETS
+
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="named starting recipe (cpu: the main job's)")
+    parser.add_argument("--config", help="YAML or TOML file of TrainConfig keys (unknown keys are errors)")
+    parser.add_argument("--out", help="run folder to write (default: RUNS/<model>-<time>)")
+    parser.add_argument("--runs", default="runs", help="where new run folders go")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--model-option", action="append", metavar="KEY=VALUE", help="model option, e.g. dropout=0.4")
+    add_data_arguments(parser)
     for name, spec in FIELDS.items():
-        if name == "model_options":
+        if spec.default is dataclasses.MISSING or name in skip:  # model_options, teachers
             continue
         flag = f"--{name.replace('_', '-')}"
         kind = type(spec.default)
         if kind is bool:
-            train.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
-                               help=f"default {'on' if spec.default else 'off'}; {TRAIN_FLAG_HELP}")
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                help=f"default {'on' if spec.default else 'off'}; {TRAIN_FLAG_HELP}")
         else:
             extra = "; a model of 'ferlab models'" if name == "model" else ""
-            train.add_argument(flag, dest=name, type=kind, choices=CHOICES.get(name), default=None,
-                               help=f"default {spec.default if spec.default != '' else 'none'}{extra}; {TRAIN_FLAG_HELP}")
-    train.set_defaults(func=cmd_train)
+            parser.add_argument(flag, dest=name, type=kind, choices=CHOICES.get(name), default=None,
+                                help=f"default {spec.default if spec.default != '' else 'none'}{extra}; {TRAIN_FLAG_HELP}")
+
 
 def add_evaluate_command(commands) -> None:
     evaluate = commands.add_parser("evaluate", help="metrics, confusion matrix and misclassified faces of a run")
@@ -696,7 +724,7 @@ def add_explain_command(commands) -> None:
     explain.set_defaults(func=cmd_explain)
 
 # Each adds one subcommand, in the order --help lists them.
-COMMANDS = [add_models_command, add_summary_command, add_train_command, add_evaluate_command, add_predict_command,
+COMMANDS = [add_models_command, add_summary_command, add_train_command, add_distill_command, add_evaluate_command, add_predict_command,
             add_calibrate_command, add_ensemble_command, add_export_command, add_photo_command, add_video_command, add_serve_command,
             add_experiment_command, add_tune_command, add_report_command, add_explain_command]
 

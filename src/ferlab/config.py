@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from ferlab.errors import FerlabError
+from ferlab.labels import IMAGE_SIZE
 from ferlab.schedules import SCHEDULES
 
 # This module stays free of PyTorch (the command line builds its --help from it): the model
@@ -62,6 +63,12 @@ class TrainConfig:
     erase: float = 0.0               # probability per face of random erasing (one rectangle, 2-25% of the face)
     mix: str = "none"                # none | mixup | cutmix: blend a face with the next one in the batch
     mix_probability: float = 0.5     # share of faces mixed when mix is on; each at a share uniform in [0, 1]
+    crop: int = 48                   # pixels: side of the random square window each training view takes (48: the whole face)
+    views: int = 1                   # batch augmentation: independently augmented views of each face in its step
+    # distillation (ferlab distill): the loss blends the true labels with the teachers' softened outputs
+    teachers: list = field(default_factory=list)  # run folders or checkpoints; their mean probabilities are the soft targets
+    distill_temperature: float = 4.0  # divides teacher and student logits in the soft-target loss (scaled by its square)
+    hard_label_weight: float = 0.5   # share of the loss on the true labels; the rest is on the teachers' soft targets
     # run
     seed: int = 0                    # weights, shuffling, augmentation and dropout all derive from it
     device: str = "auto"             # auto (cuda when present) | cpu | cuda
@@ -135,31 +142,44 @@ def check_config(config: TrainConfig) -> None:
     if unknown:
         raise ConfigError(f"model {config.model!r} has no option {', '.join(unknown)}; "
                           f"its options: {', '.join(model_options(config.model))}")
-    for key in ("epochs", "batch_size", "eval_batch_size", "checkpoint_every"):
+    for key in ("epochs", "batch_size", "eval_batch_size", "checkpoint_every", "views"):
         if getattr(config, key) < 1:
             raise ConfigError(f"{key} must be at least 1, got {getattr(config, key)}")
+    if not MIN_CROP <= config.crop <= IMAGE_SIZE:
+        raise ConfigError(f"crop must be a side in pixels from {MIN_CROP} to {IMAGE_SIZE} (the whole face), got {config.crop}")
+    if not all(isinstance(teacher, str) and teacher for teacher in config.teachers):
+        raise ConfigError(f"teachers must be run folders or checkpoint files, got {config.teachers!r}")
     for key, (low, high, closed_high, meaning) in RANGES.items():
         value = getattr(config, key)
         inside = math.isfinite(value) and low <= value and (value <= high if closed_high else value < high)
         if not inside or (key in POSITIVE and value == 0):
             raise ConfigError(f"{key} must be {meaning}, got {value}")
-    check_model_options(config.model, config.model_options)
+    check_model_options(config.model, config.model_options, config.crop)
 
 
-def check_model_options(model: str, options: dict) -> None:
+def check_model_options(model: str, options: dict, crop: int = IMAGE_SIZE) -> None:
     """Build the model on the meta device (no memory, no time) so that a bad option fails here,
-    before a run folder exists, rather than in the first training step."""
+    before a run folder exists, rather than in the first training step. A model trained on
+    ``crop``-pixel windows must also take them (and whole faces, at inference)."""
     import torch
 
     from ferlab.models import build_model
 
     try:
         with torch.device("meta"):
-            build_model(model, **{k: v for k, v in options.items() if k != "pretrained"})
+            built = build_model(model, **{k: v for k, v in options.items() if k != "pretrained"})
     except Exception as error:  # noqa: BLE001 - a factory given bad values raises anything
         shown = ", ".join(f"{k}={v!r}" for k, v in options.items())
         raise ConfigError(f"model {model!r} cannot be built with {shown or 'its defaults'}: "
                           f"{error.__class__.__name__}: {str(error)[:120]}") from None
+    if crop == IMAGE_SIZE:
+        return
+    try:
+        with torch.device("meta"):
+            built(torch.zeros(2, 1, crop, crop))
+    except Exception:  # noqa: BLE001 - a layer that needs 48x48 input fails in its own way
+        raise ConfigError(f"model {model!r} takes only whole {IMAGE_SIZE}x{IMAGE_SIZE} faces, not {crop}-pixel crops "
+                          "(its head is sized for 48 pixels; models with global pooling take both)") from None
 
 
 # Numeric options: key -> (low, high, whether high itself is allowed, what a user reads).
@@ -180,9 +200,12 @@ RANGES = {
     "zoom": (0.0, 1.0, False, "in [0, 1)"),
     "erase": (0.0, 1.0, True, "a probability in [0, 1]"),
     "mix_probability": (0.0, 1.0, True, "a probability in [0, 1]"),
+    "distill_temperature": (0.0, INF, False, "a positive finite number"),
+    "hard_label_weight": (0.0, 1.0, True, "in [0, 1] (1: the true labels only)"),
     "val_fraction": (0.0, 1.0, False, "in (0, 1)"),
 }
-POSITIVE = {"lr", "plateau_factor", "val_fraction"}  # where the low end itself is not allowed
+POSITIVE = {"lr", "plateau_factor", "val_fraction", "distill_temperature"}  # where the low end itself is not allowed
+MIN_CROP = 24  # pixels: smaller windows cut whole facial features away
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}

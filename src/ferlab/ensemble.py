@@ -98,7 +98,8 @@ class EnsembleNet(nn.Module):
         return mixed.clamp_min(1e-12).log()
 
 
-MEMBER_KEYS = ("config", "model", "normalization", "calibration", "data", "classes", "format", "version", "metrics")
+MEMBER_KEYS = ("config", "model", "normalization", "calibration", "data", "classes", "format", "version", "metrics",
+               "history", "distillation")  # the last two: what training each member took
 
 
 def ensemble_payload(members: dict[str, LoadedModel], weights: list[float]) -> dict:

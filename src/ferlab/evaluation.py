@@ -10,36 +10,44 @@ from torch import nn
 from ferlab.data.normalize import Normalization
 from ferlab.device import autocast_for
 from ferlab.labels import EMOTIONS, NUM_CLASSES
-from ferlab.tta import TTA_POLICIES, check_tta  # noqa: F401 - part of this module's interface
+from ferlab.tta import TTA_POLICIES, TEN_CROP_SIDE, check_tta  # noqa: F401 - part of this module's interface
 
 
-def tta_view(x: torch.Tensor, mirrored: bool, zoom: float, shift: tuple[int, int] = (0, 0)) -> torch.Tensor:
+def tta_view(x: torch.Tensor, mirrored: bool, zoom: float, shift: tuple[int, int] = (0, 0),
+             window: tuple[float, float] | None = None, side: int = TEN_CROP_SIDE) -> torch.Tensor:
     """One TTA view of an (N, C, H, W) batch: zoomed about the centre, then moved ``shift`` =
-    (right, down) pixels; the identity view is the batch itself."""
+    (right, down) pixels, then cut to the ``side``-pixel square at ``window`` = (top, left)
+    fractions of the room (``tta.py``); the identity view is the batch itself."""
     if zoom != 1.0 or shift != (0, 0):
         right, down = -2 * shift[0] / x.shape[-1], -2 * shift[1] / x.shape[-2]  # in grid units: [-1, 1] spans the side
         theta = torch.tensor([[1 / zoom, 0.0, right], [0.0, 1 / zoom, down]], dtype=x.dtype, device=x.device)
         grid = F.affine_grid(theta.expand(x.shape[0], 2, 3), list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if window is not None:
+        top, left = int(window[0] * (x.shape[-2] - side)), int(window[1] * (x.shape[-1] - side))  # centre: as CentreCrop
+        x = x[..., top:top + side, left:left + side]
     return x.flip(-1) if mirrored else x
 
 
 def infer(model: nn.Module, images: torch.Tensor, normalization: Normalization, *, batch_size: int = 512,
-          tta: str = "none", mixed_precision: bool = False, channels_last: bool = False) -> torch.Tensor:
+          tta: str = "none", mixed_precision: bool = False, channels_last: bool = False,
+          window_side: int = TEN_CROP_SIDE) -> torch.Tensor:
     """(N, 48, 48) uint8 faces -> (N, 7) float32 logits on the CPU, the model in eval mode.
 
     ``tta`` names a policy of ``TTA_POLICIES`` whose views' logits are averaged (``flip``: each
-    face and its mirror image). The model's train/eval mode is restored afterwards.
+    face and its mirror image; ``ten-crop``: windows of ``window_side`` pixels). The model's
+    train/eval mode is restored afterwards.
     """
     return infer_views(model, images, normalization, TTA_POLICIES[check_tta(tta)], batch_size=batch_size,
-                       mixed_precision=mixed_precision, channels_last=channels_last)
+                       mixed_precision=mixed_precision, channels_last=channels_last, window_side=window_side)
 
 
 @torch.no_grad()
 def infer_views(model: nn.Module, images: torch.Tensor, normalization: Normalization, views, *,
-                batch_size: int = 512, mixed_precision: bool = False, channels_last: bool = False) -> torch.Tensor:
+                batch_size: int = 512, mixed_precision: bool = False, channels_last: bool = False,
+                window_side: int = TEN_CROP_SIDE) -> torch.Tensor:
     """``infer`` for any views: the mean logits over ``views``, each the arguments of ``tta_view``
-    after the batch ((mirrored, zoom) or (mirrored, zoom, shift))."""
+    after the batch ((mirrored, zoom), (mirrored, zoom, shift) or (mirrored, zoom, shift, window))."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -49,7 +57,7 @@ def infer_views(model: nn.Module, images: torch.Tensor, normalization: Normaliza
             x = normalization.apply(images[start:start + batch_size].to(device))
             logits = 0
             for view in views:
-                viewed = tta_view(x, *view)
+                viewed = tta_view(x, *view, side=window_side)
                 if channels_last:
                     viewed = viewed.contiguous(memory_format=torch.channels_last)
                 with autocast_for(device, mixed_precision):

@@ -21,13 +21,15 @@ from tqdm.auto import tqdm
 from ferlab import distributed
 from ferlab.checkpoint import read_checkpoint, save_checkpoint
 from ferlab.config import TrainConfig, config_to_dict
-from ferlab.data.augment import AugmentPolicy, augment_batch, mix_batch, random_erase
+from ferlab.data.augment import AugmentPolicy, augment_batch, mix_batch, random_crop, random_erase
 from ferlab.data.faceset import FaceSet
 from ferlab.data.normalize import Normalization
 from ferlab.errors import FerlabError
 from ferlab.device import autocast_for, choose_device  # noqa: F401 - choose_device: part of this module's interface
+from ferlab.distill import Teachers, distillation_loss, load_teachers
 from ferlab.evaluation import infer, metrics
 from ferlab.models import build_model
+from ferlab.models.layers import crop_input
 from ferlab.schedules import SCHEDULES
 
 class TrainingDiverged(FerlabError):
@@ -153,18 +155,43 @@ def mixed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_smooth
     return (keep * own + (1 - keep) * other).mean()
 
 
+def training_batch(images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor, config: TrainConfig,
+                   normalization: Normalization, generator: torch.Generator) -> tuple:
+    """What one optimiser step trains on, from the (N, 48, 48) uint8 ``images`` at ``index``: each
+    face as ``config.views`` independently augmented views (batch augmentation: the views of a
+    face sit side by side), each warped, cropped to a random ``config.crop`` window, normalised,
+    mixed and erased. Returns (x, y, partner, keep): views (B * views, 1, crop, crop), their
+    labels, and the mixing partners and label weights (None when nothing is mixed)."""
+    if config.views > 1:
+        index = index.repeat_interleave(config.views)
+    x = augment_batch(images[index].unsqueeze(1).float(), augment_policy(config), generator)  # 0..255
+    if config.augment:
+        x = random_crop(x, config.crop, generator)
+    x = normalization.apply(x)
+    y = labels[index]
+    partner, keep = None, None
+    if config.augment and config.mix != "none":
+        x, partner, keep = mix_batch(x, config.mix, config.mix_probability, generator, offset=config.views)
+    if config.augment:
+        x = random_erase(x, config.erase, generator)  # erased pixels = 0: the training mean once standardised
+    if config.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y, partner, keep
+
+
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor, *,
                     config: TrainConfig, normalization: Normalization, generator: torch.Generator,
                     lr_for_step: Callable[[int], float], description: str = "", progress: bool = True,
                     average: WeightAverage | None = None, batch_size: int | None = None,
-                    steps: int | None = None) -> dict:
+                    steps: int | None = None, teachers: Teachers | None = None) -> dict:
     """One pass over (N, 48, 48) uint8 ``images`` (already on the model's device) in shuffled
-    batches of ``batch_size`` (default ``config.batch_size``); the last partial batch is dropped
-    (batch norm needs more than one face, and the shuffle differs every epoch). ``steps``: how many
-    batches (default: as many as fit; ranks of a distributed run agree on one number). Returns mean
-    loss, accuracy and seconds."""
+    batches of ``batch_size`` faces (default ``config.batch_size``; ``training_batch`` makes their
+    views); the last partial batch is dropped (batch norm needs more than one face, and the
+    shuffle differs every epoch). ``steps``: how many batches (default: as many as fit; ranks of a
+    distributed run agree on one number). With ``teachers`` the loss blends the true labels with
+    their soft targets on the same views (``ferlab.distill``). Returns mean loss, accuracy and
+    seconds."""
     device = images.device
-    policy = augment_policy(config)
     batch_size = min(batch_size or config.batch_size, images.shape[0])
     steps = steps or images.shape[0] // batch_size
     order = torch.randperm(images.shape[0], generator=generator, device=generator.device)[: steps * batch_size].to(device)
@@ -172,35 +199,30 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: 
     started = time.perf_counter()
     total_loss = torch.zeros((), device=device)
     total_correct = torch.zeros((), device=device, dtype=torch.int64)
+    seen = 0
     bar = tqdm(range(steps), desc=description, leave=False, disable=not progress, unit="step")
     for step in bar:
-        index = order[step * batch_size:(step + 1) * batch_size]
-        x = augment_batch(images[index].unsqueeze(1).float(), policy, generator)  # (B, 1, 48, 48) in 0..255
-        x = normalization.apply(x)
-        y = labels[index]
-        partner, keep = None, None
-        if config.augment and config.mix != "none":
-            x, partner, keep = mix_batch(x, config.mix, config.mix_probability, generator)
-        if config.augment:
-            x = random_erase(x, config.erase, generator)  # erased pixels = 0: the training mean once standardised
-        if config.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x, y, partner, keep = training_batch(images, labels, order[step * batch_size:(step + 1) * batch_size],
+                                             config, normalization, generator)
         for group in optimizer.param_groups:
             group["lr"] = lr_for_step(step)
         with autocast_for(device, config.mixed_precision):
             logits = model(x)
             loss = mixed_cross_entropy(logits.float(), y, config.label_smoothing, partner, keep)
+            if teachers is not None:
+                soft = distillation_loss(logits.float(), teachers.soft_targets(x, config.distill_temperature),
+                                         config.distill_temperature)
+                loss = config.hard_label_weight * loss + (1 - config.hard_label_weight) * soft
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if average is not None:
             average.update(model)
+        seen += y.shape[0]
         total_loss += loss.detach() * y.shape[0]
         total_correct += (logits.argmax(1) == y).sum()
         if progress and (step % 10 == 0 or step == steps - 1):
-            seen = (step + 1) * batch_size
             bar.set_postfix(loss=f"{total_loss.item() / seen:.3f}", acc=f"{total_correct.item() / seen:.3f}")
-    seen = steps * batch_size
     return {"loss": total_loss.item() / seen, "accuracy": total_correct.item() / seen,
             "seconds": time.perf_counter() - started}
 
@@ -237,16 +259,20 @@ def load_initial_weights(model: nn.Module, config: TrainConfig) -> Normalization
 
 
 def start_training(config: TrainConfig, train_images: torch.Tensor, device: torch.device, resume_from: Path | None,
-                   steps_per_epoch: int | None = None):
+                   steps_per_epoch: int | None = None, teachers: Teachers | None = None):
     """The model (seeded), optimiser, input normalisation, weight average (or None) and history a
-    run starts from: fresh, or as saved in ``resume_from`` (a ``last.pt``)."""
+    run starts from: fresh, or as saved in ``resume_from`` (a ``last.pt``). A student takes its
+    teachers' normalisation: both see the very same views."""
     torch.manual_seed(config.seed)
-    model = build_model(config.model, **config.model_options).to(device)
+    model = crop_input(build_model(config.model, **config.model_options), config.crop).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if resume_from is None:  # a resumed run takes its normalisation from last.pt below
         normalization = load_initial_weights(model, config) if config.init else \
-            Normalization.fit(config.normalization, train_images)
+            teachers.normalization if teachers is not None else Normalization.fit(config.normalization, train_images)
+        if teachers is not None and normalization != teachers.normalization:
+            raise FerlabError(f"--init {config.init} normalises its input as {normalization}, the teachers as "
+                              f"{teachers.normalization}; a student and its teachers must see the same input")
     optimizer = make_optimizer(model, config)
     average = WeightAverage(model, config.ema, config.ema_warmup) if config.ema > 0 else None
     history: list[dict] = []
@@ -286,8 +312,9 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
         raise FerlabError(f"{faces.source}: need training and validation faces, got {len(train)} and {len(val)}")
     batch_size = distributed.per_rank_batch(min(config.batch_size, len(train)), world, len(train))
     steps_per_epoch = (len(train) // world.size) // batch_size  # equal on every rank
+    teachers = load_teachers(config.teachers, device) if config.teachers else None
     model, optimizer, normalization, average, history = start_training(
-        config, train.images, device, run_dir / "last.pt" if resume else None, steps_per_epoch)
+        config, train.images, device, run_dir / "last.pt" if resume else None, steps_per_epoch, teachers)
     step_model = model if world.size == 1 else torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
     # Optional compilation; the uncompiled module keeps the weights and is what gets saved.
@@ -299,6 +326,8 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
     progress = progress and world.main
     base = {"config": config_to_dict(config), "normalization": normalization.to_dict(),
             "data": data_info or {"source": faces.source}}
+    if teachers is not None:  # the student's card: who taught it, and what their training cost
+        base["distillation"] = teachers.card(config)
     epochs_run, stopped_early, saved_epoch = 0, False, len(history)
     weights: dict = {}
     if resume and world.main:  # last.pt is the truth: an interruption after its write but before history.csv's left one row short
@@ -331,7 +360,7 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
             step_model, optimizer, train_images, train_labels, config=config, normalization=normalization,
             generator=generator, lr_for_step=lambda step: scale * lr_at(first + step, total_steps, config),
             description=f"epoch {epoch + 1}/{config.epochs}", progress=progress, average=average,
-            batch_size=batch_size, steps=steps_per_epoch)
+            batch_size=batch_size, steps=steps_per_epoch, teachers=teachers)
         stats["loss"], stats["accuracy"] = distributed.mean_over_ranks([stats["loss"], stats["accuracy"]], world, device)
         evaluated = average.model if average is not None else model
         started = time.perf_counter()
@@ -368,6 +397,9 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
         write_history(run_dir / "history.csv", history)  # agrees with last.pt, however the loop ended
     distributed.barrier(world)  # every rank returns once rank 0's files are written
     best = max(history, key=lambda r: r["val_accuracy"]) if history else None
-    return {"history": history, "epochs": len(history), "best_epoch": best["epoch"] if best else None,
-            "best_val_accuracy": best["val_accuracy"] if best else None,
-            "train_seconds": sum(r["seconds"] for r in history), "finished": stopped_early or len(history) >= config.epochs}
+    summary = {"history": history, "epochs": len(history), "best_epoch": best["epoch"] if best else None,
+               "best_val_accuracy": best["val_accuracy"] if best else None,
+               "train_seconds": sum(r["seconds"] for r in history), "finished": stopped_early or len(history) >= config.epochs}
+    if teachers is not None:
+        summary["teachers_train_seconds"] = base["distillation"]["teachers_train_seconds"]
+    return summary

@@ -6,6 +6,7 @@ from torchvision.models import resnet18
 
 from ferlab.errors import FerlabError
 from ferlab.models import build_model, count_parameters, list_models, model_options
+from ferlab.models.layers import crop_input
 from ferlab.models.summary import format_summary, summarize
 
 
@@ -27,9 +28,39 @@ def test_every_model_maps_a_batch_of_faces_to_seven_logits(name):
     ("vgg", 14e6, 16e6),            # VGG16's 13 conv layers (14.7 M) + a 512-512 head
     ("resnet18", 11.0e6, 11.3e6),   # torchvision's 11.7 M less the 1000-way fc, plus a 7-way one
     ("fastnet", 1.5e6, 2.5e6),
+    ("fastnet-full", 1.9e6, 2.1e6),  # fastnet + one residual pair of 32-wide convs (18.6 k)
+    ("vgg8", 5.1e6, 5.3e6),         # Khaireddin & Chen's 8 convs (4.7 M) + a 1024-wide dense layer
 ])
 def test_parameter_counts(name, low, high):
     assert low <= count_parameters(build_model(name)) <= high
+
+
+def test_the_new_families_have_their_layouts():
+    convs = [m for m in build_model("vgg8").modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [m.out_channels for m in convs] == [64, 64, 128, 128, 256, 256, 512, 512]
+    full, plain = build_model("fastnet-full"), build_model("fastnet")
+    sides = {}
+    for name, model in (("full", full), ("plain", plain)):
+        shapes = []
+        for module in model.features:
+            module.register_forward_hook(lambda m, i, o, shapes=shapes: shapes.append(o.shape[-1]))
+        model.eval()(torch.zeros(1, 1, 48, 48))
+        sides[name] = shapes
+    assert sides["full"][:3] == [48, 48, 48] and sides["plain"][:3] == [48, 48, 24]  # a residual pair before the first pool
+    stem = build_model("resnet18").features
+    assert stem[0].stride == (1, 1) and stem[0].kernel_size == (3, 3)
+    assert stem[3](stem[2](stem[1](stem[0](torch.zeros(1, 1, 48, 48))))).shape[-1] == 48  # CIFAR-style: stage 1 at 48x48
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if n not in ("cnn", "dnn")])
+def test_a_model_trained_on_crops_answers_on_the_centre_crop_of_a_whole_face(name):
+    model = crop_input(build_model(name), 40).eval()
+    faces = torch.rand(2, 1, 48, 48)
+    with torch.no_grad():
+        assert torch.equal(model(faces), model(faces[..., 4:44, 4:44]))
+        assert model.features(faces).shape == model.features(faces[..., 4:44, 4:44]).shape
+    untouched = crop_input(build_model(name), 48)
+    assert not untouched.features._forward_pre_hooks
 
 
 def test_dnn_is_within_ten_percent_of_cnn():

@@ -58,6 +58,28 @@ def augment_batch(images: torch.Tensor, policy: AugmentPolicy, generator: torch.
     return F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def random_crop(images: torch.Tensor, side: int, generator: torch.Generator) -> torch.Tensor:
+    """A square window of ``side`` pixels from each face at a uniformly random place (every
+    position inside the face equally likely): (N, C, H, W) -> (N, C, side, side). One gather for
+    the whole batch, no host-device synchronisation."""
+    n, channels, height, width = images.shape
+    if side >= height and side >= width:
+        return images
+    device = generator.device
+    top = torch.randint(0, height - side + 1, (n,), generator=generator, device=device).to(images.device)
+    left = torch.randint(0, width - side + 1, (n,), generator=generator, device=device).to(images.device)
+    return crop_at(images, top, left, side)
+
+
+def crop_at(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, side: int) -> torch.Tensor:
+    """The ``side``-pixel square whose top-left corner is (``top[i]``, ``left[i]``) of each face."""
+    n, channels, _, width = images.shape
+    span = torch.arange(side, device=images.device)
+    index = (top[:, None, None] + span[None, :, None]) * width + (left[:, None, None] + span[None, None, :])
+    index = index.reshape(n, 1, side * side).expand(n, channels, side * side)
+    return images.flatten(2).gather(2, index).reshape(n, channels, side, side)
+
+
 def random_boxes(n: int, height: int, width: int, area: torch.Tensor, ratio: torch.Tensor,
                  generator: torch.Generator) -> torch.Tensor:
     """(n, H, W) bool masks, one rectangle per face lying wholly inside it: ``area`` (n,) is the
@@ -116,16 +138,17 @@ def cutmix(images: torch.Tensor, partners: torch.Tensor, keep: torch.Tensor,
 MIXERS = {"mixup": mixup, "cutmix": cutmix}  # one signature: (faces, partners, keep, generator) -> (mixed, keep)
 
 
-def mix_batch(images: torch.Tensor, mode: str, probability: float,
-              generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def mix_batch(images: torch.Tensor, mode: str, probability: float, generator: torch.Generator,
+              offset: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mixup or CutMix over an (N, C, H, W) batch whose order is already random: each face is
-    chosen with ``probability`` and mixed with its partner, the next face in the batch, at a share
+    chosen with ``probability`` and mixed with its partner, ``offset`` places on in the batch (the
+    views of one face sit side by side: with ``offset`` = views per face, the partner is another face), at a share
     uniform in [0, 1] (Beta(1, 1), the CutMix paper's default). Returns the mixed batch, each face's
     partner index and ``keep``, the weight of the face's own label (1 for faces left alone); the
     loss is keep * CE(label) + (1 - keep) * CE(partner's label). No host-device synchronisation."""
     n = images.shape[0]
     device = generator.device
-    partner = torch.roll(torch.arange(n, device=images.device), -1)
+    partner = torch.roll(torch.arange(n, device=images.device), -offset)
     chosen = torch.rand(n, generator=generator, device=device) < probability
     keep = torch.where(chosen, torch.rand(n, generator=generator, device=device), 1.0)
     mixed, keep = MIXERS[mode](images, images[partner], keep, generator)

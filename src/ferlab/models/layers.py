@@ -71,3 +71,29 @@ class FeaturesHead(nn.Module):
 
     def forward(self, x):  # (N, 1, 48, 48) -> (N, 7)
         return self.head(self.features(x))
+
+
+class CentreCrop:
+    """A forward pre-hook that hands the network the centre ``side``-pixel square of a larger
+    input: a model trained on random crops answers on the centre crop of a whole face, from every
+    entry point (inference, explanations, export), and windows of its own size pass unchanged.
+    A hook, not a layer: the weights' names stay those of the uncropped architecture."""
+
+    def __init__(self, side: int):
+        self.side = side
+
+    def __call__(self, module: nn.Module, inputs: tuple):
+        x = inputs[0]
+        height, width = x.shape[-2:]
+        if height <= self.side and width <= self.side:
+            return None
+        top, left = (height - self.side) // 2, (width - self.side) // 2
+        return (x[..., top:top + self.side, left:left + self.side], *inputs[1:])
+
+
+def crop_input(model: nn.Module, side: int, whole: int = 48) -> nn.Module:
+    """``model`` answering on the centre ``side`` pixels of its input (nothing changes at ``whole``).
+    The crop sits on ``features`` where there is one, so methods that call it directly see it too."""
+    if side < whole:
+        getattr(model, "features", model).register_forward_pre_hook(CentreCrop(side))
+    return model

@@ -1,5 +1,6 @@
-"""torchvision's ResNet18 adapted to 48x48 grayscale: a 3x3 stride-1 stem without max-pool (the
-ImageNet stem would shrink 48 px to 12 before the first block), dropout before a 7-way classifier.
+"""torchvision's ResNet18 adapted to 48x48 grayscale the CIFAR way: a 3x3 stride-1 stem without
+max-pool, so stage 1 runs at full resolution (the ImageNet stem would shrink 48 px to 12 before the
+first block), dropout before a 7-way classifier.
 
 ImageNet weights come only from a local file (``pretrained=PATH``, a torchvision ResNet18 state
 dict); nothing is downloaded. The RGB stem filters are summed to one gray channel; layers whose
@@ -19,7 +20,7 @@ from ferlab.models import register_model
 from ferlab.models.layers import FeaturesHead
 
 
-@register_model("resnet18", "torchvision ResNet18, 3x3 stride-1 gray stem, no max-pool, dropout + 7-way fc")
+@register_model("resnet18", "CIFAR-style ResNet18: 3x3 stride-1 gray stem, no max-pool (stage 1 at 48x48), 7-way fc")
 def build_resnet18(dropout: float = 0.3, stem_kernel: int = 3, pretrained: str | None = None) -> nn.Module:
     from torchvision.models import resnet18  # here: torchvision takes 1.5 s to import, and only this model needs it
 
