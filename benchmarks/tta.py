@@ -1,8 +1,9 @@
 """Choose a test-time augmentation policy on PublicTest: each candidate averages the logits of some
-views of every face (mirror, zoom about the centre, shift by whole pixels). Candidates are ranked
-on PublicTest; PrivateTest is then evaluated once, for plain flip TTA and for the PublicTest choice.
+views of every face (mirror, zoom about the centre, shift by whole pixels, corner and centre
+windows). Candidates are ranked on PublicTest; PrivateTest is then evaluated once, for plain flip
+TTA and for the PublicTest choice.
 
-    python benchmarks/tta.py [--model default] [--data PATH] [--limit N]
+    python benchmarks/tta.py [--model default] [--data PATH] [--limit N] [--only NAME ...]
 
 Every view's logits are computed once per split and shared by the candidates that use it.
 """
@@ -18,6 +19,7 @@ import torch
 from ferlab.checkpoint import load_model
 from ferlab.data import load_faces
 from ferlab.evaluation import infer_views
+from ferlab.tta import CORNERS_AND_CENTRE, window_side
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fer2013" / "fer2013-images.tar.xz"
 MIRRORS = (False, True)
@@ -32,6 +34,7 @@ CANDIDATES = {
     "flip + zoom 0.9 / 1.1 (6 views) = flip-zoom": [(m, z, (0, 0)) for m in MIRRORS for z in (1.0, 0.9, 1.1)],
     "flip + shifts cross + zoom (14 views)": [(m, 1.0, s) for m in MIRRORS for s in SHIFT_CROSS]
                                              + [(m, z, (0, 0)) for m in MIRRORS for z in (0.9, 1.1)],
+    "ten-crop (corners + centre, each mirrored)": [(m, 1.0, (0, 0), w) for w in CORNERS_AND_CENTRE for m in MIRRORS],
 }
 
 
@@ -43,7 +46,8 @@ def accuracies(loaded, split, candidates: dict) -> dict[str, float]:
             if view not in cache:
                 cache[view] = infer_views(loaded.model, split.images, loaded.normalization, [view],
                                           mixed_precision=loaded.config.mixed_precision,
-                                          channels_last=loaded.config.channels_last)
+                                          channels_last=loaded.config.channels_last,
+                                          window_side=window_side(loaded.config.crop))
         logits = torch.stack([cache[view] for view in views]).mean(0)
         result[name] = float((logits.argmax(1) == split.labels).double().mean())
     return result
@@ -54,16 +58,19 @@ def main() -> None:
     parser.add_argument("--model", default="default", help="run folder, checkpoint, or 'default'")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--limit", type=int, help="use only the first N faces of each split (a quick check)")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="candidates whose names start with these")
     args = parser.parse_args()
+    candidates = {name: views for name, views in CANDIDATES.items()
+                  if not args.only or name in ("none", "flip") or name.startswith(tuple(args.only))}
     loaded = load_model(args.model)
     faces = load_faces(args.data)
     val, test = faces.split("val"), faces.split("test")
     if args.limit:
         val, test = val.select(torch.arange(min(args.limit, len(val)))), test.select(torch.arange(min(args.limit, len(test))))
     started = time.perf_counter()
-    public = accuracies(loaded, val, CANDIDATES)
+    public = accuracies(loaded, val, candidates)
     chosen = max(public, key=public.get)
-    private = accuracies(loaded, test, {name: CANDIDATES[name] for name in dict.fromkeys(["flip", chosen])})
+    private = accuracies(loaded, test, {name: candidates[name] for name in dict.fromkeys(["flip", chosen])})
     print(f"model {args.model}; {len(val)} PublicTest / {len(test)} PrivateTest faces; torch {torch.__version__}; "
           f"{time.strftime('%Y-%m-%d')}; {time.perf_counter() - started:.0f} s\n")
     print("| test-time augmentation | PublicTest % | PrivateTest % |\n| --- | --- | --- |")

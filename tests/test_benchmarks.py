@@ -46,7 +46,7 @@ def test_tta_benchmark_chooses_on_publictest_and_looks_at_privatetest_twice_at_m
     out = run_script("benchmarks/tta.py", "--data", str(sample_archive))
     table = [line.strip("| ").split(" | ") for line in out.splitlines() if line.startswith("| ")]
     rows = {name: (float(public), private) for name, public, private in table[2:]}  # after the header and ---
-    assert len(rows) == 6  # every candidate policy
+    assert len(rows) == 7  # every candidate policy
     chosen = [name for name in rows if name.endswith(" (chosen)")]
     assert len(chosen) == 1 and rows[chosen[0]][0] == max(public for public, _ in rows.values())
     evaluated = {name.removesuffix(" (chosen)") for name, (_, private) in rows.items() if private != "not evaluated"}
@@ -96,3 +96,23 @@ def test_an_ensembles_members_on_ray_equal_the_sequential_ones(tmp_path, sample_
         assert {"seed", "val", "test", "val_flip", "test_flip"} <= set(sequential)
         assert {k: v for k, v in sequential.items() if k in ("seed", "val", "test", "val_flip", "test_flip")} == \
                {k: v for k, v in on_ray.items() if k in ("seed", "val", "test", "val_flip", "test_flip")}
+
+
+def test_tta_benchmark_measures_ten_crop(sample_archive):
+    out = run_script("benchmarks/tta.py", "--data", str(sample_archive), "--only", "ten-crop")
+    table = [line.strip("| ").split(" | ") for line in out.splitlines() if line.startswith("| ")][2:]
+    assert [row[0].removesuffix(" (chosen)") for row in table] == ["none", "flip", "ten-crop (corners + centre, each mirrored)"]
+
+
+def test_throughput_benchmark_times_every_model_it_is_given(tmp_path, sample_archive):
+    out = run_script("benchmarks/throughput.py", "default", "default", "--data", str(sample_archive), "--faces", "64",
+                     "--batch", "32", "--rounds", "1")
+    rows = [line for line in out.splitlines() if line.startswith("| default")]
+    assert len(rows) == 2 and all("fastnet" in row and "7.86 M" in row for row in rows)
+    assert all(float(row.split(" | ")[3].replace(",", "")) > 0 for row in rows)
+
+
+def test_train_speed_benchmark_puts_crops_beside_the_preset(sample_archive):
+    out = run_script("benchmarks/train_speed.py", "--data", str(sample_archive), "--steps", "1")
+    rows = [line for line in out.splitlines() if line.startswith("| cpu preset")]
+    assert len(rows) == 7 and rows[0].endswith("| 1.00x |") and "'crop': 40" in rows[2]

@@ -318,6 +318,13 @@ def test_resume_reuses_the_recorded_reader_options(tmp_path, sample_archive, cap
     assert "skipped 1 bad entries" in capsys.readouterr().out
 
 
+def test_a_model_for_whole_faces_only_refuses_crops_before_anything_is_written(tmp_path, sample_archive, capsys):
+    code = main(["train", "--model", "cnn", "--crop", "40", "--data", str(sample_archive), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "model 'cnn' takes only whole 48x48 faces, not 40-pixel crops" in err and "\n" not in err
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_diverging_run_stops_with_an_error(tmp_path, sample_archive, capsys):
     code = main(["train", "--preset", "smoke", "--lr", "1e30", "--data", str(sample_archive), "--out", str(tmp_path / "r"),
                  "--quiet"])
@@ -332,6 +339,10 @@ def test_a_diverging_run_stops_with_an_error(tmp_path, sample_archive, capsys):
     ("--val-fraction", "0", "val_fraction must be in (0, 1)"), ("--val-fraction", "1", "val_fraction must be in (0, 1)"),
     ("--early-stop-patience", "-1", "early_stop_patience must be an integer >= 0"),
     ("--model-option", "dropout=3", "model 'fastnet' cannot be built with dropout=3"),
+    ("--crop", "50", "crop must be a side in pixels from 24 to 48 (the whole face), got 50"),
+    ("--crop", "16", "crop must be a side in pixels from 24 to 48"), ("--views", "0", "views must be at least 1, got 0"),
+    ("--hard-label-weight", "1.5", "hard_label_weight must be in [0, 1]"),
+    ("--distill-temperature", "0", "distill_temperature must be a positive finite number"),
 ])
 def test_bad_options_stop_before_anything_is_written(tmp_path, sample_archive, capsys, flag, value, message):
     out = tmp_path / "run"

@@ -55,7 +55,8 @@ def add_tta_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", nargs="?", const="flip", default="none", choices=list(TTA_POLICIES),
                         help="test-time augmentation: average the logits of several views of each face "
                              "(flip: the face and its mirror image, the default for a bare --tta; flip-zoom: "
-                             "also zoomed in and out by 10%%, 6 views)")
+                             "also zoomed in and out by 10%%, 6 views; ten-crop: four corner and the centre "
+                             "windows, each mirrored)")
 
 
 def load_data(args, *, val_fraction: float = 0.1, seed: int = 0, explicit: str | None = None,
