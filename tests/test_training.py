@@ -341,6 +341,7 @@ def test_a_diverging_run_stops_with_an_error(tmp_path, sample_archive, capsys):
     ("--model-option", "dropout=3", "model 'fastnet' cannot be built with dropout=3"),
     ("--crop", "50", "crop must be a side in pixels from 24 to 48 (the whole face), got 50"),
     ("--crop", "16", "crop must be a side in pixels from 24 to 48"), ("--views", "0", "views must be at least 1, got 0"),
+    ("--views", "100000", "views must be at most 64"),
     ("--hard-label-weight", "1.5", "hard_label_weight must be in [0, 1]"),
     ("--distill-temperature", "0", "distill_temperature must be a positive finite number"),
 ])

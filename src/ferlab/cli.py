@@ -186,6 +186,10 @@ def new_run(args):
     config = resolve_config(*fine_tuning(args))
     for warning in cpu_warnings(args.preset, config, choose_device(config.device).type):
         print(f"ferlab: warning: {warning}", file=sys.stderr)
+    if config.teachers:
+        from ferlab.distill import check_teachers
+
+        check_teachers(config.teachers)  # a missing or mismatched teacher fails before a run folder exists
     if args.out:
         check_new_run_folder(Path(args.out))  # a used or unwritable --out fails before the data is read
     faces = load_data(args, val_fraction=config.val_fraction, seed=config.seed)

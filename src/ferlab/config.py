@@ -145,6 +145,8 @@ def check_config(config: TrainConfig) -> None:
     for key in ("epochs", "batch_size", "eval_batch_size", "checkpoint_every", "views"):
         if getattr(config, key) < 1:
             raise ConfigError(f"{key} must be at least 1, got {getattr(config, key)}")
+    if config.views > MAX_VIEWS:
+        raise ConfigError(f"views must be at most {MAX_VIEWS} (each view is a whole image in the step), got {config.views}")
     if not MIN_CROP <= config.crop <= IMAGE_SIZE:
         raise ConfigError(f"crop must be a side in pixels from {MIN_CROP} to {IMAGE_SIZE} (the whole face), got {config.crop}")
     if not all(isinstance(teacher, str) and teacher for teacher in config.teachers):
@@ -206,6 +208,7 @@ RANGES = {
 }
 POSITIVE = {"lr", "plateau_factor", "val_fraction", "distill_temperature"}  # where the low end itself is not allowed
 MIN_CROP = 24  # pixels: smaller windows cut whole facial features away
+MAX_VIEWS = 64  # views per face: the papers use 5-10; 10,000 would ask for 100+ GiB in one step
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ferlab.checkpoint import LoadedModel, load_model
+from ferlab.checkpoint import LoadedModel, load_model, read_checkpoint, resolve_checkpoint
 from ferlab.data.normalize import Normalization
 from ferlab.device import autocast_for
 from ferlab.errors import FerlabError
@@ -91,12 +91,24 @@ def load_teachers(sources: list[str], device: torch.device) -> Teachers:
         teacher = load_model(source, device=str(device))
         freeze(teacher.model)
         loaded.append(teacher)
-    first = loaded[0].normalization
-    for source, teacher in zip(sources[1:], loaded[1:]):
-        if teacher.normalization != first:
-            raise FerlabError(f"teacher {source} normalises its input as {describe(teacher.normalization)}, "
+    normalization = shared_normalization(sources, [teacher.normalization for teacher in loaded])
+    return Teachers(tuple(loaded), tuple(os.fspath(s) for s in sources), normalization)
+
+
+def check_teachers(sources: list[str]) -> None:
+    """``load_teachers``' checks from the checkpoints alone (no network built): the command line
+    runs them before it makes a run folder, so a bad teacher leaves nothing behind."""
+    payloads = [read_checkpoint(resolve_checkpoint(source)) for source in sources]
+    shared_normalization(sources, [Normalization(**payload["normalization"]) for payload in payloads])
+
+
+def shared_normalization(sources: list[str], normalizations: list[Normalization]) -> Normalization:
+    first = normalizations[0]
+    for source, normalization in zip(sources[1:], normalizations[1:]):
+        if normalization != first:
+            raise FerlabError(f"teacher {source} normalises its input as {describe(normalization)}, "
                               f"teacher {sources[0]} as {describe(first)}; teachers of one student must see the same input")
-    return Teachers(tuple(loaded), tuple(os.fspath(s) for s in sources), first)
+    return first
 
 
 def describe(normalization: Normalization) -> str:
