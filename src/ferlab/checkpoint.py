@@ -3,6 +3,7 @@ written atomically (temporary file, then rename), so a crash never leaves half a
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import pickle
@@ -139,12 +140,21 @@ class LoadedModel:
         logits on the CPU, in the precision and memory layout the model was trained with (bf16
         autocast where the CPU or GPU has it), so one face gets one answer everywhere. Crop views
         (``ten-crop``) take windows of the model's training crop (44 pixels if it had none)."""
-        side = window_side(self.config.crop)
-        if uses_windows(tta):
-            check_model_options(self.config.model, self.config.model_options, side)  # cnn, dnn: 48x48 only
+        if uses_windows(tta) and self.window_problem:
+            raise FerlabError(self.window_problem)
         return infer(self.model, faces, self.normalization, tta=tta, batch_size=batch_size,
                      mixed_precision=self.config.mixed_precision, channels_last=self.config.channels_last,
-                     window_side=side)
+                     window_side=window_side(self.config.crop))
+
+    @functools.cached_property
+    def window_problem(self) -> str | None:
+        """Why the model cannot take crop windows (``cnn``, ``dnn``: 48x48 only), or None; found
+        once per model, not per call (photos and video ask for every face)."""
+        try:
+            check_model_options(self.config.model, self.config.model_options, window_side(self.config.crop))
+        except FerlabError as error:
+            return str(error)
+        return None
 
     @property
     def temperature(self) -> float:

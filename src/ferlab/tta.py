@@ -13,6 +13,7 @@ papers: the four corners and the centre, each also mirrored.
 from __future__ import annotations
 
 from ferlab.errors import FerlabError
+from ferlab.labels import IMAGE_SIZE
 
 CORNERS_AND_CENTRE = ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0), (0.5, 0.5))
 
@@ -23,13 +24,12 @@ TTA_POLICIES: dict[str, tuple[tuple, ...]] = {
     "ten-crop": tuple((mirrored, 1.0, (0, 0), window) for window in CORNERS_AND_CENTRE for mirrored in (False, True)),
 }
 
-FACE_SIDE = 48      # pixels (labels.IMAGE_SIZE)
 TEN_CROP_SIDE = 44  # pixels: the window for a model trained on whole faces (the papers' 44 of 48)
 
 
 def window_side(trained_crop: int) -> int:
     """The side of a crop view: the training crop of a model trained on crops, else 44 pixels."""
-    return trained_crop if trained_crop < FACE_SIDE else TEN_CROP_SIDE
+    return trained_crop if trained_crop < IMAGE_SIZE else TEN_CROP_SIDE
 
 
 def uses_windows(policy: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ferlab.labels import NUM_CLASSES
+from ferlab.labels import IMAGE_SIZE, NUM_CLASSES
 
 # Activations the seed notebooks tried; a registry so a config names them.
 ACTIVATIONS = {
@@ -91,9 +91,9 @@ class CentreCrop:
         return (x[..., top:top + self.side, left:left + self.side], *inputs[1:])
 
 
-def crop_input(model: nn.Module, side: int, whole: int = 48) -> nn.Module:
-    """``model`` answering on the centre ``side`` pixels of its input (nothing changes at ``whole``).
+def crop_input(model: nn.Module, side: int) -> nn.Module:
+    """``model`` answering on the centre ``side`` pixels of its input (nothing changes at 48).
     The crop sits on ``features`` where there is one, so methods that call it directly see it too."""
-    if side < whole:
+    if side < IMAGE_SIZE:
         getattr(model, "features", model).register_forward_pre_hook(CentreCrop(side))
     return model
