@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from ferlab.explain import NotApplicable, explain, list_methods
-from ferlab.explain.filters import feature_maps, shallow_middle_deep, truncated_features, visualize_filters
+from ferlab.explain.common import truncated_features
+from ferlab.explain.filters import feature_maps, shallow_middle_deep, visualize_filters
 from ferlab.explain.lime_method import superpixels
 from ferlab.models import build_model
+from ferlab.models.layers import crop_input
 from tests.explain.helpers import LeftHalf, SquaredProjection, all_hooks, identity_conv_model, small_cnn
 
 FAST_OPTIONS = {"lime": {"num_samples": 120}}
@@ -130,3 +132,20 @@ def test_dense_models_have_no_conv_layer_to_explain(method):
 
     with pytest.raises(NotApplicable, match="no convolutional layers"):  # the report skips it with this note
         explain(method, build_model("dnn").eval(), torch.randn(1, 1, 48, 48))
+
+
+@pytest.mark.parametrize("method", ["gradcam", "hirescam"])
+def test_class_activation_maps_of_a_crop_trained_model_lie_in_the_window_it_sees(method):
+    """A model trained on 40-pixel crops sees the centre 40 pixels of a whole face: its map there
+    is the map of that window (not stretched over 48 pixels), and zero where it never looks."""
+    torch.manual_seed(3)
+    model = crop_input(build_model("fastnet"), 40).eval()
+    faces = torch.randn(2, 1, 48, 48)
+    whole = explain(method, model, faces, target=[1, 4])
+    window = explain(method, model, faces[..., 4:44, 4:44], target=[1, 4])
+    assert torch.allclose(whole[..., 4:44, 4:44], window, rtol=1e-4, atol=1e-6) and window.abs().sum() > 0
+    outside = whole.clone()
+    outside[..., 4:44, 4:44] = 0
+    assert outside.abs().sum() == 0
+    _, front = truncated_features(model, None)  # feature maps, too, are those of the window
+    assert torch.equal(front(faces), front(faces[..., 4:44, 4:44])) and all_hooks(model) == 1  # its own crop only

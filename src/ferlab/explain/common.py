@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ferlab.errors import NotApplicable, UnknownChoice
+from ferlab.models.layers import input_crop
 
 
 def resolve_targets(model: nn.Module, images: torch.Tensor, target) -> torch.Tensor:
@@ -104,13 +105,24 @@ def pick_layer(model: nn.Module, layer: str | int | None) -> tuple[str, nn.Modul
     raise UnknownChoice(f"no conv layer {layer!r}; available: {', '.join(n for n, _ in layers)} or last")
 
 
-def split_at(model: nn.Module, layer: str | int | None):
-    """(front, back): ``model.features`` up to and including ``layer``, and the rest of the model,
-    so that ``back(front(x)) == model(x)`` with no hooks."""
+def truncated_features(model: nn.Module, layer: str | int | None) -> tuple[str, nn.Sequential]:
+    """(name, front): ``layer``'s name and ``model.features`` up to and including it, seeing the
+    input as the whole model does (a slice of ``features`` would lose the centre crop of a model
+    trained on crops: ``models.layers.crop_input``). The model itself is not touched."""
     name, _ = pick_layer(model, layer)
     names = [n for n, _ in model.features.named_children()]
-    cut = names.index(name) + 1
-    front, rest = model.features[:cut], model.features[cut:]
+    front = model.features[: names.index(name) + 1]  # a new Sequential over the same layers
+    crop = input_crop(model)
+    if crop is not None:
+        front.register_forward_pre_hook(crop)
+    return name, front
+
+
+def split_at(model: nn.Module, layer: str | int | None):
+    """(front, back): ``model.features`` up to and including ``layer`` (``truncated_features``),
+    and the rest of the model, so that ``back(front(x)) == model(x)`` with no hooks on the model."""
+    name, front = truncated_features(model, layer)
+    rest = model.features[len(front):]
     return front, lambda activations: model.head(rest(activations))
 
 

@@ -6,7 +6,8 @@ regularisation that keeps patterns readable: random jitter each step, L2 decay a
 blur (Yosinski et al. 2015). No maintained library does this well, so it is written here.
 ``feature_maps``: the outputs of a layer's filters for given faces.
 
-Both run ``model.features`` up to the chosen layer (no hooks), in eval mode, and take gradients
+Both run ``model.features`` up to the chosen layer (seeing the input as the whole model does; no
+hooks on the model), in eval mode, and take gradients
 with respect to the input only, so the model is left exactly as it was.
 """
 
@@ -17,13 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ferlab.device import autocast_for
-from ferlab.explain.common import conv_layers, evaluation_mode, pick_layer
-
-
-def truncated_features(model: nn.Module, layer: str | int | None) -> tuple[str, nn.Module]:
-    name, _ = pick_layer(model, layer)
-    names = [n for n, _ in model.features.named_children()]
-    return name, model.features[: names.index(name) + 1]
+from ferlab.explain.common import conv_layers, evaluation_mode, truncated_features
 
 
 def shallow_middle_deep(model: nn.Module) -> list[str]:

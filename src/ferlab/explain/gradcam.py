@@ -1,5 +1,5 @@
 """Grad-CAM (Selvaraju et al. 2017) on a conv layer of ``model.features`` (default: the deepest),
-upsampled bilinearly to the input size. Raw: no ReLU here.
+upsampled bilinearly to the input size (to the window a crop-trained model sees). Raw: no ReLU here.
 
 Computed without hooks, by running the model in two parts (``split_at``): the activations of the
 chosen layer are an ordinary tensor whose gradient autograd returns. That keeps concurrent
@@ -15,6 +15,7 @@ from torch import nn
 
 from ferlab.explain import register_method
 from ferlab.explain.common import evaluation_mode, resolve_targets, split_at
+from ferlab.models.layers import input_crop
 
 
 def layer_activations_and_gradients(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
@@ -27,8 +28,17 @@ def layer_activations_and_gradients(model: nn.Module, images: torch.Tensor, targ
     return activations.detach(), gradients
 
 
-def to_input_size(maps: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(maps, size=tuple(images.shape[-2:]), mode="bilinear", align_corners=False)
+def to_input_size(maps: torch.Tensor, images: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """``maps`` upsampled bilinearly onto the pixels the model saw: the whole input, or for a model
+    trained on crops its centre window, with zeros outside where the model never looks (stretching
+    a 40-pixel window's map over 48 pixels would shift it by up to 4 pixels at the edges)."""
+    height, width = images.shape[-2:]
+    crop = input_crop(model)
+    top, left, seen_height, seen_width = crop.window(height, width) if crop else (0, 0, height, width)
+    placed = maps.new_zeros(*maps.shape[:2], height, width)
+    placed[..., top:top + seen_height, left:left + seen_width] = F.interpolate(
+        maps, size=(seen_height, seen_width), mode="bilinear", align_corners=False)
+    return placed
 
 
 @register_method("gradcam", "Grad-CAM")
@@ -38,4 +48,4 @@ def gradcam(model: nn.Module, images: torch.Tensor, target=None, layer: str | in
         activations, gradients = layer_activations_and_gradients(model, images, targets, layer)
         weights = gradients.mean(dim=(2, 3), keepdim=True)  # alpha_k: the gradient's spatial mean
         maps = (weights * activations).sum(1, keepdim=True)
-    return to_input_size(maps, images).float().cpu()
+    return to_input_size(maps, images, model).float().cpu()

@@ -19,4 +19,4 @@ def hirescam(model: nn.Module, images: torch.Tensor, target=None, layer: str | i
         targets = resolve_targets(model, images, target)
         activations, gradients = layer_activations_and_gradients(model, images, targets, layer)
         maps = (gradients * activations).sum(1, keepdim=True)
-    return to_input_size(maps, images).float().cpu()
+    return to_input_size(maps, images, model).float().cpu()

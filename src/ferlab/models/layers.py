@@ -84,11 +84,20 @@ class CentreCrop:
 
     def __call__(self, module: nn.Module, inputs: tuple):
         x = inputs[0]
-        height, width = x.shape[-2:]
-        if height <= self.side and width <= self.side:
+        if x.shape[-2] <= self.side and x.shape[-1] <= self.side:
             return None
-        top, left = (height - self.side) // 2, (width - self.side) // 2
-        return (x[..., top:top + self.side, left:left + self.side], *inputs[1:])
+        top, left, height, width = self.window(*x.shape[-2:])
+        return (x[..., top:top + height, left:left + width], *inputs[1:])
+
+    def window(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """(top, left, height, width) of the part of a ``height`` x ``width`` input the network sees."""
+        return max(0, (height - self.side) // 2), max(0, (width - self.side) // 2), min(height, self.side), min(width, self.side)
+
+
+def input_crop(model: nn.Module) -> CentreCrop | None:
+    """The centre crop ``crop_input`` put on ``model``, or None (it sees its whole input)."""
+    hooks = getattr(model, "features", model)._forward_pre_hooks.values()
+    return next((hook for hook in hooks if isinstance(hook, CentreCrop)), None)
 
 
 def crop_input(model: nn.Module, side: int) -> nn.Module:
