@@ -9,6 +9,7 @@ import torch
 from ferlab.checkpoint import export_checkpoint, load_model, read_checkpoint, save_checkpoint, shipped_model_path
 from ferlab.cli import main
 from ferlab.errors import FerlabError
+from ferlab.tta import TTA_POLICIES
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +70,10 @@ def test_an_exported_checkpoint_cannot_be_resumed(tmp_path, payload, capsys):
 
 def test_the_shipped_model_passes_its_own_checks(payload):
     assert load_model("default").config.model == payload["config"]["model"]
+
+
+def test_logits_by_policy_equal_each_policys_own_inference_bit_for_bit(sample_faces):
+    loaded, faces = load_model("default"), sample_faces.split("val").images[:40]
+    shared = loaded.logits_by_policy(faces, list(TTA_POLICIES))
+    for policy in TTA_POLICIES:
+        assert torch.equal(shared[policy], loaded.logits(faces, policy)), policy

@@ -12,7 +12,7 @@ from ferlab.checkpoint import build_architecture, load_model, save_checkpoint
 from ferlab.config import config_to_dict, resolve_config
 from ferlab.evaluation import (TTA_POLICIES, confusion_matrix, format_metrics, infer, infer_views, metrics, most_confused,
                                tta_view)
-from ferlab.tta import CORNERS_AND_CENTRE, window_side
+from ferlab.tta import CORNERS_AND_CENTRE, choose_tta, window_side
 
 
 def test_metrics_on_hand_made_logits():
@@ -189,3 +189,11 @@ def test_split_titles_name_the_source_and_the_official_split_only_when_it_is_one
 
     drawn = dataclasses.replace(sample_faces, official_splits=False, source="/data/train.csv")
     assert drawn.split_title("val") == "val split of train.csv"
+
+
+def test_choose_tta_takes_the_best_and_of_equals_the_fewest_views():
+    assert choose_tta({"none": 0.60, "flip": 0.62, "flip-zoom": 0.61}) == "flip"
+    assert choose_tta({"ten-crop": 0.62, "flip-zoom": 0.62, "flip": 0.62, "none": 0.5}) == "flip"
+    assert choose_tta({"ten-crop": 0.63, "none": 0.62}) == "ten-crop"
+    with pytest.raises(FerlabError, match="unknown test-time augmentation"):
+        choose_tta({"twenty-crop": 0.9})

@@ -90,6 +90,9 @@ def test_a_short_real_training_run_writes_every_run_folder_file(tmp_path, sample
     assert set(rows[0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"}
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0 <= metrics["test_accuracy"] <= 1 and metrics["best_epoch"] in (1, 2)
+    scored = metrics["tta"]["val_accuracies"]  # the test-time augmentation, chosen on PublicTest
+    assert set(scored) == {"none", "flip", "flip-zoom", "ten-crop"} and scored[metrics["tta"]["chosen"]] == max(scored.values())
+    assert scored["none"] == metrics["val_accuracy"]
     checkpoint = torch.load(run / "best.pt", weights_only=True)  # plain types only
     assert checkpoint["format"] == "ferlab-checkpoint" and checkpoint["normalization"]["kind"] == "standardize"
     assert checkpoint["classes"][4] == "sad"

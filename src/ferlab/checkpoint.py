@@ -17,11 +17,11 @@ from ferlab.config import TrainConfig, check_model_options, config_from_dict
 from ferlab.device import choose_device
 from ferlab.data.normalize import KINDS, Normalization
 from ferlab.errors import FerlabError
-from ferlab.evaluation import infer
+from ferlab.evaluation import infer, infer_views
 from ferlab.labels import EMOTIONS
 from ferlab.models import build_model
 from ferlab.models.layers import crop_input
-from ferlab.tta import uses_windows, window_side
+from ferlab.tta import TTA_POLICIES, check_tta, uses_windows, window_side
 
 FORMAT = "ferlab-checkpoint"
 VERSION = 1
@@ -145,6 +145,17 @@ class LoadedModel:
         return infer(self.model, faces, self.normalization, tta=tta, batch_size=batch_size,
                      mixed_precision=self.config.mixed_precision, channels_last=self.config.channels_last,
                      window_side=window_side(self.config.crop))
+
+    def logits_by_policy(self, faces: torch.Tensor, policies) -> dict[str, torch.Tensor]:
+        """``logits(faces, policy)`` for each of ``policies``, bit for bit, with every distinct view
+        inferred once (the policies share views: flip's two are flip-zoom's first two)."""
+        for policy in policies:
+            if uses_windows(check_tta(policy)) and self.window_problem:
+                raise FerlabError(self.window_problem)
+        views = {view: infer_views(self.model, faces, self.normalization, [view], mixed_precision=self.config.mixed_precision,
+                                   channels_last=self.config.channels_last, window_side=window_side(self.config.crop))
+                 for view in dict.fromkeys(view for policy in policies for view in TTA_POLICIES[policy])}
+        return {policy: sum(views[view] for view in TTA_POLICIES[policy]) / len(TTA_POLICIES[policy]) for policy in policies}
 
     @functools.cached_property
     def window_problem(self) -> str | None:

@@ -214,8 +214,17 @@ def cmd_train(args) -> int:
         return 130
     print(f"done: best epoch {results['best_epoch']}, {faces.split_title('val')} {results.get('val_accuracy', float('nan')):.4f}, "
           f"{faces.split_title('test')} {results.get('test_accuracy', float('nan')):.4f}, "
-          f"training {results['train_seconds']:.0f}s{teaching_time(results)}; run folder {run_dir}")
+          f"{chosen_tta(results)}training {results['train_seconds']:.0f}s{teaching_time(results)}; run folder {run_dir}")
     return 0
+
+
+def chosen_tta(results: dict) -> str:
+    """The done line's words on the test-time augmentation chosen on PublicTest, unless none won."""
+    if "val_tta_accuracy" not in results:
+        return ""
+    return (f"with {results['tta']['chosen']} TTA (chosen on the first) {results['val_tta_accuracy']:.4f} / "
+            f"{results.get('test_tta_accuracy', float('nan')):.4f}, ")
+
 
 def teaching_time(results: dict) -> str:
     if "teachers_train_seconds" not in results:

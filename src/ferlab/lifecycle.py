@@ -2,7 +2,8 @@
 experiments and a notebook all run the same steps.
 
     start_run    check the output (check_new_run_folder), make the run folder, write the resolved config
-    train_run    fit -> curves -> calibrate best.pt on PublicTest -> evaluate val and test -> metrics.json
+    train_run    fit -> curves -> calibrate best.pt on PublicTest -> evaluate val and test, plain and with
+                 the test-time augmentation chosen on PublicTest -> metrics.json
     resume_config  the config of an interrupted run, with the only change allowed (more epochs)
 """
 
@@ -14,13 +15,14 @@ from pathlib import Path
 
 from ferlab import distributed, training
 from ferlab.calibration import calibrate_checkpoint, describe_calibration
-from ferlab.checkpoint import load_model, read_checkpoint
+from ferlab.checkpoint import LoadedModel, load_model, read_checkpoint
 from ferlab.config import TrainConfig, config_from_dict
 from ferlab.data.faceset import FaceSet
 from ferlab.device import choose_device
 from ferlab.errors import FerlabError
 from ferlab.report.figures import plot_history
-from ferlab.runs import evaluate_split, evaluation_entry, new_run_dir, writable_folder, write_config, write_json
+from ferlab.runs import (choose_tta_on_public_test, evaluate_split, evaluation_entry, labelled_split, new_run_dir,
+                         writable_folder, write_config, write_evaluation, write_json)
 
 
 def check_new_run_folder(out: Path) -> Path:
@@ -71,7 +73,8 @@ def resume_config(run_dir: Path, epochs: int | None = None, changed: list[str] =
 def train_run(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict, resume: bool = False,
               progress: bool = True, log: Callable[[str], None] = print) -> dict:
     """Train (``training.fit``), draw the curves, calibrate ``best.pt`` on PublicTest, evaluate it
-    on PublicTest and PrivateTest and write ``metrics.json``; returns what metrics.json holds.
+    on PublicTest and PrivateTest, plain and with the test-time augmentation chosen on PublicTest
+    (``report_chosen_tta``), and write ``metrics.json``; returns what metrics.json holds.
     A KeyboardInterrupt passes through (``last.pt`` holds the state to resume from)."""
     summary = training.fit(config, faces, run_dir, data_info=data_info, resume=resume, progress=progress, log=log)
     history = summary.pop("history")
@@ -86,9 +89,32 @@ def train_run(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: 
     for split in ("val", "test"):
         subset = faces.split(split)
         if len(subset) and subset.labelled:
-            result = evaluate_split(loaded, faces, split, run_dir)
-            results[f"{split}_accuracy"] = result["accuracy"]
-            results["evaluations"][result["name"]] = evaluation_entry(result)
-            log(result["report"])
+            record(results, evaluate_split(loaded, faces, split, run_dir), log)
+    if "val_accuracy" in results:
+        report_chosen_tta(loaded, faces, run_dir, results, log)
     write_json(run_dir / "metrics.json", results)
     return results
+
+
+def record(results: dict, evaluation: dict, log: Callable[[str], None], key: str = "accuracy") -> None:
+    results[f"{evaluation['split']}_{key}"] = evaluation["accuracy"]
+    results["evaluations"][evaluation["name"]] = evaluation_entry(evaluation)
+    log(evaluation["report"])
+
+
+def report_chosen_tta(loaded: LoadedModel, faces: FaceSet, run_dir: Path, results: dict,
+                      log: Callable[[str], None]) -> None:
+    """Choose the test-time augmentation on PublicTest and, unless it is none, evaluate the
+    model with it on PublicTest and PrivateTest too; ``results["tta"]`` records the choice and
+    every policy's PublicTest accuracy, ``val_tta_accuracy``/``test_tta_accuracy`` the chosen one's."""
+    chosen, accuracies, logits = choose_tta_on_public_test(loaded, faces)
+    results["tta"] = {"chosen": chosen, "chosen_on": "val", "val_accuracies": accuracies}
+    log(f"test-time augmentation chosen on {faces.split_title('val')}: {chosen} ("
+        + ", ".join(f"{policy} {100 * accuracy:.2f}%" for policy, accuracy in accuracies.items()) + ")")
+    if chosen == "none":
+        return
+    val = labelled_split(faces, "val")
+    record(results, write_evaluation(logits, val, "val", run_dir, tta=chosen, temperature=loaded.temperature), log, "tta_accuracy")
+    test = faces.split("test")
+    if len(test) and test.labelled:
+        record(results, evaluate_split(loaded, faces, "test", run_dir, tta=chosen), log, "tta_accuracy")

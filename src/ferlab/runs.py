@@ -2,8 +2,8 @@
 
     config.yaml      the resolved configuration          history.csv   one row per epoch
     curves.png       loss and accuracy per epoch          best.pt, last.pt  checkpoints
-    metrics.json     summary: best epoch, val and test accuracy, times
-    eval-<split>.json, confusion-<split>.png, misclassified-<split>.png   from evaluation
+    metrics.json     summary: best epoch, val and test accuracy, times, the TTA chosen on PublicTest
+    eval-<split>[-tta-<policy>].json, confusion-<split>.png, misclassified-<split>.png   from evaluation
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from ferlab.data.faceset import FaceSet
 from ferlab.errors import FerlabError
 from ferlab.evaluation import format_metrics, metrics
 from ferlab.labels import EMOTIONS
+from ferlab.tta import TTA_POLICIES, choose_tta, uses_windows
 from ferlab.calibration import reliability
 
 
@@ -115,6 +116,18 @@ def evaluate_split(loaded: LoadedModel, faces: FaceSet, split: str, run_dir: Pat
     subset = labelled_split(faces, split)
     logits = loaded.logits(subset.images, tta=tta)
     return write_evaluation(logits, subset, split, run_dir, tta=tta, tag=tag, temperature=loaded.temperature)
+
+
+def choose_tta_on_public_test(loaded: LoadedModel, faces: FaceSet) -> tuple[str, dict[str, float], torch.Tensor]:
+    """The test-time augmentation to report, chosen on PublicTest (never on PrivateTest): each
+    policy the model can take is scored there and ``tta.choose_tta`` picks one. Returns (policy,
+    policy -> PublicTest accuracy, the chosen policy's PublicTest logits)."""
+    subset = labelled_split(faces, "val")
+    policies = [policy for policy in TTA_POLICIES if not (uses_windows(policy) and loaded.window_problem)]
+    logits = loaded.logits_by_policy(subset.images, policies)
+    accuracies = {policy: metrics(logits[policy] / loaded.temperature, subset.labels)["accuracy"] for policy in policies}
+    chosen = choose_tta(accuracies)
+    return chosen, accuracies, logits[chosen]
 
 
 def write_evaluation(logits: torch.Tensor, subset: FaceSet, split: str, out_dir: Path, *, tta: str = "none",

@@ -36,6 +36,12 @@ def uses_windows(policy: str) -> bool:
     return any(len(view) > 3 and view[3] is not None for view in TTA_POLICIES[check_tta(policy)])
 
 
+def choose_tta(accuracies: dict[str, float]) -> str:
+    """The policy of ``accuracies`` (policy -> accuracy on PublicTest) that scored highest; of
+    equals, the one with the fewest views, the cheapest to run."""
+    return max(accuracies, key=lambda policy: (accuracies[policy], -len(TTA_POLICIES[check_tta(policy)])))
+
+
 def check_tta(policy: str) -> str:
     if policy not in TTA_POLICIES:
         raise FerlabError(f"unknown test-time augmentation {policy!r}; available: {', '.join(TTA_POLICIES)}")
