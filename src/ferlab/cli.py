@@ -400,7 +400,8 @@ def cmd_serve(args) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {args.host}: other machines can reach this page", file=sys.stderr)
     print(f"ferlab: serving {args.model} on http://{args.host}:{args.port}/ (Ctrl-C stops)")
-    config = uvicorn.Config(create_app(loaded, str(args.model), args.tta, layer=args.layer, detection=detection_of(args)),
+    live = {} if args.min_face is None else {"live_min_face": args.min_face}  # else the camera's own minimum
+    config = uvicorn.Config(create_app(loaded, str(args.model), args.tta, layer=args.layer, detection=detection_of(args), **live),
                             log_level="warning")
     uvicorn.Server(config).run(sockets=[listener])
     return 0

@@ -61,6 +61,18 @@ def test_frames_faster_than_the_rate_get_429():
     assert too_soon.status_code == 429 and too_soon.json() == {"error": "over 0.5 frames a second"}
 
 
+def test_min_face_sets_the_smallest_face_a_camera_frame_is_searched_for():
+    from fastapi.testclient import TestClient
+
+    from ferlab.checkpoint import load_model
+    from ferlab.serve.app import create_app
+
+    loaded, frame = load_model("default", device="cpu"), jpeg(two_faces_scene(0))  # faces of 130 and 64 pixels
+    for min_face, found in ((40, 2), (200, 0)):
+        answer = TestClient(create_app(loaded, live_min_face=min_face)).post("/api/frame", content=frame).json()
+        assert len(answer["faces"]) == found, min_face
+
+
 def test_the_gate_takes_one_frame_at_a_time_at_most_30_a_second():
     gate = FrameGate(rate=30)
     assert gate.enter() is None

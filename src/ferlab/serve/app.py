@@ -38,6 +38,7 @@ MAX_FRAME_BYTES = 2 * 2**20    # a camera frame: 2 MiB of JPEG or PNG ...
 MAX_FRAME_PIXELS = 1920 * 1080  # ... and at most full HD (the page sends 640x480)
 MAX_FRAME_RATE = 30            # frames a second the server takes, over all clients
 LIVE_MIN_FACE = 80             # pixels: a face in a camera frame is large, and dlib's HOG finds 80 px without upsampling
+                               # (serve --min-face sets both minimums)
 
 
 class FrameGate:
@@ -132,7 +133,10 @@ def add_error_handlers(app: FastAPI) -> None:
 
 
 def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "none", *, layer: str | None = None,
-               detection: Detection = Detection(), frame_rate: float = MAX_FRAME_RATE) -> FastAPI:
+               detection: Detection = Detection(), frame_rate: float = MAX_FRAME_RATE,
+               live_min_face: float = LIVE_MIN_FACE) -> FastAPI:
+    """The page and its JSON endpoints. Photos are searched with ``detection``; camera frames with
+    its detector and ``live_min_face`` (pixels, or under 1 a fraction of the frame's shorter side)."""
     app = FastAPI(title="ferlab", docs_url=None, redoc_url=None)
     add_error_handlers(app)
     page = resources.files("ferlab.serve").joinpath("page.html").read_text(encoding="utf-8")
@@ -146,7 +150,7 @@ def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "non
         return {"status": "ok", "model": model_name}
 
     gate = FrameGate(frame_rate)
-    live_detection = Detection(detection.detector, LIVE_MIN_FACE)
+    live_detection = Detection(detection.detector, live_min_face)
 
     @app.post("/api/frame")
     async def frame(request: Request):
