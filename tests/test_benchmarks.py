@@ -119,3 +119,17 @@ def test_train_speed_benchmark_puts_crops_beside_the_preset(sample_archive):
     out = run_script("benchmarks/train_speed.py", "--data", str(sample_archive), "--steps", "1")
     rows = [line for line in out.splitlines() if line.startswith("| cpu preset")]
     assert len(rows) == 7 and rows[0].endswith("| 1.00x |") and "'crop': 40" in rows[2]
+
+
+def test_runs_table_puts_seeds_side_by_side_with_their_mean_and_spread(tmp_path):
+    for seed, (public, private, tta) in enumerate([(0.60, 0.64, None), (0.62, 0.66, (0.63, 0.67))]):
+        metrics = {"best_epoch": 11 + seed, "epochs": 12, "val_accuracy": public, "test_accuracy": private,
+                   "train_seconds": 500 + 100 * seed, "tta": {"chosen": "ten-crop" if tta else "none"}}
+        if tta:
+            metrics.update(val_tta_accuracy=tta[0], test_tta_accuracy=tta[1])
+        (tmp_path / f"seed{seed}").mkdir()
+        (tmp_path / f"seed{seed}" / "metrics.json").write_text(json.dumps(metrics))
+    out = run_script("benchmarks/runs_table.py", str(tmp_path / "seed0"), str(tmp_path / "seed1"))
+    assert "| seed0 | 11/12 | none | 60.00 | 64.00 | 60.00 | 64.00 | 500 |" in out  # no TTA won: the plain figures
+    assert "| seed1 | 12/12 | ten-crop | 62.00 | 66.00 | 63.00 | 67.00 | 600 |" in out
+    assert "| mean ± std of 2 | | | 61.00 ± 1.41 | 65.00 ± 1.41 | 61.50 ± 2.12 | 65.50 ± 2.12 | 550 ± 71 |" in out
