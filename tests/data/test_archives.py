@@ -111,6 +111,19 @@ def test_a_zip_member_with_a_bad_crc_names_the_member(tmp_path, tree):
         read_image_folder(path)
 
 
+def test_a_zip_entry_swallowed_by_a_damaged_comment_length_is_an_error(tmp_path, tree):
+    """Found by tests/data/test_fuzz.py: one flipped bit in a central-directory comment length
+    made the next entry that comment, and its face vanished without a word."""
+    data = bytearray(zip_bytes(tree))
+    entries = [i for i in range(len(data)) if data[i:i + 4] == b"PK\x01\x02"]
+    data[entries[-2] + 33] ^= 0x01  # bytes 32-33: the comment length; now 256, over the last entry
+    path = tmp_path / "swallowed.zip"
+    path.write_bytes(data)
+    with pytest.raises(DataError, match=rf"swallowed.zip: damaged zip archive \(its end record lists {len(tree)} "
+                                        rf"entries, its central directory {len(tree) - 1}\)"):
+        read_image_folder(path)
+
+
 def test_a_folder_with_a_broken_symlink_skips_and_counts_it(tmp_path, tree):
     root = tmp_path / "fer"
     for name, data in tree.items():

@@ -156,6 +156,18 @@ def is_zip_symlink(info: zipfile.ZipInfo) -> bool:
     return info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16)  # 3: made on Unix
 
 
+def check_zip_entry_count(archive: zipfile.ZipFile, source: str) -> None:
+    """The central directory holds as many entries as its end record says. zipfile reads entries
+    until the directory's size is used up and never counts them, so one damaged length field (a
+    comment length, say) lets an entry swallow the next one's header and a face vanish unnoticed."""
+    archive.fp.seek(0)
+    end = zipfile._EndRecData(archive.fp)  # the record zipfile itself parsed (private, stable since Python 2)
+    expected = end[zipfile._ECD_ENTRIES_TOTAL] if end else len(archive.infolist())
+    if expected != len(archive.infolist()):
+        raise DataError(source, None, f"damaged zip archive (its end record lists {expected} entries, "
+                                      f"its central directory {len(archive.infolist())})")
+
+
 def iter_zip(path: Path, limits: ReaderLimits) -> Iterator[Entry]:
     """Every member is read (so its CRC and local header are checked), also those the caller will
     pass over by name: a damaged name in the central directory cannot hide a face."""
@@ -167,6 +179,7 @@ def iter_zip(path: Path, limits: ReaderLimits) -> Iterator[Entry]:
     except (zipfile.BadZipFile, *DECOMPRESSION_ERRORS) as error:
         raise DataError(source, None, f"damaged or not a zip archive ({error})") from None
     with archive:
+        check_zip_entry_count(archive, source)
         for info in archive.infolist():
             if info.is_dir():
                 continue
