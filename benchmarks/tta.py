@@ -5,7 +5,8 @@ TTA and for the PublicTest choice.
 
     python benchmarks/tta.py [--model default] [--data PATH] [--limit N] [--only NAME ...]
 
-Every view's logits are computed once per split and shared by the candidates that use it.
+Every view's logits are computed once per split and shared by the candidates that use it
+(``LoadedModel.logits_of_views``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ import torch
 
 from ferlab.checkpoint import load_model
 from ferlab.data import load_faces
-from ferlab.evaluation import infer_views
-from ferlab.tta import CORNERS_AND_CENTRE, window_side
+from ferlab.tta import CORNERS_AND_CENTRE
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fer2013" / "fer2013-images.tar.xz"
 MIRRORS = (False, True)
@@ -39,18 +39,8 @@ CANDIDATES = {
 
 
 def accuracies(loaded, split, candidates: dict) -> dict[str, float]:
-    cache: dict = {}
-    result = {}
-    for name, views in candidates.items():
-        for view in views:
-            if view not in cache:
-                cache[view] = infer_views(loaded.model, split.images, loaded.normalization, [view],
-                                          mixed_precision=loaded.config.mixed_precision,
-                                          channels_last=loaded.config.channels_last,
-                                          window_side=window_side(loaded.config.crop))
-        logits = torch.stack([cache[view] for view in views]).mean(0)
-        result[name] = float((logits.argmax(1) == split.labels).double().mean())
-    return result
+    logits = loaded.logits_of_views(split.images, candidates)  # each distinct view inferred once
+    return {name: float((logits[name].argmax(1) == split.labels).double().mean()) for name in candidates}
 
 
 def main() -> None:

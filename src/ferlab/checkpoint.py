@@ -152,10 +152,15 @@ class LoadedModel:
         for policy in policies:
             if uses_windows(check_tta(policy)) and self.window_problem:
                 raise FerlabError(self.window_problem)
+        return self.logits_of_views(faces, {policy: TTA_POLICIES[policy] for policy in policies})
+
+    def logits_of_views(self, faces: torch.Tensor, candidates: dict) -> dict[str, torch.Tensor]:
+        """For each name -> views of ``candidates`` (views as in ``evaluation.tta_view``), the mean
+        logits over its views, summed in order as ``infer`` does; each distinct view is inferred once."""
         views = {view: infer_views(self.model, faces, self.normalization, [view], mixed_precision=self.config.mixed_precision,
                                    channels_last=self.config.channels_last, window_side=window_side(self.config.crop))
-                 for view in dict.fromkeys(view for policy in policies for view in TTA_POLICIES[policy])}
-        return {policy: sum(views[view] for view in TTA_POLICIES[policy]) / len(TTA_POLICIES[policy]) for policy in policies}
+                 for view in dict.fromkeys(view for chosen in candidates.values() for view in chosen)}
+        return {name: sum(views[view] for view in chosen) / len(chosen) for name, chosen in candidates.items()}
 
     @functools.cached_property
     def window_problem(self) -> str | None:
