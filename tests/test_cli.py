@@ -233,7 +233,11 @@ def test_serve_port_errors_come_before_any_serving_line(capsys):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         code, out, err = run(["serve", "--port", str(taken.getsockname()[1])], capsys)
-    one_line_error(code, err, "cannot serve on 127.0.0.1:")
+        one_line_error(code, err, "cannot serve on 127.0.0.1:")
+        assert "serving" not in out
+        # a bad option is found before the port is tried (this one is taken: a late check would name it)
+        code, out, err = run(["serve", "--port", str(taken.getsockname()[1]), "--min-face", "-1"], capsys)
+    one_line_error(code, err, "--min-face -1.0: expected pixels")
     assert "serving" not in out
 
 

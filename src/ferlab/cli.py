@@ -390,6 +390,9 @@ def cmd_serve(args) -> int:
 
     loaded = load_model(args.model, device=args.device)
     check_layer(loaded.model, args.layer)  # not a 500 on every request with Grad-CAM
+    live = {} if args.min_face is None else {"live_min_face": args.min_face}  # else the camera's own minimum
+    # the app before the port: a bad --min-face is one line, not a "serving" line and then an error
+    app = create_app(loaded, str(args.model), args.tta, layer=args.layer, detection=detection_of(args), **live)
     try:  # bind before saying anything: a port in use is one line and exit 2, not a "serving" line and a crash
         family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
         listener = socket.socket(family, socket.SOCK_STREAM)
@@ -400,9 +403,7 @@ def cmd_serve(args) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {args.host}: other machines can reach this page", file=sys.stderr)
     print(f"ferlab: serving {args.model} on http://{args.host}:{args.port}/ (Ctrl-C stops)")
-    live = {} if args.min_face is None else {"live_min_face": args.min_face}  # else the camera's own minimum
-    config = uvicorn.Config(create_app(loaded, str(args.model), args.tta, layer=args.layer, detection=detection_of(args), **live),
-                            log_level="warning")
+    config = uvicorn.Config(app, log_level="warning")
     uvicorn.Server(config).run(sockets=[listener])
     return 0
 
