@@ -1,4 +1,8 @@
-"""Guided Grad-CAM (Selvaraju et al. 2017): guided backpropagation times Grad-CAM, via Captum.
+"""Guided Grad-CAM (Selvaraju et al. 2017): guided backpropagation (Captum's) times Grad-CAM.
+
+As Captum's GuidedGradCam (tests check it gives the same maps): the Grad-CAM factor is rectified
+and upsampled by nearest neighbour. Ours places it on the window a crop-trained model sees
+(``gradcam.to_input_size``), where Captum's would stretch it over the whole input.
 
 Guided backprop changes the backward pass of ``nn.ReLU`` modules only. On a model whose
 nonlinearities are LeakyReLU, Softplus or functional relu it would silently return the plain
@@ -9,11 +13,12 @@ from __future__ import annotations
 import warnings
 
 import torch
-from captum.attr import GuidedGradCam
+from captum.attr import GuidedBackprop
 from torch import nn
 
 from ferlab.explain import NotApplicable, register_method
-from ferlab.explain.common import evaluation_mode, fresh_input, pick_layer, resolve_targets
+from ferlab.explain.common import evaluation_mode, fresh_input, resolve_targets
+from ferlab.explain.gradcam import layer_gradcam, to_input_size
 
 OTHER_NONLINEARITIES = (nn.LeakyReLU, nn.Softplus, nn.ELU, nn.GELU, nn.SiLU, nn.PReLU)
 
@@ -32,8 +37,8 @@ def guided_gradcam(model: nn.Module, images: torch.Tensor, target=None, layer: s
     check_guided_backprop(model)
     with evaluation_mode(model):
         targets = resolve_targets(model, images, target)
-        _, module = pick_layer(model, layer)
+        cam = to_input_size(layer_gradcam(model, images, targets, layer).relu(), images, model, mode="nearest")
         with warnings.catch_warnings():  # Captum announces its temporary ReLU hooks; we checked for them above
             warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
-            maps = GuidedGradCam(model, module).attribute(fresh_input(images), target=targets.tolist())
-    return maps.amax(dim=1, keepdim=True).detach().float().cpu()
+            guided = GuidedBackprop(model).attribute(fresh_input(images), target=targets.tolist())
+    return (guided * cam).amax(dim=1, keepdim=True).detach().float().cpu()
