@@ -22,6 +22,17 @@ def test_file_overrides_preset_and_flags_override_file(tmp_path):
     assert resolve_config(None, toml_file).batch_size == 64
 
 
+def test_model_options_add_to_the_presets_for_its_model_and_leave_with_it(tmp_path):
+    preset = PRESETS["best"]["model_options"]
+    assert resolve_config("best", overrides={"model_options": {"dropout": 0.1}}).model_options == {**preset, "dropout": 0.1}
+    yaml_file = tmp_path / "run.yaml"
+    yaml_file.write_text("model_options: {activation: elu, dropout: 0.2}\n")
+    merged = resolve_config("best", yaml_file, {"model_options": {"dropout": 0.1}}).model_options
+    assert merged == {**preset, "activation": "elu", "dropout": 0.1}  # flags over the file over the preset
+    assert resolve_config("best", overrides={"model": "vgg8"}).model_options == {}
+    assert resolve_config("best", overrides={"model": "vgg8", "model_options": {"dropout": 0.1}}).model_options == {"dropout": 0.1}
+
+
 def test_unknown_keys_and_bad_values_are_errors(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("epochz: 5\n")

@@ -260,7 +260,10 @@ def resolve_config(preset: str | None = None, file: str | Path | None = None,
     file_values = read_config_file(file) if file is not None else {}
     flag_values = {k: coerce(k, v, "flag") for k, v in (overrides or {}).items() if v is not None}
     values = {**preset_values, **file_values, **flag_values}
-    if values.get("model") != preset_values.get("model") and "model_options" not in {**file_values, **flag_values}:
+    if values.get("model") == preset_values.get("model"):  # options add to the preset's, key by key
+        layers = (preset_values, file_values, flag_values)
+        values["model_options"] = {key: value for layer in layers for key, value in layer.get("model_options", {}).items()}
+    elif "model_options" not in {**file_values, **flag_values}:
         values.pop("model_options", None)  # a preset's options belong to the preset's model
     try:
         return TrainConfig(**values)
