@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 from torchvision.models import resnet18
 
 from ferlab.errors import FerlabError
 from ferlab.models import build_model, count_parameters, list_models, model_options
+from ferlab.models.fast import pooled_unit
 from ferlab.models.layers import crop_input
 from ferlab.models.summary import format_summary, summarize
 
@@ -50,6 +52,38 @@ def test_the_new_families_have_their_layouts():
     stem = build_model("resnet18").features
     assert stem[0].stride == (1, 1) and stem[0].kernel_size == (3, 3)
     assert stem[3](stem[2](stem[1](stem[0](torch.zeros(1, 1, 48, 48))))).shape[-1] == 48  # CIFAR-style: stage 1 at 48x48
+
+
+def test_pooling_before_the_norm_is_the_same_function_when_the_norm_keeps_order():
+    # max-pool commutes with any increasing map, and an eval-mode batch norm with positive scales
+    # followed by ReLU is one: pool_first only moves the norm and activation to a quarter of the pixels
+    torch.manual_seed(0)
+    late, early = (nn.Sequential(*pooled_unit(3, 8, "relu", pool_first=flag)) for flag in (False, True))
+    late_conv, late_norm = late[0][0], late[0][1]
+    early_conv, early_norm = early[0][0], early[0][2]
+    early_conv.load_state_dict(late_conv.state_dict())
+    with torch.no_grad():
+        late_norm.weight.uniform_(0.5, 2.0), late_norm.bias.uniform_(-1, 1)
+        late_norm.running_mean.uniform_(-1, 1), late_norm.running_var.uniform_(0.5, 2.0)
+    early_norm.load_state_dict(late_norm.state_dict())
+    faces = torch.randn(2, 3, 48, 48)
+    with torch.no_grad():
+        assert torch.allclose(late.eval()(faces), early.eval()(faces), atol=1e-6)
+        late_norm.weight[0] = -1.0  # a negative scale turns max into min: then the order matters
+        early_norm.weight[0] = -1.0
+        assert not torch.allclose(late(faces), early(faces), atol=1e-3)
+
+
+def test_fastnet_without_a_stem_reads_the_face_in_its_first_stage():
+    model = build_model("fastnet", stem=False, pool_first=True)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    plain = [m for m in build_model("fastnet").modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == len(plain) - 1 and convs[0].in_channels == 1 and convs[0].out_channels == 32
+    sides = []
+    for module in model.features:
+        module.register_forward_hook(lambda m, i, o: sides.append(o.shape[-1]))
+    model.eval()(torch.zeros(1, 1, 48, 48))
+    assert sides == [24, 24, 12, 12, 6, 6, 3, 3]  # no layer at 48x48 keeps its output
 
 
 @pytest.mark.parametrize("name", [n for n in list_models() if n not in ("cnn", "dnn")])
