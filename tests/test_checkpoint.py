@@ -56,6 +56,15 @@ def test_an_inconsistent_checkpoint_is_one_line_naming_the_file(tmp_path, payloa
     assert code == 2 and err.startswith(f"ferlab: error: {path}: ") and "\n" not in err
 
 
+def test_an_onnx_graph_given_as_a_model_says_where_it_runs(tmp_path, capsys):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"\x08\x08\x12\x07pytorch")  # the start of an ONNX ModelProto: ir_version, producer
+    code = main(["evaluate", str(path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith(f"ferlab: error: {path}: an ONNX graph") and "onnxruntime" in err
+    assert "\n" not in err
+
+
 def test_an_exported_checkpoint_cannot_be_resumed(tmp_path, payload, capsys):
     run_dir = tmp_path / "run"
     run_dir.mkdir()

@@ -41,6 +41,9 @@ def read_checkpoint(path: str | os.PathLike, *, for_resume: bool = False) -> dic
     path = Path(path)
     if not path.is_file():
         raise FerlabError(f"{path}: no such checkpoint")
+    if path.suffix.lower() == ".onnx":
+        raise FerlabError(f"{path}: an ONNX graph (`ferlab export` output) runs in onnxruntime, see the README; "
+                          "ferlab commands take a run folder, a .pt checkpoint or 'default'")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
