@@ -36,20 +36,20 @@ def pooled_unit(in_channels: int, out_channels: int, act: str, pool_first: bool)
                           nn.BatchNorm2d(out_channels), activation(act))]
 
 
-def fastnet(widths: tuple, dropout: float, activation: str, full_resolution: bool, stem: bool = True,
+def fastnet(widths: tuple, dropout: float, act: str, full_resolution: bool, stem: bool = True,
             pool_first: bool = False) -> nn.Module:
-    layers: list[nn.Module] = [conv_unit(1, widths[0], activation)] if stem else []
+    layers: list[nn.Module] = [conv_unit(1, widths[0], act)] if stem else []
     if full_resolution:
-        layers.append(Residual(widths[0], activation))  # 48x48: fine detail before any pooling
+        layers.append(Residual(widths[0], act))  # 48x48: fine detail before any pooling
     in_channels = widths[0] if stem else 1
     for width in widths:
-        layers += [*pooled_unit(in_channels, width, activation, pool_first), Residual(width, activation)]
+        layers += [*pooled_unit(in_channels, width, act, pool_first), Residual(width, act)]
         in_channels = width  # 48 -> 24 -> 12 -> 6 -> 3
     head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(in_channels, NUM_CLASSES))
     return FeaturesHead(nn.Sequential(*layers), head)
 
 
-@register_model("fastnet", "small residual net (stem + 4 stages, 32..256 wide), the fast default")
+@register_model("fastnet", "small residual net (stem + 4 stages, 32..256 wide); stem=false pool_first=true: the cpu preset's leaner one")
 def build_fastnet(widths: tuple = (32, 64, 128, 256), dropout: float = 0.3, activation: str = "relu",
                   stem: bool = True, pool_first: bool = False) -> nn.Module:
     return fastnet(widths, dropout, activation, full_resolution=False, stem=stem, pool_first=pool_first)
