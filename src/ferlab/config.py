@@ -96,7 +96,7 @@ CHOICES = {  # from the registries where they are plain data; the others are che
 
 # Named starting points. `cpu` is the main job's recipe: sized to train on the full Training split
 # in about ten minutes on a 2-core CPU. Its fastnet has no stem and pools before each stage's norm
-# (1.41x the images/s), which buys 15 epochs for 0.89x the time of the 12 it had: PublicTest 65.4%
+# (1.39-1.41x the images/s), which buys 15 epochs for 0.9x the time of the 12 it had: PublicTest 65.4%
 # (67.4% with the flip-zoom TTA chosen there) against 64.2% (65.5%), seed 0, 2026-11-24. Its
 # augmentation is a quarter of the seed policy's strength: in 12 epochs, PublicTest 64.8% (66.5%)
 # against 64.0% (65.5%) at half strength and 62.3% at full strength; label smoothing 0.2 and
