@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--only", type=int, nargs="+", default=list(range(len(VARIANTS))))
+    parser.add_argument("--only", type=int, nargs="+", choices=range(len(VARIANTS)), default=list(range(len(VARIANTS))))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     train = load_faces(args.data).split("train")
