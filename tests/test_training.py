@@ -343,6 +343,7 @@ def test_a_diverging_run_stops_with_an_error(tmp_path, sample_archive, capsys):
     ("--early-stop-patience", "-1", "early_stop_patience must be an integer >= 0"),
     # the flag's option adds to the preset's, and the message names them all
     ("--model-option", "dropout=3", "model 'fastnet' cannot be built with widths=[8, 16, 16, 32], dropout=3"),
+    ("--model-option", "stem=maybe", "option stem must be true or false, got 'maybe'"),
     ("--crop", "50", "crop must be a side in pixels from 24 to 48 (the whole face), got 50"),
     ("--crop", "16", "crop must be a side in pixels from 24 to 48"), ("--views", "0", "views must be at least 1, got 0"),
     ("--views", "100000", "views must be at most 64"),

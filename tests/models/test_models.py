@@ -84,6 +84,8 @@ def test_fastnet_without_a_stem_reads_the_face_in_its_first_stage():
         module.register_forward_hook(lambda m, i, o: sides.append(o.shape[-1]))
     model.eval()(torch.zeros(1, 1, 48, 48))
     assert sides == [24, 24, 12, 12, 6, 6, 3, 3]  # no layer at 48x48 keeps its output
+    with pytest.raises(ValueError, match="option pool_first must be true or false, got 1"):
+        build_model("fastnet", pool_first=1)
 
 
 @pytest.mark.parametrize("name", [n for n in list_models() if n not in ("cnn", "dnn")])

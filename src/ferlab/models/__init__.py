@@ -54,6 +54,9 @@ def build_model(name: str, **options) -> nn.Module:
     if unknown:
         raise ValueError(f"model {name!r} has no option {', '.join(unknown)}; "
                          f"its options: {', '.join(accepted) or 'none'}")
+    for key, value in options.items():  # a switch given "maybe" or 1 would pass as true in an if
+        if isinstance(accepted[key], bool) and not isinstance(value, bool):
+            raise ValueError(f"model {name!r} option {key} must be true or false, got {value!r}")
     return factory(**options)
 
 
