@@ -41,7 +41,7 @@ def test_unknown_keys_and_bad_values_are_errors(tmp_path):
     path.write_text("epochs: many\n")
     with pytest.raises(ConfigError, match="epochs must be int"):
         resolve_config(None, path)
-    with pytest.raises(ConfigError, match="optimizer must be one of adam, adamw, sgd"):
+    with pytest.raises(ConfigError, match="optimizer must be one of adam, adamw, sgd, muon"):
         TrainConfig(optimizer="lbfgs")
     with pytest.raises(ConfigError, match="unknown preset"):
         resolve_config("turbo")

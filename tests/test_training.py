@@ -56,13 +56,15 @@ def test_flip_only_policy_mirrors_exactly():
     assert torch.allclose(identity, torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).expand(3, 2, 3))
 
 
-@pytest.mark.parametrize("mixed_precision, ema, ema_warmup, mix", [
-    (False, 0.0, False, "none"), (True, 0.0, False, "none"), (False, 0.9, False, "none"), (False, 0.99, True, "none"),
-    (False, 0.0, False, "mixup"), (False, 0.0, False, "cutmix")])
+@pytest.mark.parametrize("mixed_precision, ema, ema_warmup, mix, optimizer", [
+    (False, 0.0, False, "none", "adamw"), (True, 0.0, False, "none", "adamw"), (False, 0.9, False, "none", "adamw"),
+    (False, 0.99, True, "none", "adamw"), (False, 0.0, False, "mixup", "adamw"), (False, 0.0, False, "cutmix", "adamw"),
+    (False, 0.0, False, "none", "muon")])
 def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, sample_faces, mixed_precision, ema, ema_warmup,
-                                                                mix):
+                                                                mix, optimizer):
     config = resolve_config("smoke", overrides={"epochs": 3, "mixed_precision": mixed_precision, "ema": ema,
-                                                "ema_warmup": ema_warmup, "mix": mix, "mix_probability": 0.8})
+                                                "ema_warmup": ema_warmup, "mix": mix, "mix_probability": 0.8,
+                                                "optimizer": optimizer})
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     whole.mkdir(), parts.mkdir()
     fit(config, sample_faces, whole, progress=False, log=lambda _: None)

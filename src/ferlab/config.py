@@ -38,7 +38,7 @@ class TrainConfig:
     # optimisation
     epochs: int = 30
     batch_size: int = 128            # images per step
-    optimizer: str = "adamw"         # adam | adamw | sgd
+    optimizer: str = "adamw"         # adam | adamw | sgd | muon (hidden weight matrices; AdamW for the rest)
     lr: float = 2e-3                 # peak learning rate
     weight_decay: float = 5e-4       # decoupled for adamw, L2 for adam/sgd
     momentum: float = 0.9            # sgd only
@@ -86,7 +86,7 @@ class TrainConfig:
 
 
 CHOICES = {  # from the registries where they are plain data; the others are checked by tests/test_config.py
-    "optimizer": ("adam", "adamw", "sgd"),
+    "optimizer": ("adam", "adamw", "sgd", "muon"),
     "schedule": tuple(SCHEDULES),
     "normalization": ("none", "rescale", "standardize"),
     "mix": ("none", *MIX_MODES),

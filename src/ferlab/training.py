@@ -30,6 +30,7 @@ from ferlab.distill import Teachers, distillation_loss, load_teachers
 from ferlab.evaluation import infer, metrics
 from ferlab.models import build_model
 from ferlab.models.layers import crop_input
+from ferlab.muon import Muon
 from ferlab.schedules import SCHEDULES
 
 class TrainingDiverged(FerlabError):
@@ -104,8 +105,12 @@ def adam_like(kind: type[torch.optim.Optimizer]):
     return make
 
 
-# name -> factory; weight decay is decoupled in adamw, L2 in adam and sgd.
-OPTIMIZERS = {"adam": adam_like(torch.optim.Adam), "adamw": adam_like(torch.optim.AdamW), "sgd": sgd}
+def muon(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    return Muon.for_model(model, lr=config.lr, weight_decay=config.weight_decay)
+
+
+# name -> factory; weight decay is decoupled in adamw and muon, L2 in adam and sgd.
+OPTIMIZERS = {"adam": adam_like(torch.optim.Adam), "adamw": adam_like(torch.optim.AdamW), "sgd": sgd, "muon": muon}
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
