@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+import yaml
+
+from ferlab.config import resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,3 +141,13 @@ def test_runs_table_puts_seeds_side_by_side_with_their_mean_and_spread(tmp_path)
     assert "| seed0 | 11/12 | none | 60.00 | 64.00 | 60.00 | 64.00 | 500 |" in out  # no TTA won: the plain figures
     assert "| seed1 | 12/12 | ten-crop | 62.00 | 66.00 | 63.00 | 67.00 | 600 |" in out
     assert "| mean ± std of 2 | | | 61.00 ± 1.41 | 65.00 ± 1.41 | 61.50 ± 2.12 | 65.50 ± 2.12 | 550 ± 71 |" in out
+
+
+@pytest.mark.parametrize("sweep", sorted((ROOT / "benchmarks").glob("tune*.yaml")), ids=lambda path: path.name)
+def test_every_sweep_file_resolves_to_valid_configs(sweep):
+    """A typo in a sweep written for a scarce GPU session must fail here, not on the device."""
+    spec = yaml.safe_load(sweep.read_text())
+    labels = [variant["label"] for variant in spec["variants"]]
+    assert len(set(labels)) == len(labels)
+    for variant in spec["variants"]:
+        resolve_config(spec["preset"], overrides={k: v for k, v in variant.items() if k not in ("label", "seconds")})
