@@ -1,4 +1,4 @@
-"""Training images/s of the `cpu` preset's step with random crops and the other model families,
+"""Training images/s of the `cpu` preset's step with random crops, the other model families and Muon,
 side by side in one run on the real Training faces (augmentation, bf16 autocast where the CPU has
 it, optimiser step included).
 
@@ -25,7 +25,7 @@ from ferlab.training import start_training, train_one_epoch
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fer2013" / "fer2013-images.tar.xz"
 STEM_THEN_NORM = {"model_options": {"stem": True, "pool_first": False}}  # fastnet as the preset had it until 2026-11-24
 VARIANTS = ({}, {"crop": 44}, {"crop": 40}, {"views": 2, "crop": 40}, {"model": "fastnet-full"},
-            {"model": "vgg8", "crop": 40}, {"model": "resnet18", "crop": 40}, STEM_THEN_NORM)
+            {"model": "vgg8", "crop": 40}, {"model": "resnet18", "crop": 40}, STEM_THEN_NORM, {"optimizer": "muon"})
 
 
 def images_per_second(overrides: dict, images: torch.Tensor, labels: torch.Tensor, steps: int) -> float:

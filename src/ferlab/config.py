@@ -40,7 +40,7 @@ class TrainConfig:
     batch_size: int = 128            # images per step
     optimizer: str = "adamw"         # adam | adamw | sgd | muon (hidden weight matrices; AdamW for the rest)
     lr: float = 2e-3                 # peak learning rate
-    weight_decay: float = 5e-4       # decoupled for adamw, L2 for adam/sgd
+    weight_decay: float = 5e-4       # decoupled for adamw and muon (times lr), L2 for adam/sgd
     momentum: float = 0.9            # sgd only
     nesterov: bool = True            # sgd only
     label_smoothing: float = 0.0     # cross-entropy target smoothing
