@@ -33,7 +33,8 @@ def orthogonalize(matrix: torch.Tensor, steps: int = 5, eps: float = 1e-7,
     ``dtype`` (bf16 halves its cost on a CPU with native bf16, and the iteration tolerates it);
     returned in float32."""
     a, b, c = NEWTON_SCHULZ
-    x = (matrix.float() / (matrix.float().norm() + eps)).to(dtype)  # all singular values now at most 1
+    x = matrix.float()
+    x = (x / (x.norm() + eps)).to(dtype)  # all singular values now at most 1
     wide = x.shape[0] <= x.shape[1]
     x = x if wide else x.T  # iterate on the smaller Gram matrix
     for _ in range(steps):
