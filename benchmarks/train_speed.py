@@ -1,4 +1,5 @@
-"""Training images/s of the `cpu` preset's step with random crops, the other model families and Muon,
+"""Training images/s of the `cpu` preset's step with random crops, shrunk views (progressive
+resizing's early epochs), the other model families and Muon,
 side by side in one run on the real Training faces (augmentation, bf16 autocast where the CPU has
 it, optimiser step included).
 
@@ -20,12 +21,13 @@ import torch
 
 from ferlab.config import resolve_config
 from ferlab.data import load_faces
-from ferlab.training import start_training, train_one_epoch
+from ferlab.training import start_training, train_one_epoch, view_side_at
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fer2013" / "fer2013-images.tar.xz"
 STEM_THEN_NORM = {"model_options": {"stem": True, "pool_first": False}}  # fastnet as the preset had it until 2026-11-24
 VARIANTS = ({}, {"crop": 44}, {"crop": 40}, {"views": 2, "crop": 40}, {"model": "fastnet-full"},
-            {"model": "vgg8", "crop": 40}, {"model": "resnet18", "crop": 40}, STEM_THEN_NORM, {"optimizer": "muon"})
+            {"model": "vgg8", "crop": 40}, {"model": "resnet18", "crop": 40}, STEM_THEN_NORM, {"optimizer": "muon"},
+            {"progressive_start": 40, "progressive_epochs": 1}, {"progressive_start": 32, "progressive_epochs": 1})
 
 
 def images_per_second(overrides: dict, images: torch.Tensor, labels: torch.Tensor, steps: int) -> float:
@@ -36,7 +38,8 @@ def images_per_second(overrides: dict, images: torch.Tensor, labels: torch.Tenso
     def run(count: int) -> float:
         chosen = images[: count * config.batch_size], labels[: count * config.batch_size]
         stats = train_one_epoch(model, optimizer, *chosen, config=config, normalization=normalization,
-                                generator=generator, lr_for_step=lambda step: 1e-3, progress=False)
+                                generator=generator, lr_for_step=lambda step: 1e-3, progress=False,
+                                side=view_side_at(0, config))  # progressive resizing: its first epoch
         return count * config.batch_size * config.views / stats["seconds"]
 
     run(3)  # warm-up

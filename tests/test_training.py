@@ -10,10 +10,10 @@ import torch
 from ferlab.checkpoint import load_model, read_checkpoint
 from ferlab.cli import main
 from ferlab.config import TrainConfig, resolve_config
-from ferlab.data.augment import AugmentPolicy, augment_batch, mix_batch, random_affine, random_crop, random_erase
+from ferlab.data.augment import AugmentPolicy, augment_batch, mix_batch, random_affine, random_crop, random_erase, shrink
 from ferlab.data.normalize import Normalization
 from ferlab.training import (WeightAverage, epochs_since_best, fit, lr_at, mixed_cross_entropy, plateau_scale,
-                             training_batch)
+                             training_batch, view_side_at)
 
 
 def test_onecycle_and_cosine_schedules_have_known_values():
@@ -180,6 +180,54 @@ def test_batch_augmentation_keeps_every_view_with_its_face_and_label(overrides):
     assert all(not torch.equal(first_face[i], first_face[j]) for i in range(views) for j in range(i))  # drawn apart
 
 
+def test_progressive_views_grow_from_the_start_side_to_the_full_one_in_steps_of_16():
+    config = resolve_config("cpu", overrides={"epochs": 16, "progressive_start": 24, "progressive_epochs": 8})
+    assert [view_side_at(epoch, config) for epoch in range(16)] == [24] * 3 + [32] * 5 + [48] * 8
+    cropped = resolve_config("cpu", overrides={"crop": 40, "progressive_start": 24, "progressive_epochs": 2})
+    assert [view_side_at(epoch, cropped) for epoch in range(4)] == [24, 32, 40, 40]  # grows to the crop, not past it
+    assert {view_side_at(epoch, resolve_config("cpu")) for epoch in range(15)} == {48}  # off by default
+
+
+def test_shrinking_averages_areas_and_keeps_the_mean():
+    halves = torch.zeros(2, 1, 48, 48)
+    halves[..., 24:] = 200.0  # left half dark, right half bright
+    small = shrink(halves, 24)
+    assert small.shape == (2, 1, 24, 24) and small.mean().item() == pytest.approx(100.0)
+    assert torch.all(small[..., :11] == 0) and torch.allclose(small[..., 13:], torch.tensor(200.0))
+    assert torch.allclose(small[..., 11:13], torch.tensor([[25.0, 175.0]]))  # a [1, 3, 3, 1] / 8 tent: 200 / 8 next to the edge
+    stripes = (torch.arange(48) % 2 * 255.0).expand(1, 1, 48, 48)  # the finest detail a face can hold
+    assert torch.allclose(shrink(stripes, 24)[..., 1:-1], torch.tensor(127.5))  # averaged away, not aliased
+    assert shrink(halves, 48) is halves
+
+
+def test_shrunk_views_keep_their_labels():
+    labels = torch.tensor([3, 0, 6, 1, 5, 2, 4, 3, 1, 0])
+    images = (10 * labels).to(torch.uint8)[:, None, None].expand(10, 48, 48).contiguous()
+    config = resolve_config("smoke", overrides={"rotate": 30.0, "views": 2, "progressive_start": 32, "progressive_epochs": 1})
+    index = torch.tensor([7, 2, 9, 4])
+    x, y, _, _ = training_batch(images, labels, index, config, Normalization("none"), torch.Generator().manual_seed(3), side=32)
+    assert x.shape == (8, 1, 32, 32) and torch.equal(y, labels[index].repeat_interleave(2))
+    assert torch.allclose(x.flatten(1), 10 * y.float()[:, None], atol=1e-3)
+
+
+def test_progressive_training_shrinks_the_early_epochs_views_only(tmp_path, sample_faces, monkeypatch):
+    import ferlab.training as training
+
+    sides = []
+
+    def recording(*args, **kwargs):
+        batch = training_batch(*args, **kwargs)
+        sides.append(batch[0].shape[-1])
+        return batch
+
+    monkeypatch.setattr(training, "training_batch", recording)
+    config = resolve_config("smoke", overrides={"epochs": 3, "progressive_start": 24, "progressive_epochs": 2})
+    summary = fit(config, sample_faces, tmp_path, progress=False, log=lambda _: None)
+    steps = len(sides) // 3
+    assert summary["epochs"] == 3 and sides == [24] * steps + [32] * steps + [48] * steps
+    assert read_checkpoint(tmp_path / "best.pt")["config"]["progressive_start"] == 24
+
+
 def test_random_erasing_blanks_one_rectangle_per_chosen_face():
     images = torch.ones(64, 1, 48, 48)
     assert torch.equal(random_erase(images, 0.0, torch.Generator().manual_seed(0)), images)
@@ -323,11 +371,12 @@ def test_resume_reuses_the_recorded_reader_options(tmp_path, sample_archive, cap
     assert "skipped 1 bad entries" in capsys.readouterr().out
 
 
-def test_a_model_for_whole_faces_only_refuses_crops_before_anything_is_written(tmp_path, sample_archive, capsys):
-    code = main(["train", "--model", "cnn", "--crop", "40", "--data", str(sample_archive), "--out", str(tmp_path / "r")])
+@pytest.mark.parametrize("flags, side", [(["--crop", "40"], 40), (["--progressive-start", "32", "--progressive-epochs", "1"], 32)])
+def test_a_model_for_whole_faces_only_refuses_crops_before_anything_is_written(tmp_path, sample_archive, capsys, flags, side):
+    code = main(["train", "--model", "cnn", *flags, "--data", str(sample_archive), "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and "model 'cnn' takes only whole 48x48 faces, not 40-pixel crops" in err and "\n" not in err
-    assert not (tmp_path / "r").exists()
+    assert code == 2 and f"model 'cnn' takes only whole 48x48 faces, not {side}-pixel crops or shrunk views" in err
+    assert "\n" not in err and not (tmp_path / "r").exists()
 
 
 def test_a_diverging_run_stops_with_an_error(tmp_path, sample_archive, capsys):
@@ -351,6 +400,9 @@ def test_a_diverging_run_stops_with_an_error(tmp_path, sample_archive, capsys):
     ("--views", "100000", "views must be at most 64"),
     ("--hard-label-weight", "1.5", "hard_label_weight must be in [0, 1]"),
     ("--distill-temperature", "0", "distill_temperature must be a positive finite number"),
+    ("--progressive-start", "50", "progressive_start must be a side in pixels from 24 to crop (48), or 0 for no progressive"),
+    ("--progressive-start", "32", "progressive_epochs must be from 1 to epochs (2) with progressive_start set, got 0"),
+    ("--progressive-epochs", "3", "progressive_start must be a side in pixels from 24 to crop (48), or 0 for no progressive"),
 ])
 def test_bad_options_stop_before_anything_is_written(tmp_path, sample_archive, capsys, flag, value, message):
     out = tmp_path / "run"

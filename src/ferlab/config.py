@@ -65,6 +65,9 @@ class TrainConfig:
     mix_probability: float = 0.5     # share of faces mixed when mix is on; each at a share uniform in [0, 1]
     crop: int = 48                   # pixels: side of the random square window each training view takes (48: the whole face)
     views: int = 1                   # batch augmentation: independently augmented views of each face in its step
+    progressive_start: int = 0       # pixels: progressive resizing; the first epoch's views are shrunk to this side,
+                                     # which grows to `crop` over `progressive_epochs` (in steps of 16); 0 = off
+    progressive_epochs: int = 0      # epochs over which the views grow back to full size
     # distillation (ferlab distill): the loss blends the true labels with the teachers' softened outputs
     teachers: list = field(default_factory=list)  # run folders or checkpoints; their mean probabilities are the soft targets
     distill_temperature: float = 4.0  # divides teacher and student logits in the soft-target loss (scaled by its square)
@@ -154,6 +157,7 @@ def check_config(config: TrainConfig) -> None:
         raise ConfigError(f"views must be at most {MAX_VIEWS} (each view is a whole image in the step), got {config.views}")
     if not MIN_CROP <= config.crop <= IMAGE_SIZE:
         raise ConfigError(f"crop must be a side in pixels from {MIN_CROP} to {IMAGE_SIZE} (the whole face), got {config.crop}")
+    check_progressive(config)
     if not all(isinstance(teacher, str) and teacher for teacher in config.teachers):
         raise ConfigError(f"teachers must be run folders or checkpoint files, got {config.teachers!r}")
     for key, (low, high, closed_high, meaning) in RANGES.items():
@@ -161,7 +165,18 @@ def check_config(config: TrainConfig) -> None:
         inside = math.isfinite(value) and low <= value and (value <= high if closed_high else value < high)
         if not inside or (key in POSITIVE and value == 0):
             raise ConfigError(f"{key} must be {meaning}, got {value}")
-    check_model_options(config.model, config.model_options, config.crop)
+    check_model_options(config.model, config.model_options, config.progressive_start or config.crop)
+
+
+def check_progressive(config: TrainConfig) -> None:
+    if not config.progressive_start and not config.progressive_epochs:
+        return
+    if not MIN_CROP <= config.progressive_start <= config.crop:
+        raise ConfigError(f"progressive_start must be a side in pixels from {MIN_CROP} to crop ({config.crop}), "
+                          f"or 0 for no progressive resizing, got {config.progressive_start}")
+    if not 1 <= config.progressive_epochs <= config.epochs:
+        raise ConfigError(f"progressive_epochs must be from 1 to epochs ({config.epochs}) with progressive_start set, "
+                          f"got {config.progressive_epochs}")
 
 
 def check_model_options(model: str, options: dict, crop: int = IMAGE_SIZE) -> None:
@@ -185,7 +200,7 @@ def check_model_options(model: str, options: dict, crop: int = IMAGE_SIZE) -> No
         with torch.device("meta"):
             built(torch.zeros(2, 1, crop, crop))
     except Exception:  # noqa: BLE001 - a layer that needs 48x48 input fails in its own way
-        raise ConfigError(f"model {model!r} takes only whole {IMAGE_SIZE}x{IMAGE_SIZE} faces, not {crop}-pixel crops "
+        raise ConfigError(f"model {model!r} takes only whole {IMAGE_SIZE}x{IMAGE_SIZE} faces, not {crop}-pixel crops or shrunk views "
                           "(its head is sized for 48 pixels; models with global pooling take both)") from None
 
 

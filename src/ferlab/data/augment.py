@@ -80,6 +80,14 @@ def crop_at(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, side: i
     return images.flatten(2).gather(2, index).reshape(n, channels, side, side)
 
 
+def shrink(images: torch.Tensor, side: int) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, side, side), area-weighted (antialiased bilinear), so a shrunk face
+    looks like a smaller photo rather than a subsampled one."""
+    if side >= images.shape[-1]:
+        return images
+    return F.interpolate(images, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+
+
 def random_boxes(n: int, height: int, width: int, area: torch.Tensor, ratio: torch.Tensor,
                  generator: torch.Generator) -> torch.Tensor:
     """(n, H, W) bool masks, one rectangle per face lying wholly inside it: ``area`` (n,) is the
