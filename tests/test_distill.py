@@ -11,6 +11,7 @@ from ferlab.cli import main
 from ferlab.config import resolve_config
 from ferlab.distill import distillation_loss, load_teachers, training_seconds
 from ferlab.errors import FerlabError
+from ferlab.models import build_model
 from ferlab.training import fit
 
 
@@ -90,6 +91,20 @@ def test_teachers_that_see_other_input_or_other_classes_are_refused_in_one_line(
         error = capsys.readouterr().err
         assert code == 2 and message in error and len(error.strip().splitlines()) == 1, error
     assert not (tmp_path / "refused").exists()  # checked before the run folder is made
+
+
+@pytest.mark.parametrize("flags, side", [(["--crop", "40"], 40), (["--progressive-start", "32", "--progressive-epochs", "1"], 32)])
+def test_a_teacher_that_cannot_take_the_students_views_is_refused_in_one_line(tmp_path, sample_archive, capsys, flags, side):
+    shipped = read_checkpoint(resolve_checkpoint("default"))
+    whole_faces_only = tmp_path / "cnn.pt"  # cnn's head is sized for 48 pixels
+    save_checkpoint(whole_faces_only, {**shipped, "config": {**shipped["config"], "model": "cnn", "model_options": {}},
+                                       "model": build_model("cnn").state_dict()})
+    code = main(["distill", "default", str(whole_faces_only), "--student", "fastnet", "--preset", "smoke", *flags,
+                 "--data", str(sample_archive), "--out", str(tmp_path / "refused"), "--quiet"])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in error, error
+    assert f"teacher {whole_faces_only}: model 'cnn' takes only whole 48x48 faces, not {side}-pixel crops" in error
+    assert not (tmp_path / "refused").exists()
 
 
 def test_training_seconds_add_up_teachers_and_ensemble_members():

@@ -189,7 +189,8 @@ def new_run(args):
     if config.teachers:
         from ferlab.distill import check_teachers
 
-        check_teachers(config.teachers)  # a missing or mismatched teacher fails before a run folder exists
+        # a missing or mismatched teacher fails before a run folder exists
+        check_teachers(config.teachers, config.progressive_start or config.crop)
     if args.out:
         check_new_run_folder(Path(args.out))  # a used or unwritable --out fails before the data is read
     faces = load_data(args, val_fraction=config.val_fraction, seed=config.seed)

@@ -20,9 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ferlab.checkpoint import LoadedModel, load_model, read_checkpoint, resolve_checkpoint
+from ferlab.config import ConfigError, check_model_options
 from ferlab.data.normalize import Normalization
 from ferlab.device import autocast_for
 from ferlab.errors import FerlabError
+from ferlab.labels import IMAGE_SIZE
 
 
 def distillation_loss(student_logits: torch.Tensor, soft_targets: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -95,11 +97,20 @@ def load_teachers(sources: list[str], device: torch.device) -> Teachers:
     return Teachers(tuple(loaded), tuple(os.fspath(s) for s in sources), normalization)
 
 
-def check_teachers(sources: list[str]) -> None:
-    """``load_teachers``' checks from the checkpoints alone (no network built): the command line
-    runs them before it makes a run folder, so a bad teacher leaves nothing behind."""
+def check_teachers(sources: list[str], smallest_view: int = IMAGE_SIZE) -> None:
+    """``load_teachers``' checks from the checkpoints alone (networks built on the meta device,
+    no weights): the command line runs them before it makes a run folder, so a bad teacher
+    leaves nothing behind. Every teacher (every member of an ensemble) must also take the
+    student's smallest training view, ``smallest_view`` pixels (crops, progressive resizing)."""
     payloads = [read_checkpoint(resolve_checkpoint(source)) for source in sources]
     shared_normalization(sources, [Normalization(**payload["normalization"]) for payload in payloads])
+    for source, payload in zip(sources, payloads):
+        for network in payload.get("members") or [payload]:
+            config = network["config"]
+            try:
+                check_model_options(config["model"], config.get("model_options", {}), smallest_view)
+            except ConfigError as error:
+                raise ConfigError(f"teacher {source}: {error}") from None
 
 
 def shared_normalization(sources: list[str], normalizations: list[Normalization]) -> Normalization:
