@@ -200,8 +200,9 @@ def check_model_options(model: str, options: dict, crop: int = IMAGE_SIZE) -> No
         with torch.device("meta"):
             built(torch.zeros(2, 1, crop, crop))
     except Exception:  # noqa: BLE001 - a layer that needs 48x48 input fails in its own way
-        raise ConfigError(f"model {model!r} takes only whole {IMAGE_SIZE}x{IMAGE_SIZE} faces, not {crop}-pixel crops or shrunk views "
-                          "(its head is sized for 48 pixels; models with global pooling take both)") from None
+        raise ConfigError(f"model {model!r} takes only whole {IMAGE_SIZE}x{IMAGE_SIZE} faces, "
+                          f"not {crop}-pixel crops or shrunk views (its head is sized for 48 pixels; "
+                          "models with global pooling take both)") from None
 
 
 # Numeric options: key -> (low, high, whether high itself is allowed, what a user reads).
