@@ -1,5 +1,5 @@
-"""Training images/s of the `cpu` preset's step with random crops, shrunk views (progressive
-resizing's early epochs), the other model families and Muon,
+"""Training images/s of the `cpu` preset's step (Muon) with random crops, shrunk views (progressive
+resizing's early epochs), the other model families and AdamW (the preset's optimiser until 2026-11-24),
 side by side in one run on the real Training faces (augmentation, bf16 autocast where the CPU has
 it, optimiser step included).
 
@@ -26,7 +26,7 @@ from ferlab.training import start_training, train_one_epoch, view_side_at
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fer2013" / "fer2013-images.tar.xz"
 STEM_THEN_NORM = {"model_options": {"stem": True, "pool_first": False}}  # fastnet as the preset had it until 2026-11-24
 VARIANTS = ({}, {"crop": 44}, {"crop": 40}, {"views": 2, "crop": 40}, {"model": "fastnet-full"},
-            {"model": "vgg8", "crop": 40}, {"model": "resnet18", "crop": 40}, STEM_THEN_NORM, {"optimizer": "muon"},
+            {"model": "vgg8", "crop": 40}, {"model": "resnet18", "crop": 40}, STEM_THEN_NORM, {"optimizer": "adamw"},
             {"progressive_start": 40, "progressive_epochs": 1}, {"progressive_start": 32, "progressive_epochs": 1})
 
 

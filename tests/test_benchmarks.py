@@ -123,7 +123,7 @@ def test_train_speed_benchmark_puts_crops_beside_the_preset(sample_archive):
     out = run_script("benchmarks/train_speed.py", "--data", str(sample_archive), "--steps", "1")
     rows = [line for line in out.splitlines() if line.startswith("| cpu preset")]
     assert len(rows) == 11 and rows[0].endswith("| 1.00x |") and "'crop': 40" in rows[2]
-    assert "'stem': True, 'pool_first': False" in rows[7] and "'optimizer': 'muon'" in rows[8]
+    assert "'stem': True, 'pool_first': False" in rows[7] and "'optimizer': 'adamw'" in rows[8]
     assert "'progressive_start': 32" in rows[10]
     out = run_script("benchmarks/train_speed.py", "--data", str(sample_archive), "--steps", "1", "--rounds", "2", "--only", "2")
     rows = [line for line in out.splitlines() if line.startswith("| cpu preset")]
