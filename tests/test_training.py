@@ -208,6 +208,10 @@ def test_shrunk_views_keep_their_labels():
     x, y, _, _ = training_batch(images, labels, index, config, Normalization("none"), torch.Generator().manual_seed(3), side=32)
     assert x.shape == (8, 1, 32, 32) and torch.equal(y, labels[index].repeat_interleave(2))
     assert torch.allclose(x.flatten(1), 10 * y.float()[:, None], atol=1e-3)
+    unaugmented = resolve_config("smoke", overrides={"augment": False, "crop": 40})  # the model crops whole faces itself
+    x, *_ = training_batch(images, labels, index, unaugmented, Normalization("none"), torch.Generator().manual_seed(3),
+                           side=view_side_at(0, unaugmented))
+    assert x.shape == (4, 1, 48, 48)  # a crop side is not a shrink
 
 
 def test_progressive_training_shrinks_the_early_epochs_views_only(tmp_path, sample_faces, monkeypatch):

@@ -186,7 +186,9 @@ def training_batch(images: torch.Tensor, labels: torch.Tensor, index: torch.Tens
     x = augment_batch(images[index].unsqueeze(1).float(), augment_policy(config), generator)  # 0..255
     if config.augment:
         x = random_crop(x, config.crop, generator)
-    x = normalization.apply(shrink(x, side or x.shape[-1]))
+    if side is not None and side < config.crop:  # not when it is the crop: without augmentation faces stay whole
+        x = shrink(x, side)
+    x = normalization.apply(x)
     y = labels[index]
     partner, keep = None, None
     if config.augment and config.mix != "none":
