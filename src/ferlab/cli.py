@@ -187,10 +187,11 @@ def new_run(args):
     for warning in cpu_warnings(args.preset, config, choose_device(config.device).type):
         print(f"ferlab: warning: {warning}", file=sys.stderr)
     if config.teachers:
+        from ferlab.config import smallest_view
         from ferlab.distill import check_teachers
 
         # a missing or mismatched teacher fails before a run folder exists
-        check_teachers(config.teachers, config.progressive_start or config.crop)
+        check_teachers(config.teachers, smallest_view(config))
     if args.out:
         check_new_run_folder(Path(args.out))  # a used or unwritable --out fails before the data is read
     faces = load_data(args, val_fraction=config.val_fraction, seed=config.seed)

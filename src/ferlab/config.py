@@ -104,9 +104,8 @@ CHOICES = {  # from the registries where they are plain data; the others are che
 # with the flip-zoom TTA chosen there) against 65.0 +- 0.3% (66.7 +- 0.6%), seeds 0-2, 2026-11-24.
 # Its augmentation is a quarter of the seed policy's strength: in 12 epochs, PublicTest 64.8%
 # (66.5%) against 64.0% (65.5%) at half strength and 62.3% at full strength (AdamW; with Muon, half
-# strength tied plain and lost with TTA); label
-# smoothing 0.2, 40-pixel crops and progressive resizing lost (one seed each, 2026-11-22 and
-# 2026-11-24; chosen on PublicTest).
+# strength tied plain and lost with TTA); label smoothing 0.2, 40-pixel crops and progressive
+# resizing lost (one seed each, 2026-11-22 and 2026-11-24; chosen on PublicTest).
 # `seed-cnn` is the course reports' recipe.
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"model": "fastnet", "model_options": {"stem": False, "pool_first": True}, "epochs": 12, "batch_size": 128,
@@ -168,7 +167,12 @@ def check_config(config: TrainConfig) -> None:
         inside = math.isfinite(value) and low <= value and (value <= high if closed_high else value < high)
         if not inside or (key in POSITIVE and value == 0):
             raise ConfigError(f"{key} must be {meaning}, got {value}")
-    check_model_options(config.model, config.model_options, config.progressive_start or config.crop)
+    check_model_options(config.model, config.model_options, smallest_view(config))
+
+
+def smallest_view(config: TrainConfig) -> int:
+    """Side in pixels of the smallest view the model trains on: the progressive start, else the crop."""
+    return config.progressive_start or config.crop
 
 
 def check_progressive(config: TrainConfig) -> None:
