@@ -5,6 +5,8 @@ gradient and replaces it by the nearest semi-orthogonal matrix (a few Newton-Sch
 before the step: every direction of a layer's weight moves by the same amount. It is meant for the
 hidden layers only; the first layer, the classifier and the vectors (norms, biases) stay on AdamW.
 A convolution's (out, in, k, k) weight is treated as the (out, in * k * k) matrix it multiplies by.
+On a CPU the iteration's result is computed from one small eigendecomposition instead
+(``spectral``: the same map of the singular values, about twice as fast there).
 
 The step is scaled by 0.2 * sqrt(max(rows, cols)), which gives the update the root-mean-square
 size of a typical AdamW update (Liu et al. 2025, "Muon is scalable for LLM training"), so one
@@ -25,7 +27,7 @@ NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)
 RMS_MATCH = 0.2  # AdamW's typical update size per entry
 
 
-def orthogonalize(matrix: torch.Tensor, steps: int = 5, eps: float = 1e-7,
+def newton_schulz(matrix: torch.Tensor, steps: int = 5, eps: float = 1e-7,
                   dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
     """The semi-orthogonal factor U V^T of a 2-D ``matrix`` = U S V^T, approximately (singular
     values land in about [0.7, 1.2], all but those far below the largest, which five steps do
@@ -43,6 +45,35 @@ def orthogonalize(matrix: torch.Tensor, steps: int = 5, eps: float = 1e-7,
     return (x if wide else x.T).float()
 
 
+def spectral(matrix: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.Tensor:
+    """What ``newton_schulz`` computes, without its bf16 rounding and in about half its time on
+    a CPU: every step multiplies the matrix by a polynomial of its Gram matrix G = X X^T, so the
+    result is Q X with Q a function of G. One eigendecomposition of G (rows x rows) gives Q
+    exactly, by running the quintic on G's eigenvalues (the squared singular values); two
+    products with the wide matrix replace the iteration's ten. All in float32: a bf16 G loses
+    the small singular values that the quintic scales up ~500x. Not on a GPU: there the
+    eigendecomposition waits for the device and cannot be graph-captured."""
+    a, b, c = NEWTON_SCHULZ
+    x = matrix.float()
+    x = x / (x.norm() + eps)
+    wide = x.shape[0] <= x.shape[1]
+    x = x if wide else x.T
+    gram = x @ x.T
+    if not torch.isfinite(gram).all():  # a diverged step: let the NaNs through, as the iteration does
+        return newton_schulz(matrix, steps, eps)
+    squares, vectors = torch.linalg.eigh(gram)
+    squares, scale = squares.clamp_min(0), torch.ones_like(squares)
+    for _ in range(steps):  # sigma -> sigma * p(sigma^2), tracked as the factor and the new square
+        factor = a + b * squares + c * squares * squares
+        scale, squares = scale * factor, squares * factor * factor
+    result = ((vectors * scale) @ vectors.T) @ x
+    return result if wide else result.T
+
+
+# name -> how a momentum matrix becomes (nearly) semi-orthogonal; the same map of its singular values.
+ORTHOGONALIZERS = {"newton-schulz": newton_schulz, "spectral": spectral}
+
+
 def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
     """The weights Muon should move: every parameter of two or more dimensions except the first
     (it reads the pixels) and the last (the classifier), in registration order."""
@@ -55,9 +86,12 @@ class Muon(torch.optim.Optimizer):
     ``weight_decay`` (decoupled) are shared and may be set per group as usual."""
 
     def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.0, momentum: float = 0.95,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, ns_steps: int = 5):
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, ns_steps: int = 5,
+                 orthogonalizer: str = "newton-schulz"):
         defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, betas=betas, eps=eps,
-                        ns_steps=ns_steps, muon=False)
+                        ns_steps=ns_steps, orthogonalizer=orthogonalizer, muon=False)
+        if orthogonalizer not in ORTHOGONALIZERS:
+            raise ValueError(f"orthogonalizer {orthogonalizer!r}: expected one of {', '.join(ORTHOGONALIZERS)}")
         super().__init__(params, defaults)
 
     @classmethod
@@ -89,6 +123,7 @@ def muon_step(p: torch.Tensor, state: dict, group: dict) -> None:
     buffer = state["momentum_buffer"].mul_(momentum).add_(p.grad)
     nesterov = p.grad.add(buffer, alpha=momentum)
     rows, cols = p.shape[0], p[0].numel()
+    orthogonalize = ORTHOGONALIZERS[group["orthogonalizer"]]
     update = orthogonalize(nesterov.reshape(rows, cols), group["ns_steps"]).view_as(p)
     p.add_(update.to(p.dtype), alpha=-group["lr"] * RMS_MATCH * math.sqrt(max(rows, cols)))
 
