@@ -12,9 +12,8 @@ from ferlab.cli import main
 from ferlab.config import TrainConfig, resolve_config
 from ferlab.data.augment import AugmentPolicy, augment_batch, mix_batch, random_affine, random_crop, random_erase, shrink
 from ferlab.data.normalize import Normalization
-from ferlab.models import build_model
-from ferlab.training import (WeightAverage, epochs_since_best, fit, lr_at, make_optimizer, mixed_cross_entropy,
-                             plateau_scale, training_batch, view_side_at)
+from ferlab.training import (WeightAverage, epochs_since_best, fit, lr_at, mixed_cross_entropy, plateau_scale,
+                             training_batch, view_side_at)
 
 
 def test_onecycle_and_cosine_schedules_have_known_values():
@@ -79,12 +78,6 @@ def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, sample
             assert torch.equal(a[weights][key], b[weights][key]), (weights, key)
     without_time = lambda history: [{k: v for k, v in row.items() if k != "seconds"} for row in history]  # noqa: E731
     assert without_time(a["history"]) == without_time(b["history"])
-
-
-def test_muon_on_a_cpu_orthogonalises_in_the_spectral_form():
-    model = build_model("fastnet", widths=[8, 16, 16, 32])
-    optimizer = make_optimizer(model, resolve_config("smoke", overrides={"optimizer": "muon"}))
-    assert {group["orthogonalizer"] for group in optimizer.param_groups if group["muon"]} == {"spectral"}
 
 
 def test_a_short_real_training_run_writes_every_run_folder_file(tmp_path, sample_archive, capsys):
