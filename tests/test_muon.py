@@ -28,7 +28,7 @@ def test_orthogonalize_gives_the_polar_factor_up_to_its_tolerance(shape, name):
 @pytest.mark.parametrize("shape", [(64, 576), (576, 64)])
 def test_spectral_computes_the_iterations_map_of_the_singular_values(shape):
     # a spectrum spread over three decades, as gradients have: the quintic lifts the large values
-    # into its band and leaves the smallest below it, and the spectral form must agree on both
+    # into its band and the smallest only part of the way, and the spectral form must agree on both
     u, _ = torch.linalg.qr(torch.randn(shape[0], 64, generator=torch.Generator().manual_seed(5)))
     v, _ = torch.linalg.qr(torch.randn(shape[1], 64, generator=torch.Generator().manual_seed(6)))
     sigma = torch.logspace(0, -3, 64)
@@ -49,10 +49,11 @@ def test_spectral_computes_the_iterations_map_of_the_singular_values(shape):
     assert error(newton_schulz(matrix)) > 10 * error(spectral(matrix))  # bf16 rounding, lifted with the small values
 
 
-def test_spectral_passes_zeros_and_nans_through_like_the_iteration():
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_spectral_passes_zeros_and_diverged_steps_through_like_the_iteration(bad):
     assert torch.equal(spectral(torch.zeros(8, 36)), torch.zeros(8, 36))
     diverged = torch.randn(8, 36)
-    diverged[2, 3] = float("nan")
+    diverged[2, 3] = bad  # the eigendecomposition would raise on it
     assert torch.isnan(spectral(diverged)).all() and torch.isnan(newton_schulz(diverged)).all()
 
 
