@@ -19,7 +19,8 @@ import torch
 from ferlab.config import resolve_config
 from ferlab.data import load_faces
 from ferlab.muon import hidden_matrices, newton_schulz, spectral
-from ferlab.training import mixed_cross_entropy, start_training, train_one_epoch, training_batch
+from ferlab.training import mixed_cross_entropy, start_training, training_batch
+from train_speed import images_per_second  # benchmarks/: the script's own folder
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fer2013" / "fer2013-images.tar.xz"
 
@@ -40,25 +41,6 @@ def milliseconds(function, matrix: torch.Tensor, repeats: int) -> float:
     for _ in range(repeats):
         function(matrix)
     return (time.perf_counter() - started) / repeats * 1000
-
-
-def step_images_per_second(orthogonalizer: str, train, steps: int) -> float:
-    """The cpu preset's training step (augmentation, forward, backward, Muon) with ``orthogonalizer``."""
-    config = resolve_config("cpu")
-    model, optimizer, normalization, _, _ = start_training(config, train.images, torch.device("cpu"), None)
-    for group in optimizer.param_groups:
-        group["orthogonalizer"] = orthogonalizer
-    generator = torch.Generator().manual_seed(0)
-
-    def run(count: int) -> float:
-        faces = count * config.batch_size
-        stats = train_one_epoch(model, optimizer, train.images[:faces], train.labels[:faces], config=config,
-                                normalization=normalization, generator=generator, lr_for_step=lambda step: 1e-3,
-                                progress=False)
-        return faces / stats["seconds"]
-
-    run(3)  # warm-up
-    return run(steps)
 
 
 def main() -> None:
@@ -87,7 +69,8 @@ def main() -> None:
     print(f"| **all {len(gradients)} (one step)** | {totals[0]:.1f} | {totals[1]:.1f} "
           f"| {totals[1] / totals[0]:.2f}x | | |")
     names = ("newton-schulz", "spectral")
-    speeds = [[step_images_per_second(name, train, args.steps) for name in names] for _ in range(args.rounds)]
+    speeds = [[images_per_second({}, train.images, train.labels, args.steps, {"orthogonalizer": name}) for name in names]
+              for _ in range(args.rounds)]
     print(f"\n| round | {' | '.join(f'{name} images/s' for name in names)} | spectral / newton-schulz |\n| --- | --- | --- | --- |")
     for index, (slow, fast) in enumerate(speeds):
         print(f"| {index + 1} | {slow:.0f} | {fast:.0f} | {fast / slow:.2f}x |")

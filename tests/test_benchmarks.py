@@ -119,6 +119,17 @@ def test_throughput_benchmark_times_every_model_it_is_given(tmp_path, sample_arc
     assert all(float(row.split(" | ")[3].replace(",", "")) > 0 for row in rows)
 
 
+def test_orthogonalize_benchmark_times_both_forms_on_every_hidden_matrix(sample_archive):
+    out = run_script("benchmarks/orthogonalize.py", "--data", str(sample_archive), "--repeats", "1", "--steps", "1",
+                     "--rounds", "2")
+    matrices = [line for line in out.splitlines() if line.startswith("| (")]
+    assert len(matrices) == 11 and "| (256, 2304) |" in matrices[-1]  # the lean fastnet's hidden convolutions
+    spectral_errors = [float(line.split("|")[-2].strip().rstrip("%")) for line in matrices]
+    assert max(spectral_errors) < 1  # percent from the unrounded iteration
+    rounds = [line for line in out.splitlines() if line.startswith(("| 1 |", "| 2 |", "| **median**"))]
+    assert len(rounds) == 3
+
+
 def test_train_speed_benchmark_puts_crops_beside_the_preset(sample_archive):
     out = run_script("benchmarks/train_speed.py", "--data", str(sample_archive), "--steps", "1")
     rows = [line for line in out.splitlines() if line.startswith("| cpu preset")]

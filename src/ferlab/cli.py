@@ -178,7 +178,7 @@ def resumed_run(args):
 def new_run(args):
     """(config, faces, run folder, data entry) of a new run; every option is checked before
     anything is written."""
-    from ferlab.config import resolve_config
+    from ferlab.config import resolve_config, smallest_view
     from ferlab.lifecycle import check_new_run_folder, start_run
     from ferlab.device import choose_device
     from ferlab.training import cpu_warnings
@@ -187,7 +187,6 @@ def new_run(args):
     for warning in cpu_warnings(args.preset, config, choose_device(config.device).type):
         print(f"ferlab: warning: {warning}", file=sys.stderr)
     if config.teachers:
-        from ferlab.config import smallest_view
         from ferlab.distill import check_teachers
 
         # a missing or mismatched teacher fails before a run folder exists
