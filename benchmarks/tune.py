@@ -1,9 +1,9 @@
 """Choose a recipe on PublicTest within a device budget: measure each variant's throughput, fit
 the sweep into ``--budget`` seconds, then train the variants with ``ferlab tune``'s Ray Tune sweep
-(``ferlab.sweep``; ``--parallel`` trials share the device) and rank them by best PublicTest
+(``ferlab.sweep``; ``--parallel`` trials share the device; ``--local``: as processes, without Ray) and rank them by best PublicTest
 accuracy. PrivateTest is never looked at here.
 
-    python benchmarks/tune.py benchmarks/tune-gpu.yaml --parallel 8 --budget 420 --out tune-results
+    python benchmarks/tune.py benchmarks/tune-gpu.yaml --parallel 8 --budget 420 --out tune-results [--local]
 
 The YAML names a preset and variants (TrainConfig overrides). A variant may give
 ``seconds: S`` instead of ``epochs``: it then gets as many epochs as its measured throughput alone
@@ -27,7 +27,7 @@ import yaml
 from ferlab.config import resolve_config
 from ferlab.data import load_faces
 from ferlab.scale import ray_session
-from ferlab.sweep import Sweep, run_sweep
+from ferlab.sweep import Sweep, run_sweep, run_sweep_locally
 from ferlab.training import choose_device, start_training
 
 from pipeline import time_ferlab  # benchmarks/pipeline.py, beside this script
@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=4, help="variants trained at once (they share the GPU)")
     parser.add_argument("--budget", type=float, default=600, help="device seconds the whole sweep may take")
     parser.add_argument("--out", type=Path, default=Path("tune-results"))
+    parser.add_argument("--local", action="store_true", help="without Ray: the variants as --parallel processes here "
+                                                              "(a GPU machine without internet has no Ray)")
     args = parser.parse_args()
     spec = yaml.safe_load(args.sweep.read_text())
     preset, variants = spec["preset"], spec["variants"]
@@ -80,8 +82,11 @@ def main() -> None:
     if torch.cuda.is_available():
         share = {"cpu": 1, "gpu": 1 / args.parallel}  # --parallel trials on one GPU
     sweep = Sweep(preset, [{"label": label, **overrides} for label, _, overrides, _ in jobs], resources=share)
-    with ray_session():
-        rows = run_sweep(sweep, faces, args.out)
+    if args.local:
+        rows = run_sweep_locally(sweep, faces, args.out, parallel=args.parallel)
+    else:
+        with ray_session():
+            rows = run_sweep(sweep, faces, args.out)
     results = []
     for row in rows:
         overrides = next(o for label, _, o, _ in jobs if label == row["label"])

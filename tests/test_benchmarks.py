@@ -34,11 +34,14 @@ def test_presets_benchmark_prints_seeds_and_an_ensemble_row(tmp_path, sample_arc
     assert all(v.dtype in (torch.float16, torch.int64) for v in kept["model"].values())
 
 
-def test_tune_sweep_ranks_variants_on_publictest_only(tmp_path, sample_archive):
+@pytest.mark.parametrize("runner", [[], ["--local"]], ids=["ray", "local processes"])
+def test_tune_sweep_ranks_variants_on_publictest_only(tmp_path, sample_archive, runner):
+    if not runner:
+        pytest.importorskip("ray")
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text("preset: smoke\nvariants:\n  - {label: plain, epochs: 1}\n  - {label: erased, epochs: 1, erase: 0.5}\n")
     out = run_script("benchmarks/tune.py", str(sweep), "--data", str(sample_archive), "--parallel", "2",
-                     "--out", str(tmp_path / "results"))
+                     "--out", str(tmp_path / "results"), *runner)
     assert "PrivateTest not evaluated" in out
     results = json.loads((tmp_path / "results" / "results.json").read_text())
     assert {r["label"] for r in results} == {"plain", "erased"}

@@ -1,18 +1,25 @@
-"""``ferlab tune`` on Ray Tune (issue 14, item 1): trials ranked on PublicTest only, each in its run
+"""``ferlab tune`` on Ray Tune (issue 14, item 1), and without Ray as local processes (``--local``,
+for a GPU machine that cannot install Ray): trials ranked on PublicTest only, each in its run
 folder; bad sweep files and failing trials are one line each."""
 
 from __future__ import annotations
 
+import csv
+import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 from ferlab.cli import main
 from ferlab.errors import FerlabError
+from ferlab.config import resolve_config
+from ferlab.data import load_faces
 from ferlab.sweep import grid_trials, read_sweep
+from ferlab.training import fit
 
-pytest.importorskip("ray")
+ray_only = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs Ray (ferlab[ray])")
 
 
 def write(tmp_path, text: str):
@@ -21,6 +28,7 @@ def write(tmp_path, text: str):
     return path
 
 
+@ray_only
 def test_a_grid_sweep_ranks_its_trials_on_publictest_and_keeps_their_run_folders(tmp_path, sample_archive, capsys):
     sweep = write(tmp_path, "preset: smoke\nepochs: 2\ngrid: {lr: [0.003, 0.00001]}\n")
     out = tmp_path / "out"
@@ -37,6 +45,7 @@ def test_a_grid_sweep_ranks_its_trials_on_publictest_and_keeps_their_run_folders
     assert "2 trials; best on PublicTest:" in capsys.readouterr().out
 
 
+@ray_only
 def test_a_failing_trial_is_listed_with_its_error_and_the_others_finish(tmp_path, sample_archive, capsys):
     # a starting model that is not there: that trial fails when it starts, the other runs.
     sweep = write(tmp_path, "preset: smoke\nepochs: 1\nvariants:\n  - {label: ok}\n  - {label: broken, init: /no/such/run}\n")
@@ -79,6 +88,7 @@ def test_asha_and_fractional_resources_are_read(tmp_path):
     assert sweep.resources == {"cpu": 1, "gpu": 0.25} and sweep.random == {"lr": ("loguniform", [0.0001, 0.01])}
 
 
+@ray_only
 def test_an_asha_random_search_runs_and_never_passes_the_schedule(tmp_path, sample_archive):
     sweep = write(tmp_path, "preset: smoke\nepochs: 3\nrandom: {lr: {loguniform: [0.00001, 0.01]}}\nsamples: 4\n"
                             "asha: {grace: 1, reduction: 2}\n")
@@ -88,3 +98,40 @@ def test_an_asha_random_search_runs_and_never_passes_the_schedule(tmp_path, samp
     assert len(rows) == 4 and all(r["error"] is None and 1 <= r["epochs"] <= 3 for r in rows)
     assert all(r["label"].startswith("lr=") and 1e-5 <= float(r["label"][3:]) <= 1e-2 for r in rows)
     assert "with ASHA" in (out / "table.md").read_text()
+
+
+def test_without_ray_trials_run_as_local_processes_ranked_on_publictest(tmp_path, sample_archive, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails, as on a GPU machine that cannot install it
+    sweep = write(tmp_path, "preset: smoke\nepochs: 2\nvariants:\n  - {label: slow, lr: 0.00001}\n"
+                            "  - {label: broken, init: /no/such/run}\n  - {label: usual}\n")
+    out = tmp_path / "out"
+    assert main(["tune", str(sweep), "--local", "2", "--data", str(sample_archive), "--out", str(out)]) == 0
+    rows = json.loads((out / "results.json").read_text())
+    assert [r["label"] for r in rows][-1] == "broken" and rows[-1]["error"] == "/no/such/run: no such run folder or checkpoint"
+    finished = rows[:2]
+    assert [r["publictest"] for r in finished] == sorted((r["publictest"] for r in finished), reverse=True)
+    for row in finished:
+        history = list(csv.DictReader(open(Path(row["run"]) / "history.csv")))
+        assert row["epochs"] == 2 == len(history) and row["publictest"] == max(float(h["val_accuracy"]) for h in history)
+    # The known answer: a trial's process trains exactly what fit() trains here.
+    usual = next(r for r in finished if r["label"] == "usual")
+    (tmp_path / "here").mkdir()
+    here = fit(resolve_config("smoke", overrides={"epochs": 2}), load_faces(sample_archive), tmp_path / "here",
+               progress=False, log=lambda _: None)
+    assert usual["publictest"] == pytest.approx(here["best_val_accuracy"], abs=1e-6)
+    assert not (out / "faces.pt").exists()  # the shared decoded faces are removed afterwards
+    table = (out / "table.md").read_text()
+    assert "on local processes" in table and "PrivateTest not evaluated" in table
+    assert "3 trials, 1 failed; best on PublicTest:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text, arguments, message", [
+    ("preset: smoke\nrandom: {lr: {loguniform: [0.0001, 0.01]}}\n", ["--local", "2"], "a random search needs Ray"),
+    ("preset: smoke\ngrid: {lr: [0.1]}\nasha: {grace: 1}\n", ["--local", "2"], "ASHA early stopping needs Ray"),
+    ("preset: smoke\ngrid: {lr: [0.1]}\n", ["--local", "0"], "--local needs at least 1 trial at a time"),
+    ("preset: smoke\ngrid: {lr: [0.1]}\n", ["--local", "2", "--address", "auto"], "give one of them"),
+])
+def test_local_sweeps_refuse_what_needs_ray_in_one_line(tmp_path, sample_archive, capsys, text, arguments, message):
+    code = main(["tune", str(write(tmp_path, text)), *arguments, "--data", str(sample_archive), "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in error and message in error, error

@@ -441,14 +441,20 @@ def cmd_experiment(args) -> int:
 
 def cmd_tune(args) -> int:
     from ferlab.scale import ray_session, require_ray
-    from ferlab.sweep import describe, read_sweep, run_sweep
+    from ferlab.sweep import describe, read_sweep, run_sweep, run_sweep_locally
 
     sweep = read_sweep(Path(args.sweep))  # a bad sweep is one line before anything starts
-    require_ray()
+    if args.local is not None and args.address:
+        raise FerlabError("--local trains here without Ray; --address joins a Ray cluster: give one of them")
+    if args.local is None:
+        require_ray()
     faces = load_data(args)
     out = Path(args.out) if args.out else Path("runs") / "tune" / Path(args.sweep).stem
-    with ray_session(args.address):
-        rows = run_sweep(sweep, faces, out)
+    if args.local is not None:
+        rows = run_sweep_locally(sweep, faces, out, parallel=args.local)
+    else:
+        with ray_session(args.address):
+            rows = run_sweep(sweep, faces, out)
     print((out / "table.md").read_text())
     print(f"{describe(rows)}; wrote {out / 'table.md'} and {out / 'results.json'}")
     return 2 if rows and all(r["error"] for r in rows) else 0
@@ -706,6 +712,8 @@ def add_tune_command(commands) -> None:
                                     "(default: runs/tune/<sweep name>)")
     tune.add_argument("--address", help="a running Ray cluster to join (host:port or 'auto'; default: RAY_ADDRESS, "
                                         "else Ray starts here)")
+    tune.add_argument("--local", type=int, metavar="N", help="without Ray: train N trials at a time as processes on "
+                                                             "this machine (variants and grids; they share its GPU)")
     add_data_arguments(tune)
     tune.set_defaults(func=cmd_tune)
 

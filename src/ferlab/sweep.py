@@ -15,14 +15,22 @@ accuracy after every epoch; ASHA (Li et al. 2020) stops the trailing ones. The o
 ranked by best PublicTest accuracy: PrivateTest is never evaluated here. A trial that fails is
 listed with its error and the others go on. Ray starts inside the process on this machine, or
 joins ``--address``/``RAY_ADDRESS``.
+
+Without Ray (``ferlab tune --local N``, ``run_sweep_locally``), variants and grids run as ``N``
+training processes at a time on this machine, sharing its cores or its GPU: a GPU machine without
+internet cannot install Ray (its wheel alone is 79 MB), and there this is how a sweep runs.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
 import re
+import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 import yaml
@@ -137,20 +145,25 @@ def trial_folder(out: Path, prefix: str, label: str) -> Path:
     return out / "trials" / f"{prefix}-{re.sub(r'[^A-Za-z0-9._=,-]+', '-', label)[:80]}"
 
 
+def trial_overrides(sweep: Sweep, index: int) -> tuple[str, dict, str]:
+    """Label, TrainConfig overrides and folder prefix of variant or grid point ``index``."""
+    chosen = sweep.trials[index]
+    overrides = {k: v for k, v in chosen.items() if k != "label"}
+    return chosen["label"], {**overrides, **({"epochs": sweep.epochs} if sweep.epochs else {})}, f"{index + 1:03d}"
+
+
 def train_trial(parameters: dict, *, sweep: Sweep, faces, out: Path) -> None:
     """One Ray Tune trial: train into its run folder, report PublicTest accuracy every epoch."""
     from ray import tune
 
     if "trial" in parameters:  # a variant or a grid point
-        chosen = sweep.trials[parameters["trial"]]
-        label, overrides = chosen["label"], {k: v for k, v in chosen.items() if k != "label"}
-        prefix = f"{parameters['trial'] + 1:03d}"
+        label, overrides, prefix = trial_overrides(sweep, parameters["trial"])
     else:  # a random draw
         overrides = dict(parameters)
         label = draw_label(overrides)
         prefix = tune.get_context().get_trial_id()
-    if sweep.epochs:
-        overrides["epochs"] = sweep.epochs
+        if sweep.epochs:
+            overrides["epochs"] = sweep.epochs
     config = resolve_config(sweep.preset, overrides=overrides)
     run_dir = trial_folder(out, prefix, label)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -212,8 +225,74 @@ def trial_row(result, epochs: int, sweep: Sweep) -> dict:
             "run": str(history["run"].iloc[-1]), "error": None}
 
 
-def write_table(rows: list[dict], sweep: Sweep, out: Path) -> None:
-    lines = [f"Sweep of preset {sweep.preset} on Ray Tune{' with ASHA' if sweep.asha else ''}: ranked by best "
+def run_sweep_locally(sweep: Sweep, faces, out: Path, *, parallel: int, log=print, poll: float = 0.5) -> list[dict]:
+    """``run_sweep`` without Ray: each variant or grid point trains in its own process
+    (``python -m ferlab.sweep``), ``parallel`` at a time; ranked and written as ``run_sweep``'s.
+    Each trial's output goes to ``OUT/trials/<trial>.log``."""
+    if not sweep.trials:
+        raise FerlabError("a random search needs Ray (ferlab[ray]); without it, list variants or a grid")
+    if sweep.asha:
+        raise FerlabError("ASHA early stopping needs Ray (ferlab[ray]); without it, leave asha out")
+    if parallel < 1:
+        raise FerlabError(f"--local needs at least 1 trial at a time, got {parallel}")
+    out = out.resolve()
+    from ferlab.data.cache import write_faces
+
+    write_faces(out / "faces.pt", faces)  # decoded once, read by every trial
+    pending, running, rows = list(range(len(sweep.trials))), [], []
+    while pending or running:
+        while pending and len(running) < parallel:
+            index = pending.pop(0)
+            label, overrides, prefix = trial_overrides(sweep, index)
+            run_dir = trial_folder(out, prefix, label)
+            run_dir.parent.mkdir(parents=True, exist_ok=True)
+            output = open(run_dir.with_name(run_dir.name + ".log"), "w")
+            command = [sys.executable, "-m", "ferlab.sweep", sweep.preset, json.dumps(overrides), str(out / "faces.pt"),
+                       str(run_dir)]
+            running.append((subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT), index, run_dir, output))
+            log(f"started {label}")
+        time.sleep(poll)
+        for finished in [r for r in running if r[0].poll() is not None]:
+            running.remove(finished)
+            process, index, run_dir, output = finished
+            output.close()
+            label, overrides, _ = trial_overrides(sweep, index)
+            rows.append(local_trial_row(label, run_dir, process.returncode,
+                                        resolve_config(sweep.preset, overrides=overrides).epochs))
+            log(f"finished {label}: " + (f"failed: {rows[-1]['error']}" if rows[-1]["error"]
+                                         else f"PublicTest {rows[-1]['publictest']:.4f}"))
+    (out / "faces.pt").unlink()
+    rows.sort(key=lambda r: (r["error"] is not None, -(r["publictest"] or 0)))
+    write_table(rows, sweep, out, runner="local processes")
+    return rows
+
+
+def local_trial_row(label: str, run_dir: Path, returncode: int, epochs: int) -> dict:
+    """A local trial's line of the table, from its history.csv, or the last line of its log."""
+    history = run_dir / "history.csv"
+    rows = list(csv.DictReader(open(history))) if history.exists() else []
+    if returncode != 0 or not rows:
+        lines = run_dir.with_name(run_dir.name + ".log").read_text(errors="replace").strip().splitlines()
+        error = lines[-1] if lines else f"exit code {returncode}"
+        return {"label": label, "publictest": None, "best_epoch": None, "epochs": 0, "run": None, "error": error[:300]}
+    best = max(rows, key=lambda row: float(row["val_accuracy"]))  # the first of equals, as training keeps it
+    return {"label": label, "publictest": float(best["val_accuracy"]), "best_epoch": int(best["epoch"]),
+            "epochs": len(rows), "of": epochs, "run": str(run_dir), "error": None}
+
+
+def train_one_trial(preset: str, overrides: str, faces_file: str, run_dir: str) -> None:
+    """A local trial's process: train ``preset`` with the JSON ``overrides`` on the faces of
+    ``faces_file`` into ``run_dir`` (PrivateTest is not evaluated)."""
+    from ferlab.data.cache import read_faces
+    from ferlab.training import fit
+
+    config = resolve_config(preset, overrides=json.loads(overrides))
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    fit(config, read_faces(Path(faces_file)), Path(run_dir), progress=False)
+
+
+def write_table(rows: list[dict], sweep: Sweep, out: Path, runner: str = "Ray Tune") -> None:
+    lines = [f"Sweep of preset {sweep.preset} on {runner}{' with ASHA' if sweep.asha else ''}: ranked by best "
              "PublicTest accuracy (PrivateTest not evaluated)", "",
              "| trial | PublicTest % | best epoch / epochs run | run folder |", "| --- | --- | --- | --- |"]
     for row in rows:
@@ -234,3 +313,11 @@ def describe(rows: list[dict]) -> str:
     if best:
         text += f"; best on PublicTest: {best['label']} {100 * best['publictest']:.2f}% (epoch {best['best_epoch']})"
     return text
+
+
+if __name__ == "__main__":  # one trial of run_sweep_locally; its last line is the error, if any
+    try:
+        train_one_trial(*sys.argv[1:])
+    except FerlabError as error:
+        print(error)
+        sys.exit(2)

@@ -46,21 +46,30 @@ def load_cached(key: str) -> FaceSet | None:
     if not file.exists():
         return None
     try:
-        saved = torch.load(file, weights_only=True)
-        return FaceSet(saved["images"], saved["labels"], saved["splits"], tuple(saved["ids"]),
-                       saved["source"], saved["skipped"], tuple(saved["problems"]), saved["official_splits"])
+        return read_faces(file)
     except Exception:  # a damaged or foreign file: decode again and overwrite it
         return None
 
 
 def save_cached(key: str, faces: FaceSet) -> None:
-    folder = cache_dir()
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        temporary = folder / f".faces-{key}.{os.getpid()}.tmp"
-        torch.save({"images": faces.images, "labels": faces.labels, "splits": faces.splits,
-                    "ids": list(faces.ids), "source": faces.source, "skipped": faces.skipped,
-                    "problems": list(faces.problems), "official_splits": faces.official_splits}, temporary)
-        os.replace(temporary, folder / f"faces-{key}.pt")
+        write_faces(cache_dir() / f"faces-{key}.pt", faces)
     except OSError:
         pass  # a read-only home is no reason to fail: the next load decodes again
+
+
+def read_faces(file: Path) -> FaceSet:
+    """A face set written by ``write_faces`` (tensors and plain values only: ``weights_only``)."""
+    saved = torch.load(file, weights_only=True)
+    return FaceSet(saved["images"], saved["labels"], saved["splits"], tuple(saved["ids"]),
+                   saved["source"], saved["skipped"], tuple(saved["problems"]), saved["official_splits"])
+
+
+def write_faces(file: Path, faces: FaceSet) -> None:
+    """``faces`` as one file, written atomically (a temporary file beside it, then renamed)."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    temporary = file.parent / f".{file.name}.{os.getpid()}.tmp"
+    torch.save({"images": faces.images, "labels": faces.labels, "splits": faces.splits,
+                "ids": list(faces.ids), "source": faces.source, "skipped": faces.skipped,
+                "problems": list(faces.problems), "official_splits": faces.official_splits}, temporary)
+    os.replace(temporary, file)
