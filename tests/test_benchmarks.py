@@ -12,7 +12,8 @@ import pytest
 import torch
 import yaml
 
-from ferlab.config import resolve_config
+from ferlab.config import ENSEMBLES, resolve_config
+from ferlab.tta import choose_tta
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,6 +33,19 @@ def test_presets_benchmark_prints_seeds_and_an_ensemble_row(tmp_path, sample_arc
     assert all(0 <= run["test"] <= 1 and run["epochs"] == 1 for run in figures["runs"])
     kept = torch.load(tmp_path / "keep" / "smoke-seed1.pt", weights_only=True)
     assert all(v.dtype in (torch.float16, torch.int64) for v in kept["model"].values())
+
+
+def test_presets_benchmark_trains_an_ensemble_of_families_and_chooses_each_tta_on_publictest(tmp_path, sample_archive):
+    out = run_script("benchmarks/presets.py", "--data", str(sample_archive), "--ensemble", "families", "--seeds", "0",
+                     "--epochs", "1", "--json", str(tmp_path / "table.json"))
+    assert all(f"| {preset} | 1 |" in out for preset in ENSEMBLES["families"])
+    assert "| ensemble families: all 3 runs of best, best-vgg8, best-resnet18" in out
+    figures = json.loads((tmp_path / "table.json").read_text())
+    tables = [run for row in figures["rows"] for run in row["runs"]] + [figures["ensemble"]]
+    for row in tables:  # the policy is PublicTest's best (the fewest views of equals), reported on PrivateTest
+        scores = {tta: row["val" if tta == "none" else f"val_{tta}"] for tta in ("none", "flip", "flip-zoom", "ten-crop")}
+        assert row["tta"] == choose_tta(scores) and scores[row["tta"]] == max(scores.values())
+        assert row["test_chosen"] == row["test" if row["tta"] == "none" else f"test_{row['tta']}"]
 
 
 @pytest.mark.parametrize("runner", [[], ["--local"]], ids=["ray", "local processes"])

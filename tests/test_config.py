@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
-from ferlab.config import PRESETS, ConfigError, TrainConfig, resolve_config
+from ferlab.config import ENSEMBLES, GPU_PRESETS, PRESETS, ConfigError, TrainConfig, resolve_config
+from ferlab.labels import NUM_CLASSES
+from ferlab.models import build_model
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -82,3 +85,14 @@ def test_a_config_that_is_not_a_text_file_is_one_line(tmp_path):
     os.mkfifo(pipe)
     with pytest.raises(ConfigError, match=r"pipe.yaml: not a regular file"):
         resolve_config(file=pipe)
+
+
+@pytest.mark.parametrize("name", sorted(ENSEMBLES))
+def test_an_ensemble_preset_names_gpu_presets_of_different_families_that_take_their_views(name):
+    members = [resolve_config(preset) for preset in ENSEMBLES[name]]
+    assert len(members) >= 2 and all(preset in GPU_PRESETS for preset in ENSEMBLES[name])
+    assert len({config.model for config in members}) == len(members)  # families differ, not seeds
+    for config in members:
+        model = build_model(config.model, **config.model_options).eval()
+        with torch.no_grad():
+            assert model(torch.zeros(2, 1, config.crop, config.crop)).shape == (2, NUM_CLASSES)
