@@ -4,8 +4,10 @@ GPU" requirement); their numbers here check the plumbing, not the presets."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -180,3 +182,33 @@ def test_every_sweep_file_resolves_to_valid_configs(sweep):
     assert len(set(labels)) == len(labels)
     for variant in spec["variants"]:
         resolve_config(spec["preset"], overrides={k: v for k, v in variant.items() if k not in ("label", "seconds")})
+
+
+def test_the_gpu_session_rehearses_every_stage_on_the_cpu_without_the_packages_the_device_lacks(tmp_path, sample_archive):
+    device = {**os.environ, "PYTHONPATH": str(ROOT / "tests" / "device_image"), "FERLAB_GPU_WORK": str(tmp_path / "work"),
+              "FERLAB_GPU_PACK": str(tmp_path / "pack"), "OUT": str(tmp_path / "out"), "FERLAB_CACHE": str(tmp_path / "cache")}
+
+    def stage(*arguments: str) -> str:
+        result = subprocess.run([sys.executable, "benchmarks/gpu_session.py", *arguments], cwd=ROOT, env=device,
+                                capture_output=True, text=True, timeout=900, check=False)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        return result.stdout
+
+    lacking = subprocess.run([sys.executable, "-c", "import ray"], env=device, capture_output=True, text=True)
+    assert lacking.returncode != 0 and "absent on the GPU machine" in lacking.stderr  # the stand-in does lack them
+    stage("pack", "--archive", str(sample_archive))
+    pack = tmp_path / "pack"
+    assert (pack / "part1").read_bytes() + (pack / "part2").read_bytes() == sample_archive.read_bytes()
+    assert "parts here: ['part1']" in stage("receive", str(pack / "part1"))  # the first call: half the archive
+    assert "checksum matches; 420 faces decoded" in stage("receive", str(pack / "part2"), str(pack / "SHA256"))
+    assert "compile-default" in stage("speed", "--steps", "2", "--compile", "default")  # both modes on the GPU
+    families = stage("families", "--epochs", "1")
+    assert "FAILED" not in families and "chosen on PublicTest" in (tmp_path / "out" / "families-ensemble.md").read_text()
+    stage("distill", "--epochs", "1")
+    for name in ("default", "default-fast"):
+        shipped = torch.load(tmp_path / "out" / f"{name}.pt", weights_only=True)
+        assert shipped["distillation"]["teachers"] and all(
+            v.dtype in (torch.float16, torch.int64) for v in shipped["model"].values())
+    with tarfile.open(tmp_path / "out" / "distill-runs.tar.gz") as bundle:
+        assert {"default/history.csv", "default-fast/metrics.json", "default/train.log"} <= set(bundle.getnames())
+    assert len(list((tmp_path / "out").iterdir())) <= 8  # what a call may bring back
