@@ -288,3 +288,12 @@ def test_the_detection_flags_state_the_libraries_defaults(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert f"default {MIN_FACE}," in text and f"{DEFAULT_DETECTOR} (dlib; the default)" in text
     assert "{" + ",".join(DETECTORS) + "}" in text
+
+
+def test_train_help_lists_every_preset_and_the_ensembles_of_presets(capsys):
+    from ferlab.config import ENSEMBLES, PRESETS
+
+    assert main(["train", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert all(f"\n  {name} " in text for name in PRESETS)
+    assert all(" + ".join(members) in text for members in ENSEMBLES.values()) and "families" in text

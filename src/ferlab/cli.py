@@ -504,14 +504,16 @@ def cmd_explain(args) -> int:
 
 
 def describe_presets() -> str:
-    from ferlab.config import PRESETS
+    from ferlab.config import ENSEMBLES, PRESETS
 
     import textwrap
 
     lines = ["presets (flags and --config override them; BENCHMARKS.md has their measured accuracy and time):"]
     for name, values in PRESETS.items():
         text = ", ".join(f"{k}={v}" for k, v in values.items())
-        lines.append(textwrap.fill(text, width=100, initial_indent=f"  {name:<9} ", subsequent_indent=" " * 12))
+        lines.append(textwrap.fill(text, width=100, initial_indent=f"  {name:<13} ", subsequent_indent=" " * 16))
+    lines.append("ensembles of presets (train each member, then 'ferlab ensemble RUN...'):")
+    lines += [f"  {name:<13} {' + '.join(members)}" for name, members in ENSEMBLES.items()]
     return "\n".join(lines)
 
 
