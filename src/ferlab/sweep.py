@@ -239,6 +239,17 @@ def run_sweep_locally(sweep: Sweep, faces, out: Path, *, parallel: int, log=prin
     from ferlab.data.cache import write_faces
 
     write_faces(out / "faces.pt", faces)  # decoded once, read by every trial
+    try:
+        rows = run_trials(sweep, out, parallel, log, poll)
+    finally:
+        (out / "faces.pt").unlink()
+    rows.sort(key=lambda r: (r["error"] is not None, -(r["publictest"] or 0)))
+    write_table(rows, sweep, out, runner="local processes")
+    return rows
+
+
+def run_trials(sweep: Sweep, out: Path, parallel: int, log, poll: float) -> list[dict]:
+    """Every trial as a process reading OUT/faces.pt, ``parallel`` at a time; their rows, unsorted."""
     pending, running, rows = list(range(len(sweep.trials))), [], []
     while pending or running:
         while pending and len(running) < parallel:
@@ -261,16 +272,16 @@ def run_sweep_locally(sweep: Sweep, faces, out: Path, *, parallel: int, log=prin
                                         resolve_config(sweep.preset, overrides=overrides).epochs))
             log(f"finished {label}: " + (f"failed: {rows[-1]['error']}" if rows[-1]["error"]
                                          else f"PublicTest {rows[-1]['publictest']:.4f}"))
-    (out / "faces.pt").unlink()
-    rows.sort(key=lambda r: (r["error"] is not None, -(r["publictest"] or 0)))
-    write_table(rows, sweep, out, runner="local processes")
     return rows
 
 
 def local_trial_row(label: str, run_dir: Path, returncode: int, epochs: int) -> dict:
     """A local trial's line of the table, from its history.csv, or the last line of its log."""
     history = run_dir / "history.csv"
-    rows = list(csv.DictReader(open(history))) if history.exists() else []
+    rows = []
+    if history.exists():
+        with open(history) as file:
+            rows = list(csv.DictReader(file))
     if returncode != 0 or not rows:
         lines = run_dir.with_name(run_dir.name + ".log").read_text(errors="replace").strip().splitlines()
         error = lines[-1] if lines else f"exit code {returncode}"
