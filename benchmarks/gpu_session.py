@@ -16,7 +16,9 @@ then on the device, one call per stage, in this order (``carry`` what the stage 
     3. python3 benchmarks/gpu_session.py families    # best + best-vgg8 + best-resnet18 at once, then their ensemble
     4. python3 benchmarks/gpu_session.py distill     # the ensemble into `default` and `default-fast`, at once
 
-A stage that runs out of its ``--budget`` (570 s) interrupts its runs at their last checkpoint; the
+``speed`` also times each family member alone and projects its 150 epochs: if they would not fit
+one call at once, give the families stage fewer ``--epochs`` (and say so beside its figures). A
+stage that runs out of its ``--budget`` (570 s) interrupts its runs at their last checkpoint; the
 same call again resumes them. Run folders stay in ``$FERLAB_GPU_WORK`` (``/root/ferlab-gpu``) while
 the machine is warm; what comes back goes to ``$OUT``: the tables (markdown), the logs and histories
 (one tarball a stage) and the distilled models as fp16 checkpoints. The rehearsal on the CPU
@@ -46,6 +48,7 @@ PACK = Path(os.environ.get("FERLAB_GPU_PACK", ROOT / ".gpu"))  # git-ignored: it
 PARTS = 2
 ARCHIVE = "fer2013-images.tar.xz"
 FAMILIES = ENSEMBLES["families"]
+GRACE = 30  # seconds an interrupted run gets to stop before it is killed
 # The two distilled models of item 7: the shipped `default` (best's fastnet 64..512) and
 # `default-fast` (the cpu preset's lean fastnet, 1,459-1,643 faces/s on the 2-core CPU), both on
 # best's recipe; the teachers' soft targets on the same augmented views.
@@ -118,21 +121,35 @@ def data() -> Path:
 def run_together(commands: dict[str, list[str]], budget: float) -> tuple[dict[str, int], float]:
     """Each named command as a process, all at once (they share the GPU); after ``budget`` seconds
     the ones still running are interrupted (SIGINT: a run stops at its last checkpoint, resumable).
-    Returns each one's exit code, and the seconds they took; each one's output is in WORK/logs/NAME.log. Together they take less wall
-    time than their runs' "training s" added up (each counts the others' turns on the GPU)."""
+    Returns each one's exit code, and the seconds they took together: less than their runs'
+    "training s" added up, each of which counts the others' turns on the GPU. Each one's output is
+    in WORK/logs/NAME.log."""
     logs = work() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     started, processes = time.monotonic(), {}
     for name, command in commands.items():
         with open(logs / f"{name}.log", "a") as log:
-            processes[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=with_checkout())
+            processes[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=with_checkout(),
+                                               preexec_fn=interruptible)
     while any(p.poll() is None for p in processes.values()) and time.monotonic() - started < budget:
         time.sleep(1)
     for name, process in processes.items():
         if process.poll() is None:
-            print(f"{name}: out of the stage's {budget:.0f} s; interrupted at its last checkpoint (call the stage again)")
+            print(f"{name}: out of the stage's {budget:.0f} s; interrupted (it keeps its last checkpoint, if any): "
+                  "call the stage again")
             process.send_signal(signal.SIGINT)
+    for process in processes.values():
+        try:
+            process.wait(timeout=GRACE)
+        except subprocess.TimeoutExpired:
+            process.kill()  # its last.pt, written atomically, is still whole
     return {name: process.wait() for name, process in processes.items()}, time.monotonic() - started
+
+
+def interruptible() -> None:
+    """In a run's process before it starts: SIGINT interrupts it (a shell's background job would
+    otherwise pass SIGINT on ignored, and the run would outlast the stage's budget)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def with_checkout() -> dict:
@@ -159,8 +176,28 @@ def speed(args) -> None:
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "pipeline.py"), "--data", str(data()), "--preset",
                              "best", "--workers", "8", "--compile", *args.compile, *steps],
                             capture_output=True, text=True, timeout=args.budget)
-    (out() / "speed.txt").write_text(result.stdout + result.stderr[-3000:])
-    print(result.stdout)
+    lines = [result.stdout + result.stderr[-3000:], family_projection(args.steps or 25, args.epochs)]
+    (out() / "speed.txt").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+def family_projection(steps: int, epochs: int | None) -> str:
+    """Each family member's training images/s alone (``steps`` timed steps) and the seconds its
+    epochs would take alone: whether the families stage fits one call, or needs fewer --epochs."""
+    from tune import throughput
+
+    from ferlab.config import resolve_config
+    from ferlab.data import load_faces
+
+    faces = load_faces(data())
+    lines, total = ["| family member | images/s alone | epochs | seconds alone |", "| --- | --- | --- | --- |"], 0.0
+    for preset in FAMILIES:
+        config = resolve_config(preset, overrides={"epochs": epochs} if epochs else {})
+        speed = throughput(config, faces, steps)
+        seconds = config.epochs * len(faces.split("train")) / speed
+        total += seconds
+        lines.append(f"| {preset} | {speed:.0f} | {config.epochs} | {seconds:.0f} |")
+    return "\n".join(lines + [f"all members one after another: {total:.0f} s (the families stage runs them at once)"])
 
 
 def families(args) -> None:
