@@ -88,7 +88,10 @@ def time_baseline(model, optimizer, config, normalization, images, labels, devic
 
 def time_ferlab(model, optimizer, config, normalization, images, labels, device, steps) -> float:
     images, labels = images.to(device), labels.to(device)
-    count = (steps or len(images) // config.batch_size) * config.batch_size
+    whole = len(images) // config.batch_size  # steps the faces hold: fewer than asked on a small set
+    if whole == 0:
+        raise SystemExit(f"{len(images)} training faces: fewer than one batch of {config.batch_size}")
+    count = min(steps or whole, whole) * config.batch_size
     common = dict(config=config, normalization=normalization, lr_for_step=lambda step: config.lr, progress=False)
     train_one_epoch(model, optimizer, images[: 3 * config.batch_size], labels[: 3 * config.batch_size],
                     generator=torch.Generator(device=device).manual_seed(0), **common)
