@@ -254,20 +254,15 @@ def report(stage: str, runs: dict[str, Path], codes: dict[str, int], wall: float
 def ensemble_table(run_dirs: list[Path]) -> str:
     """The members' probabilities combined, with every policy, the one chosen on PublicTest
     reported on PrivateTest (benchmarks/presets.py's rows)."""
-    from presets import SPLITS, TTAS, ensemble_row, key
+    from presets import SPLITS, TTAS, ensemble_row, key, probabilities_of
 
     from ferlab.checkpoint import load_model
     from ferlab.data import load_faces
 
     faces = load_faces(data())
     labels = {split: faces.split(split).labels for split in SPLITS}
-    runs = []
-    for run_dir in run_dirs:
-        loaded = load_model(run_dir)
-        runs.append({"wall": 0.0, "labels": labels, "probabilities": {
-            (split, tta): logits.softmax(1) for split in SPLITS
-            for tta, logits in loaded.logits_by_policy(faces.split(split).images, TTAS).items()}})
-    row = ensemble_row(runs)
+    row = ensemble_row([{"wall": 0.0, "labels": labels, "probabilities": probabilities_of(load_model(run_dir), faces)}
+                        for run_dir in run_dirs])
     names = ", ".join(d.name for d in run_dirs)
     cells = " | ".join(f"{100 * row[key('test', tta)]:.2f} / {100 * row[key('val', tta)]:.2f}" for tta in TTAS)
     return ("| ensemble (equal weights) | TTA chosen on PublicTest | PrivateTest % with it | "

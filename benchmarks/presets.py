@@ -59,9 +59,7 @@ def run_once(preset: str, seed: int, args, keep: Path | None, threads: int | Non
     config = resolve_config(preset, overrides={"seed": seed, "epochs": args.epochs})
     with tempfile.TemporaryDirectory() as folder:
         summary = fit(config, faces, Path(folder), progress=False, log=lambda _: None)
-        loaded = load_model(folder, device=config.device)  # ten-crop: windows of its training crop
-        probabilities = {(split, tta): logits.softmax(1) for split in SPLITS
-                         for tta, logits in loaded.logits_by_policy(faces.split(split).images, TTAS).items()}
+        probabilities = probabilities_of(load_model(folder, device=config.device), faces)
         wall = time.perf_counter() - started
         if keep is not None:
             export_checkpoint(read_checkpoint(Path(folder) / "best.pt"), keep / f"{preset}-seed{seed}.pt")
@@ -72,6 +70,13 @@ def run_once(preset: str, seed: int, args, keep: Path | None, threads: int | Non
                             "epochs": summary["epochs"], "best_epoch": summary["best_epoch"],
                             "probabilities": probabilities, "labels": labels,
                             **{key(split, tta): accuracy(p, labels[split]) for (split, tta), p in probabilities.items()}})
+
+
+def probabilities_of(loaded, faces) -> dict:
+    """(split, policy) -> the class probabilities ``loaded`` gives that split's faces under each of
+    TTAS (ten-crop: windows of its training crop; each distinct view inferred once)."""
+    return {(split, tta): logits.softmax(1) for split in SPLITS
+            for tta, logits in loaded.logits_by_policy(faces.split(split).images, TTAS).items()}
 
 
 def with_chosen_tta(row: dict) -> dict:

@@ -1,7 +1,7 @@
 """Choose a recipe on PublicTest within a device budget: measure each variant's throughput, fit
 the sweep into ``--budget`` seconds, then train the variants with ``ferlab tune``'s Ray Tune sweep
-(``ferlab.sweep``; ``--parallel`` trials share the device; ``--local``: as processes, without Ray) and rank them by best PublicTest
-accuracy. PrivateTest is never looked at here.
+(``ferlab.sweep``; ``--parallel`` trials share the device; ``--local``: as processes, without Ray)
+and rank them by best PublicTest accuracy. PrivateTest is never looked at here.
 
     python benchmarks/tune.py benchmarks/tune-gpu.yaml --parallel 8 --budget 420 --out tune-results [--local]
 
