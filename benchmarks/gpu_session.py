@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -67,6 +66,19 @@ def out() -> Path:
     return folder
 
 
+def fail(message: str) -> None:
+    """A stage that cannot go on: one line on stderr, exit code 2, as the CLI's bad input."""
+    print(f"gpu_session: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        fail(f"{path}: cannot read ({error.strerror or error})")
+
+
 def sha256(path: Path) -> str:
     with open(path, "rb") as file:
         return hashlib.file_digest(file, "sha256").hexdigest()
@@ -74,7 +86,7 @@ def sha256(path: Path) -> str:
 
 def pack(args) -> None:
     """Here: the archive as PARTS files under .gpu/ and its checksum; .gpu/ is git-ignored."""
-    data = args.archive.read_bytes()
+    data = read_bytes(args.archive)
     PACK.mkdir(exist_ok=True)
     size = -(-len(data) // PARTS)
     for index in range(PARTS):
@@ -90,7 +102,7 @@ def receive(args) -> None:
     parts = work() / "parts"
     parts.mkdir(parents=True, exist_ok=True)
     for path in args.parts:
-        shutil.copy(path, parts / path.name)
+        (parts / path.name).write_bytes(read_bytes(path))
     import torch
 
     name = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
@@ -104,7 +116,7 @@ def receive(args) -> None:
             whole.write((parts / f"part{index + 1}").read_bytes())
     expected = (parts / "SHA256").read_text().split()[0]
     if sha256(archive) != expected:
-        sys.exit(f"{archive}: checksum {sha256(archive)} is not the packed {expected}; pack and send the parts again")
+        fail(f"{archive}: checksum {sha256(archive)} is not the packed {expected}; pack and send the parts again")
     from ferlab.data import load_faces
 
     faces = load_faces(archive)
@@ -114,7 +126,7 @@ def receive(args) -> None:
 def data() -> Path:
     archive = work() / ARCHIVE
     if not archive.exists():
-        sys.exit(f"{archive}: not here (a fresh machine?): make the receive calls first")
+        fail(f"{archive}: not here (a fresh machine?): make the receive calls first")
     return archive
 
 
@@ -217,7 +229,7 @@ def distill(args) -> None:
     each best checkpoint comes back as an fp16 file ready to ship."""
     teachers = [work() / "families" / preset for preset in FAMILIES]
     if not all(finished(run_dir) for run_dir in teachers):
-        sys.exit("the families stage has not finished all its members: call it again first")
+        fail("the families stage has not finished all its members: call it again first")
     runs = {name: work() / "distill" / name for name in STUDENTS}
     todo = {name: training_command(run_dir, ["distill", *map(str, teachers), *STUDENTS[name]], args.epochs)
             for name, run_dir in runs.items() if not finished(run_dir)}

@@ -215,3 +215,29 @@ def test_the_gpu_session_rehearses_every_stage_on_the_cpu_without_the_packages_t
     with tarfile.open(tmp_path / "out" / "distill-runs.tar.gz") as bundle:
         assert {"default/history.csv", "default-fast/metrics.json", "default/train.log"} <= set(bundle.getnames())
     assert len(list((tmp_path / "out").iterdir())) <= 8  # what a call may bring back
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["speed"], "not here (a fresh machine?): make the receive calls first"),
+    (["distill"], "the families stage has not finished all its members"),
+    (["pack", "--archive", "/no/such/archive.tar.xz"], "/no/such/archive.tar.xz: cannot read (No such file or directory)"),
+    (["receive", "/no/such/part1"], "/no/such/part1: cannot read (No such file or directory)"),
+])
+def test_a_gpu_session_stage_that_cannot_go_on_says_why_in_one_line(tmp_path, arguments, message):
+    device = {**os.environ, "FERLAB_GPU_WORK": str(tmp_path / "work"), "FERLAB_GPU_PACK": str(tmp_path / "pack"),
+              "OUT": str(tmp_path / "out")}
+    result = subprocess.run([sys.executable, "benchmarks/gpu_session.py", *arguments], cwd=ROOT, env=device,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0 and message in result.stderr, result.stderr
+
+
+def test_a_damaged_part_is_refused_by_its_checksum(tmp_path, sample_archive):
+    device = {**os.environ, "FERLAB_GPU_WORK": str(tmp_path / "work"), "FERLAB_GPU_PACK": str(tmp_path / "pack"),
+              "OUT": str(tmp_path / "out"), "FERLAB_CACHE": str(tmp_path / "cache")}
+    script = [sys.executable, "benchmarks/gpu_session.py"]
+    subprocess.run([*script, "pack", "--archive", str(sample_archive)], cwd=ROOT, env=device, check=True, capture_output=True)
+    with open(tmp_path / "pack" / "part2", "ab") as part:
+        part.write(b"\0")  # one byte more than was packed
+    result = subprocess.run([*script, "receive", *(str(tmp_path / "pack" / name) for name in ("part1", "part2", "SHA256"))],
+                            cwd=ROOT, env=device, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2 and "is not the packed" in result.stderr and "decoded" not in result.stdout
