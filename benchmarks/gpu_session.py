@@ -130,12 +130,13 @@ def data() -> Path:
     return archive
 
 
-def run_together(commands: dict[str, list[str]], budget: float) -> tuple[dict[str, int], float]:
+def run_together(commands: dict[str, list[str]], budget: float) -> tuple[dict[str, int], set[str], float]:
     """Each named command as a process, all at once (they share the GPU); after ``budget`` seconds
     the ones still running are interrupted (SIGINT: a run stops at its last checkpoint, resumable).
-    Returns each one's exit code, and the seconds they took together: less than their runs'
-    "training s" added up, each of which counts the others' turns on the GPU. Each one's output is
-    in WORK/logs/NAME.log."""
+    Returns each one's exit code; the names of those interrupted (their code is 130, or -2 when
+    SIGINT came before Python's own handler was in place, or -9 after the grace): not failures;
+    and the seconds they took together: less than their runs' "training s" added up, each of which
+    counts the others' turns on the GPU. Each one's output is in WORK/logs/NAME.log."""
     logs = work() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     started, processes = time.monotonic(), {}
@@ -145,8 +146,10 @@ def run_together(commands: dict[str, list[str]], budget: float) -> tuple[dict[st
                                                preexec_fn=interruptible)
     while any(p.poll() is None for p in processes.values()) and time.monotonic() - started < budget:
         time.sleep(1)
+    interrupted = set()
     for name, process in processes.items():
         if process.poll() is None:
+            interrupted.add(name)
             print(f"{name}: out of the stage's {budget:.0f} s; interrupted (it keeps its last checkpoint, if any): "
                   "call the stage again")
             process.send_signal(signal.SIGINT)
@@ -155,7 +158,7 @@ def run_together(commands: dict[str, list[str]], budget: float) -> tuple[dict[st
             process.wait(timeout=GRACE)
         except subprocess.TimeoutExpired:
             process.kill()  # its last.pt, written atomically, is still whole
-    return {name: process.wait() for name, process in processes.items()}, time.monotonic() - started
+    return {name: process.wait() for name, process in processes.items()}, interrupted, time.monotonic() - started
 
 
 def interruptible() -> None:
@@ -241,11 +244,12 @@ def distill(args) -> None:
             export_checkpoint(read_checkpoint(run_dir / "best.pt"), out() / f"{name}.pt")
 
 
-def report(stage: str, runs: dict[str, Path], codes: dict[str, int], wall: float) -> None:
+def report(stage: str, runs: dict[str, Path], codes: dict[str, int], interrupted: set[str], wall: float) -> None:
     """The finished runs' table (benchmarks/runs_table.py) and one tarball of every run's log,
     history and metrics, under $OUT."""
     done = [run_dir for run_dir in runs.values() if finished(run_dir)]
-    failed = {name: code for name, code in codes.items() if code not in (0, 130) and not finished(runs[name])}
+    failed = {name: code for name, code in codes.items()
+              if code != 0 and name not in interrupted and not finished(runs[name])}
     lines = [f"{stage}: {', '.join(codes) or 'nothing left to run'} together in {wall:.0f} s of wall time; exit codes "
              f"{codes}" + (f"; FAILED {failed}" if failed else "")]
     if done:

@@ -3,6 +3,7 @@ GPU" requirement); their numbers here check the plumbing, not the presets."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -215,6 +216,27 @@ def test_the_gpu_session_rehearses_every_stage_on_the_cpu_without_the_packages_t
     with tarfile.open(tmp_path / "out" / "distill-runs.tar.gz") as bundle:
         assert {"default/history.csv", "default-fast/metrics.json", "default/train.log"} <= set(bundle.getnames())
     assert len(list((tmp_path / "out").iterdir())) <= 8  # what a call may bring back
+
+
+def load_gpu_session():
+    spec = importlib.util.spec_from_file_location("gpu_session", ROOT / "benchmarks" / "gpu_session.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_run_interrupted_before_python_handles_sigint_is_interrupted_not_failed(tmp_path, monkeypatch, capsys):
+    """SIGINT that lands before a run's Python has installed its handler ends it with -2, not 130
+    (the CI race of session 12); `sleep` has SIGINT's default action throughout, so it is that case
+    every time. A run that fails by itself is still reported as FAILED."""
+    monkeypatch.setenv("FERLAB_GPU_WORK", str(tmp_path / "work"))
+    monkeypatch.setenv("OUT", str(tmp_path / "out"))
+    gpu_session = load_gpu_session()
+    commands = {"slow": ["sleep", "60"], "broken": [sys.executable, "-c", "raise SystemExit(3)"]}
+    codes, interrupted, wall = gpu_session.run_together(commands, budget=2)
+    assert codes == {"slow": -2, "broken": 3} and interrupted == {"slow"} and wall < 30
+    gpu_session.report("families", {name: tmp_path / name for name in commands}, codes, interrupted, wall)
+    assert "FAILED {'broken': 3}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("arguments, message", [
