@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 import threading
 import time
+from collections.abc import Callable
 from importlib import resources
 
 import numpy as np
@@ -45,14 +47,14 @@ class FrameGate:
     """One camera frame at a time, and at most MAX_FRAME_RATE a second: a client sends its next
     frame when the last is answered (the server's pace); more gets 429, not a queue."""
 
-    def __init__(self, rate: float = MAX_FRAME_RATE):
-        self.lock, self.interval, self.last = threading.Lock(), 1.0 / rate, -1.0
+    def __init__(self, rate: float = MAX_FRAME_RATE, clock: Callable[[], float] = time.monotonic):
+        self.lock, self.interval, self.clock, self.last = threading.Lock(), 1.0 / rate, clock, -math.inf
 
     def enter(self) -> str | None:
         """None if this frame may run now (the caller then calls ``leave``), else why not."""
         if not self.lock.acquire(blocking=False):
             return "busy with another frame: send the next one when this one is answered"
-        now = time.monotonic()
+        now = self.clock()
         if now - self.last < self.interval:
             self.lock.release()
             return f"over {1 / self.interval:g} frames a second"
