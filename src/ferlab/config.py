@@ -130,7 +130,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # CIFAR-style ResNet-18 of the strongest from-scratch papers, trained like `best` on random
     # 44-pixel crops with random erasing, as those papers do. NOT YET RUN ON A GPU: 150 epochs is
     # sized from their arithmetic (vgg8 about best's, resnet18 about twice per face) to keep the
-    # three members' training near 15 minutes on an H100; benchmarks/gpu_session.sh measures them.
+    # three members' training near 15 minutes on an H100; `benchmarks/gpu_session.py speed` projects them.
     "best-vgg8": {"model": "vgg8", "epochs": 150, "batch_size": 256, "optimizer": "adamw", "lr": 3e-3,
                   "weight_decay": 5e-4, "schedule": "onecycle", "warmup_fraction": 0.2, "label_smoothing": 0.1,
                   "ema": 0.999, "checkpoint_every": 10, "rotate": 10.0, "shift": 0.1, "shear": 5.0, "zoom": 0.1,
