@@ -57,6 +57,20 @@ def test_unknown_keys_and_bad_values_are_errors(tmp_path):
         resolve_config(None, path)
 
 
+@pytest.mark.parametrize("reader", ["config", "sweep", "experiment"])
+def test_a_yaml_file_that_does_not_parse_is_named_with_the_line_of_its_problem(tmp_path, reader):
+    from ferlab.experiments import load_experiment
+    from ferlab.sweep import read_sweep
+
+    path = tmp_path / "broken.yaml"
+    path.write_text("epochs: 5\nlr: 0.1\n  optimizer: sgd\n")  # line 3 is indented under a scalar
+    read = {"config": lambda: resolve_config(None, path), "sweep": lambda: read_sweep(path),
+            "experiment": lambda: load_experiment(str(path))}[reader]
+    with pytest.raises(ConfigError) as raised:
+        read()
+    assert str(raised.value) == f"{path}:3: not valid YAML (mapping values are not allowed here)"
+
+
 def test_a_presets_model_options_do_not_follow_another_model():
     assert resolve_config("smoke").model_options
     assert resolve_config("smoke", overrides={"model": "cnn"}).model_options == {}

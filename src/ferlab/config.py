@@ -286,15 +286,29 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read config ({error.strerror or error})") from None
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset {error.start})") from None
-    try:
-        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else yaml.safe_load(text)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
-        raise ConfigError(f"{path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'YAML'}: "
-                          f"{str(error).splitlines()[0]}") from None
+    if path.suffix.lower() == ".toml":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:  # its message names the line and column
+            raise ConfigError(f"{path}: not valid TOML: {str(error).splitlines()[0]}") from None
+    else:
+        data = parse_yaml(text, path)
     data = data or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values")
     return {key: coerce(key, value, str(path)) for key, value in data.items()}
+
+
+def parse_yaml(text: str, path: str | Path) -> Any:
+    """YAML text as Python values, or a ConfigError naming the file and the line of its first
+    problem (``path:3: not valid YAML (...)``), as data errors do."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML ({problem})") from None
 
 
 def resolve_config(preset: str | None = None, file: str | Path | None = None,

@@ -33,9 +33,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-import yaml
 
-from ferlab.config import ConfigError, coerce, resolve_config
+from ferlab.config import ConfigError, coerce, parse_yaml, resolve_config
 from ferlab.errors import FerlabError
 
 SWEEP_KEYS = ("preset", "variants", "grid", "random", "samples", "epochs", "asha", "resources")
@@ -88,11 +87,10 @@ def read_sweep(path: Path) -> Sweep:
     """A sweep file, every key checked: unknown keys, empty grids and bad values are one line
     naming the key."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise FerlabError(f"{path}: cannot read ({error.strerror or error})") from None
-    except yaml.YAMLError as error:
-        raise FerlabError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
+    data = parse_yaml(text, path) or {}
     if not isinstance(data, dict):
         raise FerlabError(f"{path}: expected a mapping with preset and variants, grid or random")
     unknown = sorted(set(data) - set(SWEEP_KEYS))

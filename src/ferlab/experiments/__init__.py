@@ -29,10 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from ferlab.checkpoint import load_model
-from ferlab.config import ConfigError, resolve_config
+from ferlab.config import ConfigError, parse_yaml, resolve_config
 from ferlab.data.faceset import FaceSet
 from ferlab.errors import FerlabError
 from ferlab.evaluation import metrics
@@ -79,10 +78,7 @@ def load_experiment(name_or_path: str) -> Experiment:
         path = EXPERIMENTS_DIR / f"{name_or_path}.yaml"
     if not path.exists():
         raise FerlabError(f"unknown experiment {name_or_path!r}; available: {', '.join(list_experiments()) or 'none'}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise FerlabError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
+    data = parse_yaml(path.read_text(encoding="utf-8"), path) or {}
     unknown = sorted(set(data) - {"name", "question", "base", "budgets", "arms", "baseline", "max_param_ratio",
                                   "confusions"})
     if unknown:
