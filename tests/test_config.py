@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from ferlab.config import ENSEMBLES, GPU_PRESETS, PRESETS, ConfigError, TrainConfig, resolve_config
+from ferlab.errors import FerlabError
 from ferlab.labels import NUM_CLASSES
 from ferlab.models import build_model
 
@@ -58,7 +59,7 @@ def test_unknown_keys_and_bad_values_are_errors(tmp_path):
 
 
 @pytest.mark.parametrize("reader", ["config", "sweep", "experiment"])
-def test_a_yaml_file_that_does_not_parse_is_named_with_the_line_of_its_problem(tmp_path, reader):
+def test_a_settings_file_that_does_not_parse_is_named_in_one_line_with_the_line_of_its_problem(tmp_path, reader):
     from ferlab.experiments import load_experiment
     from ferlab.sweep import read_sweep
 
@@ -69,6 +70,16 @@ def test_a_yaml_file_that_does_not_parse_is_named_with_the_line_of_its_problem(t
     with pytest.raises(ConfigError) as raised:
         read()
     assert str(raised.value) == f"{path}:3: not valid YAML (mapping values are not allowed here)"
+    path.write_bytes(b"epochs: 5\n\xff\xfe\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml: not UTF-8 text \(byte 0xff at offset 10\)"):
+        read()
+    path.write_text("- [1]\n")  # YAML, but a list
+    with pytest.raises(FerlabError, match=r"broken.yaml: expected a mapping"):
+        read()
+    path.unlink()
+    path.mkdir()  # a folder where the file should be
+    with pytest.raises(FerlabError, match=r"broken.yaml: not a regular file"):
+        read()
 
 
 def test_a_presets_model_options_do_not_follow_another_model():

@@ -276,16 +276,23 @@ def coerce(key: str, value: Any, where: str) -> Any:
     return value
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
+def read_text_file(path: str | Path) -> str:
+    """A settings file's text (config, sweep, experiment), or a ConfigError in one line: missing,
+    unreadable, not a regular file, not UTF-8."""
     path = Path(path)
     if path.exists() and not path.is_file():  # a folder, or a FIFO that would block the read
         raise ConfigError(f"{path}: not a regular file")
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as error:
-        raise ConfigError(f"{path}: cannot read config ({error.strerror or error})") from None
+        raise ConfigError(f"{path}: cannot read ({error.strerror or error})") from None
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset {error.start})") from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    text = read_text_file(path)
     if path.suffix.lower() == ".toml":
         try:
             data = tomllib.loads(text)

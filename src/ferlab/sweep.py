@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ferlab.config import ConfigError, coerce, parse_yaml, resolve_config
+from ferlab.config import ConfigError, coerce, parse_yaml, read_text_file, resolve_config
 from ferlab.errors import FerlabError
 
 SWEEP_KEYS = ("preset", "variants", "grid", "random", "samples", "epochs", "asha", "resources")
@@ -86,11 +86,7 @@ def random_space(random: dict, where: str) -> dict:
 def read_sweep(path: Path) -> Sweep:
     """A sweep file, every key checked: unknown keys, empty grids and bad values are one line
     naming the key."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise FerlabError(f"{path}: cannot read ({error.strerror or error})") from None
-    data = parse_yaml(text, path) or {}
+    data = parse_yaml(read_text_file(path), path) or {}
     if not isinstance(data, dict):
         raise FerlabError(f"{path}: expected a mapping with preset and variants, grid or random")
     unknown = sorted(set(data) - set(SWEEP_KEYS))

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from ferlab.checkpoint import load_model
-from ferlab.config import ConfigError, parse_yaml, resolve_config
+from ferlab.config import ConfigError, parse_yaml, read_text_file, resolve_config
 from ferlab.data.faceset import FaceSet
 from ferlab.errors import FerlabError
 from ferlab.evaluation import metrics
@@ -78,7 +78,9 @@ def load_experiment(name_or_path: str) -> Experiment:
         path = EXPERIMENTS_DIR / f"{name_or_path}.yaml"
     if not path.exists():
         raise FerlabError(f"unknown experiment {name_or_path!r}; available: {', '.join(list_experiments()) or 'none'}")
-    data = parse_yaml(path.read_text(encoding="utf-8"), path) or {}
+    data = parse_yaml(read_text_file(path), path) or {}
+    if not isinstance(data, dict):
+        raise FerlabError(f"{path}: expected a mapping with name, question, base, budgets and arms")
     unknown = sorted(set(data) - {"name", "question", "base", "budgets", "arms", "baseline", "max_param_ratio",
                                   "confusions"})
     if unknown:
