@@ -56,6 +56,22 @@ def test_an_inconsistent_checkpoint_is_one_line_naming_the_file(tmp_path, payloa
     assert code == 2 and err.startswith(f"ferlab: error: {path}: ") and "\n" not in err
 
 
+@pytest.mark.parametrize("damage, message", [
+    (lambda whole: b"", "not a zip archive"),  # empty
+    (lambda whole: b"junk\n", "not a zip archive"),  # another kind of file
+    (lambda whole: whole[: len(whole) // 2], "not a zip archive"),  # cut off in transfer: no central directory
+    (lambda whole: whole[:4096] + bytes(len(whole) - 8192) + whole[-4096:], "not a readable checkpoint"),  # tensors zeroed
+])
+def test_a_damaged_checkpoint_file_is_one_short_line_naming_it(tmp_path, damage, message, capsys):
+    path = tmp_path / "model.pt"
+    path.write_bytes(damage(shipped_model_path().read_bytes()))
+    with pytest.raises(FerlabError, match=rf"^{path}: .*{message}"):
+        read_checkpoint(path)
+    code = main(["evaluate", str(path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith(f"ferlab: error: {path}: ") and "\n" not in err and len(err) < 300, err
+
+
 def test_an_onnx_graph_given_as_a_model_says_where_it_runs(tmp_path, capsys):
     path = tmp_path / "model.onnx"
     path.write_bytes(b"\x08\x08\x12\x07pytorch")  # the start of an ONNX ModelProto: ir_version, producer

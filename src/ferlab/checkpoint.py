@@ -7,6 +7,7 @@ import functools
 import math
 import os
 import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,13 +45,16 @@ def read_checkpoint(path: str | os.PathLike, *, for_resume: bool = False) -> dic
     if path.suffix.lower() == ".onnx":
         raise FerlabError(f"{path}: an ONNX graph (`ferlab export` output) runs in onnxruntime, see the README; "
                           "ferlab commands take a run folder, a .pt checkpoint or 'default'")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip; a legacy reader would fail obscurely
+        raise FerlabError(f"{path}: not a PyTorch checkpoint (not a zip archive: truncated, damaged or another kind of file)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise FerlabError(f"{path}: refused by torch.load(weights_only=True); it holds more than plain "
                           f"tensors and containers ({str(error).splitlines()[0][:120]})") from None
     except Exception as error:
-        raise FerlabError(f"{path}: not a readable checkpoint ({error.__class__.__name__}: {error})") from None
+        first_sentence = str(error).splitlines()[0].split(". ")[0][:160] if str(error) else ""
+        raise FerlabError(f"{path}: not a readable checkpoint ({error.__class__.__name__}: {first_sentence})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise FerlabError(f"{path}: not a ferlab checkpoint")
     if payload.get("version", 0) > VERSION:
