@@ -27,7 +27,8 @@ DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / 
 STEM_THEN_NORM = {"model_options": {"stem": True, "pool_first": False}}  # fastnet as the preset had it until 2026-11-24
 VARIANTS = ({}, {"crop": 44}, {"crop": 40}, {"views": 2, "crop": 40}, {"model": "fastnet-full"},
             {"model": "vgg8", "crop": 40}, {"model": "resnet18", "crop": 40}, STEM_THEN_NORM, {"optimizer": "adamw"},
-            {"progressive_start": 40, "progressive_epochs": 1}, {"progressive_start": 32, "progressive_epochs": 1})
+            {"progressive_start": 40, "progressive_epochs": 1}, {"progressive_start": 32, "progressive_epochs": 1},
+            {"batch_size": 256})
 
 
 def images_per_second(overrides: dict, images: torch.Tensor, labels: torch.Tensor, steps: int,
