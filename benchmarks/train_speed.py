@@ -28,7 +28,7 @@ STEM_THEN_NORM = {"model_options": {"stem": True, "pool_first": False}}  # fastn
 VARIANTS = ({}, {"crop": 44}, {"crop": 40}, {"views": 2, "crop": 40}, {"model": "fastnet-full"},
             {"model": "vgg8", "crop": 40}, {"model": "resnet18", "crop": 40}, STEM_THEN_NORM, {"optimizer": "adamw"},
             {"progressive_start": 40, "progressive_epochs": 1}, {"progressive_start": 32, "progressive_epochs": 1},
-            {"batch_size": 256})
+            {"batch_size": 128, "lr": 3e-3})  # the preset's batch until 2026-11-24 (seventh session)
 
 
 def images_per_second(overrides: dict, images: torch.Tensor, labels: torch.Tensor, steps: int,
@@ -63,7 +63,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     train = load_faces(args.data).split("train")
     print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"{time.strftime('%Y-%m-%d')}; preset cpu (batch 128 faces), {args.steps} timed steps each\n")
+          f"{time.strftime('%Y-%m-%d')}; preset cpu (batch {resolve_config('cpu').batch_size} faces), {args.steps} timed steps each\n")
     chosen = [VARIANTS[0]] + [VARIANTS[i] for i in args.only if i != 0]
     speeds = [[images_per_second(overrides, train.images, train.labels, args.steps) for overrides in chosen]
               for _ in range(args.rounds)]
