@@ -153,9 +153,9 @@ def test_orthogonalize_benchmark_times_both_forms_on_every_hidden_matrix(sample_
 def test_train_speed_benchmark_puts_crops_beside_the_preset(sample_archive):
     out = run_script("benchmarks/train_speed.py", "--data", str(sample_archive), "--steps", "1")
     rows = [line for line in out.splitlines() if line.startswith("| cpu preset")]
-    assert len(rows) == 11 and rows[0].endswith("| 1.00x |") and "'crop': 40" in rows[2]
+    assert len(rows) == 12 and rows[0].endswith("| 1.00x |") and "'crop': 40" in rows[2]
     assert "'stem': True, 'pool_first': False" in rows[7] and "'optimizer': 'adamw'" in rows[8]
-    assert "'progressive_start': 32" in rows[10]
+    assert "'progressive_start': 32" in rows[10] and "'batch_size': 128" in rows[11]  # the preset's batch before
     out = run_script("benchmarks/train_speed.py", "--data", str(sample_archive), "--steps", "1", "--rounds", "2", "--only", "2")
     rows = [line for line in out.splitlines() if line.startswith("| cpu preset")]
     assert len(rows) == 2 and "median of 2" in out and "'crop': 40" in rows[1]
