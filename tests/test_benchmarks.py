@@ -185,9 +185,14 @@ def test_every_sweep_file_resolves_to_valid_configs(sweep):
         resolve_config(spec["preset"], overrides={k: v for k, v in variant.items() if k not in ("label", "seconds")})
 
 
+def gpu_session_env(tmp_path: Path) -> dict:
+    """gpu_session.py's folders (work, pack, $OUT, the decode cache) under ``tmp_path``."""
+    return {**os.environ, "FERLAB_GPU_WORK": str(tmp_path / "work"), "FERLAB_GPU_PACK": str(tmp_path / "pack"),
+            "OUT": str(tmp_path / "out"), "FERLAB_CACHE": str(tmp_path / "cache")}
+
+
 def test_the_gpu_session_rehearses_every_stage_on_the_cpu_without_the_packages_the_device_lacks(tmp_path, sample_archive):
-    device = {**os.environ, "PYTHONPATH": str(ROOT / "tests" / "device_image"), "FERLAB_GPU_WORK": str(tmp_path / "work"),
-              "FERLAB_GPU_PACK": str(tmp_path / "pack"), "OUT": str(tmp_path / "out"), "FERLAB_CACHE": str(tmp_path / "cache")}
+    device = {**gpu_session_env(tmp_path), "PYTHONPATH": str(ROOT / "tests" / "device_image")}
 
     def stage(*arguments: str) -> str:
         result = subprocess.run([sys.executable, "benchmarks/gpu_session.py", *arguments], cwd=ROOT, env=device,
@@ -246,16 +251,14 @@ def test_a_run_interrupted_before_python_handles_sigint_is_interrupted_not_faile
     (["receive", "/no/such/part1"], "/no/such/part1: cannot read (No such file or directory)"),
 ])
 def test_a_gpu_session_stage_that_cannot_go_on_says_why_in_one_line(tmp_path, arguments, message):
-    device = {**os.environ, "FERLAB_GPU_WORK": str(tmp_path / "work"), "FERLAB_GPU_PACK": str(tmp_path / "pack"),
-              "OUT": str(tmp_path / "out")}
+    device = gpu_session_env(tmp_path)
     result = subprocess.run([sys.executable, "benchmarks/gpu_session.py", *arguments], cwd=ROOT, env=device,
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0 and message in result.stderr, result.stderr
 
 
 def test_a_damaged_part_is_refused_by_its_checksum(tmp_path, sample_archive):
-    device = {**os.environ, "FERLAB_GPU_WORK": str(tmp_path / "work"), "FERLAB_GPU_PACK": str(tmp_path / "pack"),
-              "OUT": str(tmp_path / "out"), "FERLAB_CACHE": str(tmp_path / "cache")}
+    device = gpu_session_env(tmp_path)
     script = [sys.executable, "benchmarks/gpu_session.py"]
     subprocess.run([*script, "pack", "--archive", str(sample_archive)], cwd=ROOT, env=device, check=True, capture_output=True)
     with open(tmp_path / "pack" / "part2", "ab") as part:

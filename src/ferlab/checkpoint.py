@@ -53,7 +53,7 @@ def read_checkpoint(path: str | os.PathLike, *, for_resume: bool = False) -> dic
         raise FerlabError(f"{path}: refused by torch.load(weights_only=True); it holds more than plain "
                           f"tensors and containers ({str(error).splitlines()[0][:120]})") from None
     except Exception as error:
-        first_sentence = str(error).splitlines()[0].split(". ")[0][:160] if str(error) else ""
+        first_sentence = str(error).split("\n")[0].split(". ")[0][:160]
         raise FerlabError(f"{path}: not a readable checkpoint ({error.__class__.__name__}: {first_sentence})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise FerlabError(f"{path}: not a ferlab checkpoint")
