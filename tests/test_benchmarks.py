@@ -139,6 +139,15 @@ def test_throughput_benchmark_times_every_model_it_is_given(tmp_path, sample_arc
     assert all(float(row.split(" | ")[3].replace(",", "")) > 0 for row in rows)
 
 
+
+def test_allocator_benchmark_times_both_mallocs_and_finds_the_same_weights(sample_archive):
+    out = run_script("benchmarks/allocator.py", "--data", str(sample_archive), "--rounds", "1", "--steps", "1",
+                     "--faces", "64", "--batch", "32")
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith(("| training", "| batch"))]
+    assert [row[1] for row in rows] == ["malloc as glibc leaves it", "freed memory reused (ferlab's default)"] * 2
+    assert rows[0][-1] == "1.00x |" and all(float(row[2].replace(",", "")) > 0 for row in rows)
+    assert "the same bits under both settings" in out
+
 def test_orthogonalize_benchmark_times_both_forms_on_every_hidden_matrix(sample_archive):
     out = run_script("benchmarks/orthogonalize.py", "--data", str(sample_archive), "--repeats", "1", "--steps", "1",
                      "--rounds", "2")

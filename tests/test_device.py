@@ -3,13 +3,17 @@ an unknown name is one line, and a loaded model answers on its device (issue 12,
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
 import ferlab
 from ferlab.checkpoint import load_model
 from ferlab.cli import main
-from ferlab.device import choose_device
+from ferlab.device import choose_device, reuse_freed_memory
 from ferlab.errors import FerlabError
 from ferlab.explain import explain
 
@@ -62,3 +66,42 @@ def test_the_gpu_gives_the_cpus_answers(sample_faces):
     maps_cpu, maps_gpu = explain("gradcam", cpu.model, inputs), explain("gradcam", gpu.model, inputs)
     assert maps_gpu.device.type == "cpu"
     assert torch.allclose(maps_cpu, maps_gpu, atol=1e-2 * maps_cpu.abs().max())
+
+
+FAULTS_PER_BATCH = """
+import resource, statistics, torch
+from ferlab.device import reuse_freed_memory
+reuse_freed_memory(torch.device("cpu"))
+faces, conv, faults = torch.randn(64, 1, 48, 48), torch.nn.Conv2d(1, 256, 3, padding=1), []
+for _ in range(12):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    with torch.no_grad():
+        maps = conv(faces).relu()  # two float32 (64, 256, 48, 48) tensors: 151 MB, 36,864 pages of 4 KiB each
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    del maps
+print(min(faults[1:]), statistics.median(faults[1:]))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_freed_memory_is_reused_instead_of_faulted_in_again():
+    """A batch's activations freed and asked for again: with ferlab's setting they come back from
+    the heap (no page faults in most batches); with glibc's own (FERLAB_REUSE_MEMORY=0) every page
+    is mapped afresh in every batch, the cost that made batch inference 1.6x slower
+    (benchmarks/allocator.py)."""
+    def faults(setting: str) -> tuple[int, float]:
+        result = subprocess.run([sys.executable, "-c", FAULTS_PER_BATCH], capture_output=True, text=True, check=True,
+                                env={**os.environ, "FERLAB_REUSE_MEMORY": setting})
+        least, median = result.stdout.split()
+        return int(least), float(median)
+
+    assert faults("1")[1] <= 100
+    assert faults("0")[0] >= 36_864  # at least one of the two tensors' pages, every batch
+
+
+def test_memory_reuse_is_a_cpu_setting_and_can_be_turned_off(monkeypatch):
+    assert not reuse_freed_memory(torch.device("cuda"))
+    monkeypatch.setenv("FERLAB_REUSE_MEMORY", "0")
+    assert not reuse_freed_memory(torch.device("cpu"))
+    monkeypatch.delenv("FERLAB_REUSE_MEMORY")
+    assert reuse_freed_memory(torch.device("cpu")) == sys.platform.startswith("linux")

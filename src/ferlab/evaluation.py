@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ferlab.data.normalize import Normalization
-from ferlab.device import autocast_for
+from ferlab.device import autocast_for, reuse_freed_memory
 from ferlab.labels import EMOTIONS, NUM_CLASSES
 from ferlab.tta import TTA_POLICIES, TEN_CROP_SIDE, check_tta  # noqa: F401 - part of this module's interface
 
@@ -49,6 +49,7 @@ def infer_views(model: nn.Module, images: torch.Tensor, normalization: Normaliza
     """``infer`` for any views: the mean logits over ``views``, each the arguments of ``tta_view``
     after the batch ((mirrored, zoom), (mirrored, zoom, shift) or (mirrored, zoom, shift, window))."""
     device = next(model.parameters()).device
+    reuse_freed_memory(device)
     was_training = model.training
     model.eval()
     outputs = []

@@ -25,7 +25,7 @@ from ferlab.data.augment import AugmentPolicy, augment_batch, mix_batch, random_
 from ferlab.data.faceset import FaceSet
 from ferlab.data.normalize import Normalization
 from ferlab.errors import FerlabError
-from ferlab.device import autocast_for, choose_device  # noqa: F401 - choose_device: part of this module's interface
+from ferlab.device import autocast_for, choose_device, reuse_freed_memory  # noqa: F401 - choose_device: part of this module's interface
 from ferlab.distill import Teachers, distillation_loss, load_teachers
 from ferlab.evaluation import infer, metrics
 from ferlab.models import build_model
@@ -217,6 +217,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: 
     their soft targets on the same views (``ferlab.distill``). Returns mean loss, accuracy and
     seconds."""
     device = images.device
+    reuse_freed_memory(device)
     batch_size = min(batch_size or config.batch_size, images.shape[0])
     steps = steps or images.shape[0] // batch_size
     order = torch.randperm(images.shape[0], generator=generator, device=generator.device)[: steps * batch_size].to(device)
