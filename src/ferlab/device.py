@@ -46,8 +46,8 @@ def reuse_freed_memory(device: torch.device) -> bool:
     """On a CPU, have the C library's malloc keep freed memory for the next batch instead of
     giving it back to the system; True where that was set.
 
-    glibc serves each block over 128 KiB-32 MiB from fresh mmap pages and unmaps it when it is
-    freed, so every step's activations (37.7 MB for the cpu preset's first layer at batch 256)
+    glibc serves blocks over its mmap threshold (128 KiB, rising to at most 32 MiB as blocks are
+    freed) from fresh mmap pages and unmaps them when freed, so every step's activations (37.7 MB for the cpu preset's first layer at batch 256)
     came back as new pages: 22,000 page faults, 90 MB zero-filled by the kernel, per training step.
     Served from the heap and kept, the same arithmetic runs 1.1x faster in training and 1.5-1.7x in
     batch inference on 2 cores, bit for bit the same numbers (``benchmarks/allocator.py``). The peak
