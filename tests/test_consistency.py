@@ -86,3 +86,8 @@ def test_predict_on_crops_names_unreadable_files_and_labels_the_rest(tmp_path, f
     assert code == 2 and captured.err.strip() == f"ferlab: error: {folder / 'notes.jpg'}: not an image (no image format Pillow knows)"
     rows = list(csv.reader(open(output)))
     assert rows[0] == ["id", "label"] and [r[0] for r in rows[1:]] == [str(folder / "big.jpg"), str(paths[1])]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["predict", "default", str(empty), str(paths[1]), "-o", str(output)]) == 2  # not 0 rows without a word
+    assert f"ferlab: error: {empty}: no photos in this folder" in capsys.readouterr().err
+    assert [r[0] for r in list(csv.reader(open(output)))[1:]] == [str(paths[1])]

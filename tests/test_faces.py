@@ -224,3 +224,26 @@ def test_bad_detection_settings_are_one_line():
         Detection("mtcnn")
     with pytest.raises(FerlabError, match="--min-face -1"):
         Detection(min_face=-1)
+
+
+def test_a_folder_without_photos_is_named_and_other_files_are_counted(tmp_path, capsys):
+    """A folder of HEIC photos (which Pillow cannot read) or a wrong path is not 0 results without
+    a word: a folder with no photo is an input that could not be read; a folder's other files are
+    named in a note and the photos beside them still run."""
+    heic, empty, mixed = tmp_path / "heic", tmp_path / "empty", tmp_path / "mixed"
+    for folder in (heic, empty, mixed):
+        folder.mkdir()
+    (heic / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    Image.open(GRACE_HOPPER).save(mixed / "hopper.png")
+    (mixed / "notes.txt").write_text("taken in 1984")
+    out = tmp_path / "out"
+    code = main(["photo", str(heic), str(empty), str(mixed), "-o", str(out)])
+    captured = capsys.readouterr()
+    suffixes = ".jpg .jpeg .png .bmp .gif .tif .tiff .webp"
+    assert code == 2 and captured.err.strip().splitlines() == [
+        f"ferlab: note: {mixed}: 1 file(s) that are not photos passed over (notes.txt)",
+        f"ferlab: error: {heic}: no photos in this folder (looked for {suffixes}; 1 other file(s): IMG_0001.HEIC)",
+        f"ferlab: error: {empty}: no photos in this folder (looked for {suffixes})"]
+    assert "wrote 1 results" in captured.out and "2 input(s) could not be read" in captured.out
+    results = json.loads((out / "results.json").read_text())
+    assert [p["image"] for p in results["photos"]] == [str(mixed / "hopper.png")] and results["failed"] == 2

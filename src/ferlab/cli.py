@@ -275,7 +275,7 @@ def cmd_evaluate(args) -> int:
 
 def predict_inputs(args) -> tuple[list[str], list, int]:
     """Ids and (N, 48, 48) faces of every input (FER2013 data, or face images and folders of them),
-    and how many image files could not be read (each named on stderr)."""
+    and how many inputs (image files, folders without one) could not be read (each named on stderr)."""
     from ferlab.api import read_face_files
     from ferlab.data import is_data_source
     from ferlab.photos import expand_inputs
@@ -287,11 +287,21 @@ def predict_inputs(args) -> tuple[list[str], list, int]:
             faces = faces if args.split == "all" else faces.split(args.split)
             ids, batches = ids + list(faces.ids), batches + [faces.images]
             continue
-        read = read_face_files(expand_inputs([item]))
-        for problem in read.problems:
-            print(f"ferlab: error: {problem}", file=sys.stderr)
-        ids, batches, failed = ids + read.ids, batches + [read.faces], failed + len(read.problems)
+        found = expand_inputs([item])
+        read = read_face_files(found.paths)
+        failed += say_problems(found.problems + read.problems, found.notes)
+        ids, batches = ids + read.ids, batches + [read.faces]
     return ids, batches, failed
+
+
+def say_problems(problems: list[str], notes: list[str] = ()) -> int:
+    """Each input that could not be read as one error line, and each note, on stderr; returns
+    how many could not be read."""
+    for problem in problems:
+        print(f"ferlab: error: {problem}", file=sys.stderr)
+    for note in notes:
+        print(f"ferlab: note: {note}", file=sys.stderr)
+    return len(problems)
 
 
 def cmd_predict(args) -> int:
@@ -305,7 +315,7 @@ def cmd_predict(args) -> int:
     ids, batches, failed = predict_inputs(args)
     probabilities = loaded.probabilities(torch.cat(batches), tta=args.tta)  # calibrated, as everywhere
     write_submission(output, ids, probabilities.argmax(1), probabilities if args.proba else None)
-    print(f"wrote {len(ids)} predictions to {output}" + (f"; {failed} file(s) could not be read" if failed else ""))
+    print(f"wrote {len(ids)} predictions to {output}" + (f"; {failed} input(s) could not be read" if failed else ""))
     return 2 if failed else 0
 
 
@@ -359,11 +369,14 @@ def cmd_photo(args) -> int:
     out = writable_folder(Path(args.output))
     loaded = load_model(args.model, device=args.device)
     check_layer(loaded.model, args.layer)  # a wrong --layer is one line before the first photo
-    paths = (demo_photos() if args.demo else []) + expand_inputs(args.inputs)
-    summary = process_photos(loaded, paths, out, model_name=str(args.model), explain=args.explain, tta=args.tta,
-                             mode=args.mode, layer=args.layer, detection=detection_of(args), warn=lambda message: print(f"ferlab: error: {message}", file=sys.stderr))
+    found = expand_inputs(args.inputs)
+    say_problems([], found.notes)
+    summary = process_photos(loaded, (demo_photos() if args.demo else []) + found.paths, out, model_name=str(args.model),
+                             explain=args.explain, tta=args.tta, mode=args.mode, layer=args.layer,
+                             detection=detection_of(args), warn=lambda message: say_problems([message]),
+                             unread=found.problems)
     failed = summary["failed"]
-    print(f"wrote {len(summary['photos'])} results to {out}" + (f"; {failed} file(s) could not be read" if failed else ""))
+    print(f"wrote {len(summary['photos'])} results to {out}" + (f"; {failed} input(s) could not be read" if failed else ""))
     return 2 if failed else 0
 
 def cmd_video(args) -> int:

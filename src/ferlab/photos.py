@@ -138,18 +138,38 @@ def photo_record(name: str, rgb: np.ndarray, faces: list[FaceResult]) -> dict:
     return {"image": name, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "faces": [f.to_dict() for f in faces]}
 
 
-def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Files as given; folders -> their photo files (by suffix), sorted. A broken symlink with a
-    photo's name is kept, so that reading it fails with its name instead of vanishing."""
-    paths: list[Path] = []
+@dataclass(frozen=True)
+class PhotoInputs:
+    """What ``expand_inputs`` found: the photo files, folders that held none (``problems``: each an
+    input that could not be read) and, per folder, the files of other kinds it passed over (``notes``)."""
+    paths: list[Path]
+    problems: list[str]
+    notes: list[str]
+
+
+def expand_inputs(inputs: list[str]) -> PhotoInputs:
+    """Files as given; folders -> their photo files (by suffix, ``PHOTO_SUFFIXES``), sorted. A
+    broken symlink with a photo's name is kept, so that reading it fails with its name instead of
+    vanishing; a folder's other files are counted and named in a note, and a folder with no photo
+    at all is a problem, so that a folder of HEIC photos or a mistyped path is never 0 results
+    without a word."""
+    paths, problems, notes = [], [], []
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
-            paths += sorted(p for p in path.rglob("*") if (p.is_file() or p.is_symlink()) and not p.is_dir()
-                            and p.suffix.lower() in PHOTO_SUFFIXES)
-        else:
+        if not path.is_dir():
             paths.append(path)
-    return paths
+            continue
+        files = sorted(p for p in path.rglob("*") if (p.is_file() or p.is_symlink()) and not p.is_dir())
+        photos = [p for p in files if p.suffix.lower() in PHOTO_SUFFIXES]
+        others = [p for p in files if p.suffix.lower() not in PHOTO_SUFFIXES]
+        examples = ", ".join(p.name for p in others[:3]) + (", ..." if len(others) > 3 else "")
+        if not photos:
+            problems.append(f"{item}: no photos in this folder (looked for {' '.join(PHOTO_SUFFIXES)}"
+                            + (f"; {len(others)} other file(s): {examples})" if others else ")"))
+        elif others:
+            notes.append(f"{item}: {len(others)} file(s) that are not photos passed over ({examples})")
+        paths += photos
+    return PhotoInputs(paths, problems, notes)
 
 
 SUMMARY_NAME = "results"  # results.json: the batch's summary, which no photo's output may take
@@ -206,15 +226,18 @@ def describe_faces(path, faces: list[FaceResult]) -> str:
 
 def process_photos(loaded: LoadedModel, paths: list[Path], out: Path, *, model_name: str, explain: bool = False,
                    tta: str = "none", mode: str = "auto", layer: str | None = None, detection: Detection = Detection(),
-                   log=print, warn=print) -> dict:
+                   log=print, warn=print, unread: list[str] = ()) -> dict:
     """``ferlab photo``: each photo's JSON record and annotated copy in ``out`` (names unique per
     input, see ``output_names``), then the summary ``results.json``, which is returned. A photo
-    that cannot be read is reported through ``warn`` and counted; the rest still run."""
+    that cannot be read is reported through ``warn`` and counted, as are the ``unread`` inputs
+    found before (``PhotoInputs.problems``); the rest still run."""
     from ferlab.faces import PhotoError, read_photo
     from ferlab.runs import write_json
 
     paths = list(dict.fromkeys(paths))  # each file once
-    records, failed = [], 0
+    for problem in unread:
+        warn(problem)
+    records, failed = [], len(unread)
     for path, name in zip(paths, output_names(paths)):
         try:
             rgb = read_photo(path)
