@@ -151,7 +151,7 @@ def expand_inputs(inputs: list[str]) -> PhotoInputs:
     """Files as given; folders -> their photo files (by suffix, ``PHOTO_SUFFIXES``), sorted. A
     broken symlink with a photo's name is kept, so that reading it fails with its name instead of
     vanishing; a folder's other files are counted and named in a note, and a folder with no photo
-    at all is a problem, so that a folder of HEIC photos or a mistyped path is never 0 results
+    at all is a problem, so that a folder of HEIC photos or the wrong folder is never 0 results
     without a word."""
     paths, problems, notes = [], [], []
     for item in inputs:
