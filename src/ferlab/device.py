@@ -47,11 +47,12 @@ def reuse_freed_memory(device: torch.device) -> bool:
     giving it back to the system; True where that was set.
 
     glibc serves blocks over its mmap threshold (128 KiB, rising to at most 32 MiB as blocks are
-    freed) from fresh mmap pages and unmaps them when freed, so every step's activations (37.7 MB for the cpu preset's first layer at batch 256)
-    came back as new pages: 22,000 page faults, 90 MB zero-filled by the kernel, per training step.
-    Served from the heap and kept, the same arithmetic runs 1.1x faster in training and 1.5-1.7x in
-    batch inference on 2 cores, bit for bit the same numbers (``benchmarks/allocator.py``). The peak
-    memory is unchanged; up to ``KEPT_FREE_BYTES`` of it stay with the process once freed.
+    freed) from fresh mmap pages and unmaps them when freed, so every step's activations (37.7 MB
+    for the cpu preset's first layer at batch 256) came back as new pages: 22,000-27,000 page
+    faults, about 100 MB zero-filled by the kernel, per training step. Served from the heap and
+    kept, the same arithmetic ran 1.10x faster in training and 1.55-1.60x in batch inference on 2
+    cores, bit for bit the same numbers (``benchmarks/allocator.py``). The peak memory is
+    unchanged; up to ``KEPT_FREE_BYTES`` of it stay with the process once freed.
     ``FERLAB_REUSE_MEMORY=0`` leaves malloc as it is. Not glibc (macOS, Windows, musl): no change.
     """
     return device.type == "cpu" and os.environ.get("FERLAB_REUSE_MEMORY", "1") != "0" and _keep_freed_memory()
