@@ -66,14 +66,14 @@ def measure_inference(model_name: str, data: Path, faces: int, batch: int) -> di
     """Faces/s and page faults per batch of ``model_name``'s one inference path."""
     from ferlab.checkpoint import load_model
     from ferlab.data import load_faces
+    from throughput import faces_per_second  # benchmarks/: the script's own folder
 
     pool = load_faces(data).split("train").images[:faces]
     loaded = load_model(model_name, device="cpu")
-    loaded.logits(pool[:batch], batch_size=batch)  # warm-up
-    faults, started = minor_faults(), time.perf_counter()
-    loaded.logits(pool, batch_size=batch)
-    seconds = time.perf_counter() - started
-    return {"per_second": len(pool) / seconds, "faults": (minor_faults() - faults) / -(-len(pool) // batch)}
+    faces_per_second(loaded, pool[:batch], batch)  # warm-up
+    faults = minor_faults()
+    speed = faces_per_second(loaded, pool, batch)
+    return {"per_second": speed, "faults": (minor_faults() - faults) / -(-len(pool) // batch)}
 
 
 def child(args: argparse.Namespace) -> None:
