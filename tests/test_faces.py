@@ -190,6 +190,10 @@ def test_a_fifo_is_named_not_read_forever(tmp_path, capsys):
         read_photo(pipe)
     assert main(["photo", str(pipe), str(ASTRONAUT), "-o", str(tmp_path / "out")]) == 2
     assert json.loads((tmp_path / "out" / "results.json").read_text())["failed"] == 1
+    # inside a folder it is named too, not passed over as something other than a file
+    assert main(["photo", str(tmp_path), "-o", str(tmp_path / "in-folder")]) == 2
+    assert f"ferlab: error: {pipe}: not a regular file" in capsys.readouterr().err
+    assert json.loads((tmp_path / "in-folder" / "results.json").read_text())["failed"] == 1
 
 
 def test_detections_carry_scores_and_both_detectors_find_the_real_faces():

@@ -149,8 +149,8 @@ class PhotoInputs:
 
 def expand_inputs(inputs: list[str]) -> PhotoInputs:
     """Files as given; folders -> their photo files (by suffix, ``PHOTO_SUFFIXES``), sorted. A
-    broken symlink with a photo's name is kept, so that reading it fails with its name instead of
-    vanishing; a folder's other files are counted and named in a note, and a folder with no photo
+    broken symlink, FIFO or device with a photo's name is kept, so that reading it fails with its
+    name instead of vanishing; a folder's other files are counted and named in a note, and a folder with no photo
     at all is a problem, so that a folder of HEIC photos or the wrong folder is never 0 results
     without a word."""
     paths, problems, notes = [], [], []
@@ -159,7 +159,7 @@ def expand_inputs(inputs: list[str]) -> PhotoInputs:
         if not path.is_dir():
             paths.append(path)
             continue
-        files = sorted(p for p in path.rglob("*") if (p.is_file() or p.is_symlink()) and not p.is_dir())
+        files = sorted(p for p in path.rglob("*") if not p.is_dir())  # FIFOs and devices too: named when read
         photos = [p for p in files if p.suffix.lower() in PHOTO_SUFFIXES]
         others = [p for p in files if p.suffix.lower() not in PHOTO_SUFFIXES]
         examples = ", ".join(p.name for p in others[:3]) + (", ..." if len(others) > 3 else "")
