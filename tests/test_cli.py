@@ -20,6 +20,10 @@ def test_models_lists_every_model_with_its_size(capsys):
     code, out, _ = run(["models"], capsys)
     assert code == 0
     assert "cnn" in out and "6,721,863" in out and "resnet18" in out and "fastnet" in out
+    lines = out.splitlines()
+    description_column = lines[0].index("description")  # one column for every name, the longest too
+    assert all(line[description_column - 2:description_column] == "  " and line[description_column] != " "
+               for line in lines), out
 
 
 def test_summary_prints_a_layer_table(capsys):

@@ -106,9 +106,11 @@ def output_dir(args, kind: str) -> Path:
 def cmd_models(args) -> int:
     from ferlab.models import build_model, count_parameters, describe_model, list_models
 
-    print(f"{'model':<10} {'parameters':>12}  description")
-    for name in list_models():
-        print(f"{name:<10} {count_parameters(build_model(name)):>12,}  {describe_model(name)}")
+    names = list_models()
+    width = max(len("model"), *map(len, names))  # the column fits the longest name
+    print(f"{'model':<{width}} {'parameters':>12}  description")
+    for name in names:
+        print(f"{name:<{width}} {count_parameters(build_model(name)):>12,}  {describe_model(name)}")
     return 0
 
 
