@@ -137,6 +137,20 @@ def test_throughput_benchmark_times_every_model_it_is_given(tmp_path, sample_arc
     rows = [line for line in out.splitlines() if line.startswith(("| default", f"| {shipped}"))]
     assert len(rows) == 2 and all("fastnet" in row and "7.86 M" in row for row in rows)
     assert all(float(row.split(" | ")[3].replace(",", "")) > 0 for row in rows)
+    assert all(row.split(" | ")[4].strip(" |") == "70.00" for row in rows)  # the card's sample figure (49 of 70)
+
+
+def test_throughput_benchmark_infers_with_the_tta_it_is_given(sample_archive):
+    from ferlab.checkpoint import load_model
+    from ferlab.data import load_faces
+
+    test = load_faces(sample_archive).split("test")
+    flipped = load_model("default", device="cpu").logits(test.images, tta="flip").argmax(1)
+    expected = f"{100 * float((flipped == test.labels).double().mean()):.2f}"
+    out = run_script("benchmarks/throughput.py", "default", "--data", str(sample_archive), "--faces", "64",
+                     "--batch", "32", "--rounds", "1", "--tta", "flip")
+    row = next(line for line in out.splitlines() if line.startswith("| default"))
+    assert "test-time augmentation: flip" in out and row.split(" | ")[4].strip(" |") == expected
 
 
 
