@@ -36,6 +36,17 @@ def test_soft_targets_are_the_mean_of_the_softened_teachers():
     assert not any(p.requires_grad for p in one.model.parameters())
 
 
+def test_flipped_soft_targets_are_the_mean_over_the_view_and_its_mirror_image():
+    teachers = load_teachers(["default"], torch.device("cpu"))
+    faces = torch.randint(0, 256, (4, 48, 48), dtype=torch.uint8)
+    x, mirrored = (teachers.normalization.apply(f) for f in (faces, faces.flip(-1)))
+    expected = (teachers.soft_targets(x, 2.0) + teachers.soft_targets(mirrored, 2.0)) / 2
+    assert torch.allclose(teachers.soft_targets(x, 2.0, flip=True), expected, atol=1e-5)
+    symmetric = teachers.normalization.apply(torch.cat([faces[:, :, :24], faces[:, :, :24].flip(-1)], dim=2))
+    assert torch.allclose(teachers.soft_targets(symmetric, 2.0, flip=True), teachers.soft_targets(symmetric, 2.0),
+                          atol=1e-5)  # a face that is its own mirror image gains nothing
+
+
 def test_the_teacher_as_its_own_student_at_temperature_1_without_hard_labels_stays_where_it_was(tmp_path, sample_faces):
     # The shipped model distils into a copy of itself: the soft targets are the student's own
     # answers, so the loss starts near zero (dropout and batch statistics in training mode are all
@@ -67,7 +78,7 @@ def test_distill_writes_a_student_whose_card_names_its_teachers_and_their_time(t
     assert [t["source"] for t in card["teachers"]] == ["default", "default"]
     assert card["teachers"][0]["model"] == "fastnet" and card["teachers"][0]["epoch"] == 52
     assert card["teachers_train_seconds"] == pytest.approx(2 * shipped_seconds)
-    assert card["temperature"] == 4.0 and card["hard_label_weight"] == 0.5
+    assert card["temperature"] == 4.0 and card["hard_label_weight"] == 0.5 and card["teacher_flip"] is False
     assert f"+ {2 * shipped_seconds:.0f}s training the teachers" in printed
     assert json.loads((out / "metrics.json").read_text())["teachers_train_seconds"] == pytest.approx(2 * shipped_seconds)
     student = read_checkpoint(out / "best.pt")

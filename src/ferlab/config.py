@@ -72,6 +72,7 @@ class TrainConfig:
     teachers: list = field(default_factory=list)  # run folders or checkpoints; their mean probabilities are the soft targets
     distill_temperature: float = 4.0  # divides teacher and student logits in the soft-target loss (scaled by its square)
     hard_label_weight: float = 0.5   # share of the loss on the true labels; the rest is on the teachers' soft targets
+    teacher_flip: bool = False       # soft targets averaged over each view and its mirror image (the teachers' flip TTA)
     # run
     seed: int = 0                    # weights, shuffling, augmentation and dropout all derive from it
     device: str = "auto"             # auto (cuda when present) | cpu | cuda

@@ -4,7 +4,8 @@ the very views it trains on, blended with the true labels.
     loss = w * CE(student, labels) + (1 - w) * T^2 * KL(teachers_T || student_T)
 
 where ``_T`` is a softmax of logits divided by the temperature T, ``teachers_T`` the mean of the
-teachers' softened probabilities (one teacher, or an ensemble of several), and T^2 keeps the soft
+teachers' softened probabilities (one teacher, or an ensemble of several; with ``teacher_flip``,
+each on the view and its mirror image), and T^2 keeps the soft
 term's gradients on the scale of the hard one (the paper's correction). ``ferlab distill`` and
 ``TrainConfig.teachers`` use it; ``training.fit`` loads the teachers once and calls
 ``Teachers.soft_targets`` in every step.
@@ -59,21 +60,25 @@ class Teachers:
     normalization: Normalization   # shared by every teacher, and so by the student
 
     @torch.no_grad()
-    def soft_targets(self, x: torch.Tensor, temperature: float) -> torch.Tensor:
+    def soft_targets(self, x: torch.Tensor, temperature: float, flip: bool = False) -> torch.Tensor:
         """The mean over teachers of softmax(logits / T) for a batch the student sees (already
-        normalised): (N, 7) float32 probabilities."""
+        normalised): (N, 7) float32 probabilities. ``flip``: each teacher's mean over the view and
+        its mirror image (its flip TTA: a better teacher for the price of a second pass)."""
+        views = torch.cat([x, x.flip(3)]) if flip else x
         total = 0
         for teacher in self.models:
             with autocast_for(x.device, teacher.config.mixed_precision):
-                total = total + (teacher.model(x).float() / temperature).softmax(1)
-        return total / len(self.models)
+                total = total + (teacher.model(views).float() / temperature).softmax(1)
+        if flip:
+            total = total[: len(x)] + total[len(x):]
+        return total / (len(self.models) * (2 if flip else 1))
 
     def card(self, config) -> dict:
         """What the student's checkpoint records about its teaching (``distillation``)."""
         described = [describe_teacher(source, teacher) for source, teacher in zip(self.sources, self.models)]
         seconds = [entry["train_seconds"] for entry in described]
         return {"teachers": described, "temperature": config.distill_temperature,
-                "hard_label_weight": config.hard_label_weight,
+                "hard_label_weight": config.hard_label_weight, "teacher_flip": config.teacher_flip,
                 "teachers_train_seconds": None if None in seconds else sum(seconds)}
 
 

@@ -236,7 +236,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: 
             logits = model(x)
             loss = mixed_cross_entropy(logits.float(), y, config.label_smoothing, partner, keep)
             if teachers is not None:
-                soft = distillation_loss(logits.float(), teachers.soft_targets(x, config.distill_temperature),
+                soft = distillation_loss(logits.float(), teachers.soft_targets(x, config.distill_temperature, config.teacher_flip),
                                          config.distill_temperature)
                 loss = config.hard_label_weight * loss + (1 - config.hard_label_weight) * soft
         optimizer.zero_grad(set_to_none=True)
