@@ -1,5 +1,6 @@
-"""The default model shipped inside the package: loads with weights_only=True, works with no
-training, and reproduces the figure its model card states for the sample faces."""
+"""The models shipped inside the package (`default` and its student `default-fast`): they load with
+weights_only=True, work with no training, and reproduce the figures their model cards state for
+the sample faces."""
 
 from __future__ import annotations
 
@@ -9,34 +10,49 @@ import re
 import pytest
 import torch
 
-from ferlab.checkpoint import load_model, shipped_model_path
+from ferlab.checkpoint import SHIPPED_MODELS, load_model, read_checkpoint, shipped_model_path
 from ferlab.cli import main
 
-CARD = shipped_model_path().with_name("MODEL_CARD.md")
+
+def card_path(name: str):
+    """Each shipped model's card beside its weights: MODEL_CARD.md for `default`, MODEL_CARD-NAME.md for the others."""
+    return shipped_model_path(name).with_name("MODEL_CARD.md" if name == "default" else f"MODEL_CARD-{name}.md")
 
 
-def card_figure(label: str) -> float:
-    match = re.search(rf"\| {re.escape(label)} \| ([0-9.]+)%", CARD.read_text())
-    assert match, f"{label} missing from {CARD}"
+def card_figure(name: str, label: str) -> float:
+    card = card_path(name)
+    match = re.search(rf"\| {re.escape(label)} \| ([0-9.]+)%", card.read_text())
+    assert match, f"{label} missing from {card}"
     return float(match.group(1)) / 100
 
 
-def test_shipped_weights_load_as_plain_tensors_and_are_small():
-    path = shipped_model_path()
+@pytest.mark.parametrize("name", SHIPPED_MODELS)
+def test_shipped_weights_load_as_plain_tensors_and_are_small(name):
+    path = shipped_model_path(name)
     assert path.stat().st_size < 20 * 2**20
     payload = torch.load(path, weights_only=True)
     assert payload["format"] == "ferlab-checkpoint" and "optimizer" not in payload
     assert all(v.dtype in (torch.float16, torch.int64) for v in payload["model"].values())
 
 
-def test_shipped_model_reproduces_its_card_on_the_sample(sample_faces):
-    loaded = load_model("default")
+@pytest.mark.parametrize("name", SHIPPED_MODELS)
+def test_shipped_model_reproduces_its_card_on_the_sample(name, sample_faces):
+    loaded = load_model(name)
     test = sample_faces.split("test")
     with torch.no_grad():
         predictions = loaded.model(loaded.normalization.apply(test.images)).argmax(1)
     accuracy = float((predictions == test.labels).double().mean())
     # 70 faces: bf16 vs fp32 or another CPU can flip a face or two.
-    assert accuracy == pytest.approx(card_figure("sample PrivateTest faces (70)"), abs=2 / 70)
+    assert accuracy == pytest.approx(card_figure(name, "sample PrivateTest faces (70)"), abs=2 / 70)
+
+
+def test_default_fast_is_the_lean_student_of_default_and_its_card_states_the_whole_training_time():
+    student = read_checkpoint(shipped_model_path("default-fast"))
+    assert student["config"]["model_options"] == {"stem": False, "pool_first": True}  # the cpu preset's lean net
+    assert [teacher["source"] for teacher in student["distillation"]["teachers"]] == ["default"]
+    own = sum(row["seconds"] for row in student["history"])
+    whole = own + student["distillation"]["teachers_train_seconds"]
+    assert f"{whole / 60:.0f} minutes" in card_path("default-fast").read_text()
 
 
 def test_evaluate_default_from_the_command_line(tmp_path, sample_archive, capsys):
@@ -47,3 +63,11 @@ def test_evaluate_default_from_the_command_line(tmp_path, sample_archive, capsys
     assert "PrivateTest (fer2013-sample.tar.gz): accuracy" in capsys.readouterr().out
     evaluations = json.loads((tmp_path / "metrics.json").read_text())["evaluations"]
     assert [e["data"] for e in evaluations.values()] == [str(sample_archive)]
+
+
+@pytest.mark.parametrize("name", SHIPPED_MODELS)
+def test_ferlab_evaluate_reproduces_each_cards_sample_figure(name, tmp_path, sample_archive, capsys):
+    assert main(["evaluate", name, "--data", str(sample_archive), "--split", "test", "--out", str(tmp_path)]) == 0
+    evaluation = next(iter(json.loads((tmp_path / "metrics.json").read_text())["evaluations"].values()))
+    assert evaluation["count"] == 70
+    assert evaluation["accuracy"] == pytest.approx(card_figure(name, "sample PrivateTest faces (70)"), abs=2 / 70)

@@ -1,7 +1,7 @@
 """The public face of ferlab: load a model, then classify faces, find them in photos, explain them.
 
     >>> import ferlab
-    >>> model = ferlab.load("default")                 # the shipped model; or a run folder, a checkpoint
+    >>> model = ferlab.load("default")                 # the shipped model; "default-fast"; a run folder, a checkpoint
     >>> faces = model.detect(ferlab.demo_photos()[1])  # Grace Hopper, shipped with matplotlib
     >>> model.predict(faces[0].crop).labels            # a crop: path, PIL image, array or tensor
     ['neutral']
@@ -209,7 +209,8 @@ class Model:
 
 def load(model: str | os.PathLike = "default", *, checkpoint: str = "best", tta: str = "none",
          device: str = "auto") -> Model:
-    """A model by name or path: ``"default"`` (shipped with ferlab), a run folder (its
+    """A model by name or path: ``"default"`` (shipped with ferlab), ``"default-fast"`` (its student
+    for CPUs: 4.7x the faces per second, 0.8 points below it), a run folder (its
     ``best.pt``, or ``last.pt`` with ``checkpoint="last"``) or a checkpoint file; on ``device``
     (``auto``: the GPU when there is one, else the CPU; or ``cpu``, ``cuda``, ``cuda:1``)."""
     return Model(load_model(model, checkpoint, device), str(model), tta)

@@ -190,23 +190,30 @@ class LoadedModel:
 
 
 DEFAULT_MODEL = "default"  # the name that means the model shipped inside the package
+# Every model shipped inside the package, by the name that means it (a file or folder of that
+# name in the working directory wins); each has its card beside it (weights/MODEL_CARD*.md).
+SHIPPED_MODELS = {DEFAULT_MODEL: "default.pt", "default-fast": "default-fast.pt"}
 
 
-def shipped_model_path() -> Path:
-    return Path(__file__).parent / "weights" / "default.pt"
+def shipped_model_path(name: str = DEFAULT_MODEL) -> Path:
+    return Path(__file__).parent / "weights" / SHIPPED_MODELS[name]
+
+
+def is_shipped_name(run_or_file: str | os.PathLike) -> bool:
+    return str(run_or_file) in SHIPPED_MODELS and not Path(run_or_file).exists()
 
 
 def is_run_folder(run_or_file: str | os.PathLike) -> bool:
-    return str(run_or_file) != DEFAULT_MODEL and Path(run_or_file).is_dir()
+    return str(run_or_file) not in SHIPPED_MODELS and Path(run_or_file).is_dir()
 
 
 def resolve_checkpoint(run_or_file: str | os.PathLike, which: str = "best") -> Path:
-    """A run folder -> its ``best.pt`` (or ``last.pt``); ``default`` -> the shipped model; a file
-    stays itself."""
-    if str(run_or_file) == DEFAULT_MODEL and not Path(run_or_file).exists():
-        path = shipped_model_path()
+    """A run folder -> its ``best.pt`` (or ``last.pt``); ``default``, ``default-fast`` -> the
+    shipped models; a file stays itself."""
+    if is_shipped_name(run_or_file):
+        path = shipped_model_path(str(run_or_file))
         if not path.exists():
-            raise FerlabError(f"{path}: the shipped default model is missing from this installation")
+            raise FerlabError(f"{path}: the shipped {run_or_file} model is missing from this installation")
         return path
     path = Path(run_or_file)
     if path.is_dir():

@@ -17,6 +17,7 @@ from ferlab.errors import FerlabError
 from ferlab.labels import EMOTIONS as EMOTIONS_CHOICES
 
 TRAIN_FLAG_HELP = "overrides the preset and config file"
+SHIPPED_HELP = "run folder, checkpoint file, 'default' (the shipped model) or 'default-fast' (its 4.7x faster student)"
 
 
 class Parser(argparse.ArgumentParser):
@@ -115,18 +116,18 @@ def cmd_models(args) -> int:
 
 
 def cmd_summary(args) -> int:
-    from ferlab.checkpoint import DEFAULT_MODEL, load_model
+    from ferlab.checkpoint import SHIPPED_MODELS, load_model
     from ferlab.models import build_model, list_models
     from ferlab.models.summary import format_summary
 
     if args.model in list_models():
         print(format_summary(args.model, build_model(args.model)))
-    elif args.model == DEFAULT_MODEL or Path(args.model).exists():
+    elif args.model in SHIPPED_MODELS or Path(args.model).exists():
         loaded = load_model(args.model, device="cpu")
         print(format_summary(f"{args.model} ({loaded.config.model})", loaded.model))
     else:
-        raise FerlabError(f"unknown model {args.model!r}; available: {', '.join(list_models())}, 'default', "
-                          "a run folder or a checkpoint file")
+        raise FerlabError(f"unknown model {args.model!r}; available: {', '.join(list_models())}, "
+                          f"{', '.join(map(repr, SHIPPED_MODELS))}, a run folder or a checkpoint file")
     return 0
 
 
@@ -538,7 +539,8 @@ def add_models_command(commands) -> None:
 
 def add_summary_command(commands) -> None:
     summary = commands.add_parser("summary", help="a model's layer table: output shapes, parameters, mult-adds, sizes")
-    summary.add_argument("model", help="a registered model (see 'ferlab models'), 'default', a run folder or a checkpoint")
+    summary.add_argument("model", help="a registered model (see 'ferlab models'), 'default', 'default-fast', "
+                                       "a run folder or a checkpoint")
     summary.set_defaults(func=cmd_summary)
 
 
@@ -556,7 +558,7 @@ def add_distill_command(commands) -> None:
         description="Train STUDENT on the true labels blended with the mean softened probabilities of the "
                     "teachers on the same augmented views; the epoch is chosen on PublicTest as in train.",
         epilog=describe_presets(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    distill.add_argument("teachers", nargs="+", metavar="TEACHER", help="run folder, checkpoint, or 'default'")
+    distill.add_argument("teachers", nargs="+", metavar="TEACHER", help="run folder, checkpoint, 'default' or 'default-fast'")
     distill.add_argument("--student", dest="model", required=True, metavar="MODEL",
                          help="the student: a model of 'ferlab models'")
     add_training_options(distill, skip=("model",))
@@ -591,7 +593,7 @@ def add_training_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
 
 def add_evaluate_command(commands) -> None:
     evaluate = commands.add_parser("evaluate", help="metrics, confusion matrix and misclassified faces of a run")
-    evaluate.add_argument("run", help="run folder, checkpoint file, or 'default' (the shipped model)")
+    evaluate.add_argument("run", help=SHIPPED_HELP)
     evaluate.add_argument("--split", choices=("train", "val", "test", "both"), default="test",
                           help="test = PrivateTest, val = PublicTest, both = val and test")
     add_tta_argument(evaluate)
@@ -604,7 +606,7 @@ def add_evaluate_command(commands) -> None:
 def add_predict_command(commands) -> None:
     predict = commands.add_parser("predict", help="label faces: a CSV of id,label (Kaggle's format), --proba adds "
                                                   "the seven probabilities")
-    predict.add_argument("run", help="run folder, checkpoint file, or 'default' (the shipped model)")
+    predict.add_argument("run", help=SHIPPED_HELP)
     predict.add_argument("inputs", nargs="+", help="faces to label: the course's test.csv or any FER2013 source, or "
                                                    "face crops (image files, folders of them; any size, made gray 48x48)")
     predict.add_argument("-o", "--output", default="submission.csv")
@@ -619,7 +621,8 @@ def add_predict_command(commands) -> None:
 def add_calibrate_command(commands) -> None:
     calibrate = commands.add_parser("calibrate", help="fit a temperature on PublicTest so probabilities are calibrated "
                                                       "(ECE before and after); train does it for every run")
-    calibrate.add_argument("run", help="run folder (calibrated in place), checkpoint file or 'default' (with -o)")
+    calibrate.add_argument("run", help="run folder (calibrated in place), checkpoint file, 'default' or "
+                                       "'default-fast' (with -o)")
     calibrate.add_argument("-o", "--output", help="calibrated checkpoint to write (default: the run's own)")
     calibrate.add_argument("--checkpoint", choices=("best", "last"), default="best")
     add_data_arguments(calibrate)
@@ -642,7 +645,7 @@ def add_ensemble_command(commands) -> None:
 def add_export_command(commands) -> None:
     export = commands.add_parser("export", help="write the model for use elsewhere: .pt (float16 ferlab checkpoint) "
                                                 "or .onnx (runs in onnxruntime; normalisation inside)")
-    export.add_argument("run", help="run folder, checkpoint file, or 'default' (the shipped model)")
+    export.add_argument("run", help=SHIPPED_HELP)
     export.add_argument("-o", "--output", required=True, help="model.pt or model.onnx: the suffix picks the format")
     export.add_argument("--checkpoint", choices=("best", "last"), default="best")
     export.set_defaults(func=cmd_export)
@@ -650,7 +653,7 @@ def add_export_command(commands) -> None:
 def add_photo_command(commands) -> None:
     photo = commands.add_parser("photo", help="find the faces in photos and classify them (JSON + annotated copies)")
     photo.add_argument("inputs", nargs="*", help="photo files or folders")
-    photo.add_argument("--model", default="default", help="run folder, checkpoint, or 'default' (the shipped model)")
+    photo.add_argument("--model", default="default", help=SHIPPED_HELP)
     photo.add_argument("-o", "--output", default="photo-results", help="folder for the JSON and annotated images")
     photo.add_argument("--explain", action="store_true", help="overlay Grad-CAM on each face")
     photo.add_argument("--mode", choices=("auto", "detect", "crop"), default="auto",
@@ -682,7 +685,7 @@ def add_video_command(commands) -> None:
     video = commands.add_parser("video", help="faces and emotions through a video: annotated video, per-frame CSV, "
                                               "timeline plot, per-face summary")
     video.add_argument("input", help="a video file OpenCV can read (mp4, avi, mkv, mov, webm, ...)")
-    video.add_argument("--model", default="default", help="run folder, checkpoint, or 'default' (the shipped model)")
+    video.add_argument("--model", default="default", help=SHIPPED_HELP)
     video.add_argument("-o", "--output", default="video-results", help="folder for the results")
     video.add_argument("--detect-every", type=int, default=1, metavar="K",
                        help="detect faces every K frames, carrying the boxes in between (default 1)")
@@ -697,7 +700,7 @@ def add_video_command(commands) -> None:
 
 def add_serve_command(commands) -> None:
     serve = commands.add_parser("serve", help="a local web page: drop a photo, see faces, expressions and Grad-CAM")
-    serve.add_argument("--model", default="default", help="run folder, checkpoint, or 'default' (the shipped model)")
+    serve.add_argument("--model", default="default", help=SHIPPED_HELP)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     serve.add_argument("--port", type=port_number, default=8000, help="TCP port, 1..65535 (default 8000)")
     add_layer_argument(serve)
@@ -737,7 +740,7 @@ def add_tune_command(commands) -> None:
 
 def add_report_command(commands) -> None:
     report = commands.add_parser("report", help="write a self-contained report.html with explanations and trust checks")
-    report.add_argument("run", help="run folder, checkpoint file, or 'default' (the shipped model)")
+    report.add_argument("run", help=SHIPPED_HELP)
     report.add_argument("--out", help="folder for report.html and its figures (default: the run folder)")
     report.add_argument("--lime-samples", type=int, help="perturbations per LIME explanation (default 300)")
     report.add_argument("--filter-steps", type=int, help="gradient-ascent steps per filter (default 40)")
