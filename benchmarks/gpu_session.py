@@ -1,35 +1,51 @@
-"""The next GPU session's work (issue 15, items 3, 6 and 7), scripted and rehearsed on the CPU.
+"""The next GPU sessions' work (issue 15, items 3, 6 and 7), scripted and rehearsed on the CPU.
 
-A session gets 30 minutes of device time, 10 minutes a call, and a call carries at most 64 MiB:
-the repository (18 MB with the shipped model) and the 49 MiB archive do not fit together, so the
-archive travels in two parts over the first two calls, while the machine stays warm (it is given
-back 30 s after a call: make the next call at once). The device has PyTorch but no Ray, Captum,
-LIME or dlib, and cannot install them; every stage here needs none of them. Here:
+A session gets 15 minutes of device time (the machine's start, the transfers and the idle waits
+count), 10 minutes a call, and a call carries at most 64 MiB. The checkout (17.5 MiB with the
+shipped model) leaves about 44 MiB a call for data (``pack`` sizes the parts to what is left), so a
+session's data travels in parts over its first calls, each made at once after the last (the machine goes back 30 s after a call). The
+device has PyTorch but no Ray, Captum, LIME or dlib; no stage needs them. Fifteen minutes hold one
+of two sessions; each call below is one ``run`` (``carry`` what it names), and every call begins
+with ``export FERLAB_CALL_START=$(date +%s);`` so that each stage fits what is left of the call's
+ten minutes (``--budget``, by default: 570 s since then).
 
-    python benchmarks/gpu_session.py pack       # .gpu/ (git-ignored): the two parts and the checksum
+Session A, the compiled step and the `families` ensemble (items 3 and 6). Here, first
+``python benchmarks/gpu_session.py pack`` (.gpu/, git-ignored: two parts and a MANIFEST), then:
 
-then on the device, one call per stage, in this order (``carry`` what the stage names):
+    1. python3 benchmarks/gpu_session.py receive .gpu/part1                              carry .gpu/part1
+    2. python3 benchmarks/gpu_session.py receive .gpu/part2 .gpu/MANIFEST &&
+       python3 benchmarks/gpu_session.py speed && python3 benchmarks/gpu_session.py families
+                                                                            carry .gpu/part2 .gpu/MANIFEST
+    3. python3 benchmarks/gpu_session.py families        (only if call 2 ran out of time: it resumes)
 
-    1. python3 benchmarks/gpu_session.py receive .gpu/part1                           carry .gpu/part1
-    2. python3 benchmarks/gpu_session.py receive .gpu/part2 .gpu/SHA256 && python3 benchmarks/gpu_session.py speed
-                                                                                      carry .gpu/part2 .gpu/SHA256
-    3. python3 benchmarks/gpu_session.py families    # best + best-vgg8 + best-resnet18 at once, then their ensemble
-    4. python3 benchmarks/gpu_session.py distill     # the ensemble into `default` and `default-fast`, at once
+``speed`` times the compiled and CUDA-graphed step beside eager and each family member alone.
+``families`` fits the members' epochs (at most their presets' 150) into what is left of the call
+from those speeds (printed; state it beside the figures), trains the three at once, combines them
+with the TTA chosen on PublicTest, and sends the members back as fp16 checkpoints in pieces of at
+most 15 MiB (``members.tar.1`` ...). Keep the pieces: session B distils them.
 
-``speed`` also times each family member alone and projects its 150 epochs: if they would not fit
-one call at once, give the families stage fewer ``--epochs`` (and say so beside its figures). A
-stage that runs out of its ``--budget`` (570 s) interrupts its runs at their last checkpoint; the
-same call again resumes them. Run folders stay in ``$FERLAB_GPU_WORK`` (``/root/ferlab-gpu``) while
-the machine is warm; what comes back goes to ``$OUT``: the tables (markdown), the logs and histories
-(one tarball a stage) and the distilled models as fp16 checkpoints. The rehearsal on the CPU
-(``tests/test_benchmarks.py``) runs every stage on the 420-face sample with ``--epochs 1``.
+Session B, the distillation into `default` and `default-fast` (item 7). Here, first
+``python benchmarks/gpu_session.py pack --members PIECES...`` (three parts: the archive and the
+members), then ``receive .gpu/part1``, ``receive .gpu/part2``, and last ``receive .gpu/part3
+.gpu/MANIFEST && distill``: both students at once, their epochs fitted likewise, each returned
+as an fp16 checkpoint ready to ship.
+
+A stage that runs out of its budget interrupts its runs at their last checkpoint; the same stage
+again resumes them. Run folders stay in ``$FERLAB_GPU_WORK`` (``/root/ferlab-gpu``) while the
+machine is warm; what comes back goes to ``$OUT`` (at most 8 files a call): the tables (markdown),
+the logs and histories (one tarball a stage) and the checkpoints. The rehearsal on the CPU
+(``tests/test_benchmarks.py``) runs both sessions on the 420-face sample with ``--epochs 1``.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import io
+import json
+import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -44,16 +60,22 @@ from ferlab.config import ENSEMBLES  # noqa: E402
 
 DEFAULT_ARCHIVE = ROOT.parent / "shared" / "data" / "fer2013" / "fer2013-images.tar.xz"
 PACK = Path(os.environ.get("FERLAB_GPU_PACK", ROOT / ".gpu"))  # git-ignored: it travels only when carried
-PARTS = 2
 ARCHIVE = "fer2013-images.tar.xz"
+MEMBERS = "members.tar"
+CALL_BYTES = 64 * 2 ** 20    # what one call carries: the checkout and the data
+MARGIN_BYTES = 2 * 2 ** 20   # for files the checkout gains before the call
+PIECE_BYTES = 15 * 2 ** 20  # a file that comes back from $OUT: at most 16 MiB
+CALL_SECONDS = 570          # a call's ten minutes, less a margin for the transfers back
+RESERVE_SECONDS = 60        # what a training stage keeps back for its ensemble, tables and exports
 FAMILIES = ENSEMBLES["families"]
 GRACE = 30  # seconds an interrupted run gets to stop before it is killed
 # The two distilled models of item 7: the shipped `default` (best's fastnet 64..512) and
-# `default-fast` (the cpu preset's lean fastnet, 1,459-1,643 faces/s on the 2-core CPU), both on
-# best's recipe; the teachers' soft targets on the same augmented views.
-STUDENTS = {"default": ["--student", "fastnet", "--preset", "best"],
-            "default-fast": ["--student", "fastnet", "--preset", "best", "--model-option", "widths=[32,64,128,256]",
-                             "--model-option", "stem=false", "--model-option", "pool_first=true"]}
+# `default-fast` (the cpu preset's lean fastnet, 2,583 faces/s on the 2-core CPU), both on best's
+# recipe; the teachers' soft targets on the same augmented views.
+STUDENT_PRESET = "best"
+STUDENTS = {"default": {"model": "fastnet"},
+            "default-fast": {"model": "fastnet",
+                             "model_options": {"widths": [32, 64, 128, 256], "stem": False, "pool_first": True}}}
 
 
 def work() -> Path:
@@ -79,26 +101,87 @@ def read_bytes(path: Path) -> bytes:
         fail(f"{path}: cannot read ({error.strerror or error})")
 
 
-def sha256(path: Path) -> str:
-    with open(path, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
+def tar_of(contents: dict[str, bytes]) -> bytes:
+    """An uncompressed tar of name -> bytes, in memory (the archive is compressed already)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as bundle:
+        for name, payload in contents.items():
+            entry = tarfile.TarInfo(name)
+            entry.size = len(payload)
+            bundle.addfile(entry, io.BytesIO(payload))
+    return buffer.getvalue()
+
+
+def files_of(whole: bytes, where: str) -> dict[str, bytes]:
+    """The regular files of a tar with plain names (no folders, no links: nothing is extracted
+    anywhere but where this script puts it)."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(whole)) as bundle:
+            return {entry.name: bundle.extractfile(entry).read() for entry in bundle.getmembers()
+                    if entry.isfile() and re.fullmatch(r"[\w.-]+", entry.name)}
+    except tarfile.TarError as error:
+        fail(f"{where}: not a tar ({error})")
+
+
+def split(whole: bytes, size: int) -> list[bytes]:
+    """``whole`` in as few equal parts as keep each within ``size`` bytes."""
+    count = max(1, -(-len(whole) // size))
+    step = -(-len(whole) // count)
+    return [whole[index * step:(index + 1) * step] for index in range(count)]
 
 
 def pack(args) -> None:
-    """Here: the archive as PARTS files under .gpu/ and its checksum; .gpu/ is git-ignored."""
-    data = read_bytes(args.archive)
-    PACK.mkdir(exist_ok=True)
-    size = -(-len(data) // PARTS)
-    for index in range(PARTS):
-        (PACK / f"part{index + 1}").write_bytes(data[index * size:(index + 1) * size])
-    (PACK / "SHA256").write_text(f"{hashlib.sha256(data).hexdigest()}  {args.archive.name}\n")
-    print(f"{args.archive} ({len(data) / 2 ** 20:.1f} MiB) -> {PACK}/part1..{PARTS} and SHA256; the calls: "
-          f"see {Path(__file__).name}'s docstring")
+    """Here: the session's data (the archive; with ``--members``, also the pieces session A sent
+    back, joined) as one tar in parts that fit a call beside the checkout, under .gpu/
+    (git-ignored), and a MANIFEST naming the parts and the whole's checksum."""
+    contents = {ARCHIVE: read_bytes(args.archive)}
+    if args.members:
+        contents[MEMBERS] = joined_members(args.members)
+    whole = tar_of(contents)
+    PACK.mkdir(parents=True, exist_ok=True)
+    for stale in PACK.glob("part*"):
+        stale.unlink()
+    names = []
+    for index, part in enumerate(split(whole, args.part_bytes or CALL_BYTES - checkout_bytes() - MARGIN_BYTES)):
+        names.append(f"part{index + 1}")
+        (PACK / names[-1]).write_bytes(part)
+    manifest = {"parts": names, "sha256": hashlib.sha256(whole).hexdigest(), "contents": list(contents)}
+    (PACK / "MANIFEST").write_text(json.dumps(manifest, indent=1) + "\n")
+    print(f"{', '.join(contents)} ({len(whole) / 2 ** 20:.1f} MiB) -> {PACK}/{', '.join(names)} and MANIFEST: "
+          f"{len(names)} receive calls; see {Path(__file__).name}'s docstring")
+
+
+def checkout_bytes() -> int:
+    """What of the checkout travels with every call: tracked files and untracked ones git does not ignore."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, check=True).stdout.split(b"\0")
+    return sum((ROOT / os.fsdecode(name)).stat().st_size for name in listed if name and (ROOT / os.fsdecode(name)).is_file())
+
+
+def joined_members(pieces: list[Path]) -> bytes:
+    """The pieces ``families`` sent back (members.tar.1 ...), joined in order and checked: every
+    piece there, every family member inside."""
+    numbered = {}
+    for piece in pieces:
+        match = re.fullmatch(rf"{re.escape(MEMBERS)}\.(\d+)", piece.name)
+        if not match:
+            fail(f"{piece}: not a piece of {MEMBERS} (named {MEMBERS}.N, as the families stage sends them back)")
+        numbered[int(match[1])] = piece
+    missing = sorted(set(range(1, max(numbered) + 1)) - set(numbered))
+    if missing:
+        fail(f"{MEMBERS}: piece(s) {', '.join(map(str, missing))} missing among {', '.join(map(str, pieces))}")
+    whole = b"".join(read_bytes(numbered[number]) for number in sorted(numbered))
+    inside = files_of(whole, MEMBERS)
+    absent = [f"{preset}.pt" for preset in FAMILIES if f"{preset}.pt" not in inside]
+    if absent:
+        fail(f"{MEMBERS}: no {', '.join(absent)} in its pieces (a last piece missing?)")
+    return whole
 
 
 def receive(args) -> None:
-    """On the device: keep each part given; with all parts and the checksum, rebuild the archive,
-    check it and decode it once (the later stages start from the warm cache)."""
+    """On the device: keep each part given; once the MANIFEST and all its parts are here, join
+    them, check the checksum, unpack (the archive; the members, if any) and decode the archive
+    once (the later stages start from the warm cache)."""
     parts = work() / "parts"
     parts.mkdir(parents=True, exist_ok=True)
     for path in args.parts:
@@ -108,19 +191,38 @@ def receive(args) -> None:
     name = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
     print(f"device: {name}; torch {torch.__version__}; python {sys.version.split()[0]}; parts here: "
           f"{sorted(p.name for p in parts.iterdir())}")
-    if not (parts / "SHA256").exists() or not all((parts / f"part{i + 1}").exists() for i in range(PARTS)):
+    if not (parts / "MANIFEST").exists():
         return
-    archive = work() / ARCHIVE
-    with open(archive, "wb") as whole:
-        for index in range(PARTS):
-            whole.write((parts / f"part{index + 1}").read_bytes())
-    expected = (parts / "SHA256").read_text().split()[0]
-    if sha256(archive) != expected:
-        fail(f"{archive}: checksum {sha256(archive)} is not the packed {expected}; pack and send the parts again")
+    try:
+        manifest = json.loads((parts / "MANIFEST").read_text())
+        names, expected = list(manifest["parts"]), str(manifest["sha256"])
+    except (ValueError, KeyError, TypeError) as error:
+        fail(f"{parts / 'MANIFEST'}: not a manifest written by pack ({error})")
+    waiting = [part for part in names if not (parts / part).exists()]
+    if waiting:
+        print(f"waiting for {', '.join(waiting)}: the next receive calls")
+        return
+    whole = b"".join((parts / part).read_bytes() for part in names)
+    if hashlib.sha256(whole).hexdigest() != expected:
+        fail(f"{', '.join(names)}: checksum {hashlib.sha256(whole).hexdigest()} is not the packed {expected}; "
+             "pack and send the parts again")
+    unpack(files_of(whole, "the joined parts"))
     from ferlab.data import load_faces
 
-    faces = load_faces(archive)
-    print(f"{archive}: checksum matches; {len(faces)} faces decoded into the cache")
+    faces = load_faces(data())
+    members = sorted(p.name for p in (work() / "members").glob("*.pt"))
+    print(f"checksum matches; {len(faces)} faces decoded into the cache" + (f"; members {members}" if members else ""))
+
+
+def unpack(contents: dict[str, bytes]) -> None:
+    if ARCHIVE not in contents:
+        fail(f"the joined parts hold no {ARCHIVE}")
+    (work() / ARCHIVE).write_bytes(contents[ARCHIVE])
+    if MEMBERS in contents:
+        folder = work() / "members"
+        folder.mkdir(exist_ok=True)
+        for name, payload in files_of(contents[MEMBERS], MEMBERS).items():
+            (folder / name).write_bytes(payload)
 
 
 def data() -> Path:
@@ -128,6 +230,27 @@ def data() -> Path:
     if not archive.exists():
         fail(f"{archive}: not here (a fresh machine?): make the receive calls first")
     return archive
+
+
+def stage_budget(args) -> float:
+    """Seconds this stage may take: ``--budget``, or what is left of the call's CALL_SECONDS since
+    $FERLAB_CALL_START (the call's first second, set by its command line)."""
+    if args.budget is not None:
+        return args.budget
+    start = os.environ.get("FERLAB_CALL_START")
+    try:
+        elapsed = time.time() - float(start) if start else 0.0
+    except ValueError:
+        fail(f"FERLAB_CALL_START={start!r}: not a time in seconds (export FERLAB_CALL_START=$(date +%s))")
+    return CALL_SECONDS - elapsed
+
+
+def fitted_epochs(speeds: dict[str, float], faces_per_epoch: int, seconds: float, most: int) -> int:
+    """Epochs each run gets, all alike, so that the runs would fit ``seconds`` even one after
+    another at their speeds alone (images/s); at once on one GPU they take no longer. At least 1,
+    at most ``most`` (their presets' schedule)."""
+    per_epoch = sum(faces_per_epoch / speed for speed in speeds.values())
+    return max(1, min(most, math.floor(seconds / per_epoch)))
 
 
 def run_together(commands: dict[str, list[str]], budget: float) -> tuple[dict[str, int], set[str], float]:
@@ -186,57 +309,121 @@ def finished(run_dir: Path) -> bool:
 
 
 def speed(args) -> None:
-    """Item 3: the compiled and CUDA-graphed training step beside eager, in one run."""
+    """Item 3: the compiled and CUDA-graphed training step beside eager, in one run; then each
+    family member's speed alone, which ``families`` fits its epochs by."""
     steps = ["--steps", str(args.steps)] if args.steps else []
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "pipeline.py"), "--data", str(data()), "--preset",
                              "best", "--workers", "8", "--compile", *args.compile, *steps],
-                            capture_output=True, text=True, timeout=args.budget)
-    lines = [result.stdout + result.stderr[-3000:], family_projection(args.steps or 25, args.epochs)]
+                            capture_output=True, text=True, timeout=max(stage_budget(args), 1))
+    lines = [result.stdout + result.stderr[-3000:], projection(member_speeds(args.steps or 25))]
     (out() / "speed.txt").write_text("\n".join(lines))
     print("\n".join(lines))
 
 
-def family_projection(steps: int, epochs: int | None) -> str:
-    """Each family member's training images/s alone (``steps`` timed steps) and the seconds its
-    epochs would take alone: whether the families stage fits one call, or needs fewer --epochs."""
+def member_speeds(steps: int) -> dict[str, float]:
+    """Each family member's training images/s alone (``steps`` timed steps), measured once while
+    the machine is warm (WORK/speeds.json): by ``speed``, or else by ``families`` itself."""
+    saved = work() / "speeds.json"
+    if saved.exists():
+        return json.loads(saved.read_text())
     from tune import throughput
 
     from ferlab.config import resolve_config
     from ferlab.data import load_faces
 
     faces = load_faces(data())
-    lines, total = ["| family member | images/s alone | epochs | seconds alone |", "| --- | --- | --- | --- |"], 0.0
-    for preset in FAMILIES:
-        config = resolve_config(preset, overrides={"epochs": epochs} if epochs else {})
-        speed = throughput(config, faces, steps)
-        seconds = config.epochs * len(faces.split("train")) / speed
-        total += seconds
-        lines.append(f"| {preset} | {speed:.0f} | {config.epochs} | {seconds:.0f} |")
-    return "\n".join(lines + [f"all members one after another: {total:.0f} s (the families stage runs them at once)"])
+    speeds = {preset: throughput(resolve_config(preset), faces, steps) for preset in FAMILIES}
+    saved.write_text(json.dumps(speeds))
+    return speeds
+
+
+def projection(speeds: dict[str, float]) -> str:
+    """The members' speeds alone, and the epochs a whole call would give each."""
+    from ferlab.config import resolve_config
+
+    faces, most = training_faces(), min(resolve_config(preset).epochs for preset in speeds)
+    lines = ["| family member | images/s alone | seconds an epoch alone |", "| --- | --- | --- |"]
+    lines += [f"| {preset} | {speed:.0f} | {faces / speed:.1f} |" for preset, speed in speeds.items()]
+    fits = fitted_epochs(speeds, faces, CALL_SECONDS - RESERVE_SECONDS, most)
+    return "\n".join(lines + [f"a whole call ({CALL_SECONDS - RESERVE_SECONDS} s of training) fits {fits} of their "
+                              f"{most} epochs each, one after another; the families stage runs them at once"])
+
+
+def training_faces() -> int:
+    from ferlab.data import load_faces
+
+    return len(load_faces(data()).split("train"))
+
+
+def fit(stage: str, speeds: dict[str, float], args, most: int) -> tuple[int, str]:
+    """The epochs every fresh run of a stage gets (``fitted_epochs`` over what is left of the
+    call, less RESERVE_SECONDS; ``--epochs`` lowers the cap), and the line that says so."""
+    seconds, cap = stage_budget(args) - RESERVE_SECONDS, min(most, args.epochs or most)
+    epochs = fitted_epochs(speeds, training_faces(), seconds, cap)
+    alone = ", ".join(f"{name} {speed:.0f}" for name, speed in speeds.items())
+    note = (f"{stage}: {epochs} epochs each (their schedule: {most}) fit in {seconds:.0f} s of training at "
+            f"{alone} images/s alone" + ("" if epochs == most else "; A SHORTER SCHEDULE THAN THE PRESETS'"))
+    print(note)
+    return epochs, note
+
+
+def fresh_runs(runs: dict[str, Path]) -> list[str]:
+    """The runs neither finished nor resumable: the ones whose epochs are fitted now."""
+    return [name for name, run_dir in runs.items() if not finished(run_dir) and not (run_dir / "last.pt").exists()]
 
 
 def families(args) -> None:
-    """Item 6: every member of the `families` ensemble at once, then the ensemble, chosen on PublicTest."""
+    """Item 6: the `families` ensemble's members at once, their epochs fitted to the budget, then
+    the ensemble with the TTA chosen on PublicTest; the members go back in pieces for session B."""
+    from ferlab.config import resolve_config
+
     runs = {preset: work() / "families" / preset for preset in FAMILIES}
-    todo = {preset: training_command(run_dir, ["train", "--preset", preset, "--seed", str(args.seed)], args.epochs)
+    fresh, epochs, note = fresh_runs(runs), None, ""
+    if fresh:
+        speeds = member_speeds(args.steps or 25)
+        epochs, note = fit("families", {preset: speeds[preset] for preset in fresh}, args,
+                           min(resolve_config(preset).epochs for preset in fresh))
+    todo = {preset: training_command(run_dir, ["train", "--preset", preset, "--seed", str(args.seed)], epochs)
             for preset, run_dir in runs.items() if not finished(run_dir)}
-    report("families", runs, *run_together(todo, args.budget))
+    report("families", runs, *run_together(todo, stage_budget(args) - RESERVE_SECONDS), note=note)
     if all(finished(run_dir) for run_dir in runs.values()):
         table = ensemble_table(list(runs.values()))
-        (out() / "families-ensemble.md").write_text(table + "\n")
+        with open(out() / "families.md", "a") as summary:
+            summary.write("\n" + table + "\n")
         print(table)
+        send_members(runs)
+
+
+def send_members(runs: dict[str, Path]) -> None:
+    """Each member's best checkpoint in fp16, in one tar, in pieces of at most PIECE_BYTES under
+    $OUT (members.tar.1 ...): what session B's ``pack --members`` takes."""
+    from ferlab.checkpoint import export_checkpoint, read_checkpoint
+
+    folder = work() / "members"
+    folder.mkdir(exist_ok=True)
+    for preset, run_dir in runs.items():
+        export_checkpoint(read_checkpoint(run_dir / "best.pt"), folder / f"{preset}.pt")
+    whole = tar_of({f"{preset}.pt": (folder / f"{preset}.pt").read_bytes() for preset in runs})
+    pieces = split(whole, PIECE_BYTES)
+    for number, piece in enumerate(pieces, start=1):
+        (out() / f"{MEMBERS}.{number}").write_bytes(piece)
+    print(f"members: {len(whole) / 2 ** 20:.1f} MiB in {len(pieces)} pieces ({MEMBERS}.1..{len(pieces)}): keep them")
 
 
 def distill(args) -> None:
-    """Item 7: the families ensemble distilled into `default` and `default-fast`, both at once;
-    each best checkpoint comes back as an fp16 file ready to ship."""
-    teachers = [work() / "families" / preset for preset in FAMILIES]
-    if not all(finished(run_dir) for run_dir in teachers):
-        fail("the families stage has not finished all its members: call it again first")
+    """Item 7: the families ensemble distilled into `default` and `default-fast`, both at once,
+    their epochs fitted to the budget; each best checkpoint comes back as an fp16 file ready to ship."""
+    from ferlab.config import resolve_config
+
+    teachers = teacher_sources()
     runs = {name: work() / "distill" / name for name in STUDENTS}
-    todo = {name: training_command(run_dir, ["distill", *map(str, teachers), *STUDENTS[name]], args.epochs)
+    fresh, epochs, note = fresh_runs(runs), None, ""
+    if fresh:
+        speeds = {name: student_speed(name, teachers, args.steps or 25) for name in fresh}
+        epochs, note = fit("distill", speeds, args, resolve_config(STUDENT_PRESET).epochs)
+    todo = {name: training_command(run_dir, ["distill", *teachers, *student_arguments(name)], epochs)
             for name, run_dir in runs.items() if not finished(run_dir)}
-    report("distill", runs, *run_together(todo, args.budget))
+    report("distill", runs, *run_together(todo, stage_budget(args) - RESERVE_SECONDS), note=note)
     from ferlab.checkpoint import export_checkpoint, read_checkpoint
 
     for name, run_dir in runs.items():
@@ -244,14 +431,45 @@ def distill(args) -> None:
             export_checkpoint(read_checkpoint(run_dir / "best.pt"), out() / f"{name}.pt")
 
 
-def report(stage: str, runs: dict[str, Path], codes: dict[str, int], interrupted: set[str], wall: float) -> None:
+def teacher_sources() -> list[str]:
+    """The members session A sent back (received into WORK/members), else the families trained here."""
+    received = [work() / "members" / f"{preset}.pt" for preset in FAMILIES]
+    if all(path.exists() for path in received):
+        return list(map(str, received))
+    trained = [work() / "families" / preset for preset in FAMILIES]
+    if all(finished(run_dir) for run_dir in trained):
+        return list(map(str, trained))
+    fail("no teachers: neither session A's members (pack --members, then receive) nor a finished families stage here")
+
+
+def student_arguments(name: str) -> list[str]:
+    """``ferlab distill``'s flags for a student of STUDENTS."""
+    spec = STUDENTS[name]
+    options = [flag for key, value in spec.get("model_options", {}).items()
+               for flag in ("--model-option", f"{key}={json.dumps(value)}")]
+    return ["--student", spec["model"], "--preset", STUDENT_PRESET, *options]
+
+
+def student_speed(name: str, teachers: list[str], steps: int) -> float:
+    """A student's training images/s alone, its teachers' forward passes included."""
+    from tune import throughput
+
+    from ferlab.config import resolve_config
+    from ferlab.data import load_faces
+
+    config = resolve_config(STUDENT_PRESET, overrides={**STUDENTS[name], "teachers": teachers})
+    return throughput(config, load_faces(data()), steps)
+
+
+def report(stage: str, runs: dict[str, Path], codes: dict[str, int], interrupted: set[str], wall: float,
+           note: str = "") -> None:
     """The finished runs' table (benchmarks/runs_table.py) and one tarball of every run's log,
     history and metrics, under $OUT."""
     done = [run_dir for run_dir in runs.values() if finished(run_dir)]
     failed = {name: code for name, code in codes.items()
               if code != 0 and name not in interrupted and not finished(runs[name])}
     lines = [f"{stage}: {', '.join(codes) or 'nothing left to run'} together in {wall:.0f} s of wall time; exit codes "
-             f"{codes}" + (f"; FAILED {failed}" if failed else "")]
+             f"{codes}" + (f"; FAILED {failed}" if failed else ""), *([note] if note else [])]
     if done:
         table = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "runs_table.py"), *map(str, done)],
                                capture_output=True, text=True, env=with_checkout())
@@ -293,11 +511,16 @@ STAGES = {"pack": pack, "receive": receive, "speed": speed, "families": families
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stage", choices=STAGES)
-    parser.add_argument("parts", nargs="*", type=Path, help="receive: the parts (and SHA256) carried in this call")
+    parser.add_argument("parts", nargs="*", type=Path, help="receive: the parts (and MANIFEST) carried in this call")
     parser.add_argument("--archive", type=Path, default=DEFAULT_ARCHIVE, help="pack: the archive to send")
-    parser.add_argument("--budget", type=float, default=570, help="seconds a stage may train before it interrupts")
-    parser.add_argument("--epochs", type=int, help="reduced epochs (the CPU rehearsal)")
-    parser.add_argument("--steps", type=int, help="speed: steps timed per pipeline (default: the script's)")
+    parser.add_argument("--part-bytes", type=int, help="pack: the most data one call carries (default: 64 MiB less "
+                                                       "the checkout and a 2 MiB margin)")
+    parser.add_argument("--members", nargs="+", type=Path, metavar="PIECE",
+                        help="pack (session B): the pieces members.tar.N that the families stage sent back")
+    parser.add_argument("--budget", type=float, help=f"seconds the stage may take (default: what is left of "
+                                                     f"{CALL_SECONDS} s since $FERLAB_CALL_START)")
+    parser.add_argument("--epochs", type=int, help="at most this many epochs (the CPU rehearsal: 1)")
+    parser.add_argument("--steps", type=int, help="steps timed per speed measurement (default: the scripts')")
     parser.add_argument("--compile", nargs="+", default=["default", "reduce-overhead"], metavar="MODE",
                         help="speed: torch.compile modes timed beside eager")
     parser.add_argument("--seed", type=int, default=0)

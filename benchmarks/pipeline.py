@@ -86,13 +86,14 @@ def time_baseline(model, optimizer, config, normalization, images, labels, devic
     return (time.perf_counter() - started) / done
 
 
-def time_ferlab(model, optimizer, config, normalization, images, labels, device, steps) -> float:
+def time_ferlab(model, optimizer, config, normalization, images, labels, device, steps, teachers=None) -> float:
     images, labels = images.to(device), labels.to(device)
     whole = len(images) // config.batch_size  # steps the faces hold: fewer than asked on a small set
     if whole == 0:
         raise SystemExit(f"{len(images)} training faces: fewer than one batch of {config.batch_size}")
     count = min(steps or whole, whole) * config.batch_size
-    common = dict(config=config, normalization=normalization, lr_for_step=lambda step: config.lr, progress=False)
+    common = dict(config=config, normalization=normalization, lr_for_step=lambda step: config.lr, progress=False,
+                  teachers=teachers)
     train_one_epoch(model, optimizer, images[: 3 * config.batch_size], labels[: 3 * config.batch_size],
                     generator=torch.Generator(device=device).manual_seed(0), **common)
     synchronize(device)

@@ -26,6 +26,7 @@ import yaml
 
 from ferlab.config import resolve_config
 from ferlab.data import load_faces
+from ferlab.distill import load_teachers
 from ferlab.scale import ray_session
 from ferlab.sweep import Sweep, run_sweep, run_sweep_locally
 from ferlab.training import choose_device, start_training
@@ -36,12 +37,15 @@ DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / 
 
 
 def throughput(config, faces, steps: int = 25) -> float:
-    """Training images per second of ``config`` alone on the device (the pipeline benchmark's timing)."""
+    """Training images per second of ``config`` alone on the device (the pipeline benchmark's timing),
+    its teachers' forward passes included for a student."""
     device = choose_device(config.device)
     train = faces.split("train")
-    model, optimizer, normalization, _, _ = start_training(config, train.images, device, resume_from=None)
+    teachers = load_teachers(config.teachers, device) if config.teachers else None  # a student's step includes theirs
+    model, optimizer, normalization, _, _ = start_training(config, train.images, device, resume_from=None,
+                                                           teachers=teachers)
     return config.batch_size / time_ferlab(model, optimizer, config, normalization, train.images, train.labels,
-                                           device, steps)
+                                           device, steps, teachers=teachers)
 
 
 def main() -> None:

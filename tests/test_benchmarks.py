@@ -214,36 +214,68 @@ def gpu_session_env(tmp_path: Path) -> dict:
             "OUT": str(tmp_path / "out"), "FERLAB_CACHE": str(tmp_path / "cache")}
 
 
-def test_the_gpu_session_rehearses_every_stage_on_the_cpu_without_the_packages_the_device_lacks(tmp_path, sample_archive):
-    device = {**gpu_session_env(tmp_path), "PYTHONPATH": str(ROOT / "tests" / "device_image")}
+def half_of(archive: Path) -> str:
+    """A part size that sends ``archive`` in two parts (its tar adds up to 20 KiB of headers and padding)."""
+    return str((archive.stat().st_size + 20480) // 2)
 
-    def stage(*arguments: str) -> str:
+
+def test_the_gpu_sessions_rehearse_every_stage_on_the_cpu_without_the_packages_the_device_lacks(tmp_path, sample_archive):
+    """Session A (the archive in two parts, the step's speed, the families trained and sent back in
+    pieces) and session B (the archive and those pieces carried in, both students distilled), each
+    on a fresh machine of its own."""
+    def stage(session: str, *arguments: str) -> str:
+        device = {**gpu_session_env(tmp_path / session), "PYTHONPATH": str(ROOT / "tests" / "device_image")}
         result = subprocess.run([sys.executable, "benchmarks/gpu_session.py", *arguments], cwd=ROOT, env=device,
                                 capture_output=True, text=True, timeout=900, check=False)
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
         return result.stdout
 
+    device = {**gpu_session_env(tmp_path / "a"), "PYTHONPATH": str(ROOT / "tests" / "device_image")}
     lacking = subprocess.run([sys.executable, "-c", "import ray"], env=device, capture_output=True, text=True)
     assert lacking.returncode != 0 and "absent on the GPU machine" in lacking.stderr  # the stand-in does lack them
-    stage("pack", "--archive", str(sample_archive))
-    pack = tmp_path / "pack"
-    assert (pack / "part1").read_bytes() + (pack / "part2").read_bytes() == sample_archive.read_bytes()
-    assert "parts here: ['part1']" in stage("receive", str(pack / "part1"))  # the first call: half the archive
-    assert "checksum matches; 420 faces decoded" in stage("receive", str(pack / "part2"), str(pack / "SHA256"))
-    speed = stage("speed", "--steps", "2", "--compile", "default")  # both modes on the GPU
+    stage("a", "pack", "--archive", str(sample_archive), "--part-bytes", half_of(sample_archive))
+    pack, out = tmp_path / "a" / "pack", tmp_path / "a" / "out"
+    joined = (pack / "part1").read_bytes() + (pack / "part2").read_bytes()
+    assert load_gpu_session().files_of(joined, "parts")["fer2013-images.tar.xz"] == sample_archive.read_bytes()
+    assert "parts here: ['part1']" in stage("a", "receive", str(pack / "part1"))  # the first call: half the data
+    assert "checksum matches; 420 faces decoded" in stage("a", "receive", str(pack / "part2"), str(pack / "MANIFEST"))
+    speed = stage("a", "speed", "--steps", "2", "--compile", "default")  # both modes on the GPU
     assert "compile-default" in speed and all(f"| {preset} |" in speed for preset in ENSEMBLES["families"])
-    cut_short = stage("families", "--epochs", "1", "--budget", "3")  # out of time: interrupted, not failed
+    cut_short = stage("a", "families", "--epochs", "1", "--budget", "3")  # out of time: interrupted, not failed
     assert cut_short.count("call the stage again") == 3 and "FAILED" not in cut_short
-    families = stage("families", "--epochs", "1")  # the same call again finishes them
-    assert "FAILED" not in families and "chosen on PublicTest" in (tmp_path / "out" / "families-ensemble.md").read_text()
-    stage("distill", "--epochs", "1")
+    families = stage("a", "families", "--epochs", "1")  # the same call again finishes them
+    assert "FAILED" not in families and "families: 1 epochs each (their schedule: 150)" in families
+    assert "chosen on PublicTest" in (out / "families.md").read_text()
+    pieces = sorted(out.glob("members.tar.*"))
+    assert len(pieces) >= 3 and all(piece.stat().st_size <= 16 * 2 ** 20 for piece in pieces)  # what may come back
+    assert len(list(out.iterdir())) <= 8
+
+    stage("b", "pack", "--archive", str(sample_archive), "--members", *map(str, pieces))  # a fresh machine
+    pack, out = tmp_path / "b" / "pack", tmp_path / "b" / "out"
+    parts = sorted(pack.glob("part*"))
+    checkout = load_gpu_session().checkout_bytes()  # travels with every call
+    assert len(parts) == 2 and all(checkout + part.stat().st_size <= 64 * 2 ** 20 for part in parts)
+    stage("b", "receive", str(parts[0]))
+    received = stage("b", "receive", str(parts[1]), str(pack / "MANIFEST"))
+    assert "members ['best-resnet18.pt', 'best-vgg8.pt', 'best.pt']" in received
+    distilled = stage("b", "distill", "--epochs", "1")
+    assert "distill: 1 epochs each" in distilled and "FAILED" not in distilled
     for name in ("default", "default-fast"):
-        shipped = torch.load(tmp_path / "out" / f"{name}.pt", weights_only=True)
-        assert shipped["distillation"]["teachers"] and all(
-            v.dtype in (torch.float16, torch.int64) for v in shipped["model"].values())
-    with tarfile.open(tmp_path / "out" / "distill-runs.tar.gz") as bundle:
+        shipped = torch.load(out / f"{name}.pt", weights_only=True)
+        assert [teacher["model"] for teacher in shipped["distillation"]["teachers"]] == ["fastnet", "vgg8", "resnet18"]
+        assert all(v.dtype in (torch.float16, torch.int64) for v in shipped["model"].values())
+    assert torch.load(out / "default-fast.pt", weights_only=True)["config"]["model_options"]["widths"] == [32, 64, 128, 256]
+    with tarfile.open(out / "distill-runs.tar.gz") as bundle:
         assert {"default/history.csv", "default-fast/metrics.json", "default/train.log"} <= set(bundle.getnames())
-    assert len(list((tmp_path / "out").iterdir())) <= 8  # what a call may bring back
+    assert len(list(out.iterdir())) <= 8
+
+
+def test_epochs_are_fitted_to_the_seconds_left_one_run_after_another():
+    fitted_epochs = load_gpu_session().fitted_epochs
+    # 1,000 faces an epoch at 100 and 400 images/s alone: 10 + 2.5 = 12.5 s an epoch for both
+    assert fitted_epochs({"a": 100.0, "b": 400.0}, 1000, 130.0, most=150) == 10
+    assert fitted_epochs({"a": 100.0, "b": 400.0}, 1000, 1e6, most=150) == 150  # never past the schedule
+    assert fitted_epochs({"a": 100.0}, 1000, -5.0, most=150) == 1  # out of time: still one epoch
 
 
 def load_gpu_session():
@@ -269,7 +301,8 @@ def test_a_run_interrupted_before_python_handles_sigint_is_interrupted_not_faile
 
 @pytest.mark.parametrize("arguments, message", [
     (["speed"], "not here (a fresh machine?): make the receive calls first"),
-    (["distill"], "the families stage has not finished all its members"),
+    (["distill"], "no teachers: neither session A's members"),
+    (["pack", "--members", "/tmp/members.tar"], "/tmp/members.tar: not a piece of members.tar (named members.tar.N"),
     (["pack", "--archive", "/no/such/archive.tar.xz"], "/no/such/archive.tar.xz: cannot read (No such file or directory)"),
     (["receive", "/no/such/part1"], "/no/such/part1: cannot read (No such file or directory)"),
 ])
@@ -280,12 +313,41 @@ def test_a_gpu_session_stage_that_cannot_go_on_says_why_in_one_line(tmp_path, ar
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0 and message in result.stderr, result.stderr
 
 
-def test_a_damaged_part_is_refused_by_its_checksum(tmp_path, sample_archive):
+def test_a_damaged_part_or_manifest_is_refused_in_one_line(tmp_path, sample_archive):
     device = gpu_session_env(tmp_path)
     script = [sys.executable, "benchmarks/gpu_session.py"]
-    subprocess.run([*script, "pack", "--archive", str(sample_archive)], cwd=ROOT, env=device, check=True, capture_output=True)
-    with open(tmp_path / "pack" / "part2", "ab") as part:
+    subprocess.run([*script, "pack", "--archive", str(sample_archive), "--part-bytes", half_of(sample_archive)], cwd=ROOT, env=device,
+                   check=True, capture_output=True)
+    pack = tmp_path / "pack"
+
+    def receive(*names: str):
+        return subprocess.run([*script, "receive", *(str(pack / name) for name in names)], cwd=ROOT, env=device,
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    with open(pack / "part2", "ab") as part:
         part.write(b"\0")  # one byte more than was packed
-    result = subprocess.run([*script, "receive", *(str(tmp_path / "pack" / name) for name in ("part1", "part2", "SHA256"))],
-                            cwd=ROOT, env=device, capture_output=True, text=True, timeout=120, check=False)
+    result = receive("part1", "part2", "MANIFEST")
     assert result.returncode == 2 and "is not the packed" in result.stderr and "decoded" not in result.stdout
+    (pack / "MANIFEST").write_text("{\"parts\": [\"part1\"")  # cut off
+    result = receive("MANIFEST")
+    assert result.returncode == 2 and "MANIFEST: not a manifest written by pack" in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+
+
+def test_members_with_a_piece_missing_are_refused_before_they_travel(tmp_path, sample_archive):
+    gpu_session = load_gpu_session()
+    whole = gpu_session.tar_of({f"{preset}.pt": bytes(20000) for preset in ENSEMBLES["families"]})
+    pieces = []
+    for number, piece in enumerate(gpu_session.split(whole, len(whole) // 3 + 1), start=1):
+        pieces.append(tmp_path / f"members.tar.{number}")
+        pieces[-1].write_bytes(piece)
+    assert len(pieces) == 3
+    assert gpu_session.joined_members(pieces[::-1]) == whole  # in any order given
+    result = subprocess.run([sys.executable, "benchmarks/gpu_session.py", "pack", "--archive", str(sample_archive),
+                             "--members", str(pieces[0]), str(pieces[2])], cwd=ROOT, env=gpu_session_env(tmp_path),
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2 and "members.tar: piece(s) 2 missing among" in result.stderr
+    result = subprocess.run([sys.executable, "benchmarks/gpu_session.py", "pack", "--archive", str(sample_archive),
+                             "--members", *map(str, pieces[:2])], cwd=ROOT, env=gpu_session_env(tmp_path),
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2 and "members.tar: " in result.stderr and result.stderr.count("\n") == 1
