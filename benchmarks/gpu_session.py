@@ -1,13 +1,13 @@
 """The next GPU sessions' work (issue 15, items 3, 6 and 7), scripted and rehearsed on the CPU.
 
 A session gets 15 minutes of device time (the machine's start, the transfers and the idle waits
-count), 10 minutes a call, and a call carries at most 64 MiB. The checkout (17.5 MiB with the
-shipped model) leaves about 44 MiB a call for data (``pack`` sizes the parts to what is left), so a
-session's data travels in parts over its first calls, each made at once after the last (the machine goes back 30 s after a call). The
-device has PyTorch but no Ray, Captum, LIME or dlib; no stage needs them. Fifteen minutes hold one
-of two sessions; each call below is one ``run`` (``carry`` what it names), and every call begins
-with ``export FERLAB_CALL_START=$(date +%s);`` so that each stage fits what is left of the call's
-ten minutes (``--budget``, by default: 570 s since then).
+count), 10 minutes a call, and a call carries at most 64 MiB. The checkout (21 MiB with the
+shipped models) leaves about 41 MiB a call for data (``pack`` sizes the parts to what is left), so
+a session's data travels in parts over its first calls, each made at once after the last (the
+machine goes back 30 s after a call). The device has PyTorch but no Ray, Captum, LIME or dlib; no
+stage needs them. Fifteen minutes hold one of two sessions; each call below is one ``run``
+(``carry`` what it names), and every call begins with ``export FERLAB_CALL_START=$(date +%s);`` so
+that each stage fits what is left of the call's ten minutes (``--budget``, by default: 570 s since then).
 
 Session A, the compiled step and the `families` ensemble (items 3 and 6). Here, first
 ``python benchmarks/gpu_session.py pack`` (.gpu/, git-ignored: two parts and a MANIFEST), then:
@@ -155,7 +155,8 @@ def checkout_bytes() -> int:
     """What of the checkout travels with every call: tracked files and untracked ones git does not ignore."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                             capture_output=True, check=True).stdout.split(b"\0")
-    return sum((ROOT / os.fsdecode(name)).stat().st_size for name in listed if name and (ROOT / os.fsdecode(name)).is_file())
+    paths = [ROOT / os.fsdecode(name) for name in listed if name]
+    return sum(path.stat().st_size for path in paths if path.is_file())
 
 
 def joined_members(pieces: list[Path]) -> bytes:
