@@ -210,7 +210,7 @@ class Model:
 def load(model: str | os.PathLike = "default", *, checkpoint: str = "best", tta: str = "none",
          device: str = "auto") -> Model:
     """A model by name or path: ``"default"`` (shipped with ferlab), ``"default-fast"`` (its student
-    for CPUs: 4.8x the faces per second, 0.8 points below it), a run folder (its
+    for CPUs; the figures of both are on their cards), a run folder (its
     ``best.pt``, or ``last.pt`` with ``checkpoint="last"``) or a checkpoint file; on ``device``
     (``auto``: the GPU when there is one, else the CPU; or ``cpu``, ``cuda``, ``cuda:1``)."""
     return Model(load_model(model, checkpoint, device), str(model), tta)

@@ -17,7 +17,7 @@ from ferlab.errors import FerlabError
 from ferlab.labels import EMOTIONS as EMOTIONS_CHOICES
 
 TRAIN_FLAG_HELP = "overrides the preset and config file"
-SHIPPED_HELP = "run folder, checkpoint file, 'default' (the shipped model) or 'default-fast' (its 4.8x faster student)"
+SHIPPED_HELP = "run folder, checkpoint file, 'default' (the shipped model) or 'default-fast' (its faster student for CPUs)"
 
 
 class Parser(argparse.ArgumentParser):
