@@ -40,6 +40,7 @@ the logs and histories (one tarball a stage) and the checkpoints. The rehearsal 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import io
 import json
@@ -350,6 +351,7 @@ def projection(speeds: dict[str, float]) -> str:
                               f"{most} epochs each, one after another; the families stage runs them at once"])
 
 
+@functools.cache  # asked by the projection and again by each stage's fit: one read of the cache
 def training_faces() -> int:
     from ferlab.data import load_faces
 
