@@ -1,11 +1,15 @@
 """onnxruntime against PyTorch on the CPU: the exported ONNX file's throughput beside the model's.
 
-    OMP_NUM_THREADS=2 python benchmarks/exported.py [--model default] [--faces 2048] [--repeats 5]
+    OMP_NUM_THREADS=2 python benchmarks/exported.py [--model default] [--faces 2048] [--repeats 5] [--int8]
 
 Exports the model (``ferlab export -o model.onnx``), then times the same real faces (the sample
 archive's, repeated) through onnxruntime's CPU provider and through PyTorch in float32 and in the
 model's own precision (bf16 autocast where the CPU has it), at batch 1 and batch 256, side by side
 in one process. Prints a Markdown table and the largest logit difference.
+
+``--int8`` adds the graph quantised to 8 bits by onnxruntime's static quantisation (QDQ, weights
+per channel, activation ranges calibrated on the archive's Training faces) as one more runtime,
+and how often its labels agree with float32's (a question, not a shipped path).
 """
 
 from __future__ import annotations
@@ -47,9 +51,11 @@ def main() -> None:
     parser.add_argument("--data", default=str(SAMPLE), help="real faces to time (repeated up to --faces)")
     parser.add_argument("--faces", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--int8", action="store_true", help="also time onnxruntime's static int8 quantisation")
     args = parser.parse_args()
     loaded = load_model(args.model)
-    real = load_faces(args.data).images
+    data = load_faces(args.data)
+    real = data.images
     faces = real.repeat((args.faces + len(real) - 1) // len(real), 1, 1)[: args.faces]
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.onnx"
@@ -57,14 +63,19 @@ def main() -> None:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        sessions = {"onnxruntime (CPU provider)": session}
+        if args.int8:
+            sessions["onnxruntime int8 (static, QDQ, per channel)"] = onnxruntime.InferenceSession(
+                str(quantized(path, data.split("train").images)), options, providers=["CPUExecutionProvider"])
     difference = np.abs(session.run(None, {"faces": faces.numpy()})[0] - infer(loaded.model, faces, loaded.normalization).numpy()).max()
     rows = []
     for batch in (1, 256):
         count = min(len(faces), 256 if batch == 1 else len(faces))
         chunks = [faces[i:i + batch] for i in range(0, count, batch)]
         numpy_chunks = [c.numpy() for c in chunks]
-        rows.append((batch, "onnxruntime (CPU provider)",
-                     median_rate(lambda: [session.run(None, {"faces": c}) for c in numpy_chunks], count, args.repeats)))
+        for name, runtime in sessions.items():
+            rows.append((batch, name, median_rate(lambda: [runtime.run(None, {"faces": c}) for c in numpy_chunks],
+                                                  count, args.repeats)))
         rows.append((batch, "PyTorch float32",
                      median_rate(lambda: [infer(loaded.model, c, loaded.normalization, batch_size=batch) for c in chunks],
                                  count, args.repeats)))
@@ -78,6 +89,30 @@ def main() -> None:
         base = next(r for b, n, r in rows if b == batch and n == "PyTorch float32")
         print(f"| {batch} | {name} | {rate:.0f} | {rate / base:.2f}x |")
     print(f"\nlargest |logit difference|, ONNX vs PyTorch float32, on {len(faces)} faces: {difference:.2e}")
+    if args.int8:
+        labels = {name: runtime.run(None, {"faces": real.numpy()})[0].argmax(1) for name, runtime in sessions.items()}
+        first, second = labels.values()
+        print(f"int8 labels equal to float32's on {100 * float((first == second).mean()):.1f}% of the {len(real)} distinct faces")
+
+
+def quantized(path: Path, calibration: torch.Tensor, batch: int = 64) -> Path:
+    """The ONNX file at ``path`` quantised to int8 (QDQ: uint8 activations calibrated on
+    ``calibration``, int8 weights per output channel), written beside it."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Faces(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"faces": calibration[i:i + batch].numpy()} for i in range(0, len(calibration), batch)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    prepared, output = path.with_suffix(".pre.onnx"), path.with_suffix(".int8.onnx")
+    quant_pre_process(str(path), str(prepared))
+    quantize_static(str(prepared), str(output), Faces(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return output
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -86,11 +87,15 @@ def test_pipeline_benchmark_times_both_pipelines_and_a_compiled_step(sample_arch
     assert "epoch-time ratio baseline / ferlab:" in out and "epoch-time ratio baseline / compile-default:" in out
 
 
-def test_onnx_benchmark_times_onnxruntime_beside_pytorch(sample_archive):
-    out = run_script("benchmarks/exported.py", "--data", str(sample_archive), "--faces", "64", "--repeats", "1")
+def test_onnx_benchmark_times_onnxruntime_and_its_int8_graph_beside_pytorch(sample_archive):
+    out = run_script("benchmarks/exported.py", "--data", str(sample_archive), "--faces", "64", "--repeats", "1",
+                     "--int8")
     assert "| 1 | onnxruntime (CPU provider) |" in out and "| 256 | PyTorch float32 | " in out
-    difference = float(out.rsplit(": ", 1)[1])
+    assert "| 256 | onnxruntime int8 (static, QDQ, per channel) |" in out
+    difference = float(re.search(r"logit difference\|.*: (\S+)", out).group(1))
     assert difference <= 1e-3
+    agreement = float(re.search(r"int8 labels equal to float32's on ([\d.]+)%", out).group(1))
+    assert 85 <= agreement <= 100  # 8 bits move borderline faces only
 
 
 def test_detectors_benchmark_scores_both_detectors_on_real_photos(sample_archive):
