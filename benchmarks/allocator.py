@@ -42,7 +42,7 @@ def measure_training(data: Path, steps: int) -> dict:
 
     train = load_faces(data).split("train")
     config = resolve_config("cpu")
-    model, optimizer, normalization, _, _ = start_training(config, train.images, torch.device("cpu"), None)
+    model, optimizer, normalization, *_ = start_training(config, train.images, torch.device("cpu"), None)
     generator = torch.Generator().manual_seed(0)
 
     def run(count: int) -> dict:

@@ -28,7 +28,7 @@ DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / 
 def real_gradients(train) -> list[torch.Tensor]:
     """The hidden matrices' gradients after one batch of the cpu preset, as (rows, cols) matrices."""
     config = resolve_config("cpu")
-    model, _, normalization, _, _ = start_training(config, train.images, torch.device("cpu"), None)
+    model, _, normalization, *_ = start_training(config, train.images, torch.device("cpu"), None)
     x, y, partner, keep = training_batch(train.images, train.labels, torch.arange(config.batch_size), config,
                                          normalization, torch.Generator().manual_seed(0))
     mixed_cross_entropy(model(x), y, config.label_smoothing, partner, keep).backward()

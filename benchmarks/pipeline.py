@@ -128,7 +128,7 @@ def main() -> None:
     seconds, labels = {}, {"baseline": f"DataLoader + torchvision transforms ({args.workers} workers)",
                             "ferlab": "ferlab: uint8 on device, batched affine augmentation"}
     for name in ("ferlab", "baseline", *(f"compile-{mode}" for mode in args.compile)):
-        model, optimizer, _, _, _ = start_training(config, train.images, device, resume_from=None)  # same seed each
+        model, optimizer, *_ = start_training(config, train.images, device, resume_from=None)  # same seed each
         if name == "baseline":
             seconds[name] = time_baseline(model, optimizer, config, normalization, train.images, train.labels, device,
                                           steps, args.workers)

@@ -36,7 +36,7 @@ def images_per_second(overrides: dict, images: torch.Tensor, labels: torch.Tenso
     """Images/s of the cpu preset's step with config ``overrides`` (and ``optimizer_options`` set on
     every parameter group), after a warm-up."""
     config = resolve_config("cpu", overrides=overrides)
-    model, optimizer, normalization, _, _ = start_training(config, images, torch.device("cpu"), None)
+    model, optimizer, normalization, *_ = start_training(config, images, torch.device("cpu"), None)
     for group in optimizer.param_groups:
         group.update(optimizer_options or {})
     generator = torch.Generator().manual_seed(0)

@@ -42,7 +42,7 @@ def throughput(config, faces, steps: int = 25) -> float:
     device = choose_device(config.device)
     train = faces.split("train")
     teachers = load_teachers(config.teachers, device) if config.teachers else None  # a student's step includes theirs
-    model, optimizer, normalization, _, _ = start_training(config, train.images, device, resume_from=None,
+    model, optimizer, normalization, *_ = start_training(config, train.images, device, resume_from=None,
                                                            teachers=teachers)
     return config.batch_size / time_ferlab(model, optimizer, config, normalization, train.images, train.labels,
                                            device, steps, teachers=teachers)

@@ -124,6 +124,8 @@ def test_training_seconds_add_up_teachers_and_ensemble_members():
     assert training_seconds(single) == 5.0 and training_seconds(taught) == 6.0
     assert training_seconds({"kind": "ensemble", "members": [single, taught]}) == 11.0
     assert training_seconds({"kind": "ensemble", "members": [single, {"history": []}]}) is None
+    continued = {**taught, "init": {"source": "run", "train_seconds": 7.0}}  # fine-tuned or continued (--init)
+    assert training_seconds(continued) == 13.0 and training_seconds({**single, "init": {"train_seconds": None}}) is None
     assert math.isclose(training_seconds(read_checkpoint(resolve_checkpoint("default"))), 175.33, abs_tol=0.01)
 
 

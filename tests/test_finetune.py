@@ -3,11 +3,13 @@ model's weights and normalisation, on labelled ``<class>/*.jpg`` faces of any si
 
 from __future__ import annotations
 
+import pytest
 import torch
 from PIL import Image
 
-from ferlab.checkpoint import load_model, read_checkpoint
+from ferlab.checkpoint import load_model, read_checkpoint, resolve_checkpoint
 from ferlab.cli import main
+from ferlab.distill import training_seconds
 from ferlab.labels import EMOTIONS
 
 
@@ -35,8 +37,32 @@ def test_fine_tuning_the_shipped_model_on_the_sample(tmp_path, sample_faces, cap
     difference = (tuned.model.state_dict()[first] - shipped.model.state_dict()[first].float()).abs().max()
     assert 0 < float(difference) < 0.1  # ... by a fine-tuning step, not a fresh start
     assert read_checkpoint(run / "last.pt")["data"]["resize"] is True
+    shipped_seconds = training_seconds(read_checkpoint(resolve_checkpoint("default")))
+    tuned_checkpoint = read_checkpoint(run / "last.pt")
+    assert tuned_checkpoint["init"] == {"source": "default", "train_seconds": shipped_seconds}
+    own = sum(row["seconds"] for row in tuned_checkpoint["history"])
+    assert training_seconds(tuned_checkpoint) == pytest.approx(own + shipped_seconds)  # the starting weights' time counts
+    assert f"(+ {shipped_seconds:.0f}s training the starting weights)" in out
 
 
 def test_init_refuses_another_architecture(tmp_path, sample_archive, capsys):
     code = main(["train", "--init", "default", "--model", "cnn", "--data", str(sample_archive), "--out", str(tmp_path / "r")])
     assert code == 2 and "its architecture cannot change" in capsys.readouterr().err
+
+
+def test_a_resumed_fine_tuning_keeps_the_starting_weights_record(tmp_path, sample_faces):
+    from ferlab.config import resolve_config
+    from ferlab.training import fit
+
+    start = tmp_path / "start"
+    start.mkdir()
+    fit(resolve_config("smoke", overrides={"epochs": 1}), sample_faces, start, progress=False, log=lambda _: None)
+    started = training_seconds(read_checkpoint(start / "last.pt"))
+    config = resolve_config("smoke", overrides={"epochs": 2, "init": str(start)})
+    run = tmp_path / "run"
+    run.mkdir()
+    first = fit(config, sample_faces, run, progress=False, stop_after=1, log=lambda _: None)
+    assert first["init_train_seconds"] == started
+    resumed = fit(config, sample_faces, run, resume=True, progress=False, log=lambda _: None)
+    assert resumed["init_train_seconds"] == started and resumed["epochs"] == 2
+    assert read_checkpoint(run / "last.pt")["init"] == {"source": str(start), "train_seconds": started}

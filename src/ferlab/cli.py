@@ -231,10 +231,12 @@ def chosen_tta(results: dict) -> str:
 
 
 def teaching_time(results: dict) -> str:
-    if "teachers_train_seconds" not in results:
-        return ""
-    seconds = results["teachers_train_seconds"]
-    return f" (+ {seconds:.0f}s training the teachers)" if seconds is not None else " (+ the teachers' training, unrecorded)"
+    """The done line's words on training time that is not this run's own: the teachers' and the
+    starting weights'."""
+    parts = [(results[key], what) for key, what in (("teachers_train_seconds", "the teachers"),
+                                                    ("init_train_seconds", "the starting weights")) if key in results]
+    return "".join(f" (+ {seconds:.0f}s training {what})" if seconds is not None else f" (+ {what}' training, unrecorded)"
+                   for seconds, what in parts)
 
 
 def cmd_calibrate(args) -> int:

@@ -38,19 +38,21 @@ def distillation_loss(student_logits: torch.Tensor, soft_targets: torch.Tensor, 
 
 def training_seconds(checkpoint: dict) -> float | None:
     """The whole training time behind a checkpoint: its own epochs, plus its teachers' for a
-    distilled model, plus every member's for an ensemble file; None where a part is unrecorded."""
+    distilled model, plus its starting weights' for a fine-tuned or continued one (``--init``),
+    plus every member's for an ensemble file; None where a part is unrecorded. A model that
+    appears twice in the tree (a student continued under its own teacher) counts twice."""
     if checkpoint.get("kind") == "ensemble":
         parts = [training_seconds(member) for member in checkpoint["members"]]
         return None if None in parts else sum(parts)
     history = checkpoint.get("history")
     if not history:
         return None
-    own = sum(float(row["seconds"]) for row in history)
-    taught = checkpoint.get("distillation")
-    if taught is None:
-        return own
-    teachers = taught.get("teachers_train_seconds")
-    return None if teachers is None else own + teachers
+    parts = [sum(float(row["seconds"]) for row in history)]
+    if "distillation" in checkpoint:
+        parts.append(checkpoint["distillation"].get("teachers_train_seconds"))
+    if "init" in checkpoint:
+        parts.append(checkpoint["init"].get("train_seconds"))
+    return None if None in parts else sum(parts)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from ferlab.data.faceset import FaceSet
 from ferlab.data.normalize import Normalization
 from ferlab.errors import FerlabError
 from ferlab.device import autocast_for, choose_device, reuse_freed_memory  # noqa: F401 - choose_device: part of this module's interface
-from ferlab.distill import Teachers, distillation_loss, load_teachers
+from ferlab.distill import Teachers, distillation_loss, load_teachers, training_seconds
 from ferlab.evaluation import infer, metrics
 from ferlab.models import build_model
 from ferlab.models.layers import crop_input
@@ -269,10 +269,11 @@ def write_history(path: Path, history: list[dict]) -> None:
             writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in HISTORY_FIELDS})
 
 
-def load_initial_weights(model: nn.Module, config: TrainConfig) -> Normalization:
-    """Copy the weights of ``config.init`` (a run folder, checkpoint or 'default') into ``model``
-    and return that model's input normalisation: fine-tuning must feed the weights what they
-    were trained on, not statistics of the new faces."""
+def load_initial_weights(model: nn.Module, config: TrainConfig) -> tuple[Normalization, dict]:
+    """Copy the weights of ``config.init`` (a run folder, checkpoint or 'default') into ``model``;
+    return that model's input normalisation (fine-tuning must feed the weights what they were
+    trained on, not statistics of the new faces) and the record of where the weights came from:
+    their source and whole training time, part of this run's own."""
     from ferlab.checkpoint import read_checkpoint as read, resolve_checkpoint
 
     payload = read(resolve_checkpoint(config.init))
@@ -281,21 +282,25 @@ def load_initial_weights(model: nn.Module, config: TrainConfig) -> Normalization
         raise FerlabError(f"--init {config.init}: its architecture ({source['model']} {source.get('model_options', {})}) "
                           f"differs from this run's ({config.model} {config.model_options})")
     model.load_state_dict(payload["model"])  # float16 (exported) weights are cast on copy
-    return Normalization(**payload["normalization"])
+    return Normalization(**payload["normalization"]), {"source": config.init, "train_seconds": training_seconds(payload)}
 
 
 def start_training(config: TrainConfig, train_images: torch.Tensor, device: torch.device, resume_from: Path | None,
                    steps_per_epoch: int | None = None, teachers: Teachers | None = None):
-    """The model (seeded), optimiser, input normalisation, weight average (or None) and history a
-    run starts from: fresh, or as saved in ``resume_from`` (a ``last.pt``). A student takes its
-    teachers' normalisation: both see the very same views."""
+    """The model (seeded), optimiser, input normalisation, weight average (or None), history and
+    starting-weights record (``load_initial_weights``; None without ``init``) a run starts from:
+    fresh, or as saved in ``resume_from`` (a ``last.pt``). A student takes its teachers'
+    normalisation: both see the very same views."""
     torch.manual_seed(config.seed)
     model = crop_input(build_model(config.model, **config.model_options), config.crop).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    initial = None
     if resume_from is None:  # a resumed run takes its normalisation from last.pt below
-        normalization = load_initial_weights(model, config) if config.init else \
-            teachers.normalization if teachers is not None else Normalization.fit(config.normalization, train_images)
+        if config.init:
+            normalization, initial = load_initial_weights(model, config)
+        else:
+            normalization = teachers.normalization if teachers is not None else Normalization.fit(config.normalization, train_images)
         if teachers is not None and normalization != teachers.normalization:
             raise FerlabError(f"--init {config.init} normalises its input as {normalization}, the teachers as "
                               f"{teachers.normalization}; a student and its teachers must see the same input")
@@ -312,7 +317,8 @@ def start_training(config: TrainConfig, train_images: torch.Tensor, device: torc
         optimizer.load_state_dict(state["optimizer"])
         normalization = Normalization(**state["normalization"])
         history = list(state["history"])
-    return model, optimizer, normalization, average, history
+        initial = state.get("init")
+    return model, optimizer, normalization, average, history, initial
 
 
 def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict | None = None,
@@ -339,7 +345,7 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
     batch_size = distributed.per_rank_batch(min(config.batch_size, len(train)), world, len(train))
     steps_per_epoch = (len(train) // world.size) // batch_size  # equal on every rank
     teachers = load_teachers(config.teachers, device) if config.teachers else None
-    model, optimizer, normalization, average, history = start_training(
+    model, optimizer, normalization, average, history, initial = start_training(
         config, train.images, device, run_dir / "last.pt" if resume else None, steps_per_epoch, teachers)
     step_model = model if world.size == 1 else torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -354,6 +360,8 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
             "data": data_info or {"source": faces.source}}
     if teachers is not None:  # the student's card: who taught it, and what their training cost
         base["distillation"] = teachers.card(config)
+    if initial is not None:  # fine-tuned or continued: the starting weights' training is part of this model's
+        base["init"] = initial
     epochs_run, stopped_early, saved_epoch = 0, False, len(history)
     weights: dict = {}
     if resume and world.main:  # last.pt is the truth: an interruption after its write but before history.csv's left one row short
@@ -428,4 +436,6 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
                "train_seconds": sum(r["seconds"] for r in history), "finished": stopped_early or len(history) >= config.epochs}
     if teachers is not None:
         summary["teachers_train_seconds"] = base["distillation"]["teachers_train_seconds"]
+    if initial is not None:
+        summary["init_train_seconds"] = initial["train_seconds"]
     return summary
