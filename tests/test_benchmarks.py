@@ -159,6 +159,16 @@ def test_throughput_benchmark_infers_with_the_tta_it_is_given(sample_archive):
 
 
 
+def test_inference_paths_benchmark_times_every_route_beside_the_inference_path(sample_archive):
+    out = run_script("benchmarks/inference_paths.py", "--data", str(sample_archive), "--faces", "32", "--batch", "16",
+                     "--rounds", "1", "--compile")
+    rows = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| ") and "faces/s" not in line}
+    assert set(rows) >= {"inference path", "inference_mode", "bf16 weights", "TorchScript float32, optimised",
+                         "TorchScript frozen, bf16 autocast", "torch.compile, bf16 weights"}
+    assert "| 1.00× | 100.00% |" in rows["inference path"]  # the reference agrees with itself
+    assert "to compile" in out
+
+
 def test_allocator_benchmark_times_both_mallocs_and_finds_the_same_weights(sample_archive):
     out = run_script("benchmarks/allocator.py", "--data", str(sample_archive), "--rounds", "1", "--steps", "1",
                      "--faces", "64", "--batch", "32")
