@@ -126,6 +126,9 @@ def test_training_seconds_add_up_teachers_and_ensemble_members():
     assert training_seconds({"kind": "ensemble", "members": [single, {"history": []}]}) is None
     continued = {**taught, "init": {"source": "run", "train_seconds": 7.0}}  # fine-tuned or continued (--init)
     assert training_seconds(continued) == 13.0 and training_seconds({**single, "init": {"train_seconds": None}}) is None
+    for damaged in ({**single, "init": "run"}, {**single, "distillation": 5}, {"history": ["row"]},
+                    {"history": [{"seconds": "two"}]}, {**single, "init": {"train_seconds": [1]}}, {"kind": "ensemble"}):
+        assert training_seconds(damaged) is None, damaged  # unrecorded, not a crash
     assert math.isclose(training_seconds(read_checkpoint(resolve_checkpoint("default"))), 175.33, abs_tol=0.01)
 
 

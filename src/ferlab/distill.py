@@ -40,19 +40,23 @@ def training_seconds(checkpoint: dict) -> float | None:
     """The whole training time behind a checkpoint: its own epochs, plus its teachers' for a
     distilled model, plus its starting weights' for a fine-tuned or continued one (``--init``),
     plus every member's for an ensemble file; None where a part is unrecorded. A model that
-    appears twice in the tree (a student continued under its own teacher) counts twice."""
-    if checkpoint.get("kind") == "ensemble":
-        parts = [training_seconds(member) for member in checkpoint["members"]]
-        return None if None in parts else sum(parts)
-    history = checkpoint.get("history")
-    if not history:
+    appears twice in the tree (a student continued under its own teacher) counts twice. Records
+    that are not what ferlab writes (a damaged or hand-made file) count as unrecorded."""
+    try:
+        if checkpoint.get("kind") == "ensemble":
+            parts = [training_seconds(member) for member in checkpoint["members"]]
+            return None if None in parts else sum(parts)
+        history = checkpoint.get("history")
+        if not history:
+            return None
+        parts = [sum(float(row["seconds"]) for row in history)]
+        if "distillation" in checkpoint:
+            parts.append(checkpoint["distillation"].get("teachers_train_seconds"))
+        if "init" in checkpoint:
+            parts.append(checkpoint["init"].get("train_seconds"))
+        return None if None in parts else sum(float(part) for part in parts)
+    except (AttributeError, KeyError, TypeError, ValueError):
         return None
-    parts = [sum(float(row["seconds"]) for row in history)]
-    if "distillation" in checkpoint:
-        parts.append(checkpoint["distillation"].get("teachers_train_seconds"))
-    if "init" in checkpoint:
-        parts.append(checkpoint["init"].get("train_seconds"))
-    return None if None in parts else sum(parts)
 
 
 @dataclass(frozen=True)
