@@ -66,3 +66,12 @@ def test_a_resumed_fine_tuning_keeps_the_starting_weights_record(tmp_path, sampl
     resumed = fit(config, sample_faces, run, resume=True, progress=False, log=lambda _: None)
     assert resumed["init_train_seconds"] == started and resumed["epochs"] == 2
     assert read_checkpoint(run / "last.pt")["init"] == {"source": str(start), "train_seconds": started}
+
+
+def test_starting_weights_of_another_architecture_are_refused_before_a_run_folder_exists(tmp_path, sample_archive, capsys):
+    # the smoke preset's widths merge into the lean student's options: not the architecture of default-fast
+    code = main(["distill", "default", "--student", "fastnet", "--preset", "smoke", "--init", "default-fast", "--epochs", "1",
+                 "--data", str(sample_archive), "--out", str(tmp_path / "refused"), "--quiet"])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in error and "--init default-fast: its architecture (fastnet" in error, error
+    assert not (tmp_path / "refused").exists()

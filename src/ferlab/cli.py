@@ -194,6 +194,10 @@ def new_run(args):
 
         # a missing or mismatched teacher fails before a run folder exists
         check_teachers(config.teachers, smallest_view(config))
+    if config.init:
+        from ferlab.training import read_initial_checkpoint
+
+        read_initial_checkpoint(config)  # starting weights of another architecture fail before a run folder exists
     if args.out:
         check_new_run_folder(Path(args.out))  # a used or unwritable --out fails before the data is read
     faces = load_data(args, val_fraction=config.val_fraction, seed=config.seed)

@@ -269,11 +269,9 @@ def write_history(path: Path, history: list[dict]) -> None:
             writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in HISTORY_FIELDS})
 
 
-def load_initial_weights(model: nn.Module, config: TrainConfig) -> tuple[Normalization, dict]:
-    """Copy the weights of ``config.init`` (a run folder, checkpoint or 'default') into ``model``;
-    return that model's input normalisation (fine-tuning must feed the weights what they were
-    trained on, not statistics of the new faces) and the record of where the weights came from:
-    their source and whole training time, part of this run's own."""
+def read_initial_checkpoint(config: TrainConfig) -> dict:
+    """The checkpoint ``config.init`` names, refused in one line when its architecture is not the
+    run's (a preset's model options, merged in, can make it differ)."""
     from ferlab.checkpoint import read_checkpoint as read, resolve_checkpoint
 
     payload = read(resolve_checkpoint(config.init))
@@ -281,6 +279,15 @@ def load_initial_weights(model: nn.Module, config: TrainConfig) -> tuple[Normali
     if source["model"] != config.model or source.get("model_options", {}) != config.model_options:
         raise FerlabError(f"--init {config.init}: its architecture ({source['model']} {source.get('model_options', {})}) "
                           f"differs from this run's ({config.model} {config.model_options})")
+    return payload
+
+
+def load_initial_weights(model: nn.Module, config: TrainConfig) -> tuple[Normalization, dict]:
+    """Copy the weights of ``config.init`` (a run folder, checkpoint or 'default') into ``model``;
+    return that model's input normalisation (fine-tuning must feed the weights what they were
+    trained on, not statistics of the new faces) and the record of where the weights came from:
+    their source and whole training time, part of this run's own."""
+    payload = read_initial_checkpoint(config)
     model.load_state_dict(payload["model"])  # float16 (exported) weights are cast on copy
     return Normalization(**payload["normalization"]), {"source": config.init, "train_seconds": training_seconds(payload)}
 
