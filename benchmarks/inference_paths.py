@@ -54,15 +54,10 @@ def routes(loaded, example: torch.Tensor, batch: int, compile_too: bool) -> dict
     if compile_too:
         compiled = torch.compile(copy.deepcopy(bf16_model), dynamic=False)
         started = time.perf_counter()
-        batched(compiled, as_bf16, loaded_example_faces(example), batch, False)
+        batched(compiled, as_bf16, torch.zeros(batch, *example.shape[2:], dtype=torch.uint8), batch, False)  # compiles
         print(f"torch.compile: {time.perf_counter() - started:.1f} s to compile")
         found["torch.compile, bf16 weights"] = lambda faces: batched(compiled, as_bf16, faces, batch, False)
     return found
-
-
-def loaded_example_faces(example: torch.Tensor) -> torch.Tensor:
-    """uint8 faces of the example batch's shape, to trigger compilation before timing."""
-    return torch.zeros(example.shape[0], *example.shape[2:], dtype=torch.uint8)
 
 
 def main() -> None:
