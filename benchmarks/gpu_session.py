@@ -28,7 +28,11 @@ Session B, the distillation into `default` and `default-fast` (item 7). Here, fi
 ``python benchmarks/gpu_session.py pack --members PIECES...`` (three parts: the archive and the
 members), then ``receive .gpu/part1``, ``receive .gpu/part2``, and last ``receive .gpu/part3
 .gpu/MANIFEST && distill``: both students at once, their epochs fitted likewise, each returned
-as an fp16 checkpoint ready to ship.
+as an fp16 checkpoint ready to ship. Where device time is left, one more call while the machine is
+warm (or the same call, with ``distill --budget S && continue``): ``continue`` trains each student
+a few epochs more from its best weights at a constant learning rate under a weight average, and
+returns NAME-continued.pt beside NAME.pt (at most 8 files: the two stages' tables, logs and four
+checkpoints); PublicTest chooses which of the two ships.
 
 A stage that runs out of its budget interrupts its runs at their last checkpoint; the same stage
 again resumes them. Run folders stay in ``$FERLAB_GPU_WORK`` (``/root/ferlab-gpu``) while the
@@ -52,6 +56,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,6 +82,11 @@ STUDENT_PRESET = "best"
 STUDENTS = {"default": {"model": "fastnet"},
             "default-fast": {"model": "fastnet",
                              "model_options": {"widths": [32, 64, 128, 256], "stem": False, "pool_first": True}}}
+# The `continue` stage: on the CPU, `default-fast` continued 8 epochs from its best weights at a
+# quarter of its peak learning rate, held constant, with its weights averaged (decay 0.998 a step:
+# about 4.5 epochs at batch 256, 112 steps an epoch) gained 0.2-0.8 points on PublicTest in each
+# of three seeds (BENCHMARKS.md, 2026-12-05, fifth session); `best` also runs batches of 256.
+CONTINUATION = {"epochs": 8, "lr_fraction": 0.25, "ema": 0.998}
 
 
 def work() -> Path:
@@ -418,20 +428,48 @@ def distill(args) -> None:
     their epochs fitted to the budget; each best checkpoint comes back as an fp16 file ready to ship."""
     from ferlab.config import resolve_config
 
+    train_students("distill", args, resolve_config(STUDENT_PRESET).epochs, lambda name: [])
+
+
+def continue_students(args) -> None:
+    """After ``distill``, on the same warm machine: each student continued from its best weights
+    at a constant CONTINUATION learning rate, answering with the running average of its weights
+    (the recipe that lifted the CPU's `default-fast` on PublicTest); back as NAME-continued.pt.
+    Which of the two files ships is chosen on PublicTest from the two stages' tables."""
+    starts = {name: work() / "distill" / name for name in STUDENTS}
+    unfinished = [name for name, run_dir in starts.items() if not finished(run_dir)]
+    if unfinished:
+        fail(f"continue: the distill stage has not finished {', '.join(unfinished)} on this machine: run it first")
+    train_students("continue", args, CONTINUATION["epochs"], lambda name: continuation_arguments(starts[name]),
+                   suffix="-continued")
+
+
+def continuation_arguments(start: Path) -> list[str]:
+    """``ferlab distill``'s flags that continue ``start`` as CONTINUATION says."""
+    from ferlab.config import resolve_config
+
+    lr = resolve_config(STUDENT_PRESET).lr * CONTINUATION["lr_fraction"]
+    return ["--init", str(start), "--schedule", "none", "--lr", f"{lr:g}", "--ema", str(CONTINUATION["ema"])]
+
+
+def train_students(stage: str, args, most: int, extra: Callable[[str], list[str]], suffix: str = "") -> None:
+    """Every student of STUDENTS distilled at once from the teachers into WORK/STAGE/NAME (with
+    ``extra(name)``'s flags), their epochs (at most ``most``) fitted to the budget; each finished
+    one's best checkpoint goes to $OUT as NAME+SUFFIX.pt in fp16."""
+    from ferlab.checkpoint import export_checkpoint, read_checkpoint
+
     teachers = teacher_sources()
-    runs = {name: work() / "distill" / name for name in STUDENTS}
+    runs = {name: work() / stage / name for name in STUDENTS}
     fresh, epochs, note = fresh_runs(runs), None, ""
     if fresh:
         speeds = {name: student_speed(name, teachers, args.steps or 25) for name in fresh}
-        epochs, note = fit("distill", speeds, args, resolve_config(STUDENT_PRESET).epochs)
-    todo = {name: training_command(run_dir, ["distill", *teachers, *student_arguments(name)], epochs)
+        epochs, note = fit(stage, speeds, args, most)
+    todo = {name: training_command(run_dir, ["distill", *teachers, *student_arguments(name), *extra(name)], epochs)
             for name, run_dir in runs.items() if not finished(run_dir)}
-    report("distill", runs, *run_together(todo, stage_budget(args) - RESERVE_SECONDS), note=note)
-    from ferlab.checkpoint import export_checkpoint, read_checkpoint
-
+    report(stage, runs, *run_together(todo, stage_budget(args) - RESERVE_SECONDS), note=note)
     for name, run_dir in runs.items():
         if finished(run_dir):
-            export_checkpoint(read_checkpoint(run_dir / "best.pt"), out() / f"{name}.pt")
+            export_checkpoint(read_checkpoint(run_dir / "best.pt"), out() / f"{name}{suffix}.pt")
 
 
 def teacher_sources() -> list[str]:
@@ -508,7 +546,8 @@ def ensemble_table(run_dirs: list[Path]) -> str:
             + f"| {names} | {row['tta']} | {100 * row['test_chosen']:.2f} | {cells} |")
 
 
-STAGES = {"pack": pack, "receive": receive, "speed": speed, "families": families, "distill": distill}
+STAGES = {"pack": pack, "receive": receive, "speed": speed, "families": families, "distill": distill,
+          "continue": continue_students}
 
 
 def main() -> None:

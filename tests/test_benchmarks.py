@@ -17,6 +17,7 @@ import torch
 import yaml
 
 from ferlab.config import ENSEMBLES, resolve_config
+from ferlab.distill import training_seconds
 from ferlab.tta import choose_tta
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -282,6 +283,16 @@ def test_the_gpu_sessions_rehearse_every_stage_on_the_cpu_without_the_packages_t
     assert torch.load(out / "default-fast.pt", weights_only=True)["config"]["model_options"]["widths"] == [32, 64, 128, 256]
     with tarfile.open(out / "distill-runs.tar.gz") as bundle:
         assert {"default/history.csv", "default-fast/metrics.json", "default/train.log"} <= set(bundle.getnames())
+    continued = stage("b", "continue", "--epochs", "1")  # the same warm machine, its distill runs still there
+    assert "continue: 1 epochs each (their schedule: 8)" in continued and "FAILED" not in continued
+    for name in ("default", "default-fast"):
+        stage_one = torch.load(tmp_path / "b" / "work" / "distill" / name / "best.pt", weights_only=True)
+        shipped = torch.load(out / f"{name}-continued.pt", weights_only=True)
+        config = shipped["config"]
+        assert (config["schedule"], config["lr"], config["ema"]) == ("none", 3e-3 / 4, 0.998)  # best's peak lr, a quarter
+        assert shipped["init"] == {"source": str(tmp_path / "b" / "work" / "distill" / name),
+                                   "train_seconds": training_seconds(stage_one)}  # stage one's whole time stays on record
+        assert training_seconds(shipped) > training_seconds(stage_one) > 0
     assert len(list(out.iterdir())) <= 8
 
 
@@ -317,6 +328,7 @@ def test_a_run_interrupted_before_python_handles_sigint_is_interrupted_not_faile
 @pytest.mark.parametrize("arguments, message", [
     (["speed"], "not here (a fresh machine?): make the receive calls first"),
     (["distill"], "no teachers: neither session A's members"),
+    (["continue"], "continue: the distill stage has not finished default, default-fast on this machine"),
     (["pack", "--members", "/tmp/members.tar"], "/tmp/members.tar: not a piece of members.tar (named members.tar.N"),
     (["pack", "--archive", "/no/such/archive.tar.xz"], "/no/such/archive.tar.xz: cannot read (No such file or directory)"),
     (["receive", "/no/such/part1"], "/no/such/part1: cannot read (No such file or directory)"),

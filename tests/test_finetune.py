@@ -50,6 +50,19 @@ def test_init_refuses_another_architecture(tmp_path, sample_archive, capsys):
     assert code == 2 and "its architecture cannot change" in capsys.readouterr().err
 
 
+def test_init_accepts_model_options_that_restate_its_own_and_names_one_that_differs(tmp_path, sample_archive, capsys):
+    # default-fast's options, given again as a student's flags (benchmarks/gpu_session.py continue)
+    restated = ["--model-option", "stem=false", "--model-option", "pool_first=true"]
+    code = main(["train", "--init", "default-fast", *restated, "--epochs", "1", "--batch-size", "64",
+                 "--data", str(sample_archive), "--out", str(tmp_path / "restated"), "--quiet"])
+    assert code == 0 and (tmp_path / "restated" / "best.pt").exists(), capsys.readouterr().err
+    code = main(["train", "--init", "default-fast", "--model-option", "widths=[16, 32, 64, 128]",
+                 "--data", str(sample_archive), "--out", str(tmp_path / "changed"), "--quiet"])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in error and "its architecture cannot change (asked: {'widths': [16, 32, 64, 128]})" in error
+    assert not (tmp_path / "changed").exists()
+
+
 def test_a_resumed_fine_tuning_keeps_the_starting_weights_record(tmp_path, sample_faces):
     from ferlab.config import resolve_config
     from ferlab.training import fit

@@ -156,8 +156,11 @@ def fine_tuning(args) -> tuple[str | None, str | None, dict]:
     from ferlab.config import config_from_dict
 
     source = config_from_dict(read_checkpoint(resolve_checkpoint(args.init))["config"])  # no model built for this
-    if args.model not in (None, source.model) or (overrides.get("model_options") not in (None, source.model_options)):
-        raise FerlabError(f"--init {args.init} is a {source.model} {source.model_options}; its architecture cannot change")
+    # options that restate the starting model's own (a student's flags given again) change nothing
+    changed = {k: v for k, v in (overrides.get("model_options") or {}).items() if source.model_options.get(k, object()) != v}
+    if args.model not in (None, source.model) or changed:
+        raise FerlabError(f"--init {args.init} is a {source.model} {source.model_options}; its architecture cannot change"
+                          + (f" (asked: {changed})" if changed else ""))
     args.resize = True
     print(f"fine-tuning {args.init} ({source.model}); faces of any size are resized to 48x48")
     return args.preset or "finetune", args.config, {**overrides, "model": source.model, "model_options": source.model_options}
