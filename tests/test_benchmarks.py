@@ -378,3 +378,25 @@ def test_members_with_a_piece_missing_are_refused_before_they_travel(tmp_path, s
                              "--members", *map(str, pieces[:2])], cwd=ROOT, env=gpu_session_env(tmp_path),
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 2 and "members.tar: " in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_teacher_combinations_are_ranked_on_publictest_alone(sample_faces, monkeypatch):
+    spec = importlib.util.spec_from_file_location("teachers", ROOT / "benchmarks" / "teachers.py")
+    teachers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(teachers)
+    read = []
+    original = type(sample_faces).split
+    monkeypatch.setattr(type(sample_faces), "split", lambda faces, name: read.append(name) or original(faces, name))
+    probabilities, labels = teachers.public_probabilities({"a": "default", "b": "default-fast"}, sample_faces, ["none", "flip"])
+    assert read == ["val"]  # PrivateTest never read
+    rows = teachers.ranked(probabilities, labels, ["a", "b"], ["none", "flip"])
+    assert len(rows) == 6 and [row[0] for row in rows] == sorted((row[0] for row in rows), reverse=True)
+    from ferlab.checkpoint import load_model
+
+    public = sample_faces.split("val")
+    alone = load_model("default", device="cpu").probabilities(public.images)
+    pair = (alone + load_model("default-fast", device="cpu").probabilities(public.images, tta="none")) / 2
+    accuracy = {(row[1], row[2]): row[0] for row in rows}
+    assert accuracy[("none", ("a",))] == float((alone.argmax(1) == public.labels).double().mean())
+    assert accuracy[("none", ("a", "b"))] == float((pair.argmax(1) == public.labels).double().mean())
+    assert all("a" in row[2] for row in teachers.ranked(probabilities, labels, ["a", "b"], ["flip"], must="a"))
