@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 from pathlib import Path
 
 import torch
@@ -21,6 +22,7 @@ import torch
 from ferlab.checkpoint import load_model
 from ferlab.data import load_faces
 from ferlab.data.faceset import FaceSet
+from ferlab.errors import FerlabError
 from ferlab.runs import labelled_split
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fer2013" / "fer2013-images.tar.xz"
@@ -64,7 +66,11 @@ def main() -> None:
     if args.must is not None and args.must not in args.models:
         parser.error(f"--must {args.must}: not among the models")
     models = {name: name for name in dict.fromkeys(args.models)}
-    probabilities, labels = public_probabilities(models, load_faces(args.data), args.tta)
+    try:
+        probabilities, labels = public_probabilities(models, load_faces(args.data), args.tta)
+    except FerlabError as error:  # a missing or damaged model or data set: one line, as the CLI says it
+        print(f"teachers: {error}", file=sys.stderr)
+        sys.exit(2)
     rows = ranked(probabilities, labels, list(models), args.tta, args.must, args.most)
     print(f"{len(rows)} combinations on PublicTest ({len(labels)} faces); PrivateTest not read\n")
     print("| teachers (equal weights) | TTA | PublicTest % |\n| --- | --- | --- |")

@@ -400,3 +400,11 @@ def test_teacher_combinations_are_ranked_on_publictest_alone(sample_faces, monke
     assert accuracy[("none", ("a",))] == float((alone.argmax(1) == public.labels).double().mean())
     assert accuracy[("none", ("a", "b"))] == float((pair.argmax(1) == public.labels).double().mean())
     assert all("a" in row[2] for row in teachers.ranked(probabilities, labels, ["a", "b"], ["flip"], must="a"))
+
+
+def test_a_damaged_teacher_is_named_in_one_line(tmp_path, sample_archive):
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(b"not a checkpoint")
+    result = subprocess.run([sys.executable, "benchmarks/teachers.py", "default", str(damaged), "--data", str(sample_archive)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0 and f"{damaged}: not a PyTorch checkpoint" in result.stderr
