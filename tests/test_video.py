@@ -132,7 +132,7 @@ def test_bad_videos_are_one_line_and_exit_2(tmp_path, capsys):
     cv2.VideoWriter(str(no_frames), cv2.VideoWriter_fourcc(*"mp4v"), 25, (64, 64)).release()
     text = tmp_path / "notes.txt"
     text.write_text("FFmpeg would play this as a video of its characters\n" * 50)
-    cases = {garbage: "", empty: "", no_frames: "", tmp_path / "missing.mp4": "cannot read", tmp_path: "not a regular file",
+    cases = {garbage: "", empty: "empty file", no_frames: "", tmp_path / "missing.mp4": "cannot read", tmp_path: "not a regular file",
              text: "plain text, not a video"}
     for path, expected in cases.items():
         assert main(["video", str(path), "-o", str(tmp_path / "out"), "--quiet"]) == 2, path
@@ -141,3 +141,31 @@ def test_bad_videos_are_one_line_and_exit_2(tmp_path, capsys):
         assert expected in error
     assert main(["video", str(garbage), "--smoothing", "1", "-o", str(tmp_path / "out")]) == 2
     assert "--smoothing 1.0" in capsys.readouterr().err
+
+
+def test_a_video_damaged_midway_is_processed_up_to_the_damage_and_said_so(tmp_path, capsys):
+    """Motion-JPEG frames zeroed in the middle of the file: OpenCV stops at the hole. The results
+    cover the frames before it; the shortfall against the container's count is one line, exit 2."""
+    import cv2
+
+    frames = [two_faces_scene(i % 10)[::2, ::2] for i in range(30)]
+    whole = tmp_path / "whole.avi"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (320, 240))
+    for frame in frames:
+        writer.write(np.ascontiguousarray(frame[..., ::-1]))
+    writer.release()
+    data = bytearray(whole.read_bytes())
+    data[len(data) // 2: len(data) * 2 // 3] = bytes(len(data) * 2 // 3 - len(data) // 2)
+    damaged = tmp_path / "damaged.avi"
+    damaged.write_bytes(bytes(data))
+
+    assert main(["video", str(whole), "-o", str(tmp_path / "whole-out"), "--quiet", "--detector", "haar"]) == 0
+    assert capsys.readouterr().err == ""
+    assert main(["video", str(damaged), "-o", str(tmp_path / "out"), "--quiet", "--detector", "haar"]) == 2
+    captured = capsys.readouterr()
+    summary = json.loads((tmp_path / "out" / "damaged-summary.json").read_text())
+    assert summary["frames_announced"] == 30 and 0 < summary["frames"] < 30
+    assert len(read_rows(tmp_path / "out" / "damaged-frames.csv")) > 0  # the frames before the hole
+    assert captured.err == (f"ferlab: error: {damaged}: only {summary['frames']} of the 30 frames it announces "
+                            f"could be decoded (damaged or cut off); the results cover those {summary['frames']}\n")
+

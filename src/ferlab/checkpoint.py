@@ -132,6 +132,9 @@ def check_weights(weights: dict, config: TrainConfig) -> str | None:
             return f"weight {name!r} has shape {tuple(tensor.shape)}, model {config.model!r} expects {tuple(expected[name].shape)}"
         if tensor.is_floating_point() != expected[name].is_floating_point():
             return f"weight {name!r} is {tensor.dtype}, model {config.model!r} expects {expected[name].dtype}"
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            # a damaged file or a diverged run: every answer would be NaN, labelled as class 0
+            return f"weight {name!r} holds NaN or infinite values"
     return None
 
 

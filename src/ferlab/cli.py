@@ -394,7 +394,7 @@ def cmd_photo(args) -> int:
 def cmd_video(args) -> int:
     from ferlab.checkpoint import load_model
     from ferlab.runs import writable_folder
-    from ferlab.video import VideoOptions, describe_summary, process_video
+    from ferlab.video import VideoOptions, describe_summary, frames_lost, process_video
 
     options = VideoOptions(detect_every=args.detect_every, smoothing=args.smoothing, detection=detection_of(args), tta=args.tta)
     out = writable_folder(Path(args.output))
@@ -402,7 +402,10 @@ def cmd_video(args) -> int:
     summary = process_video(loaded, Path(args.input), out, options, progress=not args.quiet)
     print(describe_summary(summary))
     print(f"wrote {', '.join(summary['outputs'])} to {out}")
-    return 0
+    problem = frames_lost(summary)
+    if problem:
+        print(f"ferlab: error: {problem}", file=sys.stderr)
+    return 2 if problem else 0
 
 
 def cmd_serve(args) -> int:

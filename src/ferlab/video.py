@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -71,7 +72,9 @@ def check_video_file(path: Path) -> None:
             head = handle.read(4096)
     except OSError as error:
         raise VideoError(f"{path}: cannot read ({error.strerror or error})") from None
-    if head and b"\0" not in head and not head.startswith(b"YUV4MPEG2") and is_utf8(head):
+    if not head:
+        raise VideoError(f"{path}: empty file")
+    if b"\0" not in head and not head.startswith(b"YUV4MPEG2") and is_utf8(head):
         raise VideoError(f"{path}: plain text, not a video")
 
 
@@ -89,6 +92,9 @@ def read_frames(path: Path) -> tuple[Iterator[Frame], float, int]:
     import cv2
 
     check_video_file(path)
+    # FFmpeg's own log lines ("moov atom not found") would come before our one-line error; set
+    # OPENCV_FFMPEG_LOGLEVEL=24 to see its warnings. Read when OpenCV's FFmpeg backend starts.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise VideoError(f"{path}: not a video OpenCV can read")
@@ -244,11 +250,24 @@ def process_video(loaded: LoadedModel, path: Path, out: Path, options: VideoOpti
     from ferlab.report.figures import plot_timeline
 
     plot_timeline({t.id: t.history for t in tracker.all_tracks() if t.history}, outputs["timeline.png"], path.name)
-    summary = {"video": str(path), "frames": seen, "fps": round(fps, 3), "seconds": round(seen / fps, 3),
+    summary = {"video": str(path), "frames": seen, "frames_announced": count or None,
+               "fps": round(fps, 3), "seconds": round(seen / fps, 3),
                "detect_every": options.detect_every, "smoothing": options.smoothing, "faces": faces,
                "outputs": [p.name for p in outputs.values()]}
     outputs["summary.json"].write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def frames_lost(summary: dict) -> str | None:
+    """The problem line when fewer frames decoded than the file announces (a damaged or cut-off
+    video: its results cover only the frames before the damage), else None. Containers that only
+    state a duration give an estimate, so a shortfall within rounding (one frame, or 0.5%) is
+    left to the summary's two counts."""
+    announced, seen = summary.get("frames_announced") or 0, summary["frames"]
+    if announced - seen <= max(1, announced // 200):
+        return None
+    return (f"{summary['video']}: only {seen} of the {announced} frames it announces could be decoded "
+            f"(damaged or cut off); the results cover those {seen}")
 
 
 def describe_summary(summary: dict) -> str:
