@@ -1,7 +1,8 @@
 """Reading FER2013 in every form users have, into one FaceSet.
 
 ``load_faces(path)`` takes a ``fer2013.csv`` / ``icml_face_data.csv``, a course ``train.csv`` or
-``test.csv``, an image folder, its ``.zip`` / ``.tar.*`` archive, or a folder holding one of those.
+``test.csv`` (each also compressed), an image folder, its ``.zip`` / ``.tar.*`` archive, an archive
+holding one of the CSVs (Kaggle's ``fer2013.tar.gz``), or a folder holding one of those.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import dataclasses
 import os
 from pathlib import Path
 
+from ferlab.data.archived_csv import read_archive
 from ferlab.data.cache import cache_key, load_cached, save_cached
 from ferlab.data.csv_readers import read_csv
 from ferlab.data.faceset import UNLABELLED, FaceSet, stratified_val_split
@@ -56,11 +58,16 @@ def resolve_source(path: Path) -> Path:
                       f"fer2013.csv, train.csv, or a .zip/.tar.* of the image folders)")
 
 
+def is_csv(path: Path) -> bool:
+    """A CSV by its name, compressed or not (``read_csv`` tells compression by the magic bytes)."""
+    return path.name.lower().endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.xz"))
+
+
 def is_data_source(path: Path) -> bool:
     """Whether ``path`` is FER2013 data (a CSV, an archive, or a folder holding the image-folder
     layout or a known data file), as opposed to loose face images."""
     if path.is_file():
-        return path.suffix.lower() == ".csv" or is_archive(path)
+        return is_csv(path) or is_archive(path)
     if path.is_dir():
         return (path / "train").is_dir() or (path / "test").is_dir() or is_class_folders(path) \
             or any((path / n).is_file() for n in KNOWN_FILES)
@@ -89,8 +96,8 @@ def find_data(explicit: str | os.PathLike | None = None) -> Path:
 # the cache): name -> (does this path have that form?, reader).
 READERS = {
     "image folder": (lambda path: path.is_dir(), read_image_folder),
-    "archive": (lambda path: path.is_file() and is_archive(path), read_image_folder),
-    "csv": (lambda path: path.is_file() and path.suffix.lower() == ".csv", read_csv),
+    "archive": (lambda path: path.is_file() and is_archive(path), read_archive),
+    "csv": (lambda path: path.is_file() and is_csv(path), read_csv),
 }
 
 

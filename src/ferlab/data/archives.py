@@ -15,16 +15,18 @@ name and what is wrong with it. Nothing is dropped without a word:
 
 from __future__ import annotations
 
+import io
 import os
 import posixpath
 import stat
 import tarfile
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ferlab.data.limits import DECOMPRESSION_ERRORS, ReaderLimits, describe_size, open_source
+from ferlab.data.limits import DECOMPRESSION_ERRORS, MIB, BoundedStream, ReaderLimits, describe_size, open_source
 from ferlab.errors import DataError
 
 MAX_LINK_HOPS = 32  # a chain of symlinks longer than this is a loop
@@ -288,3 +290,38 @@ def iter_entries(path: Path, limits: ReaderLimits) -> Iterator[Entry]:
     if path.name.lower().endswith(".zip"):
         return iter_zip(path, limits)
     return iter_tar(path, limits)
+
+
+# --- one member as a stream ----------------------------------------------------------------------
+
+@contextmanager
+def open_member(path: Path, name: str, limits: ReaderLimits) -> Iterator[io.BufferedReader]:
+    """The bytes of member ``name`` of a zip or tar, streamed (a member may be far larger than
+    ``limits.member_bytes``: Kaggle's fer2013.csv is 287 MiB) and capped at ``limits.total_bytes``.
+    A damaged archive, or one that ends inside the member, is a DataError naming the member; a
+    tar's compressed stream is read to its end so that its checksum runs."""
+    source = str(path)
+    try:
+        if path.name.lower().endswith(".zip"):
+            with zipfile.ZipFile(path) as archive, archive.open(name) as member:
+                yield bounded(member, source, name, limits)  # zipfile checks the member's CRC at its end
+            return
+        stream, _ = open_source(path, limits, where=lambda: name)
+        with stream, tarfile.open(fileobj=stream, mode="r|", tarinfo=StrictTarInfo) as archive:
+            member = next((m for m in archive if m.name == name), None)
+            if member is None or not member.isfile():
+                raise DataError(source, name, "not a regular file in the archive")
+            yield bounded(archive.extractfile(member), source, name, limits)
+            stream.raw.drain()
+    except DataError:  # a bad row of the member, or the limits: already named
+        raise
+    except DamagedTar as error:
+        raise DataError(source, name, str(error)) from None
+    except (zipfile.BadZipFile, tarfile.TarError, *DECOMPRESSION_ERRORS) as error:
+        raise DataError(source, name, f"damaged archive ({error.__class__.__name__}: "
+                                      f"{str(error)[:100] or 'data ended early'})") from None
+
+
+def bounded(member, source: str, name: str, limits: ReaderLimits) -> io.BufferedReader:
+    return io.BufferedReader(BoundedStream(member, source, limits.total_bytes, "member", lambda: name), buffer_size=MIB)
+

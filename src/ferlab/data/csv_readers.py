@@ -134,53 +134,59 @@ def read_csv(path: str | Path, *, skip_bad_rows: bool = False, limits: ReaderLim
     """Read any of the three CSV forms. Faces of ``train.csv`` are all "train" (the caller carves
     a validation split); faces of ``test.csv`` are unlabelled "test" faces. (``resize`` is accepted
     for the readers' one signature; CSV faces are 48x48 by construction.)"""
-    source = str(path)
     stream, _ = open_source(Path(path), limits)
     with stream:
-        lines = text_lines(stream, source, limits)
-        number, header_line, problem = next(lines, (None, None, "empty file"))
-        header = parse_row(header_line) if problem is None else problem
-        if isinstance(header, str):
-            raise DataError(source, number, header if number is None else f"header: {header}")
-        form, columns = detect_form(header, source)
-        bad = BadRows(source, skip_bad_rows)
-        images, labels, splits, ids = [], [], [], []
-        pixel_col = columns["pixels" if form == "challenge" else "feature"]
-        label_col = columns.get("emotion" if form == "challenge" else "label")
-        usage_col = columns.get("usage")
-        id_col = columns.get("id")
-        width = len(header)
-        for line, text, problem in lines:
-            row = parse_row(text) if problem is None else problem
-            if isinstance(row, str):
-                bad.report(line, row)
+        return read_csv_stream(stream, str(path), skip_bad_rows=skip_bad_rows, limits=limits)
+
+
+def read_csv_stream(stream: io.BufferedReader, source: str, *, skip_bad_rows: bool = False,
+                    limits: ReaderLimits = DEFAULT_LIMITS) -> FaceSet:
+    """``read_csv`` of a byte stream (a file, or a member of an archive); ``source`` names it in
+    every message."""
+    lines = text_lines(stream, source, limits)
+    number, header_line, problem = next(lines, (None, None, "empty file"))
+    header = parse_row(header_line) if problem is None else problem
+    if isinstance(header, str):
+        raise DataError(source, number, header if number is None else f"header: {header}")
+    form, columns = detect_form(header, source)
+    bad = BadRows(source, skip_bad_rows)
+    images, labels, splits, ids = [], [], [], []
+    pixel_col = columns["pixels" if form == "challenge" else "feature"]
+    label_col = columns.get("emotion" if form == "challenge" else "label")
+    usage_col = columns.get("usage")
+    id_col = columns.get("id")
+    width = len(header)
+    for line, text, problem in lines:
+        row = parse_row(text) if problem is None else problem
+        if isinstance(row, str):
+            bad.report(line, row)
+            continue
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue  # blank line
+        if len(row) != width:
+            bad.report(line, f"expected {width} fields, found {len(row)}")
+            continue
+        pixels = parse_pixels(row[pixel_col])
+        if isinstance(pixels, str):
+            bad.report(line, pixels)
+            continue
+        label = UNLABELLED
+        if label_col is not None:
+            label = parse_label(row[label_col])
+            if isinstance(label, str):
+                bad.report(line, label)
                 continue
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue  # blank line
-            if len(row) != width:
-                bad.report(line, f"expected {width} fields, found {len(row)}")
+        split = "test" if form == "course-test" else "train"
+        if usage_col is not None:
+            usage = row[usage_col].strip()
+            if usage not in OFFICIAL_SPLIT_NAMES:
+                bad.report(line, f"unknown Usage {usage!r} (expected Training, PublicTest or PrivateTest)")
                 continue
-            pixels = parse_pixels(row[pixel_col])
-            if isinstance(pixels, str):
-                bad.report(line, pixels)
-                continue
-            label = UNLABELLED
-            if label_col is not None:
-                label = parse_label(row[label_col])
-                if isinstance(label, str):
-                    bad.report(line, label)
-                    continue
-            split = "test" if form == "course-test" else "train"
-            if usage_col is not None:
-                usage = row[usage_col].strip()
-                if usage not in OFFICIAL_SPLIT_NAMES:
-                    bad.report(line, f"unknown Usage {usage!r} (expected Training, PublicTest or PrivateTest)")
-                    continue
-                split = OFFICIAL_SPLIT_NAMES[usage]
-            images.append(pixels)
-            labels.append(label)
-            splits.append(SPLITS.index(split))
-            ids.append(row[id_col].strip() if id_col is not None else f"line {line}")
+            split = OFFICIAL_SPLIT_NAMES[usage]
+        images.append(pixels)
+        labels.append(label)
+        splits.append(SPLITS.index(split))
+        ids.append(row[id_col].strip() if id_col is not None else f"line {line}")
     if not images:
         raise DataError(source, None, "no faces found" + (f" ({bad.count} bad rows skipped)" if bad.count else " (empty file)"))
     return FaceSet(

@@ -25,6 +25,15 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".pgm", ".tif", ".tif
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2")
 
 
+class NoFaceImages(DataError):
+    """A folder or archive without one face image; ``passed_over`` names its other files (an
+    archive may hold FER2013 as a CSV instead: ``ferlab.data.archived_csv``)."""
+
+    def __init__(self, source: str, where, problem: str, passed_over: tuple[str, ...] = ()):
+        super().__init__(source, where, problem)
+        self.passed_over = passed_over
+
+
 def is_archive(path: Path) -> bool:
     name = path.name.lower()
     return name.endswith(".zip") or name.endswith(TAR_SUFFIXES)
@@ -61,9 +70,11 @@ def read_image_folder(path: str | Path, *, resize: bool = False, skip_bad_rows: 
     source = str(path)
     bad = BadRows(source, skip_bad_rows)
     records: list[tuple[str, np.ndarray, int, int]] = []
+    passed_over: list[str] = []
     official = True  # every face's file name carries its FER2013 split
     for entry in iter_entries(path, limits):
         if is_passed_over(entry):
+            passed_over.append(entry.name)
             continue
         relative = entry.name
         if entry.problem is not None:
@@ -84,8 +95,8 @@ def read_image_folder(path: str | Path, *, resize: bool = False, skip_bad_rows: 
         official = official and face_id.rsplit("/", 1)[-1].split("_", 1)[0] in OFFICIAL_SPLIT_NAMES
         records.append((face_id, face, EMOTIONS.index(class_folder.lower()), SPLITS.index(split)))
     if not records:
-        raise DataError(source, None, "no face images found (expected <train|test>/<class>/<image> entries)"
-                        + (f"; {bad.count} bad entries skipped" if bad.count else ""))
+        raise NoFaceImages(source, None, "no face images found (expected <train|test>/<class>/<image> entries)"
+                           + (f"; {bad.count} bad entries skipped" if bad.count else ""), passed_over=tuple(passed_over))
     records.sort(key=lambda r: r[0])  # the same order from a folder and from its archive
     ids, faces, labels, splits = zip(*records)
     return FaceSet(
