@@ -86,6 +86,16 @@ def test_a_video_gets_every_output_and_each_face_keeps_its_id(video, tmp_path, c
     assert (out / "two-timeline.png").stat().st_size > 10_000
 
 
+def test_the_python_api_gives_the_commands_summary(video, tmp_path):
+    import ferlab
+
+    assert main(["video", str(video), "-o", str(tmp_path / "cli"), "--quiet", "--detect-every", "3"]) == 0
+    summary = ferlab.load("default").video(video, tmp_path / "api", detect_every=3)
+    assert summary == json.loads((tmp_path / "cli" / "two-summary.json").read_text())
+    assert read_rows(tmp_path / "api" / "two-frames.csv") == read_rows(tmp_path / "cli" / "two-frames.csv")
+    assert summary["frames"] == summary["frames_announced"] == FRAMES and len(summary["faces"]) >= 2
+
+
 def test_detecting_every_k_frames_carries_the_boxes(video, tmp_path):
     out = tmp_path / "every5"
     assert main(["video", str(video), "-o", str(out), "--detect-every", "5", "--quiet"]) == 0
@@ -168,4 +178,9 @@ def test_a_video_damaged_midway_is_processed_up_to_the_damage_and_said_so(tmp_pa
     assert len(read_rows(tmp_path / "out" / "damaged-frames.csv")) > 0  # the frames before the hole
     assert captured.err == (f"ferlab: error: {damaged}: only {summary['frames']} of the 30 frames it announces "
                             f"could be decoded (damaged or cut off); the results cover those {summary['frames']}\n")
+    import ferlab
+
+    with pytest.warns(UserWarning, match=rf"^{damaged}: only {summary['frames']} of the 30 frames"):
+        again = ferlab.load("default").video(damaged, tmp_path / "api", detector="haar")
+    assert again == summary
 
