@@ -13,7 +13,7 @@ from pathlib import Path
 from ferlab.data.archives import open_member
 from ferlab.data.csv_readers import read_csv_stream
 from ferlab.data.faceset import FaceSet
-from ferlab.data.image_folder import NoFaceImages, read_image_folder
+from ferlab.data.image_folder import NoFaceImages, is_hidden, read_image_folder
 from ferlab.data.limits import DEFAULT_LIMITS, ReaderLimits
 from ferlab.errors import DataError
 
@@ -22,8 +22,7 @@ PREFERRED_CSVS = ("fer2013.csv", "icml_face_data.csv", "train.csv")
 
 
 def csv_members(names: tuple[str, ...]) -> list[str]:
-    return [n for n in names if n.lower().endswith(".csv")
-            and not any(part.startswith(".") or part == "__MACOSX" for part in n.split("/"))]
+    return [n for n in names if n.lower().endswith(".csv") and not is_hidden(n)]
 
 
 def choose_csv(names: tuple[str, ...]) -> str | None:

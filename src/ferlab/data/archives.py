@@ -324,4 +324,3 @@ def open_member(path: Path, name: str, limits: ReaderLimits) -> Iterator[io.Buff
 
 def bounded(member, source: str, name: str, limits: ReaderLimits) -> io.BufferedReader:
     return io.BufferedReader(BoundedStream(member, source, limits.total_bytes, "member", lambda: name), buffer_size=MIB)
-

@@ -39,11 +39,14 @@ def is_archive(path: Path) -> bool:
     return name.endswith(".zip") or name.endswith(TAR_SUFFIXES)
 
 
+def is_hidden(name: str) -> bool:
+    """A hidden file or one inside a hidden folder, or a macOS resource fork (``__MACOSX/``)."""
+    return any(part.startswith(".") or part == "__MACOSX" for part in name.split("/"))
+
+
 def is_passed_over(entry: Entry) -> bool:
     """Entries that are not faces by their name: hidden files, macOS resource forks, READMEs."""
-    parts = entry.name.split("/")
-    hidden = any(p.startswith(".") or p == "__MACOSX" for p in parts)
-    return not entry.is_folder and (hidden or not entry.name.lower().endswith(IMAGE_SUFFIXES))
+    return not entry.is_folder and (is_hidden(entry.name) or not entry.name.lower().endswith(IMAGE_SUFFIXES))
 
 
 def place(relative: str) -> tuple[str, str | None, str] | str:
