@@ -43,11 +43,10 @@ def read_archive(path: str | Path, *, resize: bool = False, skip_bad_rows: bool 
     try:
         return read_image_folder(path, resize=resize, skip_bad_rows=skip_bad_rows, limits=limits)
     except NoFaceImages as error:
-        member = choose_csv(error.passed_over)
-        if member is None and len(csv_members(error.passed_over)) > 1:
-            raise DataError(str(path), None, "no face images, and several CSVs ("
-                            + ", ".join(csv_members(error.passed_over)[:4])
-                            + "): extract the one to read and pass it with --data") from None
+        member, candidates = choose_csv(error.passed_over), csv_members(error.passed_over)
+        if member is None and len(candidates) > 1:
+            raise DataError(str(path), None, f"no face images, and several CSVs ({', '.join(candidates[:4])}): "
+                                             "extract the one to read and pass it with --data") from None
         if member is None:
             raise
     with open_member(path, member, limits) as stream:
