@@ -363,12 +363,7 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
     val_images, val_labels = val.images.to(device), val.labels
     total_steps = steps_per_epoch * config.epochs
     progress = progress and world.main
-    base = {"config": config_to_dict(config), "normalization": normalization.to_dict(),
-            "data": data_info or {"source": faces.source}}
-    if teachers is not None:  # the student's card: who taught it, and what their training cost
-        base["distillation"] = teachers.card(config)
-    if initial is not None:  # fine-tuned or continued: the starting weights' training is part of this model's
-        base["init"] = initial
+    base = checkpoint_base(config, normalization, data_info or {"source": faces.source}, teachers, initial)
     epochs_run, stopped_early, saved_epoch = 0, False, len(history)
     weights: dict = {}
     if resume and world.main:  # last.pt is the truth: an interruption after its write but before history.csv's left one row short
@@ -386,7 +381,7 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
 
     for epoch in range(len(history), config.epochs):
         val_history = [row["val_accuracy"] for row in history]
-        if config.early_stop_patience and epochs_since_best(val_history) >= config.early_stop_patience:
+        if stops_early(val_history, config):
             log(f"early stop: no validation gain for {config.early_stop_patience} epochs")
             stopped_early = True
             break
@@ -410,12 +405,7 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
                "val_loss": val_stats["loss"], "val_accuracy": val_stats["accuracy"],
                "lr": scale * lr_at(first + steps_per_epoch - 1, total_steps, config),
                "seconds": stats["seconds"] + time.perf_counter() - started}
-        if not (math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"])):
-            raise TrainingDiverged(
-                f"epoch {epoch + 1}: the {'training' if not math.isfinite(row['train_loss']) else 'validation'} loss "
-                f"became {row['train_loss'] if not math.isfinite(row['train_loss']) else row['val_loss']} "
-                f"(learning rate {row['lr']:.3g}); the run stopped, {run_dir} keeps the last good checkpoint. "
-                "Try a lower --lr")
+        check_finite(row, run_dir)
         history.append(row)
         improved = row["val_accuracy"] > max(val_history, default=-1.0)
         weights = {**base, "model": evaluated.state_dict(), "epoch": epoch + 1, "history": history,
@@ -426,9 +416,7 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
             save_last(weights)
         if world.main:
             write_history(run_dir / "history.csv", history)
-        log(f"epoch {epoch + 1}/{config.epochs}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
-            f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}{' *' if improved else ''} | "
-            f"lr {row['lr']:.2e} | {row['seconds']:.1f}s")
+        log(epoch_line(row, config.epochs, improved))
         epochs_run += 1
         if on_epoch is not None:
             on_epoch(row)
@@ -437,12 +425,48 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
     if world.main:
         write_history(run_dir / "history.csv", history)  # agrees with last.pt, however the loop ended
     distributed.barrier(world)  # every rank returns once rank 0's files are written
+    return training_summary(history, base, finished=stopped_early or len(history) >= config.epochs)
+
+
+def checkpoint_base(config: TrainConfig, normalization: Normalization, data_info: dict, teachers: Teachers | None,
+                    initial: dict | None) -> dict:
+    """What every checkpoint of a run holds besides its weights: the resolved config, the input
+    normalisation, the data, and the training behind it (teachers, starting weights)."""
+    base = {"config": config_to_dict(config), "normalization": normalization.to_dict(), "data": data_info}
+    if teachers is not None:  # the student's card: who taught it, and what their training cost
+        base["distillation"] = teachers.card(config)
+    if initial is not None:  # fine-tuned or continued: the starting weights' training is part of this model's
+        base["init"] = initial
+    return base
+
+
+def stops_early(val_history: list[float], config: TrainConfig) -> bool:
+    return bool(config.early_stop_patience) and epochs_since_best(val_history) >= config.early_stop_patience
+
+
+def check_finite(row: dict, run_dir: Path) -> None:
+    """Stop a run whose epoch ended with a NaN or infinite loss, naming which loss and what to try."""
+    for name, key in (("training", "train_loss"), ("validation", "val_loss")):
+        if not math.isfinite(row[key]):
+            raise TrainingDiverged(
+                f"epoch {row['epoch']}: the {name} loss became {row[key]} (learning rate {row['lr']:.3g}); the run "
+                f"stopped, {run_dir} keeps the last good checkpoint. Try a lower --lr")
+
+
+def epoch_line(row: dict, epochs: int, improved: bool) -> str:
+    return (f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
+            f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}{' *' if improved else ''} | "
+            f"lr {row['lr']:.2e} | {row['seconds']:.1f}s")
+
+
+def training_summary(history: list[dict], base: dict, finished: bool) -> dict:
+    """``fit``'s answer: the history, the epoch chosen on validation, and the training time on record."""
     best = max(history, key=lambda r: r["val_accuracy"]) if history else None
     summary = {"history": history, "epochs": len(history), "best_epoch": best["epoch"] if best else None,
                "best_val_accuracy": best["val_accuracy"] if best else None,
-               "train_seconds": sum(r["seconds"] for r in history), "finished": stopped_early or len(history) >= config.epochs}
-    if teachers is not None:
+               "train_seconds": sum(r["seconds"] for r in history), "finished": finished}
+    if "distillation" in base:
         summary["teachers_train_seconds"] = base["distillation"]["teachers_train_seconds"]
-    if initial is not None:
-        summary["init_train_seconds"] = initial["train_seconds"]
+    if "init" in base:
+        summary["init_train_seconds"] = base["init"]["train_seconds"]
     return summary
