@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import io
 import re
 import warnings
@@ -139,6 +140,43 @@ def read_csv(path: str | Path, *, skip_bad_rows: bool = False, limits: ReaderLim
         return read_csv_stream(stream, str(path), skip_bad_rows=skip_bad_rows, limits=limits)
 
 
+@dataclasses.dataclass(frozen=True)
+class RowLayout:
+    """Where a CSV form keeps each field: column positions (None where the form has no such column)."""
+
+    width: int
+    pixels: int
+    label: int | None
+    usage: int | None
+    id: int | None
+    default_split: str  # without a Usage column: the course's test.csv is "test", any other form "train"
+
+    @classmethod
+    def of(cls, form: str, header: list[str], columns: dict[str, int]) -> RowLayout:
+        return cls(len(header), columns["pixels" if form == "challenge" else "feature"],
+                   columns.get("emotion" if form == "challenge" else "label"), columns.get("usage"), columns.get("id"),
+                   "test" if form == "course-test" else "train")
+
+
+def parse_face(row: list[str], layout: RowLayout, line: int) -> tuple[np.ndarray, int, int, str] | str:
+    """One face of a parsed CSV row: (pixels, label, split index, id), or what is wrong with it."""
+    if len(row) != layout.width:
+        return f"expected {layout.width} fields, found {len(row)}"
+    pixels = parse_pixels(row[layout.pixels])
+    if isinstance(pixels, str):
+        return pixels
+    label = UNLABELLED if layout.label is None else parse_label(row[layout.label])
+    if isinstance(label, str):
+        return label
+    split = layout.default_split
+    if layout.usage is not None:
+        usage = row[layout.usage].strip()
+        if usage not in OFFICIAL_SPLIT_NAMES:
+            return f"unknown Usage {usage!r} (expected Training, PublicTest or PrivateTest)"
+        split = OFFICIAL_SPLIT_NAMES[usage]
+    return pixels, label, SPLITS.index(split), row[layout.id].strip() if layout.id is not None else f"line {line}"
+
+
 def read_csv_stream(stream: io.BufferedReader, source: str, *, skip_bad_rows: bool = False,
                     limits: ReaderLimits = DEFAULT_LIMITS) -> FaceSet:
     """``read_csv`` of a byte stream (a file, or a member of an archive); ``source`` names it in
@@ -149,48 +187,23 @@ def read_csv_stream(stream: io.BufferedReader, source: str, *, skip_bad_rows: bo
     if isinstance(header, str):
         raise DataError(source, number, header if number is None else f"header: {header}")
     form, columns = detect_form(header, source)
+    layout = RowLayout.of(form, header, columns)
     bad = BadRows(source, skip_bad_rows)
-    images, labels, splits, ids = [], [], [], []
-    pixel_col = columns["pixels" if form == "challenge" else "feature"]
-    label_col = columns.get("emotion" if form == "challenge" else "label")
-    usage_col = columns.get("usage")
-    id_col = columns.get("id")
-    width = len(header)
+    faces = []
     for line, text, problem in lines:
         row = parse_row(text) if problem is None else problem
-        if isinstance(row, str):
-            bad.report(line, row)
-            continue
-        if not row or (len(row) == 1 and not row[0].strip()):
+        if not isinstance(row, str) and (not row or (len(row) == 1 and not row[0].strip())):
             continue  # blank line
-        if len(row) != width:
-            bad.report(line, f"expected {width} fields, found {len(row)}")
-            continue
-        pixels = parse_pixels(row[pixel_col])
-        if isinstance(pixels, str):
-            bad.report(line, pixels)
-            continue
-        label = UNLABELLED
-        if label_col is not None:
-            label = parse_label(row[label_col])
-            if isinstance(label, str):
-                bad.report(line, label)
-                continue
-        split = "test" if form == "course-test" else "train"
-        if usage_col is not None:
-            usage = row[usage_col].strip()
-            if usage not in OFFICIAL_SPLIT_NAMES:
-                bad.report(line, f"unknown Usage {usage!r} (expected Training, PublicTest or PrivateTest)")
-                continue
-            split = OFFICIAL_SPLIT_NAMES[usage]
-        images.append(pixels)
-        labels.append(label)
-        splits.append(SPLITS.index(split))
-        ids.append(row[id_col].strip() if id_col is not None else f"line {line}")
-    if not images:
+        face = row if isinstance(row, str) else parse_face(row, layout, line)
+        if isinstance(face, str):
+            bad.report(line, face)
+        else:
+            faces.append(face)
+    if not faces:
         raise DataError(source, None, "no faces found" + (f" ({bad.count} bad rows skipped)" if bad.count else " (empty file)"))
+    images, labels, splits, ids = zip(*faces)
     return FaceSet(
         torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64),
         torch.tensor(splits, dtype=torch.int64), tuple(ids), source, bad.count, tuple(bad.problems),
-        official_splits=usage_col is not None,
+        official_splits=layout.usage is not None,
     )
