@@ -74,35 +74,40 @@ def read_image_folder(path: str | Path, *, resize: bool = False, skip_bad_rows: 
     bad = BadRows(source, skip_bad_rows)
     records: list[tuple[str, np.ndarray, int, int]] = []
     passed_over: list[str] = []
-    official = True  # every face's file name carries its FER2013 split
     for entry in iter_entries(path, limits):
         if is_passed_over(entry):
             passed_over.append(entry.name)
             continue
-        relative = entry.name
-        if entry.problem is not None:
-            bad.report(relative, entry.problem)
-            continue
-        placed = place(relative)
-        if isinstance(placed, str):
-            bad.report(relative, placed)
-            continue
-        face_id, class_folder, split = placed
-        if class_folder.lower() not in EMOTIONS:
-            bad.report(relative, f"unknown class folder {class_folder!r} (expected one of {', '.join(EMOTIONS)})")
-            continue
-        face = decode_face(entry.data, resize, limits.image_pixels)
-        if isinstance(face, str):
-            bad.report(relative, face)
-            continue
-        official = official and face_id.rsplit("/", 1)[-1].split("_", 1)[0] in OFFICIAL_SPLIT_NAMES
-        records.append((face_id, face, EMOTIONS.index(class_folder.lower()), SPLITS.index(split)))
+        record = read_entry(entry, resize, limits)
+        if isinstance(record, str):
+            bad.report(entry.name, record)
+        else:
+            records.append(record)
     if not records:
         raise NoFaceImages(source, None, "no face images found (expected <train|test>/<class>/<image> entries)"
                            + (f"; {bad.count} bad entries skipped" if bad.count else ""), passed_over=tuple(passed_over))
     records.sort(key=lambda r: r[0])  # the same order from a folder and from its archive
     ids, faces, labels, splits = zip(*records)
+    # The official splits hold when every face's file name carries its FER2013 split.
+    official = all(face_id.rsplit("/", 1)[-1].split("_", 1)[0] in OFFICIAL_SPLIT_NAMES for face_id in ids)
     return FaceSet(
         torch.from_numpy(np.stack(faces)), torch.tensor(labels, dtype=torch.int64),
         torch.tensor(splits, dtype=torch.int64), tuple(ids), source, bad.count, tuple(bad.problems), official,
     )
+
+
+def read_entry(entry: Entry, resize: bool, limits: ReaderLimits) -> tuple[str, np.ndarray, int, int] | str:
+    """One face of a folder or archive entry: (id, 48x48 pixels, label, split index), or what is
+    wrong with it."""
+    if entry.problem is not None:
+        return entry.problem
+    placed = place(entry.name)
+    if isinstance(placed, str):
+        return placed
+    face_id, class_folder, split = placed
+    if class_folder.lower() not in EMOTIONS:
+        return f"unknown class folder {class_folder!r} (expected one of {', '.join(EMOTIONS)})"
+    face = decode_face(entry.data, resize, limits.image_pixels)
+    if isinstance(face, str):
+        return face
+    return face_id, face, EMOTIONS.index(class_folder.lower()), SPLITS.index(split)
