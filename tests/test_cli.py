@@ -301,3 +301,11 @@ def test_train_help_lists_every_preset_and_the_ensembles_of_presets(capsys):
     text = capsys.readouterr().out
     assert all(f"\n  {name} " in text for name in PRESETS)
     assert all(" + ".join(members) in text for members in ENSEMBLES.values()) and "families" in text
+
+
+@pytest.mark.parametrize("argv", [["train"], ["distill", "default", "--student", "fastnet"], ["evaluate", "default"],
+                                  ["experiment", "cnn-vs-dnn"], ["tune", "sweep.yaml"], ["report", "default"]])
+def test_every_command_writing_a_folder_takes_dash_o_as_photo_and_video_do(argv):
+    from ferlab.cli import build_parser
+
+    assert build_parser().parse_args([*argv, "-o", "results"]).out == "results"

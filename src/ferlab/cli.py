@@ -584,7 +584,7 @@ def add_training_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
 
     parser.add_argument("--preset", choices=sorted(PRESETS), help="named starting recipe (cpu: the main job's)")
     parser.add_argument("--config", help="YAML or TOML file of TrainConfig keys (unknown keys are errors)")
-    parser.add_argument("--out", help="run folder to write (default: RUNS/<model>-<time>)")
+    parser.add_argument("-o", "--out", help="run folder to write (default: RUNS/<model>-<time>)")
     parser.add_argument("--runs", default="runs", help="where new run folders go")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--model-option", action="append", metavar="KEY=VALUE", help="model option, e.g. dropout=0.4")
@@ -610,7 +610,7 @@ def add_evaluate_command(commands) -> None:
                           help="test = PrivateTest, val = PublicTest, both = val and test")
     add_tta_argument(evaluate)
     evaluate.add_argument("--checkpoint", choices=("best", "last"), default="best")
-    evaluate.add_argument("--out", help="folder for the results (default: the run folder; runs/eval-<name> for a file)")
+    evaluate.add_argument("-o", "--out", help="folder for the results (default: the run folder; runs/eval-<name> for a file)")
     add_data_arguments(evaluate)
     add_device_argument(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
@@ -727,7 +727,7 @@ def add_experiment_command(commands) -> None:
                                          "a path to a YAML definition, or 'list'")
     experiment.add_argument("--seeds", type=int, default=2, help="runs per arm (seeds 0..K-1)")
     experiment.add_argument("--budget", choices=("cpu", "gpu"), default="cpu", help="the definition's epochs/data for it")
-    experiment.add_argument("--out", help="folder for runs and results (default: runs/experiments/NAME-BUDGET)")
+    experiment.add_argument("-o", "--out", help="folder for runs and results (default: runs/experiments/NAME-BUDGET)")
     experiment.add_argument("--publish", metavar="DIR", help="copy the table and plots to DIR and rebuild DIR/RESULTS.md")
     experiment.add_argument("--quiet", action="store_true", help="no progress bars")
     experiment.add_argument("--ray", action="store_true", help="run the arms and seeds as Ray tasks: on this machine, "
@@ -740,7 +740,7 @@ def add_tune_command(commands) -> None:
     tune = commands.add_parser("tune", help="choose a recipe on PublicTest: variants, a grid or a random search on "
                                             "Ray Tune, optional ASHA early stopping (needs ferlab[ray])")
     tune.add_argument("sweep", help="a sweep YAML: preset, and variants, grid or random (see ferlab.sweep)")
-    tune.add_argument("--out", help="folder for the table, results.json and each trial's run folder "
+    tune.add_argument("-o", "--out", help="folder for the table, results.json and each trial's run folder "
                                     "(default: runs/tune/<sweep name>)")
     tune.add_argument("--address", help="a running Ray cluster to join (host:port or 'auto'; default: RAY_ADDRESS, "
                                         "else Ray starts here)")
@@ -753,7 +753,7 @@ def add_tune_command(commands) -> None:
 def add_report_command(commands) -> None:
     report = commands.add_parser("report", help="write a self-contained report.html with explanations and trust checks")
     report.add_argument("run", help=SHIPPED_HELP)
-    report.add_argument("--out", help="folder for report.html and its figures (default: the run folder)")
+    report.add_argument("-o", "--out", help="folder for report.html and its figures (default: the run folder)")
     report.add_argument("--lime-samples", type=int, help="perturbations per LIME explanation (default 300)")
     report.add_argument("--filter-steps", type=int, help="gradient-ascent steps per filter (default 40)")
     report.add_argument("--trust-faces-per-class", type=int, help="faces per class in the trust sample (default 2)")
