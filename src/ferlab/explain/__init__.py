@@ -21,7 +21,7 @@ from torch import nn
 from ferlab.errors import NotApplicable, UnknownChoice
 
 Method = Callable[..., torch.Tensor]
-DISPLAYS = ("heat", "fine", "signed")  # how a map is drawn: see ferlab.report.explain_figures.displayable
+DISPLAYS = ("heat", "fine", "signed")  # how a map is drawn: ferlab.report.explain_figures.PANEL_DRAWERS
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,39 @@ def displayable(map_: torch.Tensor, kind: str) -> np.ndarray:
     return normalize(relu(map_[None]))[0, 0].numpy()
 
 
+def draw_heat(axis, face: np.ndarray, map_: torch.Tensor) -> None:
+    axis.imshow(overlay(face, displayable(map_, "heat")))
+
+
+def draw_signed(axis, face: np.ndarray, map_: torch.Tensor) -> None:
+    gray = np.repeat((face / 255.0)[..., None], 3, axis=2)
+    axis.imshow(np.clip(0.5 * gray + 0.5 * heat_rgb(displayable(map_, "signed"), "bwr"), 0, 1))
+
+
+def draw_fine(axis, face: np.ndarray, map_: torch.Tensor) -> None:
+    axis.imshow(displayable(map_, "heat"), cmap="hot", vmin=0, vmax=1)
+
+
+def draw_gray(axis, face: np.ndarray, map_: torch.Tensor) -> None:
+    axis.imshow(map_.numpy(), cmap="gray", vmin=0, vmax=255)
+
+
+# How a panel is drawn, by kind: the explanation methods' displays (ferlab.explain.DISPLAYS) and
+# 'gray', for maps that are uint8 faces (the masked face of a deletion, say).
+PANEL_DRAWERS = {
+    "heat": draw_heat,      # the positive part over the face
+    "signed": draw_signed,  # red towards, blue against the class, over the face
+    "fine": draw_fine,      # a fine-grained map alone: the face under it would hide it
+    "gray": draw_gray,
+}
+
+
 def plot_method_panels(faces: torch.Tensor, captions: list[str], panels: dict[str, tuple[torch.Tensor | None, str]],
                        path: Path, title: str = "") -> Path:
     """One row per face: the face, then one panel per method.
 
     ``panels`` maps a column title to (maps (N, 1, 48, 48) or None if not applicable, kind), kind
-    being 'heat' (overlay of the positive part), 'signed' (red towards / blue against the class),
-    'gray' (maps are uint8 faces, e.g. the masked face) or 'fine' (a fine-grained map shown alone).
+    being one of ``PANEL_DRAWERS``.
     """
     columns = 1 + len(panels)
     figure, axes = plt.subplots(len(faces), columns, figsize=(1.9 * columns, 2.0 * len(faces)), squeeze=False)
@@ -39,16 +65,8 @@ def plot_method_panels(faces: torch.Tensor, captions: list[str], panels: dict[st
             axis = axes[row, column]
             if maps is None:
                 axis.text(0.5, 0.5, "not\napplicable", ha="center", va="center", fontsize=8, transform=axis.transAxes)
-            elif kind == "gray":
-                axis.imshow(maps[row].numpy(), cmap="gray", vmin=0, vmax=255)
-            elif kind == "signed":
-                signed = displayable(maps[row], "signed")
-                gray = np.repeat((face.numpy() / 255.0)[..., None], 3, axis=2)
-                axis.imshow(np.clip(0.5 * gray + 0.5 * heat_rgb(signed, "bwr"), 0, 1))
-            elif kind == "fine":
-                axis.imshow(displayable(maps[row], "heat"), cmap="hot", vmin=0, vmax=1)
             else:
-                axis.imshow(overlay(face.numpy(), displayable(maps[row], "heat")))
+                PANEL_DRAWERS[kind](axis, face.numpy(), maps[row])
             if row == 0:
                 axis.set_title(name, fontsize=9)
     for axis in axes.flat:
