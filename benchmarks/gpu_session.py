@@ -1,4 +1,4 @@
-"""The next GPU sessions' work (issue 15, items 3, 6 and 7), scripted and rehearsed on the CPU.
+"""The next GPU sessions' work (issue 15, items 3, 5, 6 and 7), scripted and rehearsed on the CPU.
 
 A session gets 15 minutes of device time (the machine's start, the transfers and the idle waits
 count), 10 minutes a call, and a call carries at most 64 MiB. The checkout (21 MiB with the
@@ -34,11 +34,23 @@ a few epochs more from its best weights at a constant learning rate under a weig
 returns NAME-continued.pt beside NAME.pt (at most 8 files: the two stages' tables, logs and four
 checkpoints); PublicTest chooses which of the two ships.
 
+Session C, the presets at full schedules (item 5). ``pack``, ``receive .gpu/part1``, then
+``receive .gpu/part2 .gpu/MANIFEST && sweep`` trains every variant of ``--sweep``
+(benchmarks/tune-gpu-long.yaml: `best` with the EMA warm-up, weight decay 0.05 or Muon) at once at
+its full 150 epochs (never shortened: what the call cannot finish resumes in the next ``sweep``
+call, or with ``--sweep benchmarks/tune-gpu-long-mix.yaml`` its CutMix and erasing variants) and
+ranks them by PublicTest alone (``sweep-NAME.md``). A winner goes into the preset
+(``ferlab.config.PRESETS``) in a commit here; then session D: ``receive`` twice and ``seeds``
+(``--presets fast best --seeds 0 1 2``: the six runs at once, resumable likewise) gives a table a
+preset with mean ± std and the seeds' ensemble (``seeds-PRESET.md``). Runs trained at once count
+each other's turns in their times: a preset's time is timed alone (``benchmarks/presets.py
+--seeds 0``).
+
 A stage that runs out of its budget interrupts its runs at their last checkpoint; the same stage
 again resumes them. Run folders stay in ``$FERLAB_GPU_WORK`` (``/root/ferlab-gpu``) while the
 machine is warm; what comes back goes to ``$OUT`` (at most 8 files a call): the tables (markdown),
 the logs and histories (one tarball a stage) and the checkpoints. The rehearsal on the CPU
-(``tests/test_benchmarks.py``) runs both sessions on the 420-face sample with ``--epochs 1``.
+(``tests/test_benchmarks.py``) runs every session on the 420-face sample with one or two epochs.
 """
 
 from __future__ import annotations
@@ -58,6 +70,8 @@ import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "benchmarks")]  # no install on the device: the checkout itself
@@ -503,18 +517,16 @@ def student_speed(name: str, teachers: list[str], steps: int) -> float:
 
 
 def report(stage: str, runs: dict[str, Path], codes: dict[str, int], interrupted: set[str], wall: float,
-           note: str = "") -> None:
-    """The finished runs' table (benchmarks/runs_table.py) and one tarball of every run's log,
-    history and metrics, under $OUT."""
+           note: str = "", table: Callable[[list[Path]], str] | None = None) -> None:
+    """The finished runs' table (``table``, by default benchmarks/runs_table.py) and one tarball of
+    every run's log, history and metrics, under $OUT."""
     done = [run_dir for run_dir in runs.values() if finished(run_dir)]
     failed = {name: code for name, code in codes.items()
               if code != 0 and name not in interrupted and not finished(runs[name])}
     lines = [f"{stage}: {', '.join(codes) or 'nothing left to run'} together in {wall:.0f} s of wall time; exit codes "
              f"{codes}" + (f"; FAILED {failed}" if failed else ""), *([note] if note else [])]
     if done:
-        table = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "runs_table.py"), *map(str, done)],
-                               capture_output=True, text=True, env=with_checkout())
-        lines.append(table.stdout + table.stderr[-2000:])
+        lines.append((table or runs_table)(done))
     (out() / f"{stage}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     with tarfile.open(out() / f"{stage}-runs.tar.gz", "w:gz") as bundle:
@@ -524,6 +536,80 @@ def report(stage: str, runs: dict[str, Path], codes: dict[str, int], interrupted
                     bundle.add(run_dir / file, arcname=f"{name}/{file}")
             if (work() / "logs" / f"{name}.log").exists():
                 bundle.add(work() / "logs" / f"{name}.log", arcname=f"{name}/train.log")
+
+
+def sweep(args) -> None:
+    """Item 5's choice: every variant of a sweep file (benchmarks/tune-gpu-long.yaml, say) trained
+    at once at its full schedule, never shortened: a run still going when the call's time is up is
+    interrupted at its last checkpoint and resumes when the stage is called again. The table ranks
+    them by PublicTest alone (PrivateTest is not read here), with the TTA each chose there."""
+    from ferlab.errors import FerlabError
+    from ferlab.sweep import read_sweep, trial_folder, trial_overrides
+
+    try:
+        plan = read_sweep(args.sweep)
+    except FerlabError as error:
+        fail(str(error))
+    if plan.random:
+        fail(f"{args.sweep}: a random search draws its trials in Ray Tune (ferlab tune); give variants or a grid")
+    folder = work() / "sweep" / args.sweep.stem
+    preset = ["--preset", plan.preset] if plan.preset else []
+    runs, todo = {}, {}
+    for index in range(len(plan.trials)):
+        label, overrides, prefix = trial_overrides(plan, index)
+        run_dir = runs[label] = trial_folder(folder, prefix, label)
+        config = folder / f"{prefix}.yaml"  # the variant's overrides as a config file for `ferlab train --config`
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(yaml.safe_dump(json.loads(json.dumps(overrides))))
+        if not finished(run_dir):
+            todo[label] = training_command(run_dir, ["train", *preset, "--config", str(config), "--seed", str(args.seed)],
+                                           args.epochs)
+    stage = f"sweep-{args.sweep.stem}"
+    report(stage, runs, *run_together(todo, stage_budget(args) - RESERVE_SECONDS), note=SHARED_GPU, table=public_table)
+
+
+def seeds(args) -> None:
+    """Item 5's measurement: each preset of ``--presets`` at each seed of ``--seeds``, all at once at
+    their full schedules (resumable like ``sweep``); a table per preset with mean ± std
+    (benchmarks/runs_table.py) and its seeds combined as an ensemble."""
+    plan = {f"{preset}-seed{seed}": (preset, seed) for preset in args.presets for seed in args.seeds}
+    runs = {name: work() / "seeds" / name for name in plan}
+    todo = {name: training_command(runs[name], ["train", "--preset", preset, "--seed", str(seed)], args.epochs)
+            for name, (preset, seed) in plan.items() if not finished(runs[name])}
+    codes, interrupted, wall = run_together(todo, stage_budget(args) - RESERVE_SECONDS)
+    for preset in args.presets:
+        mine = {name: runs[name] for name, (of, _) in plan.items() if of == preset}
+        report(f"seeds-{preset}", mine, {name: code for name, code in codes.items() if name in mine}, interrupted, wall,
+               note=SHARED_GPU)
+        if len(mine) > 1 and all(finished(run_dir) for run_dir in mine.values()):
+            with open(out() / f"seeds-{preset}.md", "a") as summary:
+                summary.write("\n" + ensemble_table(list(mine.values())) + "\n")
+
+
+# What a table of runs trained at once says of their times.
+SHARED_GPU = ("the runs shared one GPU: each one's training seconds count the others' turns; a preset's time is "
+              "measured alone (benchmarks/presets.py)")
+
+
+def public_table(run_dirs: list[Path]) -> str:
+    """Runs ranked by their best PublicTest accuracy with the TTA each chose there; PrivateTest is
+    not read."""
+    rows = []
+    for run_dir in run_dirs:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        chosen = metrics.get("tta", {}).get("chosen", "none")
+        rows.append((metrics.get("val_tta_accuracy", metrics["val_accuracy"]), metrics["val_accuracy"], chosen,
+                     f"{metrics['best_epoch']}/{metrics['epochs']}", run_dir.name))
+    lines = ["| run | epoch chosen | PublicTest % | TTA chosen | PublicTest % with it |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {name} | {epoch} | {100 * plain:.2f} | {tta} | {100 * best:.2f} |"
+              for best, plain, tta, epoch, name in sorted(rows, reverse=True)]
+    return "\n".join(lines)
+
+
+def runs_table(run_dirs: list[Path]) -> str:
+    table = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "runs_table.py"), *map(str, run_dirs)],
+                           capture_output=True, text=True, env=with_checkout())
+    return table.stdout + table.stderr[-2000:]
 
 
 def ensemble_table(run_dirs: list[Path]) -> str:
@@ -547,7 +633,7 @@ def ensemble_table(run_dirs: list[Path]) -> str:
 
 
 STAGES = {"pack": pack, "receive": receive, "speed": speed, "families": families, "distill": distill,
-          "continue": continue_students}
+          "continue": continue_students, "sweep": sweep, "seeds": seeds}
 
 
 def main() -> None:
@@ -566,6 +652,10 @@ def main() -> None:
     parser.add_argument("--compile", nargs="+", default=["default", "reduce-overhead"], metavar="MODE",
                         help="speed: torch.compile modes timed beside eager")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sweep", type=Path, default=ROOT / "benchmarks" / "tune-gpu-long.yaml",
+                        help="sweep: the sweep file whose variants are trained (its preset and variants)")
+    parser.add_argument("--presets", nargs="+", default=["fast", "best"], help="seeds: the presets measured")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds: the seeds of each")
     args = parser.parse_args()
     STAGES[args.stage](args)
 

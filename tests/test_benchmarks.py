@@ -296,6 +296,40 @@ def test_the_gpu_sessions_rehearse_every_stage_on_the_cpu_without_the_packages_t
     assert len(list(out.iterdir())) <= 8
 
 
+def test_gpu_session_c_sweeps_at_full_schedules_and_measures_presets_over_seeds(tmp_path, sample_archive):
+    """Session C (item 5) rehearsed: the archive in two parts, then the long sweep's variants at once
+    (cut short, then resumed by the same stage), ranked on PublicTest alone, then presets over seeds."""
+    device = {**gpu_session_env(tmp_path), "PYTHONPATH": str(ROOT / "tests" / "device_image")}
+
+    def stage(*arguments: str) -> str:
+        result = subprocess.run([sys.executable, "benchmarks/gpu_session.py", *arguments], cwd=ROOT, env=device,
+                                capture_output=True, text=True, timeout=900, check=False)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        return result.stdout
+
+    pack, out = tmp_path / "pack", tmp_path / "out"
+    stage("pack", "--archive", str(sample_archive), "--part-bytes", half_of(sample_archive))
+    stage("receive", str(pack / "part1"))
+    stage("receive", str(pack / "part2"), str(pack / "MANIFEST"))
+    cut_short = stage("sweep", "--epochs", "2", "--budget", "3")
+    assert cut_short.count("call the stage again") == 3 and "FAILED" not in cut_short
+    swept = stage("sweep", "--epochs", "2")  # the same call again resumes them
+    assert "FAILED" not in swept and "shared one GPU" in swept
+    table = (out / "sweep-tune-gpu-long.md").read_text()
+    assert "PrivateTest" not in table and table.count("/2 |") == 3  # PublicTest alone chooses; every run whole
+    assert all(f"{label} |" in table for label in ("EMA-warm-up", "weight-decay-0.05", "Muon"))
+    accuracies = [float(line.split("|")[5]) for line in table.splitlines() if "/2 |" in line]
+    assert accuracies == sorted(accuracies, reverse=True)  # ranked by PublicTest with the TTA each chose
+    measured = stage("seeds", "--presets", "fast", "smoke", "--seeds", "0", "1", "--epochs", "1")
+    assert "FAILED" not in measured
+    for preset in ("fast", "smoke"):
+        report = (out / f"seeds-{preset}.md").read_text()
+        assert report.count(f"| {preset}-seed") == 3 and "±" in report  # two runs, their mean ± std, their ensemble:
+        assert f"| {preset}-seed0, {preset}-seed1 |" in report and "chosen on PublicTest" in report
+        assert f"{'smoke' if preset == 'fast' else 'fast'}-seed" not in report  # a table per preset
+    assert len(list(out.iterdir())) <= 8
+
+
 def test_epochs_are_fitted_to_the_seconds_left_one_run_after_another():
     fitted_epochs = load_gpu_session().fitted_epochs
     # 1,000 faces an epoch at 100 and 400 images/s alone: 10 + 2.5 = 12.5 s an epoch for both
@@ -332,9 +366,13 @@ def test_a_run_interrupted_before_python_handles_sigint_is_interrupted_not_faile
     (["pack", "--members", "/tmp/members.tar"], "/tmp/members.tar: not a piece of members.tar (named members.tar.N"),
     (["pack", "--archive", "/no/such/archive.tar.xz"], "/no/such/archive.tar.xz: cannot read (No such file or directory)"),
     (["receive", "/no/such/part1"], "/no/such/part1: cannot read (No such file or directory)"),
+    (["sweep", "--sweep", "{tmp}/random.yaml"], "a random search draws its trials in Ray Tune (ferlab tune)"),
+    (["sweep", "--sweep", "/no/such/sweep.yaml"], "/no/such/sweep.yaml"),
 ])
 def test_a_gpu_session_stage_that_cannot_go_on_says_why_in_one_line(tmp_path, arguments, message):
     device = gpu_session_env(tmp_path)
+    (tmp_path / "random.yaml").write_text("preset: best\nrandom: {lr: {loguniform: [0.0001, 0.01]}}\n")
+    arguments = [argument.format(tmp=tmp_path) for argument in arguments]
     result = subprocess.run([sys.executable, "benchmarks/gpu_session.py", *arguments], cwd=ROOT, env=device,
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0 and message in result.stderr, result.stderr
