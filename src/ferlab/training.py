@@ -203,6 +203,19 @@ def training_batch(images: torch.Tensor, labels: torch.Tensor, index: torch.Tens
     return x, y, partner, keep
 
 
+def batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, partner: torch.Tensor | None,
+               keep: torch.Tensor | None, config: TrainConfig, teachers: Teachers | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch's logits and loss: cross-entropy with the (mixed, smoothed) labels, blended with the
+    teachers' soft targets on the same views when there are teachers."""
+    logits = model(x)
+    loss = mixed_cross_entropy(logits.float(), y, config.label_smoothing, partner, keep)
+    if teachers is not None:
+        soft = distillation_loss(logits.float(), teachers.soft_targets(x, config.distill_temperature, config.teacher_flip),
+                                 config.distill_temperature)
+        loss = config.hard_label_weight * loss + (1 - config.hard_label_weight) * soft
+    return logits, loss
+
+
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor, *,
                     config: TrainConfig, normalization: Normalization, generator: torch.Generator,
                     lr_for_step: Callable[[int], float], description: str = "", progress: bool = True,
@@ -233,12 +246,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: 
         for group in optimizer.param_groups:
             group["lr"] = lr_for_step(step)
         with autocast_for(device, config.mixed_precision):
-            logits = model(x)
-            loss = mixed_cross_entropy(logits.float(), y, config.label_smoothing, partner, keep)
-            if teachers is not None:
-                soft = distillation_loss(logits.float(), teachers.soft_targets(x, config.distill_temperature, config.teacher_flip),
-                                         config.distill_temperature)
-                loss = config.hard_label_weight * loss + (1 - config.hard_label_weight) * soft
+            logits, loss = batch_loss(model, x, y, partner, keep, config, teachers)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
