@@ -516,9 +516,15 @@ def student_speed(name: str, teachers: list[str], steps: int) -> float:
     return throughput(config, load_faces(data()), steps)
 
 
+def runs_table(run_dirs: list[Path]) -> str:
+    table = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "runs_table.py"), *map(str, run_dirs)],
+                           capture_output=True, text=True, env=with_checkout())
+    return table.stdout + table.stderr[-2000:]
+
+
 def report(stage: str, runs: dict[str, Path], codes: dict[str, int], interrupted: set[str], wall: float,
-           note: str = "", table: Callable[[list[Path]], str] | None = None) -> None:
-    """The finished runs' table (``table``, by default benchmarks/runs_table.py) and one tarball of
+           note: str = "", table: Callable[[list[Path]], str] = runs_table) -> None:
+    """The finished runs' table (``table``; by default runs_table.py's) and one tarball of
     every run's log, history and metrics, under $OUT."""
     done = [run_dir for run_dir in runs.values() if finished(run_dir)]
     failed = {name: code for name, code in codes.items()
@@ -526,7 +532,7 @@ def report(stage: str, runs: dict[str, Path], codes: dict[str, int], interrupted
     lines = [f"{stage}: {', '.join(codes) or 'nothing left to run'} together in {wall:.0f} s of wall time; exit codes "
              f"{codes}" + (f"; FAILED {failed}" if failed else ""), *([note] if note else [])]
     if done:
-        lines.append((table or runs_table)(done))
+        lines.append(table(done))
     (out() / f"{stage}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     with tarfile.open(out() / f"{stage}-runs.tar.gz", "w:gz") as bundle:
@@ -604,12 +610,6 @@ def public_table(run_dirs: list[Path]) -> str:
     lines += [f"| {name} | {epoch} | {100 * plain:.2f} | {tta} | {100 * best:.2f} |"
               for best, plain, tta, epoch, name in sorted(rows, reverse=True)]
     return "\n".join(lines)
-
-
-def runs_table(run_dirs: list[Path]) -> str:
-    table = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "runs_table.py"), *map(str, run_dirs)],
-                           capture_output=True, text=True, env=with_checkout())
-    return table.stdout + table.stderr[-2000:]
 
 
 def ensemble_table(run_dirs: list[Path]) -> str:

@@ -49,6 +49,11 @@ def is_passed_over(entry: Entry) -> bool:
     return not entry.is_folder and (is_hidden(entry.name) or not entry.name.lower().endswith(IMAGE_SUFFIXES))
 
 
+def official_split(file_name: str) -> str | None:
+    """The split a FER2013 file name carries (``PrivateTest_123.jpg``: "test"), or None."""
+    return OFFICIAL_SPLIT_NAMES.get(file_name.split("_", 1)[0])
+
+
 def place(relative: str) -> tuple[str, str | None, str] | str:
     """(id, class folder, split) of an entry's path, or a problem string."""
     parts = [p for p in relative.split("/") if p not in ("", ".")]
@@ -56,11 +61,7 @@ def place(relative: str) -> tuple[str, str | None, str] | str:
         return "image is not inside a class folder (expected <train|test>/<class>/<file>)"
     name, class_folder = parts[-1], parts[-2]
     top = parts[-3].lower() if len(parts) >= 3 else ""
-    prefix = name.split("_", 1)[0]
-    if prefix in OFFICIAL_SPLIT_NAMES:
-        split = OFFICIAL_SPLIT_NAMES[prefix]
-    else:
-        split = "test" if top == "test" else "train"
+    split = official_split(name) or ("test" if top == "test" else "train")
     return "/".join(parts[-3:]), class_folder, split
 
 
@@ -89,7 +90,7 @@ def read_image_folder(path: str | Path, *, resize: bool = False, skip_bad_rows: 
     records.sort(key=lambda r: r[0])  # the same order from a folder and from its archive
     ids, faces, labels, splits = zip(*records)
     # The official splits hold when every face's file name carries its FER2013 split.
-    official = all(face_id.rsplit("/", 1)[-1].split("_", 1)[0] in OFFICIAL_SPLIT_NAMES for face_id in ids)
+    official = all(official_split(face_id.rsplit("/", 1)[-1]) for face_id in ids)
     return FaceSet(
         torch.from_numpy(np.stack(faces)), torch.tensor(labels, dtype=torch.int64),
         torch.tensor(splits, dtype=torch.int64), tuple(ids), source, bad.count, tuple(bad.problems), official,
