@@ -91,3 +91,31 @@ def test_predict_on_crops_names_unreadable_files_and_labels_the_rest(tmp_path, f
     assert main(["predict", "default", str(empty), str(paths[1]), "-o", str(output)]) == 2  # not 0 rows without a word
     assert f"ferlab: error: {empty}: no photos in this folder" in capsys.readouterr().err
     assert [r[0] for r in list(csv.reader(open(output)))[1:]] == [str(paths[1])]
+
+
+def test_nothing_readable_leaves_the_last_outputs_as_they_were(tmp_path, face_files, capsys):
+    """A typo in the input must not replace yesterday's submission or photo summary with an empty
+    one: with no face to write, predict and photo write nothing, name the output in one more line
+    and exit 2."""
+    paths, _ = face_files
+    submission, photos = tmp_path / "submission.csv", tmp_path / "photos"
+    assert main(["predict", "default", str(paths[0]), "-o", str(submission)]) == 0
+    assert main(["photo", str(paths[0]), "-o", str(photos)]) == 0
+    before = submission.read_bytes(), (photos / "results.json").read_bytes()
+    capsys.readouterr()
+    typo = tmp_path / "fcae0.png"
+    assert main(["predict", "default", str(typo), "-o", str(submission)]) == 2
+    assert main(["photo", str(typo), "-o", str(photos)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"ferlab: error: {typo}: cannot read (No such file or directory)",
+        f"ferlab: error: {submission}: not written: no input could be read",
+        f"ferlab: error: {typo}: cannot read (No such file or directory)",
+        f"ferlab: error: {photos / 'results.json'}: not written: no input could be read"]
+    assert (submission.read_bytes(), (photos / "results.json").read_bytes()) == before
+    # data that holds no face of the asked split: said, not an empty file with exit code 0
+    training_only = tmp_path / "training-only.csv"
+    training_only.write_text("emotion,pixels,Usage\n3," + " ".join(["128"] * 2304) + ",Training\n")
+    assert main(["predict", "default", str(training_only), "--split", "test", "-o", str(submission)]) == 2
+    assert capsys.readouterr().err.strip() == \
+        f"ferlab: error: {submission}: not written: the inputs hold no faces in the test split"
+    assert submission.read_bytes() == before[0]

@@ -325,6 +325,9 @@ def cmd_predict(args) -> int:
     output = writable_file(Path(args.output))
     loaded = load_model(args.run, args.checkpoint, args.device)
     ids, batches, failed = predict_inputs(args)
+    if not ids:  # a typo must not replace yesterday's submission with an empty one
+        raise FerlabError(f"{output}: not written: " + ("no input could be read" if failed else
+                          "the inputs hold no faces" + (f" in the {args.split} split" if args.split != "all" else "")))
     probabilities = loaded.probabilities(torch.cat(batches), tta=args.tta)  # calibrated, as everywhere
     write_submission(output, ids, probabilities.argmax(1), probabilities if args.proba else None)
     print(f"wrote {len(ids)} predictions to {output}" + (f"; {failed} input(s) could not be read" if failed else ""))

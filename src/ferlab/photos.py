@@ -251,6 +251,8 @@ def process_photos(loaded: LoadedModel, paths: list[Path], out: Path, *, model_n
         write_json(out / f"{name}.json", record)
         annotate(rgb, faces).save(out / f"{name}-annotated.png", format="PNG")
         log(describe_faces(path, faces))
+    if failed and not records:  # a typo must not replace the last run's summary with an empty one
+        raise FerlabError(f"{out / SUMMARY_NAME}.json: not written: no input could be read")
     summary = {"model": model_name, "photos": records, "failed": failed}
     write_json(out / f"{SUMMARY_NAME}.json", summary)
     return summary
