@@ -85,6 +85,21 @@ def test_an_onnx_graph_given_as_a_model_says_where_it_runs(tmp_path, capsys):
     assert "\n" not in err
 
 
+def test_a_fifo_or_device_given_as_a_model_or_data_is_named_not_read(tmp_path, capsys):
+    """Reading a FIFO would block for ever; it and a device are named as what they are, not as a
+    missing checkpoint or an unknown data format."""
+    import os
+
+    model, data = tmp_path / "model.pt", tmp_path / "fer2013.csv"
+    os.mkfifo(model)
+    os.mkfifo(data)
+    for argv, named in ((["evaluate", str(model)], model), (["evaluate", "default", "--data", str(data)], data),
+                        (["evaluate", "default", "--data", "/dev/zero"], "/dev/zero")):
+        code = main([*argv, "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err == f"ferlab: error: {named}: not a regular file (a device, socket or FIFO)"
+
+
 def test_an_exported_checkpoint_cannot_be_resumed(tmp_path, payload, capsys):
     run_dir = tmp_path / "run"
     run_dir.mkdir()

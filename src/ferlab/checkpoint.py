@@ -41,7 +41,7 @@ def read_checkpoint(path: str | os.PathLike, *, for_resume: bool = False) -> dic
     also requires the optimiser state an exported checkpoint leaves out."""
     path = Path(path)
     if not path.is_file():
-        raise FerlabError(f"{path}: no such checkpoint")
+        raise FerlabError(f"{path}: " + ("not a regular file (a device, socket or FIFO)" if path.exists() else "no such checkpoint"))
     if path.suffix.lower() == ".onnx":
         raise FerlabError(f"{path}: an ONNX graph (`ferlab export` output) runs in onnxruntime, see the README; "
                           "ferlab commands take a run folder, a .pt checkpoint or 'default'")

@@ -105,6 +105,8 @@ def reader_for(path: Path) -> tuple[str, object]:
     for form, (matches, reader) in READERS.items():
         if matches(path):
             return form, reader
+    if path.exists() and not path.is_file() and not path.is_dir():  # a FIFO would block its reader
+        raise FerlabError(f"{path}: not a regular file (a device, socket or FIFO)")
     raise FerlabError(f"{path}: unknown data format (expected .csv, .zip, .tar.*, or an image folder)")
 
 
