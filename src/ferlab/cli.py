@@ -76,6 +76,8 @@ def load_data(args, *, val_fraction: float = 0.1, seed: int = 0, explicit: str |
     print(f"data: {source} — {len(faces)} faces ({sizes}) in {time.perf_counter() - started:.1f}s")
     if faces.skipped:
         print(f"data: skipped {faces.skipped} bad entries (--skip-bad-rows); first: {faces.problems[0]}")
+    for note in faces.notes:
+        print(f"data: {source}: {note}")
     return faces
 
 

@@ -62,6 +62,29 @@ def test_folder_zip_and_tar_give_the_same_faces(tmp_path, entries):
     assert folder.split_sizes() == {"train": 2, "val": 1, "test": 1}
 
 
+def test_entries_passed_over_by_name_are_counted_and_named(tmp_path, entries, capsys):
+    """READMEs and macOS litter are not faces, but passing over them is said: an unsuffixed
+    PrivateTest face would otherwise vanish without a word. Visible names come first; the note
+    survives the cache and is printed under the data line."""
+    from ferlab.cli import main
+
+    _, files = entries
+    litter = {"fer/test/neutral/PrivateTest_5": files["fer/test/neutral/PrivateTest_4.png"],
+              "fer/train/happy/.DS_Store": b"\0", "fer/__MACOSX/train/happy/._Training_1.png": b"\0"}
+    folder = make_folder(tmp_path / "unpacked", {**files, **litter}) / "fer"
+    expected = ("passed over 4 entries that are not images by name "
+                "(README.txt, test/neutral/PrivateTest_5, __MACOSX/train/happy/._Training_1.png, …)",)
+    assert read_image_folder(folder).notes == expected
+    assert load_faces(folder).notes == load_faces(folder).notes == expected  # decoded, then from the cache
+    one = make_folder(tmp_path / "one", {"fer/train/happy/Training_1.png": files["fer/train/happy/Training_1.png"],
+                                         "fer/train/happy/Training_2": b"x"}) / "fer"
+    assert read_image_folder(one).notes == ("passed over 1 entry that is not an image by name (train/happy/Training_2)",)
+    assert read_image_folder(make_folder(tmp_path / "clean", {"t/train/sad/Training_2.png": files[
+        "fer/train/sad/Training_2.png"]}) / "t").notes == ()
+    assert main(["evaluate", "default", "--data", str(folder), "--out", str(tmp_path / "eval")]) == 0
+    assert f"data: {folder}: {expected[0]}" in capsys.readouterr().out.splitlines()
+
+
 def test_class_comes_from_the_folder_name_not_its_position(tmp_path):
     # Alphabetically 'neutral' is the 5th folder, but its label must be 6 (the CSV order).
     files = {f"train/{name}/Training_{i}.png": png_bytes(np.full((48, 48), i)) for i, name in enumerate(sorted(EMOTIONS))}

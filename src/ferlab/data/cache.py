@@ -17,7 +17,7 @@ import torch
 from ferlab.data.archives import walk_files
 from ferlab.data.faceset import FaceSet
 
-CACHE_FORMAT = 2  # bump when a reader's output changes, so stale entries are not reused
+CACHE_FORMAT = 3  # bump when a reader's output changes, so stale entries are not reused
 
 
 def cache_dir() -> Path:
@@ -62,7 +62,8 @@ def read_faces(file: Path) -> FaceSet:
     """A face set written by ``write_faces`` (tensors and plain values only: ``weights_only``)."""
     saved = torch.load(file, weights_only=True)
     return FaceSet(saved["images"], saved["labels"], saved["splits"], tuple(saved["ids"]),
-                   saved["source"], saved["skipped"], tuple(saved["problems"]), saved["official_splits"])
+                   saved["source"], saved["skipped"], tuple(saved["problems"]), saved["official_splits"],
+                   tuple(saved["notes"]))
 
 
 def write_faces(file: Path, faces: FaceSet) -> None:
@@ -71,5 +72,6 @@ def write_faces(file: Path, faces: FaceSet) -> None:
     temporary = file.parent / f".{file.name}.{os.getpid()}.tmp"
     torch.save({"images": faces.images, "labels": faces.labels, "splits": faces.splits,
                 "ids": list(faces.ids), "source": faces.source, "skipped": faces.skipped,
-                "problems": list(faces.problems), "official_splits": faces.official_splits}, temporary)
+                "problems": list(faces.problems), "official_splits": faces.official_splits,
+                "notes": list(faces.notes)}, temporary)
     os.replace(temporary, file)

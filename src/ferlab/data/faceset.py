@@ -20,7 +20,8 @@ class FaceSet:
     (a file name or ``line N``). ``skipped`` counts bad entries dropped under ``skip_bad_rows``
     and ``problems`` keeps the first few of their messages, so nothing is lost silently.
     ``official_splits`` says the splits are FER2013's own (Training, PublicTest, PrivateTest),
-    not a split drawn here or taken from folder names.
+    not a split drawn here or taken from folder names. ``notes`` say what the reader passed over
+    on purpose (an image folder's READMEs), so that too is not lost without a word.
     """
 
     images: torch.Tensor
@@ -31,6 +32,7 @@ class FaceSet:
     skipped: int = 0
     problems: tuple[str, ...] = field(default=())
     official_splits: bool = False
+    notes: tuple[str, ...] = field(default=())
 
     def __post_init__(self):
         n = self.images.shape[0]
@@ -57,6 +59,7 @@ class FaceSet:
         return FaceSet(
             self.images[index], self.labels[index], self.splits[index],
             tuple(self.ids[i] for i in index.tolist()), self.source, self.skipped, self.problems, self.official_splits,
+            self.notes,
         )
 
     def split_title(self, name: str) -> str:

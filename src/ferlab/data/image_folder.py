@@ -94,7 +94,19 @@ def read_image_folder(path: str | Path, *, resize: bool = False, skip_bad_rows: 
     return FaceSet(
         torch.from_numpy(np.stack(faces)), torch.tensor(labels, dtype=torch.int64),
         torch.tensor(splits, dtype=torch.int64), tuple(ids), source, bad.count, tuple(bad.problems), official,
+        passed_over_note(passed_over),
     )
+
+
+def passed_over_note(names: list[str], shown: int = 3) -> tuple[str, ...]:
+    """The entries passed over as not images by their names, counted, the first few named (the
+    visible ones before ``.DS_Store`` and ``__MACOSX/``): an unsuffixed ``PrivateTest_9`` shows."""
+    if not names:
+        return ()
+    first = sorted(names, key=lambda name: (is_hidden(name), name))[:shown]
+    more = ", …" if len(names) > shown else ""
+    entries = "entry that is not an image" if len(names) == 1 else "entries that are not images"
+    return (f"passed over {len(names)} {entries} by name ({', '.join(first)}{more})",)
 
 
 def read_entry(entry: Entry, resize: bool, limits: ReaderLimits) -> tuple[str, np.ndarray, int, int] | str:
