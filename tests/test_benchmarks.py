@@ -92,7 +92,8 @@ def test_onnx_benchmark_times_onnxruntime_and_its_int8_graph_beside_pytorch(samp
     out = run_script("benchmarks/exported.py", "--data", str(sample_archive), "--faces", "64", "--repeats", "1",
                      "--int8")
     assert "| 1 | onnxruntime (CPU provider) |" in out and "| 256 | PyTorch float32 | " in out
-    assert "| 256 | onnxruntime int8 (static, QDQ, per channel) |" in out
+    assert "| 256 | onnxruntime int8 (ferlab export --int8) |" in out
+    assert "int8 check: PublicTest (fer2013-sample.tar.gz): " in out
     difference = float(re.search(r"logit difference\|.*: (\S+)", out).group(1))
     assert difference <= 1e-3
     agreement = float(re.search(r"int8 labels equal to float32's on ([\d.]+)%", out).group(1))

@@ -54,3 +54,46 @@ def test_the_format_follows_the_suffix(tmp_path, capsys):
     assert not (tmp_path / "model.tflite").exists()
     assert main(["export", "default", "-o", str(tmp_path / "small.pt")]) == 0
     assert load_model(tmp_path / "small.pt").config.model == load_model("default").config.model
+
+
+def test_int8_export_keeps_the_contract_and_states_what_it_cost(tmp_path, capsys, sample_archive, sample_faces):
+    """`--int8`: the same uint8-in, logits-and-probabilities-out graph, quantised; the check printed
+    and stored in the file is recomputed here from both graphs' own answers on PublicTest."""
+    import onnx
+
+    from ferlab.export import onnx_labels
+
+    floating, quantized = tmp_path / "float.onnx", tmp_path / "int8.onnx"
+    assert main(["export", "default-fast", "-o", str(floating)]) == 0
+    assert main(["export", "default-fast", "-o", str(quantized), "--int8", "--data", str(sample_archive),
+                 "--calibration-faces", "128"]) == 0
+    out = capsys.readouterr().out
+    held_out = sample_faces.split("val")
+    first, second = onnx_labels(floating, held_out.images), onnx_labels(quantized, held_out.images)
+    float_accuracy, int8_accuracy = (100 * float((labels == held_out.labels).float().mean()) for labels in (first, second))
+    agreement = 100 * float((first == second).float().mean())
+    described = (f"PublicTest (fer2013-sample.tar.gz): {int8_accuracy:.2f}% int8 against {float_accuracy:.2f}% "
+                 f"float32, the same label on {agreement:.1f}% of 70 faces")
+    assert described in out and agreement >= 90 and abs(int8_accuracy - float_accuracy) <= 5
+    model = onnx.load(str(quantized))
+    metadata = {p.key: p.value for p in model.metadata_props}
+    assert metadata["int8_check"] == described and "calibrated on 128 Training faces" in metadata["quantization"]
+    assert metadata["classes"].split(",") == list(EMOTIONS)
+    assert any(node.op_type == "QuantizeLinear" for node in model.graph.node)
+    assert quantized.stat().st_size < 0.6 * floating.stat().st_size  # 8-bit weights, not 32
+    session = ort.InferenceSession(str(quantized), providers=["CPUExecutionProvider"])
+    [face_input] = session.get_inputs()
+    assert face_input.name == "faces" and face_input.type == "tensor(uint8)"
+    logits, probabilities = session.run(None, {"faces": sample_faces.images[:3].numpy()})
+    assert logits.shape == (3, 7) and np.allclose(probabilities.sum(1), 1, atol=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["float.onnx", "int8.onnx"]  # no temporary left
+
+
+def test_int8_export_refuses_what_it_cannot_write_or_check(tmp_path, capsys, sample_archive):
+    assert main(["export", "default", "-o", str(tmp_path / "model.pt"), "--int8"]) == 2
+    assert capsys.readouterr().err.strip() == f"ferlab: error: {tmp_path / 'model.pt'}: --int8 writes an ONNX graph; name the file *.onnx"
+    unlabelled = tmp_path / "test.csv"  # the course's test file: no labels to check against
+    unlabelled.write_text("id,feature\n1," + " ".join(["9"] * 2304) + "\n")
+    assert main(["export", "default", "-o", str(tmp_path / "m.onnx"), "--int8", "--data", str(unlabelled)]) == 2
+    assert "int8 export needs labelled faces with Training and PublicTest" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["test.csv"]

@@ -34,6 +34,12 @@ def add_data_arguments(parser: argparse.ArgumentParser, source: bool = True) -> 
     parser.add_argument("--no-cache", action="store_true", help="decode the source again instead of using the cache")
 
 
+def whole_number(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def port_number(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1..65535)")
@@ -369,9 +375,25 @@ def cmd_export(args) -> int:
     output = Path(args.output)
     export_format(output)  # before any work: the format follows the suffix
     writable_file(output)
+    if args.int8:
+        return export_int8_command(args, output)
     kind = export_model(read_checkpoint(resolve_checkpoint(args.run, args.checkpoint)), output)
     described = {".pt": "ferlab checkpoint, float16 weights", ".onnx": "ONNX: uint8 faces in, logits and probabilities out"}
     print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB, {described[kind]})")
+    return 0
+
+
+def export_int8_command(args, output: Path) -> int:
+    from ferlab.checkpoint import load_model
+    from ferlab.export import export_int8
+
+    if output.suffix.lower() != ".onnx":
+        raise FerlabError(f"{output}: --int8 writes an ONNX graph; name the file *.onnx")
+    loaded = load_model(args.run, args.checkpoint, "cpu")
+    options = {"calibration_faces": args.calibration_faces} if args.calibration_faces else {}
+    check = export_int8(loaded.checkpoint, output, load_data_for(args, loaded), **options)
+    print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB, ONNX int8: uint8 faces in, logits and "
+          f"probabilities out); {check.describe()}")
     return 0
 
 
@@ -665,6 +687,12 @@ def add_export_command(commands) -> None:
     export.add_argument("run", help=SHIPPED_HELP)
     export.add_argument("-o", "--output", required=True, help="model.pt or model.onnx: the suffix picks the format")
     export.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    export.add_argument("--int8", action="store_true",
+                        help="ONNX only: quantise to 8 bits (onnxruntime, static), calibrated on Training faces of "
+                             "--data and checked beside float32 on PublicTest as it is written")
+    export.add_argument("--calibration-faces", type=whole_number,
+                        help="how many Training faces set the int8 activation ranges (default 512)")
+    add_data_arguments(export)
     export.set_defaults(func=cmd_export)
 
 def add_photo_command(commands) -> None:
