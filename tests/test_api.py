@@ -95,3 +95,7 @@ def test_explain_takes_a_class_by_name(model, crop):
     assert happy.shape == predicted.shape == (1, 48, 48) and not np.allclose(happy, predicted)
     with pytest.raises(FerlabError, match="unknown class 'joy'"):
         model.explain(crop, target="joy")
+    np.testing.assert_array_equal(model.explain(crop, target=np.int64(3)), happy)  # happy's index, as NumPy gives it
+    for wrong in (9, -1, 2.0, True):  # not an index error deep in the method, nor a bool taken for 1
+        with pytest.raises(FerlabError, match=rf"^target {wrong!r} is not a class index 0..6 or name"):
+            model.explain(crop, target=wrong)

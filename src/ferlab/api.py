@@ -224,6 +224,10 @@ class Model:
             if target not in EMOTIONS:
                 raise FerlabError(f"unknown class {target!r}; classes: {', '.join(EMOTIONS)}")
             target = EMOTIONS.index(target)
+        elif target is not None and (isinstance(target, bool) or not isinstance(target, (int, np.integer))
+                                     or not 0 <= target < len(EMOTIONS)):
+            raise FerlabError(f"target {target!r} is not a class index 0..{len(EMOTIONS) - 1} or name "
+                              f"({', '.join(EMOTIONS)})")
         return explain(method, self.loaded.model, inputs, target, **options)[:, 0].numpy()
 
 
