@@ -391,7 +391,10 @@ def export_int8_command(args, output: Path) -> int:
         raise FerlabError(f"{output}: --int8 writes an ONNX graph; name the file *.onnx")
     loaded = load_model(args.run, args.checkpoint, "cpu")
     options = {"calibration_faces": args.calibration_faces} if args.calibration_faces else {}
-    check = export_int8(loaded.checkpoint, output, load_data_for(args, loaded), **options)
+    faces = load_data_for(args, loaded)
+    print(f"quantising {args.run} to int8: export, calibration on Training faces, then both graphs on "
+          f"{faces.split_sizes()['val']:,} PublicTest faces (seconds to a minute on a CPU)", flush=True)
+    check = export_int8(loaded.checkpoint, output, faces, **options)
     print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB, ONNX int8: uint8 faces in, logits and "
           f"probabilities out); {check.describe()}")
     return 0
