@@ -97,3 +97,17 @@ def test_int8_export_refuses_what_it_cannot_write_or_check(tmp_path, capsys, sam
     assert main(["export", "default", "-o", str(tmp_path / "m.onnx"), "--int8", "--data", str(unlabelled)]) == 2
     assert "int8 export needs labelled faces with Training and PublicTest" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["test.csv"]
+
+
+def test_a_failed_int8_export_leaves_nothing_beside_the_output(tmp_path, monkeypatch, sample_faces):
+    import ferlab.export as export
+    from ferlab.checkpoint import read_checkpoint, resolve_checkpoint
+
+    def broken(*args):
+        raise RuntimeError("onnxruntime failed")
+
+    monkeypatch.setattr(export, "compare_graphs", broken)  # after the quantised file is written
+    with pytest.raises(RuntimeError, match="onnxruntime failed"):
+        export.export_int8(read_checkpoint(resolve_checkpoint("default-fast")), tmp_path / "m.onnx", sample_faces,
+                           calibration_faces=16)
+    assert list(tmp_path.iterdir()) == []

@@ -100,7 +100,7 @@ def export_model(payload: dict, path: Path) -> str:
     return suffix
 
 
-INT8_CALIBRATION_FACES = 512  # Training faces whose activations set the int8 ranges (more changed little)
+INT8_CALIBRATION_FACES = 512  # Training faces whose activations set the int8 ranges
 
 
 @dataclass(frozen=True)
@@ -129,14 +129,17 @@ def export_int8(payload: dict, path: Path, faces: FaceSet, calibration_faces: in
         raise FerlabError(f"{faces.source}: int8 export needs labelled faces with Training and PublicTest "
                           "(or validation) splits: the first to calibrate on, the second to check on")
     chosen = torch.randperm(len(training), generator=torch.Generator().manual_seed(seed))[:calibration_faces]
-    with tempfile.TemporaryDirectory(prefix="ferlab-int8-") as folder:
-        original = Path(folder) / "float32.onnx"
-        export_onnx(payload, original)
-        quantized = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        quantize_onnx(original, quantized, training.images[chosen], Path(folder))
-        check = compare_graphs(original, quantized, held_out)
-    describe_quantization(quantized, check, len(chosen))
-    os.replace(quantized, path)
+    quantized = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tempfile.TemporaryDirectory(prefix="ferlab-int8-") as folder:
+            original = Path(folder) / "float32.onnx"
+            export_onnx(payload, original)
+            quantize_onnx(original, quantized, training.images[chosen], Path(folder))
+            check = compare_graphs(original, quantized, held_out)
+        describe_quantization(quantized, check, len(chosen))
+        os.replace(quantized, path)
+    finally:
+        quantized.unlink(missing_ok=True)  # a failure leaves no half-written file beside the output
     return check
 
 
