@@ -31,7 +31,9 @@ def test_onnx_matches_pytorch_on_500_real_faces(onnx_file, sample_faces):
     reference = infer(loaded.model, faces, loaded.normalization)  # PyTorch, float32 like the graph
     assert np.abs(logits - reference.numpy()).max() <= 1e-3
     assert (logits.argmax(1) == reference.argmax(1).numpy()).all()
-    np.testing.assert_allclose(probabilities, reference.softmax(1).numpy(), atol=1e-4)
+    temperature = loaded.temperature  # calibrated as every probability ferlab gives
+    assert temperature != 1.0
+    np.testing.assert_allclose(probabilities, (reference / temperature).softmax(1).numpy(), atol=1e-4)
 
 
 def test_onnx_has_a_dynamic_batch_and_states_its_classes(onnx_file):
@@ -40,6 +42,7 @@ def test_onnx_has_a_dynamic_batch_and_states_its_classes(onnx_file):
     model = onnx.load(str(onnx_file))
     metadata = {p.key: p.value for p in model.metadata_props}
     assert metadata["classes"].split(",") == list(EMOTIONS)
+    assert float(metadata["temperature"]) == load_model("default").temperature
     session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     [face_input] = session.get_inputs()
     assert face_input.name == "faces" and face_input.type == "tensor(uint8)" and face_input.shape[1:] == [48, 48]

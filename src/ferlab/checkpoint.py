@@ -184,12 +184,16 @@ class LoadedModel:
 
     @property
     def temperature(self) -> float:
-        """The calibration temperature fitted on PublicTest (``ferlab.calibration``); 1 if none."""
-        return float(self.checkpoint.get("calibration", {}).get("temperature", 1.0))
+        return calibration_temperature(self.checkpoint)
 
     def probabilities(self, faces: torch.Tensor, tta: str = "none") -> torch.Tensor:
         """(N, 48, 48) uint8 faces -> (N, 7) calibrated class probabilities: softmax(logits / T)."""
         return (self.logits(faces, tta) / self.temperature).softmax(1)
+
+
+def calibration_temperature(payload: dict) -> float:
+    """A checkpoint's calibration temperature, fitted on PublicTest (``ferlab.calibration``); 1 if none."""
+    return float(payload.get("calibration", {}).get("temperature", 1.0))
 
 
 DEFAULT_MODEL = "default"  # the name that means the model shipped inside the package

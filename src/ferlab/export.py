@@ -5,7 +5,9 @@
 
             input   faces          uint8  (batch, 48, 48)  gray faces as FER2013's: 0..255, row-major
             output  logits         float32 (batch, 7)
-            output  probabilities  float32 (batch, 7)      softmax of logits
+            output  probabilities  float32 (batch, 7)      softmax(logits / T), T the model's calibration
+                                                           temperature (metadata "temperature"), as
+                                                           every probability ferlab gives
             classes in ferlab.EMOTIONS order, also in the file's metadata ("classes"); the batch is
             dynamic; the input normalisation is inside the graph. Float faces in [0, 255]: cast to
             uint8 first (numpy: ``np.rint(x).astype(np.uint8)``).
@@ -25,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ferlab.checkpoint import build_architecture, export_checkpoint
+from ferlab.checkpoint import build_architecture, calibration_temperature, export_checkpoint
 from ferlab.config import config_from_dict
 from ferlab.data.faceset import FaceSet
 from ferlab.data.normalize import Normalization
@@ -36,17 +38,18 @@ ONNX_OPSET = 18
 
 
 class RawFaces(nn.Module):
-    """A model that takes (N, 48, 48) uint8 faces and returns (logits, probabilities): the input
-    normalisation of ``Normalization.apply`` as graph operations in front of the network."""
+    """A model that takes (N, 48, 48) uint8 faces and returns (logits, calibrated probabilities):
+    the input normalisation of ``Normalization.apply`` as graph operations in front of the network,
+    and the calibration temperature behind it (``LoadedModel.probabilities``)."""
 
-    def __init__(self, network: nn.Module, normalization: Normalization):
+    def __init__(self, network: nn.Module, normalization: Normalization, temperature: float = 1.0):
         super().__init__()
-        self.network, self.normalization = network, normalization
+        self.network, self.normalization, self.temperature = network, normalization, temperature
 
     def forward(self, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.normalization.apply(faces)  # (N, 1, 48, 48) float32
         logits = self.network(x)
-        return logits, logits.softmax(1)
+        return logits, (logits / self.temperature).softmax(1)
 
 
 def export_onnx(payload: dict, path: Path) -> None:
@@ -65,14 +68,16 @@ def export_onnx(payload: dict, path: Path) -> None:
     else:
         network, normalization = build_architecture(config), Normalization(**payload["normalization"])
         network.load_state_dict(payload["model"])
-    model = RawFaces(network.float().eval(), normalization).eval()
+    temperature = calibration_temperature(payload)
+    model = RawFaces(network.float().eval(), normalization, temperature).eval()
     example = torch.zeros(2, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     program = torch.onnx.export(model, (example,), input_names=["faces"], output_names=["logits", "probabilities"],
                                 dynamic_shapes=({0: torch.export.Dim("batch")},), opset_version=ONNX_OPSET,
                                 dynamo=True, external_data=False, verbose=False)
     program.model.metadata_props.update({"classes": ",".join(EMOTIONS), "producer": "ferlab",
-                                         "architecture": config.model, "input": "faces uint8 (batch, 48, 48) 0..255"})
+                                         "architecture": config.model, "input": "faces uint8 (batch, 48, 48) 0..255",
+                                         "temperature": repr(temperature)})
     program.save(temporary, external_data=False)
     os.replace(temporary, path)
 
