@@ -309,3 +309,40 @@ def test_every_command_writing_a_folder_takes_dash_o_as_photo_and_video_do(argv)
     from ferlab.cli import build_parser
 
     assert build_parser().parse_args([*argv, "-o", "results"]).out == "results"
+
+
+def test_a_folder_holds_one_models_figures(tmp_path, capsys, monkeypatch, trained_run, sample_archive):
+    """`evaluate default -o ANOTHER_RUN` once replaced that run's eval-test.json and metrics.json
+    test accuracy with the shipped model's; two checkpoint files both named best.pt shared
+    runs/eval-best. Now --out naming another model's folder is refused, and the default folder is
+    numbered instead of shared."""
+    monkeypatch.chdir(tmp_path)
+    before = {name: (trained_run / name).read_bytes() for name in ("metrics.json", "eval-test.json")}
+    code, _, err = run(["evaluate", "default", "--data", str(sample_archive), "-o", str(trained_run)], capsys)
+    one_line_error(code, err, f"{trained_run}: holds the figures of {(trained_run / 'best.pt').resolve()}, not of default")
+    assert {name: (trained_run / name).read_bytes() for name in before} == before
+    other = tmp_path / "other"
+    other.mkdir()
+    assert main(["export", "default-fast", "-o", str(other / "best.pt")]) == 0
+    for checkpoint in (trained_run / "best.pt", other / "best.pt", trained_run / "best.pt"):
+        assert main(["evaluate", str(checkpoint), "--data", str(sample_archive), "--split", "val"]) == 0
+    capsys.readouterr()
+    owners = {folder.name: (folder / "model.txt").read_text().strip() for folder in (tmp_path / "runs").iterdir()}
+    assert owners == {"eval-best": str((trained_run / "best.pt").resolve()), "eval-best-2": str((other / "best.pt").resolve())}
+    def accuracy(folder):  # the shipped student names the sample as other data than its own: eval-val-on-...json
+        [evaluation] = (tmp_path / "runs" / folder).glob("eval-val*.json")
+        return json.loads(evaluation.read_text())["accuracy"]
+
+    from ferlab.checkpoint import load_model
+    from ferlab.data import load_faces
+    from ferlab.runs import evaluate_split
+
+    faces = load_faces(sample_archive)
+    for folder, checkpoint in (("eval-best", trained_run / "best.pt"), ("eval-best-2", other / "best.pt")):
+        (tmp_path / f"check-{folder}").mkdir()
+        expected = evaluate_split(load_model(checkpoint), faces, "val", tmp_path / f"check-{folder}")["accuracy"]
+        assert accuracy(folder) == expected
+    assert accuracy("eval-best") != accuracy("eval-best-2")  # two models, told apart
+    code, _, err = run(["evaluate", "default", "--data", str(sample_archive), "-o", "runs/eval-best-2"], capsys)
+    one_line_error(code, err, "runs/eval-best-2: holds the figures of", "choose another --out")
+    assert main(["evaluate", str(trained_run), "--data", str(sample_archive), "--split", "val", "-o", str(trained_run)]) == 0

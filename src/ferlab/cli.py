@@ -99,17 +99,29 @@ def load_data_for(args, loaded):
 
 def output_dir(args, kind: str) -> Path:
     """Where a command on a trained model writes: --out, else the run folder itself, else (for a
-    checkpoint file or the shipped model) runs/<kind>-<name>."""
-    from ferlab.checkpoint import is_run_folder
-    from ferlab.runs import writable_folder
+    checkpoint file or the shipped model) runs/<kind>-<name>, numbered on where that holds another
+    model's figures. A folder holds one model's figures: --out naming another run's folder (or
+    another model's outputs) is refused, as its metrics.json and eval-*.json would take this one's."""
+    from ferlab.checkpoint import is_run_folder, resolve_checkpoint
+    from ferlab.runs import claim_folder, folder_owner, writable_folder
 
+    model = resolve_checkpoint(args.run, getattr(args, "checkpoint", "best")).resolve()
     if getattr(args, "out", None):
         path = Path(args.out)
+        owner = folder_owner(path)
+        if owner not in (None, model):
+            raise FerlabError(f"{path}: holds the figures of {owner}, not of {args.run}; choose another --out")
     elif is_run_folder(args.run):
         path = Path(args.run)
     else:
-        path = Path("runs") / f"{kind}-{Path(str(args.run)).stem}"
-    return writable_folder(path)
+        base, number = Path("runs") / f"{kind}-{Path(str(args.run)).stem}", 1
+        path = base
+        while folder_owner(path) not in (None, model):  # runA/best.pt and runB/best.pt: eval-best, eval-best-2
+            number += 1
+            path = base.with_name(f"{base.name}-{number}")
+    folder = writable_folder(path)
+    claim_folder(folder, model)
+    return folder
 
 
 def cmd_models(args) -> int:

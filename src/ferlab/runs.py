@@ -71,6 +71,25 @@ def write_json(path: Path, data: dict) -> None:
     os.replace(temporary, path)
 
 
+OWNER_FILE = "model.txt"  # in an output folder of a checkpoint file: the model whose figures it holds
+
+
+def folder_owner(folder: Path) -> Path | None:
+    """The checkpoint whose figures ``folder`` holds: a run folder's own (its best.pt, or last.pt),
+    else the one its OWNER_FILE names; None for a new or empty folder."""
+    for name in ("best.pt", "last.pt"):
+        if (folder / name).is_file():
+            return (folder / name).resolve()
+    owner = folder / OWNER_FILE
+    return Path(owner.read_text(errors="replace").strip()) if owner.is_file() else None
+
+
+def claim_folder(folder: Path, model: Path) -> None:
+    """Mark ``folder`` as holding ``model``'s figures, unless it is that model's run folder."""
+    if folder.resolve() != model.parent and folder_owner(folder) != model:
+        (folder / OWNER_FILE).write_text(f"{model}\n")
+
+
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
