@@ -321,6 +321,9 @@ def test_a_folder_holds_one_models_figures(tmp_path, capsys, monkeypatch, traine
     code, _, err = run(["evaluate", "default", "--data", str(sample_archive), "-o", str(trained_run)], capsys)
     one_line_error(code, err, f"{trained_run}: holds the figures of {(trained_run / 'best.pt').resolve()}, not of default")
     assert {name: (trained_run / name).read_bytes() for name in before} == before
+    code, _, err = run(["ensemble", "default", "default-fast", "--data", str(sample_archive), "--out", str(trained_run)], capsys)
+    one_line_error(code, err, f"{trained_run}: holds the figures of {(trained_run / 'best.pt').resolve()}")
+    assert {name: (trained_run / name).read_bytes() for name in before} == before
     other = tmp_path / "other"
     other.mkdir()
     assert main(["export", "default-fast", "-o", str(other / "best.pt")]) == 0

@@ -357,12 +357,14 @@ def cmd_predict(args) -> int:
 def cmd_ensemble(args) -> int:
     from ferlab.checkpoint import load_model, save_checkpoint
     from ferlab.ensemble import ensemble_payload, evaluate_ensemble
-    from ferlab.runs import new_run_dir, writable_file
+    from ferlab.runs import folder_owner, new_run_dir, writable_file
 
     if len(args.runs) < 2:
         raise FerlabError("an ensemble needs at least two runs")
     output = writable_file(Path(args.output)) if args.output else None
     members = [load_model(run, device=args.device) for run in args.runs]
+    if args.out and folder_owner(Path(args.out)):  # its metrics.json and eval-*.json would take the ensemble's
+        raise FerlabError(f"{args.out}: holds the figures of {folder_owner(Path(args.out))}; choose another --out")
     faces = load_data_for(args, members[0])
     out = Path(args.out) if args.out else new_run_dir(Path("runs"), "ensemble")
     summary = evaluate_ensemble(dict(zip(map(str, args.runs), members)), faces, out,
