@@ -321,8 +321,10 @@ def test_a_folder_holds_one_models_figures(tmp_path, capsys, monkeypatch, traine
     code, _, err = run(["evaluate", "default", "--data", str(sample_archive), "-o", str(trained_run)], capsys)
     one_line_error(code, err, f"{trained_run}: holds the figures of {(trained_run / 'best.pt').resolve()}, not of default")
     assert {name: (trained_run / name).read_bytes() for name in before} == before
-    code, _, err = run(["ensemble", "default", "default-fast", "--data", str(sample_archive), "--out", str(trained_run)], capsys)
-    one_line_error(code, err, f"{trained_run}: holds the figures of {(trained_run / 'best.pt').resolve()}")
+    for argv in (["ensemble", "default", "default-fast", "--data", str(sample_archive), "--out", str(trained_run)],
+                 ["photo", "--demo", "-o", str(trained_run)]):  # a photo named metrics.jpg would write metrics.json
+        code, _, err = run(argv, capsys)
+        one_line_error(code, err, f"{trained_run}: holds the figures of {(trained_run / 'best.pt').resolve()}")
     assert {name: (trained_run / name).read_bytes() for name in before} == before
     other = tmp_path / "other"
     other.mkdir()
@@ -347,5 +349,5 @@ def test_a_folder_holds_one_models_figures(tmp_path, capsys, monkeypatch, traine
         assert accuracy(folder) == expected
     assert accuracy("eval-best") != accuracy("eval-best-2")  # two models, told apart
     code, _, err = run(["evaluate", "default", "--data", str(sample_archive), "-o", "runs/eval-best-2"], capsys)
-    one_line_error(code, err, "runs/eval-best-2: holds the figures of", "choose another --out")
+    one_line_error(code, err, "runs/eval-best-2: holds the figures of", "choose another output folder")
     assert main(["evaluate", str(trained_run), "--data", str(sample_archive), "--split", "val", "-o", str(trained_run)]) == 0

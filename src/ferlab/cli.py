@@ -103,14 +103,12 @@ def output_dir(args, kind: str) -> Path:
     model's figures. A folder holds one model's figures: --out naming another run's folder (or
     another model's outputs) is refused, as its metrics.json and eval-*.json would take this one's."""
     from ferlab.checkpoint import is_run_folder, resolve_checkpoint
-    from ferlab.runs import claim_folder, folder_owner, writable_folder
+    from ferlab.runs import check_owner, claim_folder, folder_owner, writable_folder
 
     model = resolve_checkpoint(args.run, getattr(args, "checkpoint", "best")).resolve()
     if getattr(args, "out", None):
         path = Path(args.out)
-        owner = folder_owner(path)
-        if owner not in (None, model):
-            raise FerlabError(f"{path}: holds the figures of {owner}, not of {args.run}; choose another --out")
+        check_owner(path, model, args.run)
     elif is_run_folder(args.run):
         path = Path(args.run)
     else:
@@ -357,14 +355,14 @@ def cmd_predict(args) -> int:
 def cmd_ensemble(args) -> int:
     from ferlab.checkpoint import load_model, save_checkpoint
     from ferlab.ensemble import ensemble_payload, evaluate_ensemble
-    from ferlab.runs import folder_owner, new_run_dir, writable_file
+    from ferlab.runs import check_owner, new_run_dir, writable_file
 
     if len(args.runs) < 2:
         raise FerlabError("an ensemble needs at least two runs")
     output = writable_file(Path(args.output)) if args.output else None
     members = [load_model(run, device=args.device) for run in args.runs]
-    if args.out and folder_owner(Path(args.out)):  # its metrics.json and eval-*.json would take the ensemble's
-        raise FerlabError(f"{args.out}: holds the figures of {folder_owner(Path(args.out))}; choose another --out")
+    if args.out:
+        check_owner(Path(args.out))
     faces = load_data_for(args, members[0])
     out = Path(args.out) if args.out else new_run_dir(Path("runs"), "ensemble")
     summary = evaluate_ensemble(dict(zip(map(str, args.runs), members)), faces, out,
@@ -418,10 +416,11 @@ def cmd_photo(args) -> int:
     from ferlab.checkpoint import load_model
     from ferlab.explain.common import check_layer
     from ferlab.photos import demo_photos, expand_inputs, process_photos
-    from ferlab.runs import writable_folder
+    from ferlab.runs import check_owner, writable_folder
 
     if not args.inputs and not args.demo:
         raise FerlabError("give photos or folders to read, or --demo")
+    check_owner(Path(args.output))  # a photo named metrics.jpg would replace a run's metrics.json
     out = writable_folder(Path(args.output))
     loaded = load_model(args.model, device=args.device)
     check_layer(loaded.model, args.layer)  # a wrong --layer is one line before the first photo

@@ -84,6 +84,15 @@ def folder_owner(folder: Path) -> Path | None:
     return Path(owner.read_text(errors="replace").strip()) if owner.is_file() else None
 
 
+def check_owner(folder: Path, model: Path | None = None, name: str | None = None) -> None:
+    """Refuse to write into ``folder`` when it holds another model's figures than ``model``'s (a
+    run folder, or outputs its OWNER_FILE claims): its metrics.json or eval-*.json would be replaced."""
+    owner = folder_owner(folder)
+    if owner is not None and owner != model:
+        raise FerlabError(f"{folder}: holds the figures of {owner}" + (f", not of {name}" if name else "")
+                          + "; choose another output folder")
+
+
 def claim_folder(folder: Path, model: Path) -> None:
     """Mark ``folder`` as holding ``model``'s figures, unless it is that model's run folder."""
     if folder.resolve() != model.parent and folder_owner(folder) != model:
