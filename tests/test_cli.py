@@ -319,12 +319,12 @@ def test_a_folder_holds_one_models_figures(tmp_path, capsys, monkeypatch, traine
     monkeypatch.chdir(tmp_path)
     before = {name: (trained_run / name).read_bytes() for name in ("metrics.json", "eval-test.json")}
     code, _, err = run(["evaluate", "default", "--data", str(sample_archive), "-o", str(trained_run)], capsys)
-    one_line_error(code, err, f"{trained_run}: holds the figures of {(trained_run / 'best.pt').resolve()}, not of default")
+    one_line_error(code, err, f"{trained_run}: holds the figures of {trained_run.resolve()}, not of default")
     assert {name: (trained_run / name).read_bytes() for name in before} == before
     for argv in (["ensemble", "default", "default-fast", "--data", str(sample_archive), "--out", str(trained_run)],
                  ["photo", "--demo", "-o", str(trained_run)]):  # a photo named metrics.jpg would write metrics.json
         code, _, err = run(argv, capsys)
-        one_line_error(code, err, f"{trained_run}: holds the figures of {(trained_run / 'best.pt').resolve()}")
+        one_line_error(code, err, f"{trained_run}: holds the figures of {trained_run.resolve()}")
     assert {name: (trained_run / name).read_bytes() for name in before} == before
     other = tmp_path / "other"
     other.mkdir()
@@ -332,8 +332,8 @@ def test_a_folder_holds_one_models_figures(tmp_path, capsys, monkeypatch, traine
     for checkpoint in (trained_run / "best.pt", other / "best.pt", trained_run / "best.pt"):
         assert main(["evaluate", str(checkpoint), "--data", str(sample_archive), "--split", "val"]) == 0
     capsys.readouterr()
-    owners = {folder.name: (folder / "model.txt").read_text().strip() for folder in (tmp_path / "runs").iterdir()}
-    assert owners == {"eval-best": str((trained_run / "best.pt").resolve()), "eval-best-2": str((other / "best.pt").resolve())}
+    owners = {folder.name: (folder / "ferlab-model.txt").read_text().strip() for folder in (tmp_path / "runs").iterdir()}
+    assert owners == {"eval-best": str(trained_run.resolve()), "eval-best-2": str(other.resolve())}
     def accuracy(folder):  # the shipped student names the sample as other data than its own: eval-val-on-...json
         [evaluation] = (tmp_path / "runs" / folder).glob("eval-val*.json")
         return json.loads(evaluation.read_text())["accuracy"]
@@ -350,4 +350,8 @@ def test_a_folder_holds_one_models_figures(tmp_path, capsys, monkeypatch, traine
     assert accuracy("eval-best") != accuracy("eval-best-2")  # two models, told apart
     code, _, err = run(["evaluate", "default", "--data", str(sample_archive), "-o", "runs/eval-best-2"], capsys)
     one_line_error(code, err, "runs/eval-best-2: holds the figures of", "choose another output folder")
-    assert main(["evaluate", str(trained_run), "--data", str(sample_archive), "--split", "val", "-o", str(trained_run)]) == 0
+    for own in (["evaluate", str(trained_run)], ["evaluate", str(trained_run / "last.pt"), "-o", str(trained_run)]):
+        assert main([*own, "--data", str(sample_archive), "--split", "val"]) == 0  # a run's own folder
+    assert not (trained_run / "ferlab-model.txt").exists()
+    assert main(["evaluate", "default", "--data", str(sample_archive), "--split", "val"]) == 0
+    assert (tmp_path / "runs" / "eval-default" / "ferlab-model.txt").read_text() == "default\n"  # by name

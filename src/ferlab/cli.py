@@ -102,10 +102,11 @@ def output_dir(args, kind: str) -> Path:
     checkpoint file or the shipped model) runs/<kind>-<name>, numbered on where that holds another
     model's figures. A folder holds one model's figures: --out naming another run's folder (or
     another model's outputs) is refused, as its metrics.json and eval-*.json would take this one's."""
-    from ferlab.checkpoint import is_run_folder, resolve_checkpoint
-    from ferlab.runs import check_owner, claim_folder, folder_owner, writable_folder
+    from ferlab.checkpoint import is_run_folder, is_shipped_name, resolve_checkpoint
+    from ferlab.runs import check_owner, claim_folder, folder_owner, model_identity, writable_folder
 
-    model = resolve_checkpoint(args.run, getattr(args, "checkpoint", "best")).resolve()
+    model = model_identity(resolve_checkpoint(args.run, getattr(args, "checkpoint", "best")),
+                           str(args.run) if is_shipped_name(args.run) else None)
     if getattr(args, "out", None):
         path = Path(args.out)
         check_owner(path, model, args.run)

@@ -71,20 +71,30 @@ def write_json(path: Path, data: dict) -> None:
     os.replace(temporary, path)
 
 
-OWNER_FILE = "model.txt"  # in an output folder of a checkpoint file: the model whose figures it holds
+OWNER_FILE = "ferlab-model.txt"  # in an output folder of a checkpoint file: the model whose figures it holds
+RUN_CHECKPOINTS = ("best.pt", "last.pt")
 
 
-def folder_owner(folder: Path) -> Path | None:
-    """The checkpoint whose figures ``folder`` holds: a run folder's own (its best.pt, or last.pt),
-    else the one its OWNER_FILE names; None for a new or empty folder."""
-    for name in ("best.pt", "last.pt"):
-        if (folder / name).is_file():
-            return (folder / name).resolve()
+def model_identity(checkpoint: Path, shipped_name: str | None = None) -> str:
+    """Which model a command's figures are of: a shipped model by its name (the next release's
+    ``default`` writes where this one's did), a run's checkpoint by its run folder, else the file."""
+    if shipped_name:
+        return shipped_name
+    checkpoint = checkpoint.resolve()
+    return str(checkpoint.parent if checkpoint.name in RUN_CHECKPOINTS else checkpoint)
+
+
+def folder_owner(folder: Path) -> str | None:
+    """The model whose figures ``folder`` holds (``model_identity``): a run folder's own, else what
+    its OWNER_FILE names; None for a new or empty folder."""
+    if any((folder / name).is_file() for name in RUN_CHECKPOINTS):
+        return str(folder.resolve())
     owner = folder / OWNER_FILE
-    return Path(owner.read_text(errors="replace").strip()) if owner.is_file() else None
+    lines = owner.read_text(errors="replace").strip().splitlines() if owner.is_file() else []
+    return lines[0].strip() if lines else None
 
 
-def check_owner(folder: Path, model: Path | None = None, name: str | None = None) -> None:
+def check_owner(folder: Path, model: str | None = None, name: str | None = None) -> None:
     """Refuse to write into ``folder`` when it holds another model's figures than ``model``'s (a
     run folder, or outputs its OWNER_FILE claims): its metrics.json or eval-*.json would be replaced."""
     owner = folder_owner(folder)
@@ -93,9 +103,9 @@ def check_owner(folder: Path, model: Path | None = None, name: str | None = None
                           + "; choose another output folder")
 
 
-def claim_folder(folder: Path, model: Path) -> None:
-    """Mark ``folder`` as holding ``model``'s figures, unless it is that model's run folder."""
-    if folder.resolve() != model.parent and folder_owner(folder) != model:
+def claim_folder(folder: Path, model: str) -> None:
+    """Mark ``folder`` as holding ``model``'s figures (a run folder is its run's already)."""
+    if folder_owner(folder) != model:
         (folder / OWNER_FILE).write_text(f"{model}\n")
 
 
