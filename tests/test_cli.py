@@ -355,3 +355,14 @@ def test_a_folder_holds_one_models_figures(tmp_path, capsys, monkeypatch, traine
     assert not (trained_run / "ferlab-model.txt").exists()
     assert main(["evaluate", "default", "--data", str(sample_archive), "--split", "val"]) == 0
     assert (tmp_path / "runs" / "eval-default" / "ferlab-model.txt").read_text() == "default\n"  # by name
+
+
+def test_explain_to_a_named_file_writes_that_file_alone(tmp_path, capsys, monkeypatch, sample_archive):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(["explain", "default", "--method", "saliency", "--index", "0", "--data", str(sample_archive),
+                        "-o", "face.png"], capsys)
+    assert code == 0 and out.strip().endswith("wrote face.png")
+    assert [p.name for p in tmp_path.iterdir()] == ["face.png"]  # no runs/explain-default beside it
+    code, _, err = run(["explain", "default", "--method", "saliency", "--index", "0", "--data", str(sample_archive),
+                        "-o", "/proc/ferlab-cannot-write-here/face.png"], capsys)
+    one_line_error(code, err, "/proc/ferlab-cannot-write-here: cannot write here")

@@ -563,13 +563,15 @@ def cmd_explain(args) -> int:
     from ferlab.checkpoint import load_model
     from ferlab.explain import list_methods
     from ferlab.report.explain_figures import explain_faces_figure
+    from ferlab.runs import writable_file
 
     if args.method not in list_methods():
         raise FerlabError(f"unknown explanation method {args.method!r}; available: {', '.join(list_methods())}")
     loaded = load_model(args.run, device=args.device)
-    run_dir = output_dir(args, "explain")
+    output = writable_file(Path(args.output)) if args.output else None  # checked before the work
+    run_dir = None if output else output_dir(args, "explain")  # a named file needs no folder of its own
     faces, names = explain_inputs(args, loaded)
-    output = Path(args.output) if args.output else run_dir / f"explain-{args.method}-{'-'.join(names)[:60]}.png"
+    output = output or run_dir / f"explain-{args.method}-{'-'.join(names)[:60]}.png"
     explain_faces_figure(loaded, faces, names, args.method, args.target, output, layer=args.layer)  # NotApplicable: one line, exit 2
     print(f"wrote {output}")
     return 0
