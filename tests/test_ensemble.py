@@ -59,9 +59,10 @@ def test_explanations_of_an_ensemble_are_defined_or_refused_in_one_line(ensemble
     path, _, _ = ensemble_file
     maps = ferlab.load(path).explain(np.zeros((48, 48), np.uint8) + 100, method="saliency")
     assert maps.shape == (1, 48, 48)
-    assert main(["explain", str(path), "--method", "gradcam", "--index", "0", "--out", str(tmp_path)]) == 2
+    figure = tmp_path / "gradcam.png"  # a file: explain -o names the PNG, checked before the work
+    assert main(["explain", str(path), "--method", "gradcam", "--index", "0", "-o", str(figure)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "an ensemble has no single convolutional layer" in err and "\n" not in err
+    assert "an ensemble has no single convolutional layer" in err and "\n" not in err and not figure.exists()
 
 
 def test_an_ensemble_with_another_class_order_is_refused_by_name(ensemble_file, tmp_path):
