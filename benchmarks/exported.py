@@ -28,7 +28,7 @@ import torch
 from ferlab.checkpoint import load_model, read_checkpoint, resolve_checkpoint
 from ferlab.data import load_faces
 from ferlab.evaluation import infer
-from ferlab.export import export_int8, export_model
+from ferlab.export import export_int8, export_model, session_labels
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013" / "fer2013-sample.tar.gz"
 
@@ -93,10 +93,9 @@ def main() -> None:
         print(f"| {batch} | {name} | {rate:.0f} | {rate / base:.2f}x |")
     print(f"\nlargest |logit difference|, ONNX vs PyTorch float32, on {len(faces)} faces: {difference:.2e}")
     if args.int8:
-        distinct = real[: args.faces].numpy()  # in batches: all 35,887 faces at once would need 21 GB
-        first, second = (np.concatenate([runtime.run(["logits"], {"faces": distinct[i:i + 256]})[0]
-                                         for i in range(0, len(distinct), 256)]).argmax(1) for runtime in sessions.values())
-        print(f"int8 labels equal to float32's on {100 * float((first == second).mean()):.1f}% of the {len(distinct)} distinct faces")
+        distinct = real[: args.faces]  # in batches: all 35,887 faces at once would need 21 GB
+        first, second = (session_labels(runtime, distinct) for runtime in sessions.values())
+        print(f"int8 labels equal to float32's on {100 * float((first == second).float().mean()):.1f}% of the {len(distinct)} distinct faces")
 
 
 if __name__ == "__main__":

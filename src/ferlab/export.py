@@ -192,12 +192,17 @@ def float_outputs(path: Path) -> list[str]:
     return sorted({node.name for node in chosen})
 
 
-def onnx_labels(path: Path, faces: torch.Tensor, batch: int = 256) -> torch.Tensor:
+def onnx_labels(path: Path, faces: torch.Tensor) -> torch.Tensor:
     """The labels an ONNX file of this module's contract gives (N, 48, 48) uint8 ``faces``."""
-    import numpy as np
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session_labels(onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]), faces)
+
+
+def session_labels(session, faces: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """The labels an onnxruntime session of this module's contract gives ``faces``, in batches."""
+    import numpy as np
+
     logits = [session.run(["logits"], {"faces": faces[i:i + batch].numpy()})[0] for i in range(0, len(faces), batch)]
     return torch.from_numpy(np.concatenate(logits)).argmax(1)
 
