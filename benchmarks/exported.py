@@ -7,6 +7,9 @@ archive's, repeated) through onnxruntime's CPU provider and through PyTorch in f
 model's own precision (bf16 autocast where the CPU has it), at batch 1 and batch 256, side by side
 in one process. Prints a Markdown table and the largest logit difference.
 
+Each graph is also timed as ``ferlab evaluate``/``predict``/``photo`` run it (``load_model(path,
+graphs=True)``: the one inference path in front of the same onnxruntime session).
+
 ``--int8`` adds the graph ``ferlab export --int8`` writes (onnxruntime's static quantisation: QDQ,
 weights per channel, activation ranges calibrated on 512 of the data's Training faces, the
 classifier and softmax left in float) as one more runtime, with its check on the data's PublicTest
@@ -65,11 +68,13 @@ def main() -> None:
         options.intra_op_num_threads = torch.get_num_threads()
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         sessions = {"onnxruntime (CPU provider)": session}
+        graphs = {"the same graph through ferlab (LoadedModel.logits)": load_model(path, graphs=True)}
         if args.int8:
             check = export_int8(read_checkpoint(resolve_checkpoint(args.model)), path.with_suffix(".int8.onnx"), data)
             print(f"int8 check: {check.describe()}")
             sessions["onnxruntime int8 (ferlab export --int8)"] = onnxruntime.InferenceSession(
                 str(path.with_suffix(".int8.onnx")), options, providers=["CPUExecutionProvider"])
+            graphs["the int8 graph through ferlab"] = load_model(path.with_suffix(".int8.onnx"), graphs=True)
     difference = np.abs(session.run(None, {"faces": faces.numpy()})[0] - infer(loaded.model, faces, loaded.normalization).numpy()).max()
     rows = []
     for batch in (1, 256):
@@ -79,6 +84,8 @@ def main() -> None:
         for name, runtime in sessions.items():
             rows.append((batch, name, median_rate(lambda: [runtime.run(None, {"faces": c}) for c in numpy_chunks],
                                                   count, args.repeats)))
+        for name, graph in graphs.items():  # what ferlab's commands get from a graph: its views, calibration, batches
+            rows.append((batch, name, median_rate(lambda: [graph.logits(c, batch_size=batch) for c in chunks], count, args.repeats)))
         rows.append((batch, "PyTorch float32",
                      median_rate(lambda: [infer(loaded.model, c, loaded.normalization, batch_size=batch) for c in chunks],
                                  count, args.repeats)))

@@ -7,7 +7,7 @@ a busy moment hurts every model alike. Also each model's PrivateTest accuracy, a
 
 ``--tta``: every model infers with that test-time augmentation (its views are part of the time).
 
-MODEL: run folders, checkpoints or 'default' (the default list is 'default' alone).
+MODEL: run folders, checkpoints, ONNX graphs of `ferlab export` or 'default' (the default list is 'default' alone).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main() -> None:
     faces = load_faces(args.data)
     test = faces.split("test")
     pool = faces.split("train").images[: args.faces]
-    models = {name: load_model(name, device="cpu") for name in args.models}
+    models = {name: load_model(name, device="cpu", graphs=True) for name in args.models}  # ONNX graphs too
     for loaded in models.values():
         faces_per_second(loaded, pool[: args.batch], args.batch, args.tta)  # warm-up: allocations, kernel choice
     speeds: dict[str, list[float]] = {name: [] for name in models}
@@ -58,9 +58,17 @@ def main() -> None:
     print("| model | architecture | parameters | faces/s | PrivateTest % |\n| --- | --- | --- | --- | --- |")
     for name, loaded in models.items():
         accuracy = float((loaded.logits(test.images, tta=args.tta).argmax(1) == test.labels).double().mean())
-        parameters = sum(p.numel() for p in loaded.model.parameters())
-        print(f"| {name} | {loaded.config.model} {loaded.config.model_options or ''} crop {loaded.config.crop} | "
-              f"{parameters / 1e6:.2f} M | {max(speeds[name]):,.0f} | {100 * accuracy:.2f} |")
+        print(f"| {name} | {architecture(loaded)} | {max(speeds[name]):,.0f} | {100 * accuracy:.2f} |")
+
+
+def architecture(loaded) -> str:
+    """The model's architecture and size; for an ONNX graph, what it was exported from and its precision."""
+    if loaded.checkpoint.get("kind") == "onnx":
+        precision = "int8" if "int8" in loaded.checkpoint["quantization"] else "float32"
+        return f"ONNX {precision} graph of {loaded.checkpoint['architecture']} (onnxruntime) | –"
+    parameters = sum(p.numel() for p in loaded.model.parameters())
+    return (f"{loaded.config.model} {loaded.config.model_options or ''} crop {loaded.config.crop} | "
+            f"{parameters / 1e6:.2f} M")
 
 
 if __name__ == "__main__":

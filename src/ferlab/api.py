@@ -219,6 +219,8 @@ class Model:
         maps at least 6x6) or ``num_samples`` for LIME."""
         from ferlab.explain import explain
 
+        if self.loaded.gradient_problem:
+            raise FerlabError(self.loaded.gradient_problem)
         inputs = self.loaded.normalization.apply(as_faces(faces))
         if isinstance(target, str):
             if target not in EMOTIONS:
@@ -236,5 +238,7 @@ def load(model: str | os.PathLike = "default", *, checkpoint: str = "best", tta:
     """A model by name or path: ``"default"`` (shipped with ferlab), ``"default-fast"`` (its student
     for CPUs; the figures of both are on their cards), a run folder (its
     ``best.pt``, or ``last.pt`` with ``checkpoint="last"``) or a checkpoint file; on ``device``
-    (``auto``: the GPU when there is one, else the CPU; or ``cpu``, ``cuda``, ``cuda:1``)."""
-    return Model(load_model(model, checkpoint, device), str(model), tta)
+    (``auto``: the GPU when there is one, else the CPU; or ``cpu``, ``cuda``, ``cuda:1``). An ONNX
+    graph of ``ferlab export`` (``model.onnx``, float32 or ``--int8``) runs in onnxruntime on the
+    CPU: ``predict``, ``detect`` and ``video`` as for a checkpoint, ``explain`` refused."""
+    return Model(load_model(model, checkpoint, device, graphs=True), str(model), tta)

@@ -35,6 +35,11 @@ def save_checkpoint(path: Path, payload: dict) -> None:
     os.replace(temporary, path)
 
 
+def is_graph(path: str | os.PathLike) -> bool:
+    """An ONNX graph (``ferlab export -o model.onnx``) rather than a checkpoint, by its suffix."""
+    return Path(path).suffix.lower() == ".onnx"
+
+
 def read_checkpoint(path: str | os.PathLike, *, for_resume: bool = False) -> dict:
     """A checkpoint's payload, checked on load (see ``check_payload``): any inconsistency is one
     FerlabError naming the file, never a traceback or a model used half-loaded. ``for_resume``
@@ -42,9 +47,9 @@ def read_checkpoint(path: str | os.PathLike, *, for_resume: bool = False) -> dic
     path = Path(path)
     if not path.is_file():
         raise FerlabError(f"{path}: " + ("not a regular file (a device, socket or FIFO)" if path.exists() else "no such checkpoint"))
-    if path.suffix.lower() == ".onnx":
-        raise FerlabError(f"{path}: an ONNX graph (`ferlab export` output) runs in onnxruntime, see the README; "
-                          "ferlab commands take a run folder, a .pt checkpoint or 'default'")
+    if is_graph(path):
+        raise FerlabError(f"{path}: an ONNX graph gives answers only (ferlab evaluate, predict, photo, video and "
+                          "ferlab.load run it); this needs a run folder, a .pt checkpoint or 'default'")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip; a legacy reader would fail obscurely
         raise FerlabError(f"{path}: not a PyTorch checkpoint (not a zip archive: truncated, damaged or another kind of file)")
     try:
@@ -183,6 +188,11 @@ class LoadedModel:
         return None
 
     @property
+    def gradient_problem(self) -> str | None:
+        """Why the model cannot be explained (an ONNX graph has no gradients), or None."""
+        return None
+
+    @property
     def temperature(self) -> float:
         return calibration_temperature(self.checkpoint)
 
@@ -248,9 +258,17 @@ def build_architecture(config: TrainConfig) -> nn.Module:
     return crop_input(build_model(config.model, **options), config.crop)
 
 
-def load_model(run_or_file: str | os.PathLike, which: str = "best", device: str = "auto") -> LoadedModel:
-    """A checkpoint, ready for inference on ``device`` (``auto``: the GPU when there is one)."""
-    payload = read_checkpoint(resolve_checkpoint(run_or_file, which))
+def load_model(run_or_file: str | os.PathLike, which: str = "best", device: str = "auto",
+               graphs: bool = False) -> LoadedModel:
+    """A checkpoint, ready for inference on ``device`` (``auto``: the GPU when there is one).
+    ``graphs``: an ONNX graph of ``ferlab export`` is taken too (``ferlab.graph``), for callers
+    that only need answers; elsewhere it is refused in one line."""
+    path = resolve_checkpoint(run_or_file, which)
+    if graphs and is_graph(path):
+        from ferlab.graph import load_graph
+
+        return load_graph(path, device)
+    payload = read_checkpoint(path)
     config = config_from_dict(payload["config"])
     if payload.get("kind") == "ensemble":  # one model made of several (ferlab ensemble -o)
         from ferlab.ensemble import load_ensemble

@@ -18,6 +18,8 @@ from ferlab.labels import EMOTIONS as EMOTIONS_CHOICES
 
 TRAIN_FLAG_HELP = "overrides the preset and config file"
 SHIPPED_HELP = "run folder, checkpoint file, 'default' (the shipped model) or 'default-fast' (its faster student for CPUs)"
+ANSWERS_HELP = SHIPPED_HELP.replace(" or 'default-fast'", ", 'default-fast'") + \
+    ", or an ONNX graph of ferlab export (runs in onnxruntime)"
 
 
 class Parser(argparse.ArgumentParser):
@@ -286,7 +288,7 @@ def cmd_evaluate(args) -> int:
     from ferlab.checkpoint import load_model
     from ferlab.runs import data_tag, evaluate_split, evaluation_entry, evaluation_name, read_json, write_json
 
-    loaded = load_model(args.run, args.checkpoint, args.device)
+    loaded = load_model(args.run, args.checkpoint, args.device, graphs=True)
     run_dir = output_dir(args, "eval")
     faces = load_data_for(args, loaded)
     tag = data_tag(faces.source, loaded.checkpoint.get("data", {}).get("source"))
@@ -342,7 +344,7 @@ def cmd_predict(args) -> int:
     from ferlab.runs import writable_file, write_submission
 
     output = writable_file(Path(args.output))
-    loaded = load_model(args.run, args.checkpoint, args.device)
+    loaded = load_model(args.run, args.checkpoint, args.device, graphs=True)
     ids, batches, failed = predict_inputs(args)
     if not ids:  # a typo must not replace yesterday's submission with an empty one
         raise FerlabError(f"{output}: not written: " + ("no input could be read" if failed else
@@ -423,7 +425,9 @@ def cmd_photo(args) -> int:
         raise FerlabError("give photos or folders to read, or --demo")
     check_owner(Path(args.output))  # a photo named metrics.jpg would replace a run's metrics.json
     out = writable_folder(Path(args.output))
-    loaded = load_model(args.model, device=args.device)
+    loaded = load_model(args.model, device=args.device, graphs=True)
+    if args.explain and loaded.gradient_problem:
+        raise FerlabError(loaded.gradient_problem)
     check_layer(loaded.model, args.layer)  # a wrong --layer is one line before the first photo
     found = expand_inputs(args.inputs)
     say_problems([], found.notes)
@@ -442,7 +446,7 @@ def cmd_video(args) -> int:
 
     options = VideoOptions(detect_every=args.detect_every, smoothing=args.smoothing, detection=detection_of(args), tta=args.tta)
     out = writable_folder(Path(args.output))
-    loaded = load_model(args.model, device=args.device)
+    loaded = load_model(args.model, device=args.device, graphs=True)
     summary = process_video(loaded, Path(args.input), out, options, progress=not args.quiet)
     print(describe_summary(summary))
     print(f"wrote {', '.join(summary['outputs'])} to {out}")
@@ -651,7 +655,7 @@ def add_training_options(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
 
 def add_evaluate_command(commands) -> None:
     evaluate = commands.add_parser("evaluate", help="metrics, confusion matrix and misclassified faces of a run")
-    evaluate.add_argument("run", help=SHIPPED_HELP)
+    evaluate.add_argument("run", help=ANSWERS_HELP)
     evaluate.add_argument("--split", choices=("train", "val", "test", "both"), default="test",
                           help="test = PrivateTest, val = PublicTest, both = val and test")
     add_tta_argument(evaluate)
@@ -664,7 +668,7 @@ def add_evaluate_command(commands) -> None:
 def add_predict_command(commands) -> None:
     predict = commands.add_parser("predict", help="label faces: a CSV of id,label (Kaggle's format), --proba adds "
                                                   "the seven probabilities")
-    predict.add_argument("run", help=SHIPPED_HELP)
+    predict.add_argument("run", help=ANSWERS_HELP)
     predict.add_argument("inputs", nargs="+", help="faces to label: the course's test.csv or any FER2013 source, or "
                                                    "face crops (image files, folders of them; any size, made gray 48x48)")
     predict.add_argument("-o", "--output", default="submission.csv")
@@ -717,7 +721,7 @@ def add_export_command(commands) -> None:
 def add_photo_command(commands) -> None:
     photo = commands.add_parser("photo", help="find the faces in photos and classify them (JSON + annotated copies)")
     photo.add_argument("inputs", nargs="*", help="photo files or folders")
-    photo.add_argument("--model", default="default", help=SHIPPED_HELP)
+    photo.add_argument("--model", default="default", help=ANSWERS_HELP)
     photo.add_argument("-o", "--output", default="photo-results", help="folder for the JSON and annotated images")
     photo.add_argument("--explain", action="store_true", help="overlay Grad-CAM on each face")
     photo.add_argument("--mode", choices=("auto", "detect", "crop"), default="auto",
@@ -749,7 +753,7 @@ def add_video_command(commands) -> None:
     video = commands.add_parser("video", help="faces and emotions through a video: annotated video, per-frame CSV, "
                                               "timeline plot, per-face summary")
     video.add_argument("input", help="a video file OpenCV can read (mp4, avi, mkv, mov, webm, ...)")
-    video.add_argument("--model", default="default", help=SHIPPED_HELP)
+    video.add_argument("--model", default="default", help=ANSWERS_HELP)
     video.add_argument("-o", "--output", default="video-results", help="folder for the results")
     video.add_argument("--detect-every", type=int, default=1, metavar="K",
                        help="detect faces every K frames, carrying the boxes in between (default 1)")

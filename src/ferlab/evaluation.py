@@ -48,7 +48,7 @@ def infer_views(model: nn.Module, images: torch.Tensor, normalization: Normaliza
                 window_side: int = TEN_CROP_SIDE) -> torch.Tensor:
     """``infer`` for any views: the mean logits over ``views``, each the arguments of ``tta_view``
     after the batch ((mirrored, zoom), (mirrored, zoom, shift) or (mirrored, zoom, shift, window))."""
-    device = next(model.parameters()).device
+    device = next(model.parameters(), torch.empty(0)).device  # an ONNX graph (ferlab.graph) has no parameters: CPU
     reuse_freed_memory(device)
     was_training = model.training
     model.eval()

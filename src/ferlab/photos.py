@@ -95,6 +95,8 @@ def classify_boxes(loaded: LoadedModel, gray: np.ndarray, boxes: list[Box], foun
     probabilities = loaded.probabilities(torch.from_numpy(crops), tta=tta)
     cams = [None] * len(boxes)
     if explain:
+        if loaded.gradient_problem:
+            raise FerlabError(loaded.gradient_problem)
         inputs = loaded.normalization.apply(torch.from_numpy(crops))
         maps = normalize(relu(gradcam(loaded.model, inputs, probabilities.argmax(1), layer=layer)))
         cams = [m[0].numpy() for m in maps]

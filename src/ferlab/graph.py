@@ -1,0 +1,180 @@
+"""ONNX graphs that ``ferlab export`` wrote, run by the commands that only need answers
+(``evaluate``, ``predict``, ``photo``, ``video`` and ``ferlab.load``'s ``predict``/``detect``):
+onnxruntime runs the graph behind the one inference path, ``LoadedModel.logits``, so test-time
+augmentation, calibration and every writer downstream are the same as for a checkpoint.
+
+The graph takes uint8 faces (``ferlab.export``'s contract), so the loaded model's normalisation is
+``none`` (views in 0..255) and each view is rounded to whole gray levels before it goes in: exact
+for the face and its mirror image, within half a gray level of PyTorch's view for a zoomed one.
+A graph has no gradients and takes whole 48x48 faces only: explanations and ``ten-crop`` are
+refused in one line, naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ferlab.checkpoint import LoadedModel
+from ferlab.config import TrainConfig
+from ferlab.data.normalize import Normalization
+from ferlab.errors import FerlabError
+from ferlab.labels import EMOTIONS, IMAGE_SIZE, NUM_CLASSES
+from ferlab.models import list_models
+
+GRAPH_LIMIT = 2**31  # bytes: protobuf's own limit for one message; ferlab's graphs are a few MiB
+
+
+class GraphNetwork(nn.Module):
+    """An onnxruntime session as a network: (N, 1, 48, 48) float faces in 0..255 -> (N, 7) logits."""
+
+    def __init__(self, session, source: Path):
+        super().__init__()
+        self.session, self.source = session, source
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[1:]) != (1, IMAGE_SIZE, IMAGE_SIZE):
+            raise FerlabError(f"{self.source}: an ONNX graph takes whole 1x{IMAGE_SIZE}x{IMAGE_SIZE} faces, "
+                              f"not {tuple(x.shape[1:])}")
+        faces = x[:, 0].float().round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+        return torch.from_numpy(self.session.run(["logits"], {"faces": faces})[0])
+
+
+def read_graph(path: Path) -> bytes:
+    """The file's bytes, read once (the session is made from them, not from the path again)."""
+    if not path.is_file():
+        raise FerlabError(f"{path}: " + ("not a regular file (a device, socket or FIFO)" if path.exists() else "no such ONNX graph"))
+    size = path.stat().st_size
+    if not size:
+        raise FerlabError(f"{path}: an empty file, not an ONNX graph")
+    if size > GRAPH_LIMIT:
+        raise FerlabError(f"{path}: {size / 2**30:.1f} GiB is over the 2 GiB an ONNX graph may hold")
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise FerlabError(f"{path}: cannot read it ({error.strerror or error})") from None
+
+
+def graph_problem(model) -> str | None:
+    """What keeps an ONNX ``model`` (an onnx.ModelProto) from being one of ``ferlab export``'s
+    graphs, or None: its producer, classes, input, outputs, temperature, and no external data."""
+    import onnx
+
+    metadata = {entry.key: entry.value for entry in model.metadata_props}
+    if metadata.get("producer") != "ferlab":
+        return ("not a graph that ferlab export wrote (its metadata names no producer 'ferlab'); "
+                "run it with onnxruntime, or give ferlab the checkpoint it came from")
+    classes = metadata.get("classes", "").split(",")
+    if classes != list(EMOTIONS):
+        return f"classes {classes} differ from {list(EMOTIONS)}"
+    initializers = {tensor.name for tensor in model.graph.initializer}
+    if any(tensor.data_location == onnx.TensorProto.EXTERNAL for tensor in model.graph.initializer):
+        return "its weights point at external data files; ferlab's graphs hold them inside"
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    shape = [d.dim_value or d.dim_param for d in inputs[0].type.tensor_type.shape.dim] if len(inputs) == 1 else []
+    if len(inputs) != 1 or inputs[0].name != "faces" or inputs[0].type.tensor_type.elem_type != onnx.TensorProto.UINT8 \
+            or len(shape) != 3 or shape[1:] != [IMAGE_SIZE, IMAGE_SIZE]:
+        return f"expected one input 'faces', uint8 (batch, {IMAGE_SIZE}, {IMAGE_SIZE}), as ferlab export writes"
+    if "logits" not in {output.name for output in model.graph.output}:
+        return "it has no 'logits' output"
+    try:
+        temperature = float(metadata.get("temperature", "1.0"))
+    except ValueError:
+        temperature = math.nan
+    if not math.isfinite(temperature) or temperature <= 0:
+        return f"calibration temperature {metadata.get('temperature')!r} must be a positive finite number"
+    return None
+
+
+def start_session(data: bytes, path: Path):
+    """An onnxruntime CPU session of ``data``, on as many threads as PyTorch's own inference."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.log_severity_level = 3  # errors only: its warnings are about kernels, not the user's input
+    try:
+        return onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/... for a graph it cannot run
+        first_line = str(error).strip().splitlines()[0][:200] if str(error).strip() else error.__class__.__name__
+        raise FerlabError(f"{path}: onnxruntime cannot run it ({first_line})") from None
+
+
+def check_answers(session, path: Path) -> None:
+    """Run two blank faces through: the graph must give two rows of seven finite logits."""
+    try:
+        logits = session.run(["logits"], {"faces": torch.zeros(2, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8).numpy()})[0]
+    except Exception as error:
+        raise FerlabError(f"{path}: onnxruntime failed on two blank faces ({str(error).strip()[:200]})") from None
+    if tuple(logits.shape) != (2, NUM_CLASSES) or not torch.isfinite(torch.from_numpy(logits).float()).all():
+        raise FerlabError(f"{path}: its logits for two blank faces are {tuple(logits.shape)}"
+                          + ("" if tuple(logits.shape) != (2, NUM_CLASSES) else " and not all finite")
+                          + f", not (2, {NUM_CLASSES}) finite numbers")
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """PyTorch on one thread while onnxruntime answers: PyTorch's idle threads spin for a while
+    after each of its operations, and on two cores they took onnxruntime's: 0.56x a bare session's
+    faces/s in batches of 64, 0.95x in batches of 512; 0.98-1.00x with this (benchmarks/exported.py)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class GraphModel(LoadedModel):
+    """``LoadedModel`` for a graph: the same inference path, with what a graph cannot do refused."""
+
+    def logits(self, faces: torch.Tensor, tta: str = "none", batch_size: int = 512) -> torch.Tensor:
+        with one_torch_thread():
+            return super().logits(faces, tta, batch_size)
+
+    def logits_of_views(self, faces: torch.Tensor, candidates: dict) -> dict[str, torch.Tensor]:
+        with one_torch_thread():
+            return super().logits_of_views(faces, candidates)
+
+    @property
+    def window_problem(self) -> str | None:
+        return f"{self.checkpoint['source']}: an ONNX graph takes whole 48x48 faces; ten-crop needs the checkpoint it was exported from"
+
+    @property
+    def gradient_problem(self) -> str | None:
+        return (f"{self.checkpoint['source']}: an ONNX graph gives answers only, no gradients for explanations; "
+                "explain the checkpoint it was exported from")
+
+
+def load_graph(path: Path, device: str = "auto") -> GraphModel:
+    """An ONNX graph of ``ferlab export`` as a ``GraphModel``, checked before its first answer."""
+    if device not in ("auto", "cpu"):
+        raise FerlabError(f"{path}: an ONNX graph runs on the CPU here (onnxruntime); drop --device {device}")
+    try:
+        import onnx
+        import onnxruntime  # noqa: F401 - checked here for a clear message
+    except ImportError:
+        raise FerlabError(f"{path}: running an ONNX graph needs onnx and onnxruntime: pip install 'ferlab[onnx]'") from None
+    data = read_graph(path)
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception:  # protobuf's DecodeError and kin
+        raise FerlabError(f"{path}: not an ONNX graph (truncated, damaged or another kind of file)") from None
+    problem = graph_problem(model)
+    if problem:
+        raise FerlabError(f"{path}: {problem}")
+    session = start_session(data, path)
+    check_answers(session, path)
+    metadata = {entry.key: entry.value for entry in model.metadata_props}
+    architecture = metadata.get("architecture", "")
+    config = replace(TrainConfig(), mixed_precision=False, channels_last=False,  # the graph's own precision and layout
+                     **({"model": architecture} if architecture in list_models() else {}))
+    record = {"kind": "onnx", "source": str(path), "architecture": architecture,
+              "calibration": {"temperature": float(metadata.get("temperature", "1.0"))},
+              "quantization": metadata.get("quantization", "none (float32)"), "data": {}}
+    return GraphModel(GraphNetwork(session, path).eval(), Normalization("none"), config, record)

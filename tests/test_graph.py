@@ -1,0 +1,217 @@
+"""ONNX graphs of ``ferlab export`` run by the commands that only need answers (``ferlab.graph``):
+their answers are the graph's own, through the one inference path; what a graph cannot do, and
+graphs that are not ferlab's, are one line naming the file."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import ferlab
+from ferlab.checkpoint import load_model
+from ferlab.cli import main
+from ferlab.errors import FerlabError
+from ferlab.labels import EMOTIONS
+
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    path = tmp_path_factory.mktemp("graph") / "fast.onnx"
+    assert main(["export", "default-fast", "-o", str(path)]) == 0
+    return path
+
+
+def session_outputs(path, faces: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return tuple(session.run(["logits", "probabilities"], {"faces": faces.numpy()}))
+
+
+def test_the_inference_path_gives_the_graphs_own_answers(graph, sample_faces):
+    faces = sample_faces.images  # 420 real faces, one batch either way
+    logits, _ = session_outputs(graph, faces)
+    mirrored, _ = session_outputs(graph, faces.flip(-1))
+    loaded = load_model(graph, graphs=True)
+    np.testing.assert_array_equal(loaded.logits(faces).numpy(), logits)
+    np.testing.assert_allclose(loaded.logits(faces, tta="flip").numpy(), (logits + mirrored) / 2, rtol=0, atol=1e-6)
+
+
+def test_zoomed_views_stay_within_rounding_of_pytorchs(graph, sample_faces):
+    """A zoomed view is rounded to whole gray levels before the graph: the labels stay PyTorch's
+    float32 ones on nearly every face."""
+    from ferlab.evaluation import infer
+
+    pytorch = load_model("default-fast")
+    reference = infer(pytorch.model, sample_faces.images, pytorch.normalization, tta="flip-zoom")  # float32
+    answers = load_model(graph, graphs=True).logits(sample_faces.images, tta="flip-zoom")
+    assert float((answers.argmax(1) == reference.argmax(1)).float().mean()) >= 0.97
+    assert float((answers - reference).abs().max()) < 0.5
+
+
+def test_evaluate_and_predict_report_what_the_graph_answers(graph, sample_archive, sample_faces, tmp_path):
+    test = sample_faces.split("test")
+    logits, probabilities = session_outputs(graph, test.images)
+    assert main(["evaluate", str(graph), "--data", str(sample_archive), "--split", "test", "-o", str(tmp_path / "eval")]) == 0
+    evaluation = json.loads((tmp_path / "eval" / "eval-test.json").read_text())
+    assert evaluation["accuracy"] == pytest.approx(float((logits.argmax(1) == test.labels.numpy()).mean()))
+    output = tmp_path / "labels.csv"
+    assert main(["predict", str(graph), str(sample_archive), "--split", "test", "--proba", "-o", str(output)]) == 0
+    rows = list(csv.DictReader(output.open()))
+    assert [row["id"] for row in rows] == list(test.ids)
+    assert [int(row["label"]) for row in rows] == logits.argmax(1).tolist()
+    written = np.array([[float(row[name]) for name in EMOTIONS] for row in rows])
+    np.testing.assert_allclose(written, probabilities, atol=1e-4)  # calibrated alike: the graph's own softmax(logits / T)
+
+
+def test_an_int8_graph_is_evaluated_as_its_export_checked_it(sample_archive, tmp_path, capsys):
+    """The int8 check printed when the file is written is PublicTest's accuracy; evaluate gives it."""
+    path = tmp_path / "int8.onnx"
+    assert main(["export", "default-fast", "-o", str(path), "--int8", "--data", str(sample_archive),
+                 "--calibration-faces", "128"]) == 0
+    checked = capsys.readouterr().out.split("): ")[-1].split("% int8")[0]
+    assert main(["evaluate", str(path), "--data", str(sample_archive), "--split", "val", "-o", str(tmp_path / "eval")]) == 0
+    assert f"{100 * json.loads((tmp_path / 'eval' / 'eval-val.json').read_text())['accuracy']:.2f}" == checked
+
+
+def test_the_api_and_photos_take_a_graph_but_not_its_explanations(graph, tmp_path, capsys):
+    model = ferlab.load(graph)
+    hopper = ferlab.demo_photos()[1]
+    [face] = model.detect(hopper)
+    assert model.predict(face.crop).labels == [face.label]
+    assert "architecture='fastnet'" in repr(model)
+    with pytest.raises(FerlabError, match=f"{graph}: an ONNX graph gives answers only, no gradients"):
+        model.explain(face.crop)
+    with pytest.raises(FerlabError, match="no gradients"):
+        model.detect(hopper, explain=True)
+    assert main(["photo", "--demo", "--model", str(graph), "-o", str(tmp_path / "photos")]) == 0
+    assert len(json.loads((tmp_path / "photos" / "results.json").read_text())["photos"]) == 2
+    assert main(["photo", "--demo", "--model", str(graph), "--explain", "-o", str(tmp_path / "explained")]) == 2
+    assert "no gradients for explanations" in capsys.readouterr().err
+    assert not (tmp_path / "explained" / "results.json").exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["explain", "{graph}", "--method", "gradcam", "--index", "0"],
+    ["report", "{graph}"],
+    ["summary", "{graph}"],
+    ["calibrate", "{graph}", "-o", "{tmp}/calibrated.pt"],
+    ["export", "{graph}", "-o", "{tmp}/again.onnx"],
+    ["ensemble", "{graph}", "default", "--out", "{tmp}/ensemble"],
+    ["serve", "--model", "{graph}", "--port", "8765"],
+    ["train", "--init", "{graph}", "--epochs", "1", "--data", "{sample}"],
+])
+def test_commands_that_need_the_pytorch_model_refuse_a_graph_in_one_line(graph, sample_archive, tmp_path, capsys, argv):
+    argv = [part.format(graph=graph, tmp=tmp_path, sample=sample_archive) for part in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(graph) in err and "ONNX graph gives answers only" in err
+
+
+def test_what_a_graph_cannot_do_at_inference_is_one_line(graph, sample_archive, tmp_path, capsys):
+    assert main(["evaluate", str(graph), "--data", str(sample_archive), "--tta", "ten-crop", "-o", str(tmp_path / "a")]) == 2
+    assert "an ONNX graph takes whole 48x48 faces; ten-crop needs the checkpoint" in capsys.readouterr().err
+    assert main(["evaluate", str(graph), "--device", "cuda", "-o", str(tmp_path / "b")]) == 2
+    assert f"{graph}: an ONNX graph runs on the CPU here (onnxruntime); drop --device cuda" in capsys.readouterr().err
+
+
+def ferlab_like(nodes, output_shape, metadata=None, elem_type=None):
+    """A small graph with ferlab's input and metadata around ``nodes`` (which write ``logits``)."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(nodes, "hostile",
+                              [helper.make_tensor_value_info("faces", elem_type or TensorProto.UINT8, ["batch", 48, 48])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, output_shape)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    helper.set_model_props(model, {"producer": "ferlab", "classes": ",".join(EMOTIONS), "temperature": "1.0",
+                                   **(metadata or {})})
+    return model
+
+
+def casts_then(*nodes):
+    from onnx import TensorProto, helper
+
+    return [helper.make_node("Cast", ["faces"], ["x"], to=TensorProto.FLOAT), *nodes]
+
+
+def hostile_graphs(graph_bytes: bytes):
+    """name -> (bytes of the file, what the error says)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    def serialized(model):
+        return model.SerializeToString()
+
+    mean_rows = casts_then(helper.make_node("ReduceMean", ["x", "axes"], ["logits"], keepdims=0))
+    axes = numpy_helper.from_array(np.array([2], np.int64), "axes")
+    forty_eight = ferlab_like(mean_rows, ["batch", 48])
+    forty_eight.graph.initializer.append(axes)
+    starts, ends, slice_axes = (numpy_helper.from_array(np.array(v, np.int64), n)
+                                for v, n in (([0, 0], "starts"), ([1, 7], "ends"), ([1, 2], "slice_axes")))
+    nan = ferlab_like(casts_then(helper.make_node("Slice", ["x", "starts", "ends", "slice_axes"], ["row"]),
+                                 helper.make_node("Squeeze", ["row", "one"], ["s"]),
+                                 helper.make_node("Div", ["s", "s"], ["logits"])), ["batch", 7])
+    nan.graph.initializer.extend([starts, ends, slice_axes, numpy_helper.from_array(np.array([1], np.int64), "one")])
+    other_producer = ferlab_like(mean_rows, ["batch", 48], {"producer": "pytorch"})
+    other_classes = ferlab_like(mean_rows, ["batch", 48], {"classes": ",".join(sorted(EMOTIONS))})
+    float_input = ferlab_like([helper.make_node("ReduceMean", ["faces", "axes"], ["logits"], keepdims=0)], ["batch", 48],
+                              elem_type=TensorProto.FLOAT)
+    float_input.graph.initializer.append(axes)
+    bad_temperature = ferlab_like(mean_rows, ["batch", 48], {"temperature": "nan"})
+    external = onnx.load_model_from_string(graph_bytes)
+    weight = next(t for t in external.graph.initializer if t.dims)
+    weight.ClearField("raw_data")
+    weight.data_location = TensorProto.EXTERNAL
+    weight.external_data.add(key="location", value="/etc/passwd")
+    return {
+        "empty": (b"", "an empty file, not an ONNX graph"),
+        "truncated": (graph_bytes[: len(graph_bytes) // 2], "not an ONNX graph (truncated, damaged or another kind of file)"),
+        "text": (b"this is not a graph\n" * 50, "not an ONNX graph (truncated, damaged or another kind of file)"),
+        "other producer": (serialized(other_producer), "not a graph that ferlab export wrote"),
+        "other classes": (serialized(other_classes), "classes ['angry', 'disgust', 'fear', 'happy', 'neutral'"),
+        "float input": (serialized(float_input), "expected one input 'faces', uint8 (batch, 48, 48)"),
+        "bad temperature": (serialized(bad_temperature), "calibration temperature 'nan' must be a positive finite number"),
+        "external data": (serialized(external), "its weights point at external data files"),
+        "48 logits": (serialized(forty_eight), "its logits for two blank faces are (2, 48), not (2, 7) finite numbers"),
+        "NaN logits": (serialized(nan), "its logits for two blank faces are (2, 7) and not all finite"),
+    }
+
+
+def test_hostile_graphs_are_one_line_naming_the_file(graph, tmp_path, capsys):
+    for name, (data, message) in hostile_graphs(graph.read_bytes()).items():
+        path = tmp_path / f"{name.replace(' ', '-')}.onnx"
+        path.write_bytes(data)
+        code = main(["predict", str(path), str(tmp_path), "-o", str(tmp_path / "labels.csv")])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1, (name, err)
+        assert err.startswith(f"ferlab: error: {path}: ") and message in err, (name, err)
+    assert not (tmp_path / "labels.csv").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_named_like_a_graph_is_named_as_what_it_is(tmp_path, capsys):
+    fifo = tmp_path / "model.onnx"
+    os.mkfifo(fifo)
+    assert main(["evaluate", str(fifo), "-o", str(tmp_path / "eval")]) == 2
+    assert f"{fifo}: not a regular file (a device, socket or FIFO)" in capsys.readouterr().err
+
+
+def test_a_video_through_a_graph_gives_its_checkpoints_boxes_and_emotions(graph, tmp_path):
+    """The detector's boxes do not depend on the model; the graph's labels per frame are the
+    checkpoint's (PyTorch bf16 against onnxruntime float32) on all but a borderline frame or two."""
+    from tests.test_video import faces_by_id, read_rows, two_faces_scene, write_video
+
+    clip = write_video(tmp_path / "two.mp4", [two_faces_scene(i % 10) for i in range(12)])
+    for model, out in (("default-fast", "checkpoint"), (str(graph), "graph")):
+        assert main(["video", str(clip), "--model", model, "-o", str(tmp_path / out), "--quiet", "--smoothing", "0"]) == 0
+    checkpoint, answered = (read_rows(tmp_path / out / "two-frames.csv") for out in ("checkpoint", "graph"))
+    assert [row[key] for row in answered for key in ("frame", "face", "x", "y", "w", "h")] == \
+        [row[key] for row in checkpoint for key in ("frame", "face", "x", "y", "w", "h")]
+    assert len(faces_by_id(answered)) == 2
+    same = sum(a["label"] == c["label"] for a, c in zip(answered, checkpoint))
+    assert same >= len(checkpoint) - 2 and "happy" in {row["label"] for row in answered}
