@@ -193,6 +193,20 @@ def test_hostile_graphs_are_one_line_naming_the_file(graph, tmp_path, capsys):
     assert not (tmp_path / "labels.csv").exists()
 
 
+def test_a_graph_that_ignores_its_batch_is_stopped_not_misaligned(tmp_path, sample_archive, capsys):
+    """Two rows of logits whatever the batch: it passes the two-blank-face check, then the first
+    real batch is one line instead of labels shifted onto the wrong faces."""
+    from onnx import helper, numpy_helper
+
+    two_rows = ferlab_like([helper.make_node("Constant", [], ["logits"], value=numpy_helper.from_array(
+        np.arange(14, dtype=np.float32).reshape(2, 7)))], [2, 7])
+    path = tmp_path / "two-rows.onnx"
+    path.write_bytes(two_rows.SerializeToString())
+    assert main(["evaluate", str(path), "--data", str(sample_archive), "--split", "test", "-o", str(tmp_path / "eval")]) == 2
+    assert f"{path}: its logits for 70 faces are (2, 7), not (70, 7)" in capsys.readouterr().err
+    assert not (tmp_path / "eval" / "eval-test.json").exists()
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
 def test_a_fifo_named_like_a_graph_is_named_as_what_it_is(tmp_path, capsys):
     fifo = tmp_path / "model.onnx"

@@ -42,7 +42,11 @@ class GraphNetwork(nn.Module):
             raise FerlabError(f"{self.source}: an ONNX graph takes whole 1x{IMAGE_SIZE}x{IMAGE_SIZE} faces, "
                               f"not {tuple(x.shape[1:])}")
         faces = x[:, 0].float().round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-        return torch.from_numpy(self.session.run(["logits"], {"faces": faces})[0])
+        logits = torch.from_numpy(self.session.run(["logits"], {"faces": faces})[0])
+        if tuple(logits.shape) != (len(faces), NUM_CLASSES):  # a graph that ignores its batch would misalign every label
+            raise FerlabError(f"{self.source}: its logits for {len(faces)} faces are {tuple(logits.shape)}, "
+                              f"not ({len(faces)}, {NUM_CLASSES})")
+        return logits
 
 
 def read_graph(path: Path) -> bytes:
