@@ -4,11 +4,12 @@
 
 Exports the model (``ferlab export -o model.onnx``), then times the same real faces (the sample
 archive's, repeated) through onnxruntime's CPU provider and through PyTorch in float32 and in the
-model's own precision (bf16 autocast where the CPU has it), at batch 1 and batch 256, side by side
+model's own precision (bf16 autocast where the CPU has it), at batches of 1, 64 and 256, side by side
 in one process. Prints a Markdown table and the largest logit difference.
 
 Each graph is also timed as ``ferlab evaluate``/``predict``/``photo`` run it (``load_model(path,
-graphs=True)``: the one inference path in front of the same onnxruntime session).
+graphs=True)``: the one inference path in front of the same onnxruntime session), and once more
+without the one change that path makes for a graph (PyTorch on one thread while onnxruntime runs).
 
 ``--int8`` adds the graph ``ferlab export --int8`` writes (onnxruntime's static quantisation: QDQ,
 weights per channel, activation ranges calibrated on 512 of the data's Training faces, the
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ferlab.checkpoint import load_model, read_checkpoint, resolve_checkpoint
+from ferlab.checkpoint import LoadedModel, load_model, read_checkpoint, resolve_checkpoint
 from ferlab.data import load_faces
 from ferlab.evaluation import infer
 from ferlab.export import export_int8, export_model, session_labels
@@ -77,7 +78,7 @@ def main() -> None:
             graphs["the int8 graph through ferlab"] = load_model(path.with_suffix(".int8.onnx"), graphs=True)
     difference = np.abs(session.run(None, {"faces": faces.numpy()})[0] - infer(loaded.model, faces, loaded.normalization).numpy()).max()
     rows = []
-    for batch in (1, 256):
+    for batch in (1, 64, 256):
         count = min(len(faces), 256 if batch == 1 else len(faces))
         chunks = [faces[i:i + batch] for i in range(0, count, batch)]
         numpy_chunks = [c.numpy() for c in chunks]
@@ -86,6 +87,10 @@ def main() -> None:
                                                   count, args.repeats)))
         for name, graph in graphs.items():  # what ferlab's commands get from a graph: its views, calibration, batches
             rows.append((batch, name, median_rate(lambda: [graph.logits(c, batch_size=batch) for c in chunks], count, args.repeats)))
+        first_graph = next(iter(graphs.values()))  # without GraphModel's one_torch_thread: PyTorch's threads spin beside it
+        rows.append((batch, "the same graph through ferlab, PyTorch's threads left spinning",
+                     median_rate(lambda: [LoadedModel.logits(first_graph, c, batch_size=batch) for c in chunks],
+                                 count, args.repeats)))
         rows.append((batch, "PyTorch float32",
                      median_rate(lambda: [infer(loaded.model, c, loaded.normalization, batch_size=batch) for c in chunks],
                                  count, args.repeats)))

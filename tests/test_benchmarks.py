@@ -94,6 +94,7 @@ def test_onnx_benchmark_times_onnxruntime_and_its_int8_graph_beside_pytorch(samp
     assert "| 1 | onnxruntime (CPU provider) |" in out and "| 256 | PyTorch float32 | " in out
     assert "| 256 | onnxruntime int8 (ferlab export --int8) |" in out
     assert "| 1 | the same graph through ferlab (LoadedModel.logits) |" in out and "| 256 | the int8 graph through ferlab |" in out
+    assert "| 64 | the same graph through ferlab, PyTorch's threads left spinning |" in out
     assert "int8 check: PublicTest (fer2013-sample.tar.gz): " in out
     difference = float(re.search(r"logit difference\|.*: (\S+)", out).group(1))
     assert difference <= 1e-3

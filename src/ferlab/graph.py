@@ -124,8 +124,9 @@ def check_answers(session, path: Path) -> None:
 @contextlib.contextmanager
 def one_torch_thread():
     """PyTorch on one thread while onnxruntime answers: PyTorch's idle threads spin for a while
-    after each of its operations, and on two cores they took onnxruntime's: 0.56x a bare session's
-    faces/s in batches of 64, 0.95x in batches of 512; 0.98-1.00x with this (benchmarks/exported.py)."""
+    after each of its operations, and on two cores they took onnxruntime's: 0.22x a bare session's
+    faces/s one face at a time, 0.59x in batches of 64, 0.85x of 256; with this 0.77-0.84x, 0.97x
+    and 1.00-1.01x (benchmarks/exported.py, 2026-12-06)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
