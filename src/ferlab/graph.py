@@ -41,7 +41,7 @@ class GraphNetwork(nn.Module):
         if tuple(x.shape[1:]) != (1, IMAGE_SIZE, IMAGE_SIZE):
             raise FerlabError(f"{self.source}: an ONNX graph takes whole 1x{IMAGE_SIZE}x{IMAGE_SIZE} faces, "
                               f"not {tuple(x.shape[1:])}")
-        faces = x[:, 0].float().round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+        faces = x[:, 0].round().clamp(0, 255).to(torch.uint8).cpu().numpy()  # as the graph's contract: uint8
         logits = torch.from_numpy(self.session.run(["logits"], {"faces": faces})[0])
         if tuple(logits.shape) != (len(faces), NUM_CLASSES):  # a graph that ignores its batch would misalign every label
             raise FerlabError(f"{self.source}: its logits for {len(faces)} faces are {tuple(logits.shape)}, "
@@ -52,7 +52,8 @@ class GraphNetwork(nn.Module):
 def read_graph(path: Path) -> bytes:
     """The file's bytes, read once (the session is made from them, not from the path again)."""
     if not path.is_file():
-        raise FerlabError(f"{path}: " + ("not a regular file (a device, socket or FIFO)" if path.exists() else "no such ONNX graph"))
+        kind = "not a regular file (a device, socket or FIFO)" if path.exists() else "no such ONNX graph"
+        raise FerlabError(f"{path}: {kind}")
     size = path.stat().st_size
     if not size:
         raise FerlabError(f"{path}: an empty file, not an ONNX graph")
@@ -148,7 +149,8 @@ class GraphModel(LoadedModel):
 
     @property
     def window_problem(self) -> str | None:
-        return f"{self.checkpoint['source']}: an ONNX graph takes whole 48x48 faces; ten-crop needs the checkpoint it was exported from"
+        return (f"{self.checkpoint['source']}: an ONNX graph takes whole 48x48 faces; "
+                "ten-crop needs the checkpoint it was exported from")
 
     @property
     def gradient_problem(self) -> str | None:
