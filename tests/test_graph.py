@@ -43,6 +43,22 @@ def test_the_inference_path_gives_the_graphs_own_answers(graph, sample_faces):
     np.testing.assert_allclose(loaded.logits(faces, tta="flip").numpy(), (logits + mirrored) / 2, rtol=0, atol=1e-6)
 
 
+def test_graphs_answering_in_threads_give_pytorch_its_threads_back(graph, sample_faces):
+    """While a graph answers PyTorch runs on one thread (its idle threads would spin on the cores
+    onnxruntime uses); however the threads interleave, the count is restored, and each thread gets
+    the answers one thread alone gets."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    loaded = load_model(graph, graphs=True)
+    alone = loaded.logits(sample_faces.images[:64])
+    before = torch.get_num_threads()
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: loaded.logits(sample_faces.images[:64]), range(8)))
+    with ThreadPoolExecutor(1) as pool:
+        assert torch.get_num_threads() == pool.submit(torch.get_num_threads).result() == before
+    assert all(torch.equal(answer, alone) for answer in answers)
+
+
 def test_zoomed_views_stay_within_rounding_of_pytorchs(graph, sample_faces):
     """A zoomed view is rounded to whole gray levels before the graph: the labels stay PyTorch's
     float32 ones on nearly every face."""

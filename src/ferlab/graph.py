@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -127,13 +128,23 @@ def one_torch_thread():
     """PyTorch on one thread while onnxruntime answers: PyTorch's idle threads spin for a while
     after each of its operations, and on two cores they took onnxruntime's: 0.22x a bare session's
     faces/s one face at a time, 0.59x in batches of 64, 0.85x of 256; with this 0.77-0.84x, 0.97x
-    and 1.00-1.01x (benchmarks/exported.py, 2026-12-06)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    and 1.00-1.01x (benchmarks/exported.py, 2026-12-06). The setting is global: graphs answering
+    in several threads at once share one count, and the last to finish restores it."""
+    with _ONE_THREAD["lock"]:
+        if not _ONE_THREAD["holders"]:
+            _ONE_THREAD["saved"] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _ONE_THREAD["holders"] += 1
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        with _ONE_THREAD["lock"]:
+            _ONE_THREAD["holders"] -= 1
+            if not _ONE_THREAD["holders"]:
+                torch.set_num_threads(_ONE_THREAD["saved"])
+
+
+_ONE_THREAD = {"lock": threading.Lock(), "holders": 0, "saved": 1}  # one_torch_thread's shared count
 
 
 class GraphModel(LoadedModel):
