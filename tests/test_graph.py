@@ -120,7 +120,6 @@ def test_the_api_and_photos_take_a_graph_but_not_its_explanations(graph, tmp_pat
     ["calibrate", "{graph}", "-o", "{tmp}/calibrated.pt"],
     ["export", "{graph}", "-o", "{tmp}/again.onnx"],
     ["ensemble", "{graph}", "default", "--out", "{tmp}/ensemble"],
-    ["serve", "--model", "{graph}", "--port", "8765"],
     ["train", "--init", "{graph}", "--epochs", "1", "--data", "{sample}"],
 ])
 def test_commands_that_need_the_pytorch_model_refuse_a_graph_in_one_line(graph, sample_archive, tmp_path, capsys, argv):

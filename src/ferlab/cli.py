@@ -465,7 +465,7 @@ def cmd_serve(args) -> int:
     from ferlab.explain.common import check_layer
     from ferlab.serve.app import create_app
 
-    loaded = load_model(args.model, device=args.device)
+    loaded = load_model(args.model, device=args.device, graphs=True)
     check_layer(loaded.model, args.layer)  # not a 500 on every request with Grad-CAM
     live = {} if args.min_face is None else {"live_min_face": args.min_face}  # else the camera's own minimum
     # the app before the port: a bad --min-face is one line, not a "serving" line and then an error
@@ -768,7 +768,7 @@ def add_video_command(commands) -> None:
 
 def add_serve_command(commands) -> None:
     serve = commands.add_parser("serve", help="a local web page: drop a photo, see faces, expressions and Grad-CAM")
-    serve.add_argument("--model", default="default", help=SHIPPED_HELP)
+    serve.add_argument("--model", default="default", help=ANSWERS_HELP + "; a graph's page has no Grad-CAM")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     serve.add_argument("--port", type=port_number, default=8000, help="TCP port, 1..65535 (default 8000)")
     add_layer_argument(serve)

@@ -1,5 +1,6 @@
 """ONNX graphs that ``ferlab export`` wrote, run by the commands that only need answers
-(``evaluate``, ``predict``, ``photo``, ``video`` and ``ferlab.load``'s ``predict``/``detect``):
+(``evaluate``, ``predict``, ``photo``, ``video``, ``serve`` without Grad-CAM, and ``ferlab.load``'s
+``predict``/``detect``/``video``):
 onnxruntime runs the graph behind the one inference path, ``LoadedModel.logits``, so test-time
 augmentation, calibration and every writer downstream are the same as for a checkpoint.
 

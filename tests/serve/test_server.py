@@ -107,3 +107,50 @@ def test_the_page_in_headless_chromium(server, tmp_path):
     assert status == "1 face found."
     assert label.startswith("Face 1: ") and label.split(": ")[1].split(" ")[0] in EMOTIONS
     assert errors == []
+
+
+@pytest.fixture(scope="module")
+def graph_server(tmp_path_factory):
+    """The app serving an ONNX graph of default-fast (ferlab.graph): answers without Grad-CAM."""
+    pytest.importorskip("onnxruntime")
+    from ferlab.checkpoint import load_model
+    from ferlab.cli import main
+    from ferlab.serve.app import create_app
+    from tests.serve.conftest import serving
+
+    path = tmp_path_factory.mktemp("graph") / "fast.onnx"
+    assert main(["export", "default-fast", "-o", str(path)]) == 0
+    with serving(create_app(load_model(path, graphs=True), "fast.onnx")) as url:
+        yield url, path
+
+
+def test_a_graph_is_served_with_its_answers_and_without_grad_cam(graph_server):
+    import ferlab
+
+    url, path = graph_server
+    assert httpx.get(f"{url}/api/health").json() == {"status": "ok", "model": "fast.onnx", "explains": False}
+    answer = post(url, PHOTOS[1], explain=False).json()
+    [face] = ferlab.load(path).detect(PHOTOS[1])
+    assert [(f["label"], f["box"]) for f in answer["faces"]] == [(face.label, face.box.to_list())]
+    assert "gradcam" not in answer["faces"][0]
+    from tests.serve.test_webcam import jpeg
+    from tests.test_video import two_faces_scene
+
+    frame = httpx.post(f"{url}/api/frame", content=jpeg(two_faces_scene(0)), timeout=60).json()  # the camera's path
+    assert len(frame["faces"]) == 1 and frame["faces"][0]["label"] in EMOTIONS
+    refused = post(url, PHOTOS[1], explain=True)
+    assert refused.status_code == 400
+    assert refused.json() == {"error": f"explain: {path}: an ONNX graph gives answers only, no gradients for "
+                                       "explanations; explain the checkpoint it was exported from"}
+
+
+@pytest.mark.browser
+def test_a_graphs_page_hides_grad_cam_and_shows_the_faces(graph_server):
+    url, _ = graph_server
+    with chromium_page(1200, 900) as (page, errors):
+        page.goto(url + "/")
+        assert not page.is_visible("#explain") and not page.is_checked("#explain")
+        page.set_input_files("#file", str(PHOTOS[0]))
+        page.wait_for_selector("#status[data-faces]", timeout=60_000)
+        status = page.inner_text("#status")
+    assert status == "1 face found." and errors == []

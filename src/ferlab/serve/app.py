@@ -5,7 +5,7 @@
     POST /api/predict   multipart field ``file`` (+ ``explain=true``) -> faces as JSON
     POST /api/frame     one camera frame (a JPEG or PNG body, at most 2 MiB and 1920x1080) -> faces
                         as JSON, without images; one frame at a time, at most 30 a second
-    GET  /api/health    {"status": "ok", "model": ...}
+    GET  /api/health    {"status": "ok", "model": ..., "explains": false for an ONNX graph (no Grad-CAM)}
 
 Every error, whatever raised it (a bad upload, a missing field, an unknown route, a bug), has one
 shape: ``{"error": "one line"}`` with the HTTP status. Requests share one model in eval mode; nothing per request touches it (no hooks, no mode
@@ -142,6 +142,9 @@ def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "non
     app = FastAPI(title="ferlab", docs_url=None, redoc_url=None)
     add_error_handlers(app)
     page = resources.files("ferlab.serve").joinpath("page.html").read_text(encoding="utf-8")
+    explains = loaded.gradient_problem is None  # an ONNX graph (ferlab.graph) answers without Grad-CAM
+    if not explains:  # the page hides its Grad-CAM box before the first upload can ask for it
+        page = page.replace("<body>", '<body data-explains="false">', 1)
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
@@ -149,7 +152,7 @@ def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "non
 
     @app.get("/api/health")
     def health() -> dict:
-        return {"status": "ok", "model": model_name}
+        return {"status": "ok", "model": model_name, "explains": explains}
 
     gate = FrameGate(frame_rate)
     live_detection = Detection(detection.detector, live_min_face)
@@ -175,6 +178,8 @@ def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "non
         name = file.filename or "upload"
         if len(data) > MAX_UPLOAD_BYTES:
             return error_response(413, f"{name}: file is larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
+        if explain and not explains:
+            return error_response(400, f"explain: {loaded.gradient_problem}")
         try:
             return predict_bytes(loaded, data, name, explain, tta, layer, detection)
         except PhotoError as error:
