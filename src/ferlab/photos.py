@@ -88,6 +88,8 @@ def classify_boxes(loaded: LoadedModel, gray: np.ndarray, boxes: list[Box], foun
                    explain: bool = False, tta: str = "none", layer: str | None = None) -> list[FaceResult]:
     """The faces in ``boxes`` of a (H, W) uint8 image, classified in one batch (and with
     ``explain``, Grad-CAM of the predicted class at ``layer``)."""
+    if explain and loaded.gradient_problem:  # an ONNX graph: refused whether or not the photo has a face
+        raise FerlabError(loaded.gradient_problem)
     if not boxes:
         return []
     margin = 0.0 if found_by == "whole image" else CROP_MARGIN
@@ -95,8 +97,6 @@ def classify_boxes(loaded: LoadedModel, gray: np.ndarray, boxes: list[Box], foun
     probabilities = loaded.probabilities(torch.from_numpy(crops), tta=tta)
     cams = [None] * len(boxes)
     if explain:
-        if loaded.gradient_problem:
-            raise FerlabError(loaded.gradient_problem)
         inputs = loaded.normalization.apply(torch.from_numpy(crops))
         maps = normalize(relu(gradcam(loaded.model, inputs, probabilities.argmax(1), layer=layer)))
         cams = [m[0].numpy() for m in maps]
