@@ -41,6 +41,17 @@ def sample_faces(sample_archive):
     return load_faces(sample_archive, use_cache=False)
 
 
+@pytest.fixture(scope="session")
+def fast_graph(tmp_path_factory) -> Path:
+    """``default-fast`` exported as an ONNX graph (float32), for the tests of graphs run by ferlab."""
+    pytest.importorskip("onnxruntime")
+    from ferlab.cli import main
+
+    path = tmp_path_factory.mktemp("graph") / "fast.onnx"
+    assert main(["export", "default-fast", "-o", str(path)]) == 0
+    return path
+
+
 def pixels_text(values) -> str:
     return " ".join(str(int(v)) for v in values)
 

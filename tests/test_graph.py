@@ -22,11 +22,9 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 
-@pytest.fixture(scope="module")
-def graph(tmp_path_factory):
-    path = tmp_path_factory.mktemp("graph") / "fast.onnx"
-    assert main(["export", "default-fast", "-o", str(path)]) == 0
-    return path
+@pytest.fixture
+def graph(fast_graph):
+    return fast_graph
 
 
 def session_outputs(path, faces: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

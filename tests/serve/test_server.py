@@ -110,18 +110,14 @@ def test_the_page_in_headless_chromium(server, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def graph_server(tmp_path_factory):
+def graph_server(fast_graph):
     """The app serving an ONNX graph of default-fast (ferlab.graph): answers without Grad-CAM."""
-    pytest.importorskip("onnxruntime")
     from ferlab.checkpoint import load_model
-    from ferlab.cli import main
     from ferlab.serve.app import create_app
     from tests.serve.conftest import serving
 
-    path = tmp_path_factory.mktemp("graph") / "fast.onnx"
-    assert main(["export", "default-fast", "-o", str(path)]) == 0
-    with serving(create_app(load_model(path, graphs=True), "fast.onnx")) as url:
-        yield url, path
+    with serving(create_app(load_model(fast_graph, graphs=True), "fast.onnx")) as url:
+        yield url, fast_graph
 
 
 def test_a_graph_is_served_with_its_answers_and_without_grad_cam(graph_server):
