@@ -89,9 +89,27 @@ def test_an_int8_graph_is_evaluated_as_its_export_checked_it(sample_archive, tmp
     path = tmp_path / "int8.onnx"
     assert main(["export", "default-fast", "-o", str(path), "--int8", "--data", str(sample_archive),
                  "--calibration-faces", "128"]) == 0
-    checked = capsys.readouterr().out.split("): ")[-1].split("% int8")[0]
+    written = capsys.readouterr().out
+    checked = written.split("): ")[-1].split("% int8")[0]
     assert main(["evaluate", str(path), "--data", str(sample_archive), "--split", "val", "-o", str(tmp_path / "eval")]) == 0
     assert f"{100 * json.loads((tmp_path / 'eval' / 'eval-val.json').read_text())['accuracy']:.2f}" == checked
+    capsys.readouterr()
+    assert main(["summary", str(path)]) == 0  # the graph's contract, precision and the check it carries
+    summary = capsys.readouterr().out
+    assert f"{path}: ONNX graph of fastnet, written by ferlab export" in summary
+    assert "precision: onnxruntime static int8 (QDQ, per-channel weights), activations calibrated on 128 Training faces" in summary
+    assert f"  int8 check: {written.split('; ')[-1].strip()}" in summary and "QuantizeLinear" in summary
+
+
+def test_summary_of_a_float_graph_counts_its_operators(graph, capsys):
+    import onnx
+
+    assert main(["summary", str(graph)]) == 0
+    out = capsys.readouterr().out
+    nodes = onnx.load(str(graph)).graph.node
+    assert f"  {len(nodes)} operators: Conv {sum(n.op_type == 'Conv' for n in nodes)}, " in out
+    assert "precision: float32" in out and "int8 check" not in out
+    assert f"calibration temperature {load_model('default-fast').temperature:.4g}" in out
 
 
 def test_the_api_and_photos_take_a_graph_but_not_its_explanations(graph, tmp_path, capsys):
@@ -115,7 +133,6 @@ def test_the_api_and_photos_take_a_graph_but_not_its_explanations(graph, tmp_pat
 @pytest.mark.parametrize("argv", [
     ["explain", "{graph}", "--method", "gradcam", "--index", "0"],
     ["report", "{graph}"],
-    ["summary", "{graph}"],
     ["calibrate", "{graph}", "-o", "{tmp}/calibrated.pt"],
     ["export", "{graph}", "-o", "{tmp}/again.onnx"],
     ["ensemble", "{graph}", "default", "--out", "{tmp}/ensemble"],

@@ -144,8 +144,9 @@ def cmd_summary(args) -> int:
     if args.model in list_models():
         print(format_summary(args.model, build_model(args.model)))
     elif args.model in SHIPPED_MODELS or Path(args.model).exists():
-        loaded = load_model(args.model, device="cpu")
-        print(format_summary(f"{args.model} ({loaded.config.model})", loaded.model))
+        loaded = load_model(args.model, device="cpu", graphs=True)
+        graph = loaded.checkpoint.get("kind") == "onnx"  # ferlab.graph: no modules to tabulate, its contract instead
+        print(loaded.describe() if graph else format_summary(f"{args.model} ({loaded.config.model})", loaded.model))
     else:
         raise FerlabError(f"unknown model {args.model!r}; available: {', '.join(list_models())}, "
                           f"{', '.join(map(repr, SHIPPED_MODELS))}, a run folder or a checkpoint file")
@@ -600,9 +601,10 @@ def add_models_command(commands) -> None:
 
 
 def add_summary_command(commands) -> None:
-    summary = commands.add_parser("summary", help="a model's layer table: output shapes, parameters, mult-adds, sizes")
+    summary = commands.add_parser("summary", help="a model's layer table: output shapes, parameters, mult-adds, sizes "
+                                                  "(an ONNX graph: its contract, precision and operators)")
     summary.add_argument("model", help="a registered model (see 'ferlab models'), 'default', 'default-fast', "
-                                       "a run folder or a checkpoint")
+                                       "a run folder, a checkpoint or an ONNX graph of ferlab export")
     summary.set_defaults(func=cmd_summary)
 
 

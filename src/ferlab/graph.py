@@ -13,6 +13,7 @@ refused in one line, naming the file.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import threading
@@ -169,6 +170,20 @@ class GraphModel(LoadedModel):
         return (f"{self.checkpoint['source']}: an ONNX graph gives answers only, no gradients for explanations; "
                 "explain the checkpoint it was exported from")
 
+    def describe(self) -> str:
+        """What ``ferlab summary`` says of a graph: its contract, calibration, precision and operators."""
+        record, metadata = self.checkpoint, self.checkpoint["metadata"]
+        operators = ", ".join(f"{name} {count}" for name, count in record["operators"])
+        lines = [f"{record['source']}: ONNX graph of {record['architecture'] or 'an unnamed model'}, written by ferlab export "
+                 f"({record['bytes'] / 2**20:.1f} MiB)",
+                 f"  input   faces uint8 (batch, {IMAGE_SIZE}, {IMAGE_SIZE}), 0..255",
+                 f"  output  logits, probabilities float32 (batch, {NUM_CLASSES}): {', '.join(EMOTIONS)}",
+                 f"  calibration temperature {record['calibration']['temperature']:.4g}",
+                 f"  precision: {record['quantization']}"]
+        if "int8_check" in metadata:
+            lines.append(f"  int8 check: {metadata['int8_check']}")
+        return "\n".join(lines + [f"  {sum(count for _, count in record['operators'])} operators: {operators}"])
+
 
 def load_graph(path: Path, device: str = "auto") -> GraphModel:
     """An ONNX graph of ``ferlab export`` as a ``GraphModel``, checked before its first answer."""
@@ -193,7 +208,8 @@ def load_graph(path: Path, device: str = "auto") -> GraphModel:
     architecture = metadata.get("architecture", "")
     config = replace(TrainConfig(), mixed_precision=False, channels_last=False,  # the graph's own precision and layout
                      **({"model": architecture} if architecture in list_models() else {}))
-    record = {"kind": "onnx", "source": str(path), "architecture": architecture,
-              "calibration": {"temperature": float(metadata.get("temperature", "1.0"))},
-              "quantization": metadata.get("quantization", "none (float32)"), "data": {}}
+    operators = collections.Counter(node.op_type for node in model.graph.node).most_common()
+    record = {"kind": "onnx", "source": str(path), "architecture": architecture, "metadata": metadata,
+              "calibration": {"temperature": float(metadata.get("temperature", "1.0"))}, "bytes": len(data),
+              "quantization": metadata.get("quantization", "float32"), "operators": operators, "data": {}}
     return GraphModel(GraphNetwork(session, path).eval(), Normalization("none"), config, record)
