@@ -148,6 +148,13 @@ def test_commands_that_need_the_pytorch_model_refuse_a_graph_in_one_line(graph, 
 def test_what_a_graph_cannot_do_at_inference_is_one_line(graph, sample_archive, tmp_path, capsys):
     assert main(["evaluate", str(graph), "--data", str(sample_archive), "--tta", "ten-crop", "-o", str(tmp_path / "a")]) == 2
     assert "an ONNX graph takes whole 48x48 faces; ten-crop needs the checkpoint" in capsys.readouterr().err
+    for argv in (["serve", "--model", str(graph), "--tta", "ten-crop", "--port", "8765"],  # before serving
+                 ["photo", "--demo", "--model", str(graph), "--tta", "ten-crop", "-o", str(tmp_path / "c")]):
+        assert main(argv) == 2
+        assert capsys.readouterr().err.strip() == f"ferlab: error: {graph}: an ONNX graph takes whole 48x48 faces; " \
+                                                  "ten-crop needs the checkpoint it was exported from"
+    with pytest.raises(FerlabError, match="ten-crop needs the checkpoint"):
+        ferlab.load(graph, tta="ten-crop")
     assert main(["evaluate", str(graph), "--device", "cuda", "-o", str(tmp_path / "b")]) == 2
     assert f"{graph}: an ONNX graph runs on the CPU here (onnxruntime); drop --device cuda" in capsys.readouterr().err
 

@@ -24,7 +24,6 @@ from PIL import Image
 from ferlab.checkpoint import LoadedModel, load_model
 from ferlab.data.images import ImageProblem, decode_image, read_image_file, to_eight_bits
 from ferlab.errors import FerlabError
-from ferlab.evaluation import check_tta
 from ferlab.faces import DEFAULT_DETECTOR, MIN_FACE, Detection
 from ferlab.labels import EMOTIONS, IMAGE_SIZE
 
@@ -163,7 +162,7 @@ class Model:
     classes = EMOTIONS
 
     def __init__(self, loaded: LoadedModel, name: str = "", tta: str = "none"):
-        self.loaded, self.name, self.tta = loaded, name, check_tta(tta)
+        self.loaded, self.name, self.tta = loaded, name, loaded.check_tta(tta)
 
     def __repr__(self) -> str:
         return f"ferlab.Model({self.name!r}, architecture={self.loaded.config.model!r}, tta={self.tta!r})"

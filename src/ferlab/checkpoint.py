@@ -155,18 +155,24 @@ class LoadedModel:
         logits on the CPU, in the precision and memory layout the model was trained with (bf16
         autocast where the CPU or GPU has it), so one face gets one answer everywhere. Crop views
         (``ten-crop``) take windows of the model's training crop (44 pixels if it had none)."""
-        if uses_windows(tta) and self.window_problem:
-            raise FerlabError(self.window_problem)
+        self.check_tta(tta)
         return infer(self.model, faces, self.normalization, tta=tta, batch_size=batch_size,
                      mixed_precision=self.config.mixed_precision, channels_last=self.config.channels_last,
                      window_side=window_side(self.config.crop))
+
+    def check_tta(self, tta: str) -> str:
+        """``tta`` if this model can answer with that policy, else one FerlabError: an unknown name,
+        or crop windows for a model that takes whole faces only. Commands and the server call it
+        before their first face, so a policy the model cannot take is one line, not an error per face."""
+        if uses_windows(check_tta(tta)) and self.window_problem:
+            raise FerlabError(self.window_problem)
+        return tta
 
     def logits_by_policy(self, faces: torch.Tensor, policies) -> dict[str, torch.Tensor]:
         """``logits(faces, policy)`` for each of ``policies``, bit for bit, with every distinct view
         inferred once (the policies share views: flip's two are flip-zoom's first two)."""
         for policy in policies:
-            if uses_windows(check_tta(policy)) and self.window_problem:
-                raise FerlabError(self.window_problem)
+            self.check_tta(policy)
         return self.logits_of_views(faces, {policy: TTA_POLICIES[policy] for policy in policies})
 
     def logits_of_views(self, faces: torch.Tensor, candidates: dict) -> dict[str, torch.Tensor]:

@@ -290,6 +290,7 @@ def cmd_evaluate(args) -> int:
     from ferlab.runs import data_tag, evaluate_split, evaluation_entry, evaluation_name, read_json, write_json
 
     loaded = load_model(args.run, args.checkpoint, args.device, graphs=True)
+    loaded.check_tta(args.tta)  # before the data is read
     run_dir = output_dir(args, "eval")
     faces = load_data_for(args, loaded)
     tag = data_tag(faces.source, loaded.checkpoint.get("data", {}).get("source"))
@@ -346,6 +347,7 @@ def cmd_predict(args) -> int:
 
     output = writable_file(Path(args.output))
     loaded = load_model(args.run, args.checkpoint, args.device, graphs=True)
+    loaded.check_tta(args.tta)  # before the inputs are read
     ids, batches, failed = predict_inputs(args)
     if not ids:  # a typo must not replace yesterday's submission with an empty one
         raise FerlabError(f"{output}: not written: " + ("no input could be read" if failed else
@@ -429,6 +431,7 @@ def cmd_photo(args) -> int:
     loaded = load_model(args.model, device=args.device, graphs=True)
     if args.explain and loaded.gradient_problem:
         raise FerlabError(loaded.gradient_problem)
+    loaded.check_tta(args.tta)  # a policy the model cannot take is one line, not an error per photo
     check_layer(loaded.model, args.layer)  # a wrong --layer is one line before the first photo
     found = expand_inputs(args.inputs)
     say_problems([], found.notes)
@@ -448,6 +451,7 @@ def cmd_video(args) -> int:
     options = VideoOptions(detect_every=args.detect_every, smoothing=args.smoothing, detection=detection_of(args), tta=args.tta)
     out = writable_folder(Path(args.output))
     loaded = load_model(args.model, device=args.device, graphs=True)
+    loaded.check_tta(args.tta)
     summary = process_video(loaded, Path(args.input), out, options, progress=not args.quiet)
     print(describe_summary(summary))
     print(f"wrote {', '.join(summary['outputs'])} to {out}")

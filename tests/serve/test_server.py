@@ -150,3 +150,18 @@ def test_a_graphs_page_hides_grad_cam_and_shows_the_faces(graph_server):
         page.wait_for_selector("#status[data-faces]", timeout=60_000)
         status = page.inner_text("#status")
     assert status == "1 face found." and errors == []
+
+
+def test_a_policy_the_model_cannot_take_stops_the_server_before_it_serves():
+    """``cnn`` takes whole 48x48 faces: ten-crop's windows would fail every request with a 500."""
+    from ferlab.checkpoint import LoadedModel
+    from ferlab.config import TrainConfig
+    from ferlab.data.normalize import Normalization
+    from ferlab.errors import FerlabError
+    from ferlab.models import build_model
+    from ferlab.serve.app import create_app
+
+    loaded = LoadedModel(build_model("cnn").eval(), Normalization(), TrainConfig(model="cnn"), {})
+    with pytest.raises(FerlabError, match="cnn"):
+        create_app(loaded, "cnn", tta="ten-crop")
+    assert create_app(loaded, "cnn", tta="flip-zoom") is not None

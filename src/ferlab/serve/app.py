@@ -139,6 +139,7 @@ def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "non
                live_min_face: float = LIVE_MIN_FACE) -> FastAPI:
     """The page and its JSON endpoints. Photos are searched with ``detection``; camera frames with
     its detector and ``live_min_face`` (pixels, or under 1 a fraction of the frame's shorter side)."""
+    loaded.check_tta(tta)  # before serving: a policy the model cannot take would fail every request
     app = FastAPI(title="ferlab", docs_url=None, redoc_url=None)
     add_error_handlers(app)
     page = resources.files("ferlab.serve").joinpath("page.html").read_text(encoding="utf-8")
