@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -251,3 +252,17 @@ def test_a_folder_without_photos_is_named_and_other_files_are_counted(tmp_path, 
     assert "wrote 1 results" in captured.out and "2 input(s) could not be read" in captured.out
     results = json.loads((out / "results.json").read_text())
     assert [p["image"] for p in results["photos"]] == [str(mixed / "hopper.png")] and results["failed"] == 2
+
+
+def test_a_batch_of_photos_shows_its_progress_on_a_terminal_only(tmp_path, capsys, monkeypatch):
+    """On a terminal a bar counts the photos with their rate and the time left, the lines above it;
+    piped (as captured here) or with --quiet, stderr holds nothing but the errors."""
+    assert main(["photo", "--demo", "-o", str(tmp_path / "piped")]) == 0
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["photo", "--demo", "-o", str(tmp_path / "terminal")]) == 0
+    captured = capsys.readouterr()
+    assert "2/2" in captured.err and "photo/s" in captured.err
+    assert "astronaut.png: 1 face: happy" in captured.out and "2/2" not in captured.out
+    assert main(["photo", "--demo", "--quiet", "-o", str(tmp_path / "quiet")]) == 0
+    assert capsys.readouterr().err == ""

@@ -438,7 +438,7 @@ def cmd_photo(args) -> int:
     summary = process_photos(loaded, (demo_photos() if args.demo else []) + found.paths, out, model_name=str(args.model),
                              explain=args.explain, tta=args.tta, mode=args.mode, layer=args.layer,
                              detection=detection_of(args), warn=lambda message: say_problems([message]),
-                             unread=found.problems)
+                             unread=found.problems, progress=not args.quiet)
     failed = summary["failed"]
     print(f"wrote {len(summary['photos'])} results to {out}" + (f"; {failed} input(s) could not be read" if failed else ""))
     return 2 if failed else 0
@@ -730,6 +730,7 @@ def add_photo_command(commands) -> None:
     photo.add_argument("--model", default="default", help=ANSWERS_HELP)
     photo.add_argument("-o", "--output", default="photo-results", help="folder for the JSON and annotated images")
     photo.add_argument("--explain", action="store_true", help="overlay Grad-CAM on each face")
+    photo.add_argument("--quiet", action="store_true", help="no progress bar")
     photo.add_argument("--mode", choices=("auto", "detect", "crop"), default="auto",
                        help="detect: find faces; crop: each image is one face crop; auto (default): detect, and take a "
                             "small, nearly square image with no face found (a crop) as one face")

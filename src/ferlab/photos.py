@@ -228,11 +228,14 @@ def describe_faces(path, faces: list[FaceResult]) -> str:
 
 def process_photos(loaded: LoadedModel, paths: list[Path], out: Path, *, model_name: str, explain: bool = False,
                    tta: str = "none", mode: str = "auto", layer: str | None = None, detection: Detection = Detection(),
-                   log=print, warn=print, unread: list[str] = ()) -> dict:
+                   log=print, warn=print, unread: list[str] = (), progress: bool = False) -> dict:
     """``ferlab photo``: each photo's JSON record and annotated copy in ``out`` (names unique per
     input, see ``output_names``), then the summary ``results.json``, which is returned. A photo
     that cannot be read is reported through ``warn`` and counted, as are the ``unread`` inputs
-    found before (``PhotoInputs.problems``); the rest still run."""
+    found before (``PhotoInputs.problems``); the rest still run. ``progress``: a bar with the
+    rate and time left on stderr when it is a terminal, the ``log`` and ``warn`` lines above it."""
+    from tqdm.auto import tqdm
+
     from ferlab.faces import PhotoError, read_photo
     from ferlab.runs import write_json
 
@@ -240,19 +243,24 @@ def process_photos(loaded: LoadedModel, paths: list[Path], out: Path, *, model_n
     for problem in unread:
         warn(problem)
     records, failed = [], len(unread)
-    for path, name in zip(paths, output_names(paths)):
-        try:
-            rgb = read_photo(path)
-        except PhotoError as error:
-            warn(str(error))
-            failed += 1
-            continue
-        faces = analyze(loaded, rgb, explain=explain, tta=tta, mode=mode, layer=layer, detection=detection)
-        record = {**photo_record(str(path), rgb, faces), "outputs": [f"{name}.json", f"{name}-annotated.png"]}
-        records.append(record)
-        write_json(out / f"{name}.json", record)
-        annotate(rgb, faces).save(out / f"{name}-annotated.png", format="PNG")
-        log(describe_faces(path, faces))
+    # None: only on a terminal; piped or logged, stderr keeps one line per unreadable photo
+    with tqdm(total=len(paths), unit="photo", disable=None if progress and len(paths) > 1 else True) as bar:
+        for path, name in zip(paths, output_names(paths)):
+            try:
+                rgb = read_photo(path)
+            except PhotoError as error:
+                say, line = warn, str(error)
+                failed += 1
+            else:
+                faces = analyze(loaded, rgb, explain=explain, tta=tta, mode=mode, layer=layer, detection=detection)
+                record = {**photo_record(str(path), rgb, faces), "outputs": [f"{name}.json", f"{name}-annotated.png"]}
+                records.append(record)
+                write_json(out / f"{name}.json", record)
+                annotate(rgb, faces).save(out / f"{name}-annotated.png", format="PNG")
+                say, line = log, describe_faces(path, faces)
+            with bar.external_write_mode():  # the line goes above the bar, not through it
+                say(line)
+            bar.update()
     if failed and not records:  # a typo must not replace the last run's summary with an empty one
         raise FerlabError(f"{out / SUMMARY_NAME}.json: not written: no input could be read")
     summary = {"model": model_name, "photos": records, "failed": failed}
