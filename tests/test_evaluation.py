@@ -197,3 +197,34 @@ def test_choose_tta_takes_the_best_and_of_equals_the_fewest_views():
     assert choose_tta({"ten-crop": 0.63, "none": 0.62}) == "ten-crop"
     with pytest.raises(FerlabError, match="unknown test-time augmentation"):
         choose_tta({"twenty-crop": 0.9})
+
+
+def test_inference_shows_a_bar_on_a_terminal_for_more_than_one_batch(capsys, monkeypatch):
+    """The bar is titled, counts faces and goes on stderr; piped, or for one batch, nothing is
+    written; the logits are the same with and without it."""
+    import sys
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48 * 48, 7)).eval()
+    faces = torch.randint(0, 256, (600, 48, 48), dtype=torch.uint8)
+    quiet = infer(model, faces, Normalization("rescale"), batch_size=256, progress="PrivateTest")
+    assert capsys.readouterr().err == ""  # captured: not a terminal
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    shown = infer(model, faces, Normalization("rescale"), batch_size=256, progress="PrivateTest")
+    err = capsys.readouterr().err
+    assert "PrivateTest" in err and "face" in err and torch.equal(shown, quiet)
+    infer(model, faces[:256], Normalization("rescale"), batch_size=256, progress="PrivateTest")  # one batch
+    infer(model, faces, Normalization("rescale"), batch_size=256)  # no title: no bar
+    assert capsys.readouterr().err == ""
+
+
+def test_evaluate_shows_its_split_in_the_bar_on_a_terminal(capsys, monkeypatch, tmp_path):
+    import sys
+
+    from ferlab.cli import main
+    from tests.conftest import FULL_ARCHIVE
+
+    if not FULL_ARCHIVE.exists():
+        pytest.skip(f"{FULL_ARCHIVE} not found")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["evaluate", "default-fast", "--data", str(FULL_ARCHIVE), "--split", "test", "-o", str(tmp_path)]) == 0
+    assert "PrivateTest (fer2013-images.tar.xz)" in capsys.readouterr().err

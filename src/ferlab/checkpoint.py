@@ -150,15 +150,16 @@ class LoadedModel:
     config: TrainConfig
     checkpoint: dict
 
-    def logits(self, faces: torch.Tensor, tta: str = "none", batch_size: int = 512) -> torch.Tensor:
+    def logits(self, faces: torch.Tensor, tta: str = "none", batch_size: int = 512, progress: str = "") -> torch.Tensor:
         """The one inference path every command takes: (N, 48, 48) uint8 faces -> (N, 7) float32
         logits on the CPU, in the precision and memory layout the model was trained with (bf16
         autocast where the CPU or GPU has it), so one face gets one answer everywhere. Crop views
-        (``ten-crop``) take windows of the model's training crop (44 pixels if it had none)."""
+        (``ten-crop``) take windows of the model's training crop (44 pixels if it had none).
+        ``progress``: the title of a bar on stderr (on a terminal, for more than one batch)."""
         self.check_tta(tta)
         return infer(self.model, faces, self.normalization, tta=tta, batch_size=batch_size,
                      mixed_precision=self.config.mixed_precision, channels_last=self.config.channels_last,
-                     window_side=window_side(self.config.crop))
+                     window_side=window_side(self.config.crop), progress=progress)
 
     def check_tta(self, tta: str) -> str:
         """``tta`` if this model can answer with that policy, else one FerlabError: an unknown name,
@@ -202,9 +203,9 @@ class LoadedModel:
     def temperature(self) -> float:
         return calibration_temperature(self.checkpoint)
 
-    def probabilities(self, faces: torch.Tensor, tta: str = "none") -> torch.Tensor:
+    def probabilities(self, faces: torch.Tensor, tta: str = "none", progress: str = "") -> torch.Tensor:
         """(N, 48, 48) uint8 faces -> (N, 7) calibrated class probabilities: softmax(logits / T)."""
-        return (self.logits(faces, tta) / self.temperature).softmax(1)
+        return (self.logits(faces, tta, progress=progress) / self.temperature).softmax(1)
 
 
 def calibration_temperature(payload: dict) -> float:

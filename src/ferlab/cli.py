@@ -297,7 +297,7 @@ def cmd_evaluate(args) -> int:
     splits = ("val", "test") if args.split == "both" else (args.split,)
     summary = read_json(run_dir / "metrics.json")
     for split in splits:
-        result = evaluate_split(loaded, faces, split, run_dir, tta=args.tta, tag=tag)
+        result = evaluate_split(loaded, faces, split, run_dir, tta=args.tta, tag=tag, progress=True)
         if not tag:  # the model's own data: the keys a run's metrics.json has always had
             summary[f"{split}_accuracy" if args.tta == "none" else f"{split}_tta_{args.tta}_accuracy"] = result["accuracy"]
         summary.setdefault("evaluations", {})[result["name"]] = evaluation_entry(result)
@@ -352,7 +352,7 @@ def cmd_predict(args) -> int:
     if not ids:  # a typo must not replace yesterday's submission with an empty one
         raise FerlabError(f"{output}: not written: " + ("no input could be read" if failed else
                           "the inputs hold no faces" + (f" in the {args.split} split" if args.split != "all" else "")))
-    probabilities = loaded.probabilities(torch.cat(batches), tta=args.tta)  # calibrated, as everywhere
+    probabilities = loaded.probabilities(torch.cat(batches), tta=args.tta, progress="labelling")  # calibrated, as everywhere
     write_submission(output, ids, probabilities.argmax(1), probabilities if args.proba else None)
     print(f"wrote {len(ids)} predictions to {output}" + (f"; {failed} input(s) could not be read" if failed else ""))
     return 2 if failed else 0

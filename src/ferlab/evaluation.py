@@ -31,28 +31,34 @@ def tta_view(x: torch.Tensor, mirrored: bool, zoom: float, shift: tuple[int, int
 
 def infer(model: nn.Module, images: torch.Tensor, normalization: Normalization, *, batch_size: int = 512,
           tta: str = "none", mixed_precision: bool = False, channels_last: bool = False,
-          window_side: int = TEN_CROP_SIDE) -> torch.Tensor:
+          window_side: int = TEN_CROP_SIDE, progress: str = "") -> torch.Tensor:
     """(N, 48, 48) uint8 faces -> (N, 7) float32 logits on the CPU, the model in eval mode.
 
     ``tta`` names a policy of ``TTA_POLICIES`` whose views' logits are averaged (``flip``: each
     face and its mirror image; ``ten-crop``: windows of ``window_side`` pixels). The model's
-    train/eval mode is restored afterwards.
+    train/eval mode is restored afterwards. ``progress``: a bar of that title on stderr, shown on a
+    terminal when the faces take more than one batch.
     """
     return infer_views(model, images, normalization, TTA_POLICIES[check_tta(tta)], batch_size=batch_size,
-                       mixed_precision=mixed_precision, channels_last=channels_last, window_side=window_side)
+                       mixed_precision=mixed_precision, channels_last=channels_last, window_side=window_side,
+                       progress=progress)
 
 
 @torch.no_grad()
 def infer_views(model: nn.Module, images: torch.Tensor, normalization: Normalization, views, *,
                 batch_size: int = 512, mixed_precision: bool = False, channels_last: bool = False,
-                window_side: int = TEN_CROP_SIDE) -> torch.Tensor:
+                window_side: int = TEN_CROP_SIDE, progress: str = "") -> torch.Tensor:
     """``infer`` for any views: the mean logits over ``views``, each the arguments of ``tta_view``
     after the batch ((mirrored, zoom), (mirrored, zoom, shift) or (mirrored, zoom, shift, window))."""
+    from tqdm.auto import tqdm
+
     device = next(model.parameters(), torch.empty(0)).device  # an ONNX graph (ferlab.graph) has no parameters: CPU
     reuse_freed_memory(device)
     was_training = model.training
     model.eval()
     outputs = []
+    shown = None if progress and images.shape[0] > batch_size else True  # None: on a terminal only
+    bar = tqdm(total=images.shape[0], desc=progress, unit="face", disable=shown, leave=False)
     try:
         for start in range(0, images.shape[0], batch_size):
             x = normalization.apply(images[start:start + batch_size].to(device))
@@ -64,7 +70,9 @@ def infer_views(model: nn.Module, images: torch.Tensor, normalization: Normaliza
                 with autocast_for(device, mixed_precision):
                     logits = logits + model(viewed).float()
             outputs.append((logits / len(views)).cpu())
+            bar.update(x.shape[0])
     finally:
+        bar.close()
         model.train(was_training)
     return torch.cat(outputs) if outputs else torch.zeros(0, NUM_CLASSES)
 

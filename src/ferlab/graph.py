@@ -152,9 +152,9 @@ _ONE_THREAD = {"lock": threading.Lock(), "holders": 0, "saved": 1}  # one_torch_
 class GraphModel(LoadedModel):
     """``LoadedModel`` for a graph: the same inference path, with what a graph cannot do refused."""
 
-    def logits(self, faces: torch.Tensor, tta: str = "none", batch_size: int = 512) -> torch.Tensor:
+    def logits(self, faces: torch.Tensor, tta: str = "none", batch_size: int = 512, progress: str = "") -> torch.Tensor:
         with one_torch_thread():
-            return super().logits(faces, tta, batch_size)
+            return super().logits(faces, tta, batch_size, progress)
 
     def logits_of_views(self, faces: torch.Tensor, candidates: dict) -> dict[str, torch.Tensor]:
         with one_torch_thread():

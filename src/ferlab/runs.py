@@ -149,10 +149,11 @@ def evaluation_name(split: str, tta: str = "none", tag: str = "") -> str:
 
 
 def evaluate_split(loaded: LoadedModel, faces: FaceSet, split: str, run_dir: Path, *, tta: str = "none",
-                   tag: str = "") -> dict:
-    """Metrics of the loaded model on one split, written into ``run_dir`` (see write_evaluation)."""
+                   tag: str = "", progress: bool = False) -> dict:
+    """Metrics of the loaded model on one split, written into ``run_dir`` (see write_evaluation);
+    ``progress``: a bar on a terminal while the split is inferred."""
     subset = labelled_split(faces, split)
-    logits = loaded.logits(subset.images, tta=tta)
+    logits = loaded.logits(subset.images, tta=tta, progress=faces.split_title(split) if progress else "")
     return write_evaluation(logits, subset, split, run_dir, tta=tta, tag=tag, temperature=loaded.temperature)
 
 
