@@ -50,15 +50,12 @@ def infer_views(model: nn.Module, images: torch.Tensor, normalization: Normaliza
                 window_side: int = TEN_CROP_SIDE, progress: str = "") -> torch.Tensor:
     """``infer`` for any views: the mean logits over ``views``, each the arguments of ``tta_view``
     after the batch ((mirrored, zoom), (mirrored, zoom, shift) or (mirrored, zoom, shift, window))."""
-    from tqdm.auto import tqdm
-
     device = next(model.parameters(), torch.empty(0)).device  # an ONNX graph (ferlab.graph) has no parameters: CPU
     reuse_freed_memory(device)
     was_training = model.training
     model.eval()
     outputs = []
-    shown = None if progress and images.shape[0] > batch_size else True  # None: on a terminal only
-    bar = tqdm(total=images.shape[0], desc=progress, unit="face", disable=shown, leave=False)
+    bar = progress_bar(progress, images.shape[0], batch_size)
     try:
         for start in range(0, images.shape[0], batch_size):
             x = normalization.apply(images[start:start + batch_size].to(device))
@@ -70,11 +67,24 @@ def infer_views(model: nn.Module, images: torch.Tensor, normalization: Normaliza
                 with autocast_for(device, mixed_precision):
                     logits = logits + model(viewed).float()
             outputs.append((logits / len(views)).cpu())
-            bar.update(x.shape[0])
+            if bar is not None:
+                bar.update(x.shape[0])
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         model.train(was_training)
     return torch.cat(outputs) if outputs else torch.zeros(0, NUM_CLASSES)
+
+
+def progress_bar(title: str, faces: int, batch_size: int):
+    """A bar titled ``title`` counting ``faces`` on stderr, on a terminal only, or None where there
+    is nothing to show: no title, or one batch (photos and the camera infer a face or a few at a time,
+    and even a disabled bar costs 12 us a call)."""
+    if not title or faces <= batch_size:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=faces, desc=title, unit="face", disable=None, leave=False)  # disable=None: off when piped
 
 
 def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
