@@ -112,27 +112,65 @@ def test_summary_of_a_float_graph_counts_its_operators(graph, capsys):
     assert f"calibration temperature {load_model('default-fast').temperature:.4g}" in out
 
 
-def test_the_api_and_photos_take_a_graph_but_not_its_explanations(graph, tmp_path, capsys):
-    model = ferlab.load(graph)
+def test_the_api_and_photos_take_a_graph_and_explain_it_without_gradients(graph, tmp_path, capsys):
+    model, checkpoint = ferlab.load(graph), ferlab.load("default-fast")
     hopper = ferlab.demo_photos()[1]
     [face] = model.detect(hopper)
     assert model.predict(face.crop).labels == [face.label]
     assert "architecture='fastnet'" in repr(model)
-    with pytest.raises(FerlabError, match=f"{graph}: an ONNX graph gives answers only, no gradients"):
+    with pytest.raises(FerlabError, match=f"Grad-CAM needs gradients and {graph} is an ONNX graph .*: lime, occlusion$"):
         model.explain(face.crop)
+    # Hidden pixels take the training mean the export recorded, so the graph's maps are its checkpoint's.
+    assert load_model(graph, graphs=True).mean_gray == pytest.approx(load_model("default-fast").normalization.mean * 255,
+                                                                      abs=1e-4)
+    occluded = model.explain(face.crop, method="occlusion")
+    np.testing.assert_allclose(occluded, checkpoint.explain(face.crop, method="occlusion"), rtol=0, atol=2e-3)
+    assert np.abs(occluded).max() > 0.05
     for photo in (hopper, np.full((120, 160, 3), 128, np.uint8)):  # with a face or without one
-        with pytest.raises(FerlabError, match="no gradients"):
+        with pytest.raises(FerlabError, match="no gradients for Grad-CAM"):
             model.detect(photo, explain=True)
     assert main(["photo", "--demo", "--model", str(graph), "-o", str(tmp_path / "photos")]) == 0
     assert len(json.loads((tmp_path / "photos" / "results.json").read_text())["photos"]) == 2
     assert main(["photo", "--demo", "--model", str(graph), "--explain", "-o", str(tmp_path / "explained")]) == 2
-    assert "no gradients for explanations" in capsys.readouterr().err
+    assert "no gradients for Grad-CAM; gradient-free methods explain it (ferlab explain --method lime|occlusion)" \
+        in capsys.readouterr().err
     assert not (tmp_path / "explained" / "results.json").exists()
 
 
+def test_explain_draws_a_graph_with_the_gradient_free_methods_only(graph, sample_archive, tmp_path, capsys):
+    for method in ("lime", "occlusion"):
+        output = tmp_path / f"{method}.png"
+        assert main(["explain", str(graph), "--method", method, "--index", "0", "1", "--data", str(sample_archive),
+                     "-o", str(output)]) == 0
+        assert output.stat().st_size > 5000
+    assert main(["explain", str(graph), "--method", "gradcam", "--index", "0", "--data", str(sample_archive)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [f"ferlab: error: Grad-CAM needs gradients and {graph} is an ONNX graph that gives "
+                                "answers only; gradient-free methods explain it: lime, occlusion"]
+
+
+def test_the_report_of_a_graph_has_its_metrics_and_gradient_free_explanations(graph, sample_archive, sample_faces,
+                                                                               tmp_path):
+    out = tmp_path / "report"
+    assert main(["report", str(graph), "--data", str(sample_archive), "--lime-samples", "60", "--quiet",
+                 "-o", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "An ONNX graph of <code>ferlab export</code>" in page and "ONNX graph of fastnet" in page
+    assert "Saliency (|gradient|), Grad-CAM, HiResCAM, Guided Grad-CAM: need gradients" in page
+    assert not (out / "filters.png").exists() and (out / "explanations.png").exists()
+    evaluation = json.loads((out / "eval-test.json").read_text())
+    loaded, faces = load_model(graph, graphs=True), sample_faces.split("test")
+    labels = loaded.logits(faces.images).argmax(1)
+    assert evaluation["accuracy"] == int((labels == faces.labels).sum()) / len(faces)
+    trust = json.loads((out / "trust.json").read_text())  # strict JSON: no NaN
+    assert [row["method"] for row in trust["methods"]] == ["LIME", "Occlusion"]
+    assert trust["fill"] == "the training-set mean gray level (pixel value 131.0 of 255)"
+    for row in trust["methods"]:
+        assert row["rho"] is None and not row["checked"] and row["verdict"].startswith("no randomisation check")
+        assert 0 <= row["deletion"] <= 1 and 0 <= row["insertion"] <= 1
+
+
 @pytest.mark.parametrize("argv", [
-    ["explain", "{graph}", "--method", "gradcam", "--index", "0"],
-    ["report", "{graph}"],
     ["calibrate", "{graph}", "-o", "{tmp}/calibrated.pt"],
     ["export", "{graph}", "-o", "{tmp}/again.onnx"],
     ["ensemble", "{graph}", "default", "--out", "{tmp}/ensemble"],
@@ -201,6 +239,7 @@ def hostile_graphs(graph_bytes: bytes):
                               elem_type=TensorProto.FLOAT)
     float_input.graph.initializer.append(axes)
     bad_temperature = ferlab_like(mean_rows, ["batch", 48], {"temperature": "nan"})
+    bad_gray = ferlab_like(mean_rows, ["batch", 48], {"mean_gray": "-inf"})
     external = onnx.load_model_from_string(graph_bytes)
     weight = next(t for t in external.graph.initializer if t.dims)
     weight.ClearField("raw_data")
@@ -214,6 +253,7 @@ def hostile_graphs(graph_bytes: bytes):
         "other classes": (serialized(other_classes), "classes ['angry', 'disgust', 'fear', 'happy', 'neutral'"),
         "float input": (serialized(float_input), "expected one input 'faces', uint8 (batch, 48, 48)"),
         "bad temperature": (serialized(bad_temperature), "calibration temperature 'nan' must be a positive finite number"),
+        "bad mean gray": (serialized(bad_gray), "mean gray level '-inf' must be a pixel value, 0..255"),
         "external data": (serialized(external), "its weights point at external data files"),
         "48 logits": (serialized(forty_eight), "its logits for two blank faces are (2, 48), not (2, 7) finite numbers"),
         "NaN logits": (serialized(nan), "its logits for two blank faces are (2, 7) and not all finite"),

@@ -215,12 +215,9 @@ class Model:
         """Raw (N, 48, 48) float32 maps of an explanation method (``ferlab.explain.list_methods()``)
         for the predicted class, or ``target`` (a class name or index) for every face. ``options``
         go to the method, e.g. ``layer="12"`` for Grad-CAM (default: the deepest conv layer with
-        maps at least 6x6) or ``num_samples`` for LIME."""
-        from ferlab.explain import explain
-
-        if self.loaded.gradient_problem:
-            raise FerlabError(self.loaded.gradient_problem)
-        inputs = self.loaded.normalization.apply(as_faces(faces))
+        maps at least 6x6), ``num_samples`` for LIME or ``window`` for occlusion. An ONNX graph is
+        explained by the methods that need no gradients (``ferlab.explain.gradient_free_methods()``)."""
+        faces = as_faces(faces)
         if isinstance(target, str):
             if target not in EMOTIONS:
                 raise FerlabError(f"unknown class {target!r}; classes: {', '.join(EMOTIONS)}")
@@ -229,7 +226,7 @@ class Model:
                                      or not 0 <= target < len(EMOTIONS)):
             raise FerlabError(f"target {target!r} is not a class index 0..{len(EMOTIONS) - 1} or name "
                               f"({', '.join(EMOTIONS)})")
-        return explain(method, self.loaded.model, inputs, target, **options)[:, 0].numpy()
+        return self.loaded.explain(method, faces, target, **options)[:, 0].numpy()
 
 
 def load(model: str | os.PathLike = "default", *, checkpoint: str = "best", tta: str = "none",

@@ -16,7 +16,7 @@ from torch import nn
 
 from ferlab.config import TrainConfig, check_model_options, config_from_dict
 from ferlab.device import choose_device
-from ferlab.data.normalize import KINDS, Normalization
+from ferlab.data.normalize import FER2013_MEAN_GRAY, KINDS, Normalization
 from ferlab.errors import FerlabError
 from ferlab.evaluation import infer, infer_views
 from ferlab.labels import EMOTIONS
@@ -196,8 +196,28 @@ class LoadedModel:
 
     @property
     def gradient_problem(self) -> str | None:
-        """Why the model cannot be explained (an ONNX graph has no gradients), or None."""
+        """Why gradient methods cannot explain the model (an ONNX graph has no gradients), or None."""
         return None
+
+    @property
+    def mean_gray(self) -> float:
+        """The training-set mean gray level in model-input units: what explanations put where they
+        hide pixels (LIME's switched-off superpixels, occlusion's patches) and the trust check's
+        deleted pixels become, so that hiding means "average", not "black"."""
+        if self.normalization.kind == "standardize":
+            return 0.0
+        return float(self.normalization.apply(torch.full((1, 1, 1), FER2013_MEAN_GRAY)))
+
+    def explain(self, method: str, faces: torch.Tensor, target=None, **options) -> torch.Tensor:
+        """(N, 48, 48) uint8 faces -> ``method``'s raw (N, 1, 48, 48) maps (``ferlab.explain``), the
+        faces normalised as for inference and hidden pixels set to ``mean_gray`` unless ``options``
+        name a ``fill``. NotApplicable where the method cannot explain this model (gradients of an
+        ONNX graph, a conv layer of a fully connected model)."""
+        from ferlab.explain import explain, get_spec
+
+        if "fill" in get_spec(method).options:
+            options = {"fill": self.mean_gray, **options}
+        return explain(method, self.model, self.normalization.apply(faces), target, **options)
 
     @property
     def temperature(self) -> float:

@@ -545,7 +545,7 @@ def cmd_report(args) -> int:
     from ferlab.checkpoint import load_model
     from ferlab.report.build import ReportOptions, build_report
 
-    loaded = load_model(args.run, device=args.device)
+    loaded = load_model(args.run, device=args.device, graphs=True)
     run_dir = output_dir(args, "report")
     faces = load_data_for(args, loaded)
     given = {name: getattr(args, name) for name in ("lime_samples", "filter_steps", "trust_faces_per_class", "layer")
@@ -576,7 +576,7 @@ def cmd_explain(args) -> int:
 
     if args.method not in list_methods():
         raise FerlabError(f"unknown explanation method {args.method!r}; available: {', '.join(list_methods())}")
-    loaded = load_model(args.run, device=args.device)
+    loaded = load_model(args.run, device=args.device, graphs=True)
     output = writable_file(Path(args.output)) if args.output else None  # checked before the work
     run_dir = None if output else output_dir(args, "explain")  # a named file needs no folder of its own
     faces, names = explain_inputs(args, loaded)
@@ -815,7 +815,7 @@ def add_tune_command(commands) -> None:
 
 def add_report_command(commands) -> None:
     report = commands.add_parser("report", help="write a self-contained report.html with explanations and trust checks")
-    report.add_argument("run", help=SHIPPED_HELP)
+    report.add_argument("run", help=ANSWERS_HELP + "; a graph's report has the gradient-free explanations only")
     report.add_argument("-o", "--out", help="folder for report.html and its figures (default: the run folder)")
     report.add_argument("--lime-samples", type=int, help="perturbations per LIME explanation (default 300)")
     report.add_argument("--filter-steps", type=int, help="gradient-ascent steps per filter (default 40)")
@@ -829,9 +829,10 @@ def add_report_command(commands) -> None:
 
 def add_explain_command(commands) -> None:
     explain = commands.add_parser("explain", help="one explanation method's figure for chosen faces")
-    explain.add_argument("run", help="run folder or checkpoint file")
-    explain.add_argument("--method", required=True, help="saliency, gradcam, hirescam, guided_gradcam or lime "
-                                                         "(the explanation registry's methods)")
+    explain.add_argument("run", help="run folder, checkpoint file, or an ONNX graph of ferlab export "
+                                     "(gradient-free methods: lime, occlusion)")
+    explain.add_argument("--method", required=True, help="saliency, gradcam, hirescam, guided_gradcam, lime or "
+                                                         "occlusion (the explanation registry's methods)")
     chosen = explain.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--image", nargs="+", help="face image file(s); converted to 48x48 gray")
     chosen.add_argument("--index", type=int, nargs="+", help="face index(es) in --split")

@@ -77,9 +77,17 @@ def export_onnx(payload: dict, path: Path) -> None:
                                 dynamo=True, external_data=False, verbose=False)
     program.model.metadata_props.update({"classes": ",".join(EMOTIONS), "producer": "ferlab",
                                          "architecture": config.model, "input": "faces uint8 (batch, 48, 48) 0..255",
-                                         "temperature": repr(temperature)})
+                                         "temperature": repr(temperature), **mean_gray_entry(normalization)})
     program.save(temporary, external_data=False)
     os.replace(temporary, path)
+
+
+def mean_gray_entry(normalization: Normalization) -> dict[str, str]:
+    """The training-set mean pixel (0..255) as graph metadata, where the model recorded one: what
+    explanations of the graph put where they hide pixels (``GraphModel.mean_gray``)."""
+    if normalization.kind != "standardize":
+        return {}
+    return {"mean_gray": f"{normalization.mean * 255:.4f}"}
 
 
 def export_pt(payload: dict, path: Path) -> None:

@@ -25,7 +25,7 @@ from torch import nn
 
 from ferlab.checkpoint import LoadedModel
 from ferlab.config import TrainConfig
-from ferlab.data.normalize import Normalization
+from ferlab.data.normalize import FER2013_MEAN_GRAY, Normalization
 from ferlab.errors import FerlabError
 from ferlab.labels import EMOTIONS, IMAGE_SIZE, NUM_CLASSES
 from ferlab.models import list_models
@@ -34,7 +34,10 @@ GRAPH_LIMIT = 2**31  # bytes: protobuf's own limit for one message; ferlab's gra
 
 
 class GraphNetwork(nn.Module):
-    """An onnxruntime session as a network: (N, 1, 48, 48) float faces in 0..255 -> (N, 7) logits."""
+    """An onnxruntime session as a network: (N, 1, 48, 48) float faces in 0..255 -> (N, 7) logits.
+    No gradients flow through it: gradient-free explanations (LIME, occlusion) explain it."""
+
+    gives_gradients = False  # ferlab.explain.common.gives_gradients
 
     def __init__(self, session, source: Path):
         super().__init__()
@@ -90,13 +93,20 @@ def graph_problem(model) -> str | None:
         return f"expected one input 'faces', uint8 (batch, {IMAGE_SIZE}, {IMAGE_SIZE}), as ferlab export writes"
     if "logits" not in {output.name for output in model.graph.output}:
         return "it has no 'logits' output"
-    try:
-        temperature = float(metadata.get("temperature", "1.0"))
-    except ValueError:
-        temperature = math.nan
+    temperature = number(metadata.get("temperature", "1.0"))
     if not math.isfinite(temperature) or temperature <= 0:
         return f"calibration temperature {metadata.get('temperature')!r} must be a positive finite number"
+    if not 0 <= number(metadata.get("mean_gray", "0")) <= 255:  # NaN fails too
+        return f"mean gray level {metadata.get('mean_gray')!r} must be a pixel value, 0..255"
     return None
+
+
+def number(text: str) -> float:
+    """``text`` as a float; NaN where it is none."""
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
 
 
 def start_session(data: bytes, path: Path):
@@ -167,8 +177,17 @@ class GraphModel(LoadedModel):
 
     @property
     def gradient_problem(self) -> str | None:
-        return (f"{self.checkpoint['source']}: an ONNX graph gives answers only, no gradients for explanations; "
-                "explain the checkpoint it was exported from")
+        from ferlab.explain import gradient_free_methods  # captum and lime load only where explanations are asked for
+
+        return (f"{self.checkpoint['source']}: an ONNX graph gives answers only, no gradients for Grad-CAM; "
+                f"gradient-free methods explain it (ferlab explain --method {'|'.join(gradient_free_methods())}), "
+                "and every method explains the checkpoint it was exported from")
+
+    @property
+    def mean_gray(self) -> float:
+        """The training-set mean pixel the export recorded (FER2013's where it did not); a graph
+        takes pixels, so this is in 0..255."""
+        return float(self.checkpoint["metadata"].get("mean_gray", FER2013_MEAN_GRAY))
 
     def describe(self) -> str:
         """What ``ferlab summary`` says of a graph: its contract, calibration, precision and operators."""

@@ -10,7 +10,7 @@ import pytest
 import ferlab
 from ferlab.checkpoint import load_model
 from ferlab.errors import UnknownChoice
-from ferlab.explain import explain, get_spec, list_methods
+from ferlab.explain import explain, get_spec, gradient_free_methods, list_methods
 from ferlab.explain.common import MIN_CAM_SIDE, conv_layers, default_layer, layer_sides, pick_layer
 from ferlab.models import build_model, list_models
 
@@ -65,7 +65,9 @@ def test_the_api_and_the_registry_take_a_layer(sample_faces):
 
 def test_every_method_says_how_it_is_drawn():
     assert {name: get_spec(name).display for name in list_methods()} == {
-        "saliency": "fine", "gradcam": "heat", "hirescam": "heat", "guided_gradcam": "fine", "lime": "signed"}
+        "saliency": "fine", "gradcam": "heat", "hirescam": "heat", "guided_gradcam": "fine", "lime": "signed",
+        "occlusion": "signed"}
+    assert gradient_free_methods() == ["lime", "occlusion"]
 
 
 def test_the_explain_command_takes_a_layer(tmp_path, sample_archive, capsys):

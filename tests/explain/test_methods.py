@@ -162,3 +162,76 @@ def test_class_activation_maps_of_a_crop_trained_model_lie_in_the_window_it_sees
     assert outside.abs().sum() == 0
     _, front = truncated_features(model, None)  # feature maps, too, are those of the window
     assert torch.equal(front(faces), front(faces[..., 4:44, 4:44])) and all_hooks(model) == 1  # its own crop only
+
+
+def occluded_by_hand(model, x, target: int, window: int, stride: int, fill: float) -> torch.Tensor:
+    """Occlusion written out: for each patch position the drop in the target's probability,
+    each pixel the mean drop over the patches that cover it."""
+    side = x.shape[-1]
+    total, count = torch.zeros(side, side), torch.zeros(side, side)
+    with torch.no_grad():
+        before = model(x).softmax(1)[0, target]
+        for top in range(0, side - window + 1, stride):
+            for left in range(0, side - window + 1, stride):
+                hidden = x.clone()
+                hidden[..., top:top + window, left:left + window] = fill
+                total[top:top + window, left:left + window] += before - model(hidden).softmax(1)[0, target]
+                count[top:top + window, left:left + window] += 1
+    return total / count
+
+
+@pytest.mark.parametrize("window, stride, fill", [(8, 4, 0.0), (6, 6, 0.3), (1, 1, -0.5)])
+def test_occlusion_is_the_mean_probability_drop_over_the_patches_covering_each_pixel(window, stride, fill):
+    torch.manual_seed(3)
+    linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48 * 48, 7)).eval()
+    x = torch.randn(2, 1, 48, 48)
+    maps = explain("occlusion", linear, x, target=[5, 2], window=window, stride=stride, fill=fill)
+    for i, target in enumerate([5, 2]):
+        expected = occluded_by_hand(linear, x[i:i + 1], target, window, stride, fill)
+        assert torch.allclose(maps[i, 0], expected, rtol=1e-4, atol=1e-6), (window, i)
+
+
+def test_occlusion_sees_only_what_the_model_looks_at():
+    x = torch.rand(2, 1, 48, 48) + 0.5
+    maps = explain("occlusion", LeftHalf(), x, target=0)
+    # Patches that start at column 24 or later hide nothing class 0 reads; columns from 28 on lie under those only.
+    assert torch.equal(maps[..., 28:], torch.zeros_like(maps[..., 28:]))
+    assert (maps[..., :20] > 0).all()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"window": 0}, "window 0 must be 1..48"), ({"window": 8, "stride": 9}, "stride 9 must be 1..8"),
+    ({"window": 5, "stride": 4}, "do not tile 48 pixels")])
+def test_occlusion_refuses_patches_that_leave_pixels_uncovered(options, message):
+    from ferlab.errors import FerlabError
+
+    with pytest.raises(FerlabError, match=message):
+        explain("occlusion", LeftHalf(), torch.rand(1, 1, 48, 48), target=0, **options)
+
+
+class AnswersOnly(torch.nn.Module):
+    """LeftHalf behind a wall, as an ONNX graph is: no parameters, no gradients."""
+    gives_gradients = False
+    source = "answers.onnx"
+
+    def __init__(self):
+        super().__init__()
+        self.inner = [LeftHalf()]  # a list: its parameter stays out of this module's
+
+    def forward(self, x):
+        with torch.no_grad():
+            return self.inner[0](x)
+
+
+@pytest.mark.parametrize("method", list_methods())
+def test_a_model_without_gradients_gets_the_gradient_free_methods_only(method):
+    from ferlab.explain import get_spec, gradient_free_methods
+
+    x = torch.rand(2, 1, 48, 48) + 0.5
+    if method in gradient_free_methods():
+        maps = explain(method, AnswersOnly(), x, target=0, **FAST_OPTIONS.get(method, {}))
+        assert torch.allclose(maps, explain(method, LeftHalf(), x, target=0, **FAST_OPTIONS.get(method, {})), atol=1e-6)
+        return
+    assert get_spec(method).gradients
+    with pytest.raises(NotApplicable, match=r"needs gradients and answers.onnx is an ONNX graph .* lime, occlusion$"):
+        explain(method, AnswersOnly(), x, target=0)

@@ -65,3 +65,15 @@ def test_rank_correlation_known_values():
     a = torch.arange(10.0).reshape(1, 1, 2, 5)
     assert torch.allclose(rank_correlation(a, a * 3), torch.ones(1))
     assert torch.allclose(rank_correlation(a, 10 - a), -torch.ones(1))
+
+
+def test_a_model_without_weights_is_measured_without_the_randomisation_check():
+    from tests.explain.test_methods import AnswersOnly
+
+    images = torch.rand(3, 1, 48, 48) + 0.5
+    targets = torch.zeros(3, dtype=torch.int64)
+    graph, same = assess("occlusion", AnswersOnly(), images, targets), assess("occlusion", LeftHalf(), images, targets)
+    assert graph.unchecked and not same.unchecked  # LeftHalf re-initialised keeps its ranking: rho 1, checked
+    assert (graph.deletion_auc, graph.insertion_auc) == (same.deletion_auc, same.insertion_auc)
+    assert graph.faithful and graph.verdict() == ("no randomisation check (an ONNX graph's weights cannot be "
+                                                  "re-initialised); beats a random order at deletion and insertion")

@@ -31,7 +31,7 @@ def test_report_is_self_contained_and_writes_every_figure(reported_run):
     # layer (3x3), so that the default's choice is measured, not asserted.
     assert [m["method"] for m in trust["methods"]] == [
         "Saliency (|gradient|)", "Grad-CAM (layer 10, 6x6)", "Grad-CAM (last layer 12, 3x3)", "HiResCAM (layer 10, 6x6)",
-        "HiResCAM (last layer 12, 3x3)", "Guided Grad-CAM", "LIME"]
+        "HiResCAM (last layer 12, 3x3)", "Guided Grad-CAM", "LIME", "Occlusion"]
     assert all(m["verdict"] for m in trust["methods"])
     assert "How far to trust each explanation" in page and "PrivateTest (fer2013-sample.tar.gz) accuracy" in page
 

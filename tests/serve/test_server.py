@@ -137,7 +137,8 @@ def test_a_graph_is_served_with_its_answers_and_without_grad_cam(graph_server):
     refused = post(url, PHOTOS[1], explain=True)
     assert refused.status_code == 400
     assert refused.json() == {"error": f"explain: {path}: an ONNX graph gives answers only, no gradients for "
-                                       "explanations; explain the checkpoint it was exported from"}
+                                       "Grad-CAM; gradient-free methods explain it (ferlab explain --method "
+                                       "lime|occlusion), and every method explains the checkpoint it was exported from"}
 
 
 @pytest.mark.browser

@@ -19,6 +19,9 @@ NORMALIZERS = {
     "standardize": lambda x, mean, std: (x / 255.0 - mean) / std,  # training mean 0, std 1
 }
 KINDS = tuple(NORMALIZERS)
+# FER2013 Training's mean pixel (Normalization.fit on its 28,709 faces: 0.513565 of 255), for models
+# that do not record their own (``none``, ``rescale``, ONNX graphs written before they did).
+FER2013_MEAN_GRAY = 130.959
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ferlab.errors import NotApplicable, UnknownChoice
+from ferlab.explain.common import gives_gradients, model_device
 
 Method = Callable[..., torch.Tensor]
 DISPLAYS = ("heat", "fine", "signed")  # how a map is drawn: ferlab.report.explain_figures.PANEL_DRAWERS
@@ -28,11 +29,13 @@ DISPLAYS = ("heat", "fine", "signed")  # how a map is drawn: ferlab.report.expla
 class MethodSpec:
     """A registered method: its function, the title figures give it, how its maps are drawn
     (``heat``: the positive part over the face; ``fine``: a fine-grained map alone; ``signed``: red
-    for the class, blue against) and the options its function accepts (with their defaults)."""
+    for the class, blue against), whether it needs gradients, and the options its function accepts
+    (with their defaults)."""
     name: str
     title: str
     function: Method
     display: str = "heat"
+    gradients: bool = True  # False: forward passes only (LIME, occlusion), so it explains an ONNX graph too
 
     @property
     def options(self) -> dict[str, object]:
@@ -48,33 +51,41 @@ class MethodSpec:
 _METHODS: dict[str, MethodSpec] = {}
 
 
-def on_model_device(function: Method) -> Method:
+def prepared(function: Method, title: str, gradients: bool) -> Method:
     """``function`` with ``images`` moved to the model's device (a model loaded onto the GPU is
-    explained there; maps come back on the CPU either way)."""
+    explained there; maps come back on the CPU either way), refused with NotApplicable when it needs
+    gradients and the model gives none (an ONNX graph)."""
     @functools.wraps(function)
     def method(model: nn.Module, images: torch.Tensor, target=None, **options) -> torch.Tensor:
-        parameter = next(model.parameters(), None)
-        if parameter is not None:
-            images = images.to(parameter.device)
-        return function(model, images, target, **options)
+        if gradients and not gives_gradients(model):
+            raise NotApplicable(f"{title} needs gradients and {getattr(model, 'source', 'this model')} is an ONNX graph "
+                                f"that gives answers only; gradient-free methods explain it: "
+                                f"{', '.join(gradient_free_methods())}")
+        return function(model, images.to(model_device(model)), target, **options)
     return method
 
 
-def register_method(name: str, title: str, display: str = "heat"):
+def register_method(name: str, title: str, display: str = "heat", gradients: bool = True):
     """Register ``method(model, images, target=None, **options)``; figures, the report and its
-    trust table loop over the registered methods, so a new one appears there with no other change."""
+    trust table loop over the registered methods, so a new one appears there with no other change.
+    ``gradients=False``: the method only runs the model forward, so it explains ONNX graphs too."""
     if display not in DISPLAYS:
         raise ValueError(f"unknown display {display!r}; available: {', '.join(DISPLAYS)}")
 
     def decorate(function: Method) -> Method:
-        wrapped = on_model_device(function)
-        _METHODS[name] = MethodSpec(name, title, wrapped, display)
+        wrapped = prepared(function, title, gradients)
+        _METHODS[name] = MethodSpec(name, title, wrapped, display, gradients)
         return wrapped
     return decorate
 
 
 def list_methods() -> list[str]:
     return list(_METHODS)
+
+
+def gradient_free_methods() -> list[str]:
+    """The methods that need only forward passes, so they explain an ONNX graph too."""
+    return [name for name, spec in _METHODS.items() if not spec.gradients]
 
 
 def get_spec(name: str) -> MethodSpec:
@@ -101,7 +112,7 @@ def explain(name: str, model: nn.Module, images: torch.Tensor, target=None, **op
     return spec.function(model, images, target, **options)
 
 
-from ferlab.explain import saliency, gradcam, hirescam, guided_gradcam, lime_method  # noqa: E402,F401 - display order
+from ferlab.explain import saliency, gradcam, hirescam, guided_gradcam, lime_method, occlusion  # noqa: E402,F401 - display order
 
-__all__ = ["MethodSpec", "explain", "get_method", "get_spec", "list_methods", "method_title", "register_method",
+__all__ = ["MethodSpec", "explain", "get_method", "get_spec", "gradient_free_methods", "list_methods", "method_title", "register_method",
            "NotApplicable"]

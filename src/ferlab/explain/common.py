@@ -12,6 +12,18 @@ from ferlab.errors import NotApplicable, UnknownChoice
 from ferlab.models.layers import input_crop
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model`` runs: its parameters' device; the CPU for a model without parameters (an
+    ONNX graph, ``ferlab.graph``)."""
+    return next(model.parameters(), torch.empty(0)).device
+
+
+def gives_gradients(model: nn.Module) -> bool:
+    """Whether gradients flow through ``model`` to its input; an ONNX graph (``ferlab.graph``)
+    answers only, so it sets ``gives_gradients = False`` and only gradient-free methods explain it."""
+    return getattr(model, "gives_gradients", True)
+
+
 def resolve_targets(model: nn.Module, images: torch.Tensor, target) -> torch.Tensor:
     """None -> the predicted class of each image; int -> that class for all; sequence/tensor -> one
     class per image. Returns (N,) int64."""

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ferlab.device import autocast_for
-from ferlab.explain.common import conv_layers, evaluation_mode, truncated_features
+from ferlab.explain.common import conv_layers, evaluation_mode, model_device, truncated_features
 
 
 def shallow_middle_deep(model: nn.Module) -> list[str]:
@@ -29,7 +29,7 @@ def shallow_middle_deep(model: nn.Module) -> list[str]:
 def feature_maps(model: nn.Module, images: torch.Tensor, layer: str | int | None = None) -> torch.Tensor:
     """(N, 1, 48, 48) model inputs -> (N, C, h, w) activations of ``layer``."""
     _, partial = truncated_features(model, layer)
-    device = next(model.parameters()).device
+    device = model_device(model)
     with evaluation_mode(model), torch.no_grad():
         return partial(images.to(device)).float().cpu()
 
@@ -46,7 +46,7 @@ def visualize_filters(model: nn.Module, layer: str | int | None = None, count: i
     """(count, 1, 48, 48) inputs, each maximising the mean activation of one filter of ``layer``
     (filters 0..count-1), in the model's input space. All filters ascend together as one batch."""
     _, partial = truncated_features(model, layer)
-    device = next(model.parameters()).device
+    device = model_device(model)
     generator = torch.Generator().manual_seed(seed)
     with evaluation_mode(model):
         channels = partial(torch.zeros(1, 1, 48, 48, device=device)).shape[1]

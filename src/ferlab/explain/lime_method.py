@@ -18,7 +18,7 @@ from torch import nn
 
 from ferlab.device import autocast_for
 from ferlab.explain import register_method
-from ferlab.explain.common import evaluation_mode, resolve_targets
+from ferlab.explain.common import evaluation_mode, model_device, resolve_targets
 
 
 def superpixels(image: np.ndarray, segments: int = 50) -> np.ndarray:
@@ -34,13 +34,13 @@ def superpixels(image: np.ndarray, segments: int = 50) -> np.ndarray:
     return labels
 
 
-@register_method("lime", "LIME", display="signed")
+@register_method("lime", "LIME", display="signed", gradients=False)
 def lime(model: nn.Module, images: torch.Tensor, target=None, num_samples: int = 1000, segments: int = 50,
-         seed: int = 0, batch_size: int = 250, hide_value: float | None = 0.0) -> torch.Tensor:
-    """``hide_value``: what a switched-off superpixel becomes, in model-input units (0.0 is the
-    training-mean gray under ``standardize``); None uses LIME's default, the superpixel's own mean,
-    which leaves a model that averages regions unmoved."""
-    device = next(model.parameters()).device
+         seed: int = 0, batch_size: int = 250, fill: float | None = 0.0) -> torch.Tensor:
+    """``fill``: what a switched-off superpixel becomes, in model-input units (0.0 is the
+    training-mean gray under ``standardize``; ``LoadedModel.explain`` passes the model's own); None
+    uses LIME's default, the superpixel's own mean, which leaves a model that averages regions unmoved."""
+    device = model_device(model)
     with evaluation_mode(model):
         targets = resolve_targets(model, images, target)
 
@@ -55,7 +55,7 @@ def lime(model: nn.Module, images: torch.Tensor, target=None, num_samples: int =
             explainer = lime_image.LimeImageExplainer(random_state=seed)
             with contextlib.redirect_stderr(io.StringIO()):  # lime 0.2 always draws its own progress bar
                 explanation = explainer.explain_instance(
-                    rgb, classify, labels=(label,), top_labels=None, hide_color=hide_value, num_samples=num_samples,
+                    rgb, classify, labels=(label,), top_labels=None, hide_color=fill, num_samples=num_samples,
                     batch_size=batch_size, segmentation_fn=lambda im: superpixels(im, segments), random_seed=seed)
             segments_map = explanation.segments  # (48, 48) superpixel index per pixel
             weight_of = np.zeros(segments_map.max() + 1)

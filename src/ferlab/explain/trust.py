@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -20,10 +21,16 @@ from torch import nn
 
 from ferlab.device import autocast_for
 from ferlab.explain import NotApplicable, get_method
-from ferlab.explain.common import evaluation_mode
+from ferlab.explain.common import evaluation_mode, model_device
 
 SANITY_THRESHOLD = 0.5  # mean rank correlation above this: the maps do not depend on the weights
 MARGIN = 0.01  # AUC difference (in class probability) a map needs over the random order to count
+
+
+def has_weights(model: nn.Module) -> bool:
+    """Whether ``model`` has weights the randomisation check can re-initialise (an ONNX graph, run
+    by onnxruntime, has none in reach)."""
+    return next(model.parameters(), None) is not None
 
 
 def randomized_copy(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -54,7 +61,7 @@ def perturbation_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tens
     deleted = torch.where(removed, torch.full_like(flat, fill), flat)
     inserted = torch.where(removed, flat, torch.full_like(flat, fill))
     curves = []
-    device = next(model.parameters()).device
+    device = model_device(model)
     with evaluation_mode(model), torch.no_grad(), autocast_for(device, mixed_precision):
         for variants in (deleted, inserted):
             x = variants.reshape(-1, *images.shape[1:])
@@ -86,9 +93,14 @@ class TrustResult:
     insertion_auc: float
     random_deletion_auc: float
     random_insertion_auc: float
-    randomization_rho: float   # mean Spearman rho, trained vs re-initialised model
+    randomization_rho: float   # mean Spearman rho, trained vs re-initialised model (NaN: no weights to re-initialise)
     note: str = ""
     curves: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def unchecked(self) -> bool:
+        """No randomisation check was possible (a model without weights in reach: an ONNX graph)."""
+        return math.isnan(self.randomization_rho) and not self.note
 
     @property
     def passes_sanity(self) -> bool:
@@ -109,7 +121,8 @@ class TrustResult:
     def verdict(self) -> str:
         if self.note:
             return self.note
-        sanity = (f"passes the randomisation check (ρ={self.randomization_rho:.2f})" if self.passes_sanity else
+        sanity = ("no randomisation check (an ONNX graph's weights cannot be re-initialised)" if self.unchecked else
+                  f"passes the randomisation check (ρ={self.randomization_rho:.2f})" if self.passes_sanity else
                   f"FAILS the randomisation check (ρ={self.randomization_rho:.2f}: the map barely depends on the weights)")
         missed = [test for test, beaten in (("deletion", self.beats_deletion), ("insertion", self.beats_insertion))
                   if not beaten]
@@ -136,7 +149,8 @@ def assess(method, model: nn.Module, images: torch.Tensor, targets: torch.Tensor
     options = options or {}
     try:
         maps = function(model, images, targets, **options)
-        random_model_maps = function(randomized_copy(model, seed), images, targets, **options)
+        random_model_maps = (function(randomized_copy(model, seed), images, targets, **options) if has_weights(model)
+                             else None)  # an ONNX graph: no weights to re-initialise
     except NotApplicable as error:
         nan = float("nan")
         return TrustResult(name, nan, nan, nan, nan, nan, note=f"not applicable: {error}")
@@ -145,4 +159,5 @@ def assess(method, model: nn.Module, images: torch.Tensor, targets: torch.Tensor
                                                                     steps=steps)
     return TrustResult(name, float(area_under(deletion).mean()), float(area_under(insertion).mean()),
                        float(area_under(random_deletion).mean()), float(area_under(random_insertion).mean()),
-                       float(rank_correlation(maps, random_model_maps).mean()), curves=(deletion, insertion))
+                       float(rank_correlation(maps, random_model_maps).mean()) if random_model_maps is not None
+                       else float("nan"), curves=(deletion, insertion))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,8 +21,8 @@ import torch
 from ferlab.checkpoint import LoadedModel
 from ferlab.data.faceset import FaceSet
 from ferlab.errors import UnknownChoice
-from ferlab.explain import NotApplicable, get_spec, list_methods
-from ferlab.explain.common import check_layer, conv_layers, default_layer, layer_sides
+from ferlab.explain import NotApplicable, get_spec, gradient_free_methods, list_methods
+from ferlab.explain.common import check_layer, conv_layers, default_layer, gives_gradients, layer_sides
 from ferlab.explain.filters import feature_maps, shallow_middle_deep, visualize_filters
 from ferlab.explain.postprocess import masked_faces
 from ferlab.explain.trust import SANITY_THRESHOLD, assess, random_baseline
@@ -81,10 +82,11 @@ def trust_sample(test: FaceSet, per_class: int) -> torch.Tensor:
     return torch.tensor([i for c in picked for i in picked[c]])
 
 
-def deletion_fill(loaded: LoadedModel, inputs: torch.Tensor) -> tuple[float, str]:
-    if loaded.normalization.kind == "standardize":
-        return 0.0, "the training-set mean gray level (0 after standardisation)"
-    return float(inputs.mean()), "the mean gray level of the trust sample"
+def fill_text(loaded: LoadedModel) -> str:
+    """What hidden pixels become (``LoadedModel.mean_gray``), in words for the page."""
+    units = {"standardize": "0 after standardisation", "rescale": f"{loaded.mean_gray:.3f} on the model's 0..1 scale",
+             "none": f"pixel value {loaded.mean_gray:.1f} of 255"}[loaded.normalization.kind]
+    return f"the training-set mean gray level ({units})"
 
 
 class Stages:
@@ -119,22 +121,30 @@ def report_split(faces: FaceSet, log: Callable[[str], None]) -> str:
     return "val"
 
 
+def report_methods(model: torch.nn.Module) -> tuple[list[str], dict[str, str]]:
+    """The explanation methods the report runs on ``model``, and a note on those it leaves out: an
+    ONNX graph gives no gradients, so only the gradient-free methods explain it."""
+    if gives_gradients(model):
+        return list_methods(), {}
+    left_out = [get_spec(name).title for name in list_methods() if get_spec(name).gradients]
+    return gradient_free_methods(), {", ".join(left_out): "need gradients, and an ONNX graph gives answers only"}
+
+
 def explanation_panels(loaded: LoadedModel, faces_u8: torch.Tensor, targets: torch.Tensor, options: ReportOptions,
                        stages: Stages) -> tuple[dict, dict[str, str]]:
     """Every registered method's maps of ``faces_u8`` as figure panels (title -> (maps, display)),
     the saliency-masked faces after saliency; and a note for each method that does not apply."""
-    inputs = loaded.normalization.apply(faces_u8)
     offered = options.method_options(options.lime_samples)
 
     def attempt(name: str):
-        spec = get_spec(name)
         try:
-            return spec.function(loaded.model, inputs, targets, **spec.accepted(offered))
+            return loaded.explain(name, faces_u8, targets, **get_spec(name).accepted(offered))
         except NotApplicable as error:
             return error
 
-    maps = stages.run("explaining one face per class", {name: partial(attempt, name) for name in list_methods()})
-    panels, notes = {}, {}
+    methods, notes = report_methods(loaded.model)
+    maps = stages.run("explaining one face per class", {name: partial(attempt, name) for name in methods})
+    panels = {}
     for name, result in maps.items():
         spec = get_spec(name)
         if isinstance(result, NotApplicable):
@@ -160,12 +170,13 @@ def layer_variants(model: torch.nn.Module, options: ReportOptions) -> list[tuple
     return variants
 
 
-def trust_jobs(options: ReportOptions, variants: list[tuple[str, str | None]]) -> dict[str, tuple[str, dict]]:
-    """Row title -> (method, options) for the trust table: every registered method, and the CAM
-    heat maps (methods that take a ``layer`` and are drawn as heat) at each of ``variants``
-    (``layer_variants``)."""
-    offered, jobs = options.method_options(options.trust_lime_samples), {}
-    for name in list_methods():
+def trust_jobs(options: ReportOptions, methods: list[str], variants: list[tuple[str, str | None]],
+               fill: float) -> dict[str, tuple[str, dict]]:
+    """Row title -> (method, options) for the trust table: each of ``methods``, and the CAM heat
+    maps (methods that take a ``layer`` and are drawn as heat) at each of ``variants``
+    (``layer_variants``); methods that hide pixels hide them with ``fill``."""
+    offered, jobs = {**options.method_options(options.trust_lime_samples), "fill": fill}, {}
+    for name in methods:
         spec = get_spec(name)
         compared = "layer" in spec.options and spec.display == "heat"
         for suffix, layer in (variants if compared else [("", None)]):
@@ -179,16 +190,15 @@ def trust_results(loaded: LoadedModel, test: FaceSet, options: ReportOptions, st
     figure, how deleted pixels are filled, and the sample's size."""
     sample = trust_sample(test, options.trust_faces_per_class)
     inputs, targets = loaded.normalization.apply(test.images[sample]), test.labels[sample]
-    fill, fill_text = deletion_fill(loaded, inputs)
-    model = loaded.model
+    fill, model = loaded.mean_gray, loaded.model
     baseline = random_baseline(model, inputs, targets, fill=fill, steps=options.trust_steps)
     jobs = {title: partial(assess, method, model, inputs, targets, name=title, fill=fill, options=accepted,
                            baseline=baseline, steps=options.trust_steps)
-            for title, (method, accepted) in trust_jobs(options, variants).items()}
+            for title, (method, accepted) in trust_jobs(options, report_methods(model)[0], variants, fill).items()}
     results = stages.run("measuring trust", jobs)
     curves = {title: r.curves for title, r in results.items() if r.curves is not None}
     return {"results": list(results.values()), "curves": {**curves, "random order": baseline},
-            "fill": fill_text, "faces": len(sample), "steps": options.trust_steps}
+            "fill": fill_text(loaded), "faces": len(sample), "steps": options.trust_steps}
 
 
 def filter_figures(loaded: LoadedModel, face: torch.Tensor, run_dir: Path, options: ReportOptions,
@@ -249,18 +259,25 @@ def build_report(run_dir: Path, loaded: LoadedModel, faces: FaceSet, options: Re
 def trust_rows(trust: dict) -> list[dict]:
     return [{"method": r.method, "deletion": r.deletion_auc, "insertion": r.insertion_auc,
              "random_deletion": r.random_deletion_auc, "random_insertion": r.random_insertion_auc,
-             "rho": r.randomization_rho, "passes": r.passes_sanity and not r.note, "verdict": r.verdict()}
+             "rho": r.randomization_rho, "passes": r.passes_sanity and not r.note, "checked": not r.unchecked,
+             "verdict": r.verdict()}
             for r in trust["results"]]
+
+
+def json_numbers(row: dict) -> dict:
+    """``row`` with NaN (a method that does not apply, a check not made) as null: strict JSON."""
+    return {key: None if isinstance(value, float) and math.isnan(value) else value for key, value in row.items()}
 
 
 def write_page(run_dir: Path, loaded: LoadedModel, evaluation: dict, history: list, notes: dict, trust: dict | None,
                timings: dict, cam_layer: str) -> Path:
     """report.html (every figure embedded), trust.json and report-timings.json."""
-    rows, total = summarize(loaded.model)
+    graph = loaded.describe() if loaded.checkpoint.get("kind") == "onnx" else None  # no modules to tabulate
+    rows, total = ([], 0) if graph else summarize(loaded.model)
     trust_table = trust_rows(trust) if trust else []
     if trust:
         write_json(run_dir / "trust.json", {"faces": trust["faces"], "fill": trust["fill"], "threshold": SANITY_THRESHOLD,
-                                            "methods": trust_table})
+                                            "methods": [json_numbers(row) for row in trust_table]})
     write_json(run_dir / "report-timings.json", {k: round(v, 2) for k, v in timings.items()})
     evaluated = evaluation["name"]  # test, or test-on-<data> for other data than the model's
     files = {"curves": "curves", "confusion": f"confusion-{evaluated}", "misclassified": f"misclassified-{evaluated}",
@@ -270,11 +287,11 @@ def write_page(run_dir: Path, loaded: LoadedModel, evaluation: dict, history: li
     environment = jinja2.Environment(loader=jinja2.PackageLoader("ferlab.report", "templates"),
                                      autoescape=jinja2.select_autoescape(["html"]))
     page = environment.get_template("report.html").render(
-        run=run_dir.name, model=loaded.config.model, config=loaded.config, parameters=total,
+        run=run_dir.name, model=loaded.config.model, config=loaded.config, parameters=total, graph=graph,
         summary_rows=rows, evaluation=evaluation, history=history, best_epoch=loaded.checkpoint.get("epoch"),
         figures=figures, notes=notes, trust_rows=trust_table, trust_faces=trust["faces"] if trust else 0,
         fill_text=trust["fill"] if trust else "", trust_steps=trust["steps"] if trust else 0, threshold=SANITY_THRESHOLD, timings=timings, emotions=EMOTIONS,
-        methods=[get_spec(name) for name in list_methods()], cam_layer=cam_layer, generated=time.strftime("%Y-%m-%d %H:%M"),
+        methods=[get_spec(name) for name in report_methods(loaded.model)[0]], cam_layer=cam_layer, generated=time.strftime("%Y-%m-%d %H:%M"),
         escape=html.escape)
     path = run_dir / "report.html"
     path.write_text(page, encoding="utf-8")

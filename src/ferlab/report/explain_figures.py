@@ -3,6 +3,7 @@ deletion/insertion curves. Each function takes tensors and a path, writes one PN
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -68,11 +69,11 @@ def plot_method_panels(faces: torch.Tensor, captions: list[str], panels: dict[st
             else:
                 PANEL_DRAWERS[kind](axis, face.numpy(), maps[row])
             if row == 0:
-                axis.set_title(name, fontsize=9)
+                axis.set_title(textwrap.fill(name, 20), fontsize=9)  # a panel is 1.9 inches wide
     for axis in axes.flat:
         axis.set_xticks([])
         axis.set_yticks([])
-    figure.suptitle(title, fontsize=10)
+    figure.suptitle(textwrap.fill(title, 16 * columns), fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -147,15 +148,14 @@ def explain_faces_figure(loaded, faces: torch.Tensor, names: list[str], method: 
     """One method's maps for (N, 48, 48) uint8 ``faces`` of a loaded model, explaining ``target`` (a
     class name) or each face's predicted class, drawn as one figure at ``path``; ``layer`` for the
     methods that take one. Raises ``NotApplicable`` when the method cannot explain this model."""
-    from ferlab.explain import explain, get_spec
+    from ferlab.explain import get_spec
     from ferlab.explain.postprocess import masked_faces
     from ferlab.labels import EMOTIONS
 
     spec = get_spec(method)
     probabilities = loaded.probabilities(faces)
-    inputs = loaded.normalization.apply(faces)
-    targets = probabilities.argmax(1) if target is None else torch.full((len(inputs),), EMOTIONS.index(target))
-    maps = explain(method, loaded.model, inputs, targets, **({"layer": layer} if layer is not None else {}))
+    targets = probabilities.argmax(1) if target is None else torch.full((len(faces),), EMOTIONS.index(target))
+    maps = loaded.explain(method, faces, targets, **({"layer": layer} if layer is not None else {}))
     panels = {spec.title: (maps, spec.display)}
     if method == "saliency":
         panels["masked (top 20%)"] = (masked_faces(faces, maps), "gray")
