@@ -11,6 +11,7 @@ current, ...) so that a change in the machine's load hits both.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -42,15 +43,20 @@ def main() -> None:
                        check=True, capture_output=True)
         try:
             times: dict[str, list[float]] = {"baseline": [], "current": []}
+            stages: dict[str, dict] = {}  # each code's stage seconds (report-timings.json) of its last run
             for repeat in range(args.repeats):
                 for name, source in (("baseline", baseline), ("current", REPO)):
-                    times[name].append(timed_report(source, Path(folder) / f"{name}-{repeat}"))
+                    out = Path(folder) / f"{name}-{repeat}"
+                    times[name].append(timed_report(source, out))
+                    stages[name] = json.loads((out / "report-timings.json").read_text())
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(baseline)], check=False)
     print(f"# ferlab report default, {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     for name, values in times.items():
         print(f"{name:<9} {' '.join(f'{v:.1f}' for v in values)} s")
     print(f"ratio current/baseline: {min(times['current']) / min(times['baseline']):.2f}")
+    for name, seconds in stages.items():
+        print(f"{name} stages (s): {', '.join(f'{stage} {value}' for stage, value in seconds.items())}")
 
 
 if __name__ == "__main__":

@@ -185,7 +185,7 @@ def test_occlusion_is_the_mean_probability_drop_over_the_patches_covering_each_p
     torch.manual_seed(3)
     linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48 * 48, 7)).eval()
     x = torch.randn(2, 1, 48, 48)
-    maps = explain("occlusion", linear, x, target=[5, 2], window=window, stride=stride, fill=fill)
+    maps = explain("occlusion", linear, x, target=[5, 2], window=window, stride=stride, fill=fill, mixed_precision=False)
     for i, target in enumerate([5, 2]):
         expected = occluded_by_hand(linear, x[i:i + 1], target, window, stride, fill)
         assert torch.allclose(maps[i, 0], expected, rtol=1e-4, atol=1e-6), (window, i)
@@ -201,12 +201,25 @@ def test_occlusion_sees_only_what_the_model_looks_at():
 
 @pytest.mark.parametrize("options, message", [
     ({"window": 0}, "window 0 must be 1..48"), ({"window": 8, "stride": 9}, "stride 9 must be 1..8"),
-    ({"window": 5, "stride": 4}, "do not tile 48 pixels")])
+    ({"window": 5, "stride": 4}, "do not tile 48 pixels"), ({"window": "8"}, "window must be a whole number, not '8'"),
+    ({"stride": 2.0}, "stride must be a whole number"), ({"fill": float("nan")}, "fill must be a finite number"),
+    ({"fill": "gray"}, "fill must be a finite number in model-input units, not 'gray'")])
 def test_occlusion_refuses_patches_that_leave_pixels_uncovered(options, message):
     from ferlab.errors import FerlabError
 
     with pytest.raises(FerlabError, match=message):
         explain("occlusion", LeftHalf(), torch.rand(1, 1, 48, 48), target=0, **options)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"num_samples": 0}, "lime: num_samples 0 must be at least 2$"), ({"num_samples": "x"}, "num_samples must be a whole number"),
+    ({"segments": 0}, "lime: segments 0 must be at least 1$"), ({"fill": "x"}, "lime: fill must be a finite number"),
+    ({"batch_size": -1}, "lime: batch_size -1 must be at least 1$")])
+def test_lime_refuses_options_that_would_fail_inside_lime(options, message):
+    from ferlab.errors import FerlabError
+
+    with pytest.raises(FerlabError, match=message):
+        explain("lime", LeftHalf(), torch.rand(1, 1, 48, 48), target=0, **options)
 
 
 class AnswersOnly(torch.nn.Module):

@@ -4,11 +4,13 @@ conv layers a CAM method can look at."""
 from __future__ import annotations
 
 import contextlib
+import math
 
+import numpy as np
 import torch
 from torch import nn
 
-from ferlab.errors import NotApplicable, UnknownChoice
+from ferlab.errors import FerlabError, NotApplicable, UnknownChoice
 from ferlab.models.layers import input_crop
 
 
@@ -22,6 +24,21 @@ def gives_gradients(model: nn.Module) -> bool:
     """Whether gradients flow through ``model`` to its input; an ONNX graph (``ferlab.graph``)
     answers only, so it sets ``gives_gradients = False`` and only gradient-free methods explain it."""
     return getattr(model, "gives_gradients", True)
+
+
+def check_whole(method: str, name: str, value, low: int, high: int | None = None) -> None:
+    """An option that counts something (pixels, samples) must be a whole number in [low, high]:
+    API callers pass options as they typed them, and a string or 0 would fail deep inside."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise FerlabError(f"{method}: {name} must be a whole number, not {value!r}")
+    if value < low or (high is not None and value > high):
+        raise FerlabError(f"{method}: {name} {value} must be " + (f"{low}..{high}" if high is not None else f"at least {low}"))
+
+
+def check_finite(method: str, name: str, value) -> None:
+    """An option in model-input units must be a finite number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value):
+        raise FerlabError(f"{method}: {name} must be a finite number in model-input units, not {value!r}")
 
 
 def resolve_targets(model: nn.Module, images: torch.Tensor, target) -> torch.Tensor:

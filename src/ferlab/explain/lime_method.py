@@ -18,7 +18,7 @@ from torch import nn
 
 from ferlab.device import autocast_for
 from ferlab.explain import register_method
-from ferlab.explain.common import evaluation_mode, model_device, resolve_targets
+from ferlab.explain.common import check_finite, check_whole, evaluation_mode, model_device, resolve_targets
 
 
 def superpixels(image: np.ndarray, segments: int = 50) -> np.ndarray:
@@ -40,6 +40,11 @@ def lime(model: nn.Module, images: torch.Tensor, target=None, num_samples: int =
     """``fill``: what a switched-off superpixel becomes, in model-input units (0.0 is the
     training-mean gray under ``standardize``; ``LoadedModel.explain`` passes the model's own); None
     uses LIME's default, the superpixel's own mean, which leaves a model that averages regions unmoved."""
+    check_whole("lime", "num_samples", num_samples, 2)  # LIME's first sample is the face itself
+    check_whole("lime", "segments", segments, 1)
+    check_whole("lime", "batch_size", batch_size, 1)
+    if fill is not None:
+        check_finite("lime", "fill", fill)
     device = model_device(model)
     with evaluation_mode(model):
         targets = resolve_targets(model, images, target)
