@@ -65,6 +65,20 @@ def test_explanations_of_an_ensemble_are_defined_or_refused_in_one_line(ensemble
     assert "an ensemble has no single convolutional layer" in err and "\n" not in err and not figure.exists()
 
 
+def test_photos_lay_occlusion_over_an_ensembles_faces_where_grad_cam_does_not_apply(ensemble_file):
+    """An ensemble has no single conv layer (nor has a dnn): its faces in photos are explained by
+    occlusion of the averaged output, where a single model's get Grad-CAM."""
+    from ferlab.explain.postprocess import normalize, relu
+
+    path, _, _ = ensemble_file
+    model, photo = ferlab.load(path), ferlab.demo_photos()[1]
+    assert model.loaded.overlay_method == "occlusion" and ferlab.load("default").loaded.overlay_method == "gradcam"
+    [face] = model.detect(photo, explain=True)
+    expected = normalize(relu(torch.from_numpy(model.explain(face.crop, method="occlusion"))[:, None]))[0, 0]
+    np.testing.assert_allclose(face.cam, expected.numpy(), atol=1e-6)
+    assert face.cam.max() == pytest.approx(1.0)
+
+
 def test_an_ensemble_with_another_class_order_is_refused_by_name(ensemble_file, tmp_path):
     path, _, _ = ensemble_file
     payload = torch.load(path, weights_only=True)

@@ -113,6 +113,8 @@ def test_summary_of_a_float_graph_counts_its_operators(graph, capsys):
 
 
 def test_the_api_and_photos_take_a_graph_and_explain_it_without_gradients(graph, tmp_path, capsys):
+    from ferlab.explain.postprocess import normalize, relu
+
     model, checkpoint = ferlab.load(graph), ferlab.load("default-fast")
     hopper = ferlab.demo_photos()[1]
     [face] = model.detect(hopper)
@@ -127,15 +129,16 @@ def test_the_api_and_photos_take_a_graph_and_explain_it_without_gradients(graph,
     np.testing.assert_allclose(occluded, checkpoint.explain(face.crop, method="occlusion", mixed_precision=False),
                                rtol=0, atol=2e-3)
     assert np.abs(occluded).max() > 0.05
-    for photo in (hopper, np.full((120, 160, 3), 128, np.uint8)):  # with a face or without one
-        with pytest.raises(FerlabError, match="no gradients for Grad-CAM"):
-            model.detect(photo, explain=True)
-    assert main(["photo", "--demo", "--model", str(graph), "-o", str(tmp_path / "photos")]) == 0
-    assert len(json.loads((tmp_path / "photos" / "results.json").read_text())["photos"]) == 2
-    assert main(["photo", "--demo", "--model", str(graph), "--explain", "-o", str(tmp_path / "explained")]) == 2
-    assert "no gradients for Grad-CAM; gradient-free methods explain it (ferlab explain --method lime|occlusion)" \
-        in capsys.readouterr().err
-    assert not (tmp_path / "explained" / "results.json").exists()
+    # Photos lay occlusion over a graph's faces, where a checkpoint's get Grad-CAM.
+    [explained] = model.detect(hopper, explain=True)
+    np.testing.assert_allclose(explained.cam, normalize(relu(torch.from_numpy(occluded)[:, None]))[0, 0].numpy(), atol=1e-6)
+    assert model.detect(np.full((480, 640, 3), 128, np.uint8), explain=True) == []  # no face: nothing to explain
+    with pytest.raises(FerlabError, match=f"--layer last: picks Grad-CAM's conv layer, and {graph} is explained by occlusion"):
+        model.detect(hopper, explain=True, layer="last")
+    assert main(["photo", "--demo", "--model", str(graph), "--explain", "-o", str(tmp_path / "explained")]) == 0
+    assert len(json.loads((tmp_path / "explained" / "results.json").read_text())["photos"]) == 2
+    assert main(["photo", "--demo", "--model", str(graph), "--explain", "--layer", "3", "-o", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err.strip().endswith("is explained by occlusion (no gradients or no single conv layer)")
 
 
 def test_explain_draws_a_graph_with_the_gradient_free_methods_only(graph, sample_archive, tmp_path, capsys):

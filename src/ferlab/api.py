@@ -176,7 +176,8 @@ class Model:
                detector: str = DEFAULT_DETECTOR) -> list:
         """Every face in a photo (a path, PIL image or (H, W, 3) uint8 array), largest first: its
         box and detector score, label, probabilities, the 48x48 crop the model saw, and with
-        ``explain`` Grad-CAM (at conv ``layer``; default: the deepest with maps at least 6x6).
+        ``explain`` Grad-CAM (at conv ``layer``; default: the deepest with maps at least 6x6), or
+        occlusion where Grad-CAM does not apply (an ONNX graph, an ensemble, a dnn).
         ``min_face``: the smallest face, in pixels or (under 1) a fraction of the shorter side;
         ``detector``: ``haar`` (OpenCV) or ``hog`` (dlib)."""
         from ferlab.faces import read_photo
@@ -236,5 +237,6 @@ def load(model: str | os.PathLike = "default", *, checkpoint: str = "best", tta:
     ``best.pt``, or ``last.pt`` with ``checkpoint="last"``) or a checkpoint file; on ``device``
     (``auto``: the GPU when there is one, else the CPU; or ``cpu``, ``cuda``, ``cuda:1``). An ONNX
     graph of ``ferlab export`` (``model.onnx``, float32 or ``--int8``) runs in onnxruntime on the
-    CPU: ``predict``, ``detect`` and ``video`` as for a checkpoint, ``explain`` refused."""
+    CPU: ``predict``, ``detect`` and ``video`` as for a checkpoint, ``explain`` with the methods
+    that need no gradients (LIME, occlusion; ``detect(explain=True)`` overlays occlusion)."""
     return Model(load_model(model, checkpoint, device, graphs=True), str(model), tta)

@@ -195,10 +195,26 @@ class LoadedModel:
             return str(error)
         return None
 
-    @property
-    def gradient_problem(self) -> str | None:
-        """Why gradient methods cannot explain the model (an ONNX graph has no gradients), or None."""
-        return None
+    @functools.cached_property
+    def overlay_method(self) -> str:
+        """The explanation photos, ``Model.detect`` and the page lay over each face: Grad-CAM, or
+        occlusion where Grad-CAM does not apply (no gradients: an ONNX graph; no single conv layer:
+        a dnn, an ensemble)."""
+        from ferlab.explain.common import conv_layers, gives_gradients
+
+        return "gradcam" if gives_gradients(self.model) and conv_layers(self.model) else "occlusion"
+
+    def overlay_options(self, layer: str | None) -> dict:
+        """The options of ``overlay_method`` for a ``--layer`` (None: the method's default); a
+        layer for a model whose faces occlusion explains is one FerlabError, before the first face."""
+        from ferlab.explain import get_spec
+
+        if layer is None:
+            return {}
+        if "layer" not in get_spec(self.overlay_method).options:
+            raise FerlabError(f"--layer {layer}: picks Grad-CAM's conv layer, and {self.checkpoint.get('source') or 'this model'} "
+                              f"is explained by {self.overlay_method} (no gradients or no single conv layer)")
+        return {"layer": layer}
 
     @property
     def mean_gray(self) -> float:

@@ -429,8 +429,8 @@ def cmd_photo(args) -> int:
     check_owner(Path(args.output))  # a photo named metrics.jpg would replace a run's metrics.json
     out = writable_folder(Path(args.output))
     loaded = load_model(args.model, device=args.device, graphs=True)
-    if args.explain and loaded.gradient_problem:
-        raise FerlabError(loaded.gradient_problem)
+    if args.explain:
+        loaded.overlay_options(args.layer)  # a --layer occlusion cannot take is one line before the first photo
     loaded.check_tta(args.tta)  # a policy the model cannot take is one line, not an error per photo
     check_layer(loaded.model, args.layer)  # a wrong --layer is one line before the first photo
     found = expand_inputs(args.inputs)
@@ -729,7 +729,8 @@ def add_photo_command(commands) -> None:
     photo.add_argument("inputs", nargs="*", help="photo files or folders")
     photo.add_argument("--model", default="default", help=ANSWERS_HELP)
     photo.add_argument("-o", "--output", default="photo-results", help="folder for the JSON and annotated images")
-    photo.add_argument("--explain", action="store_true", help="overlay Grad-CAM on each face")
+    photo.add_argument("--explain", action="store_true", help="overlay Grad-CAM on each face (occlusion where Grad-CAM "
+                                                               "does not apply: an ONNX graph, an ensemble, a dnn)")
     photo.add_argument("--quiet", action="store_true", help="no progress bar")
     photo.add_argument("--mode", choices=("auto", "detect", "crop"), default="auto",
                        help="detect: find faces; crop: each image is one face crop; auto (default): detect, and take a "

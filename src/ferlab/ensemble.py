@@ -80,8 +80,8 @@ class EnsembleNet(nn.Module):
     """(N, 1, 48, 48) float faces in 0..255 -> (N, 7) log of the weighted mean of the members'
     calibrated probabilities (softmax of it is the combination)."""
 
-    no_conv_layer = ("an ensemble has no single convolutional layer to look at; explain it with saliency or lime "
-                     "(they explain the averaged output), or explain one member")
+    no_conv_layer = ("an ensemble has no single convolutional layer to look at; explain it with saliency, lime or "
+                     "occlusion (they explain the averaged output), or explain one member")
 
     def __init__(self, members: list[nn.Module], normalizations: list[Normalization], temperatures: list[float],
                  weights: list[float]):

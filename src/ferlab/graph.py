@@ -176,14 +176,6 @@ class GraphModel(LoadedModel):
                 "ten-crop needs the checkpoint it was exported from")
 
     @property
-    def gradient_problem(self) -> str | None:
-        from ferlab.explain import gradient_free_methods  # captum and lime load only where explanations are asked for
-
-        return (f"{self.checkpoint['source']}: an ONNX graph gives answers only, no gradients for Grad-CAM; "
-                f"gradient-free methods explain it (ferlab explain --method {'|'.join(gradient_free_methods())}), "
-                "and every method explains the checkpoint it was exported from")
-
-    @property
     def mean_gray(self) -> float:
         """The training-set mean pixel the export recorded (FER2013's where it did not); a graph
         takes pixels, so this is in 0..255."""

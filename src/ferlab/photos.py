@@ -1,5 +1,5 @@
 """From a photo to explained emotions: detect every face, classify its 48x48 crop, and optionally
-explain it with Grad-CAM. Shared by ``ferlab photo`` and ``ferlab serve``; thread-safe on one
+explain it with Grad-CAM (occlusion where Grad-CAM does not apply). Shared by ``ferlab photo`` and ``ferlab serve``; thread-safe on one
 model (no hooks; the model is in eval mode and only ever set to eval mode again).
 
 A face crop someone already has (a 48x48 FER2013 face, a tight crop from a film) holds too little
@@ -21,7 +21,6 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ferlab.checkpoint import LoadedModel
 from ferlab.errors import FerlabError
-from ferlab.explain.gradcam import gradcam
 from ferlab.explain.postprocess import heat_rgb, normalize, relu
 from ferlab.faces import CROP_MARGIN, Box, Detection, crop_face, detect_faces, to_gray
 from ferlab.labels import EMOTIONS
@@ -87,18 +86,18 @@ def analyze(loaded: LoadedModel, rgb: np.ndarray, explain: bool = False, tta: st
 def classify_boxes(loaded: LoadedModel, gray: np.ndarray, boxes: list[Box], found_by: str = "detector", *,
                    explain: bool = False, tta: str = "none", layer: str | None = None) -> list[FaceResult]:
     """The faces in ``boxes`` of a (H, W) uint8 image, classified in one batch (and with
-    ``explain``, Grad-CAM of the predicted class at ``layer``)."""
-    if explain and loaded.gradient_problem:  # an ONNX graph: refused whether or not the photo has a face
-        raise FerlabError(loaded.gradient_problem)
+    ``explain``, the model's ``overlay_method`` for the predicted class: Grad-CAM at ``layer``, or
+    occlusion)."""
+    options = loaded.overlay_options(layer) if explain else {}  # a layer occlusion cannot take: whether or not there is a face
     if not boxes:
         return []
     margin = 0.0 if found_by == "whole image" else CROP_MARGIN
     crops = np.stack([crop_face(gray, box, margin) for box in boxes])
     probabilities = loaded.probabilities(torch.from_numpy(crops), tta=tta)
     cams = [None] * len(boxes)
-    if explain:
-        inputs = loaded.normalization.apply(torch.from_numpy(crops))
-        maps = normalize(relu(gradcam(loaded.model, inputs, probabilities.argmax(1), layer=layer)))
+    if explain:  # the positive part: where the model found evidence for the class
+        maps = normalize(relu(loaded.explain(loaded.overlay_method, torch.from_numpy(crops), probabilities.argmax(1),
+                                             **options)))
         cams = [m[0].numpy() for m in maps]
     return [FaceResult(box, tuple(float(p) for p in probs), crop, cam, found_by)
             for box, probs, crop, cam in zip(boxes, probabilities.tolist(), crops, cams)]

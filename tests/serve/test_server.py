@@ -35,7 +35,8 @@ def test_concurrent_requests_equal_sequential_ones(server):
         assert response.status_code == 200
         assert response.json() == sequential[path]
     face = sequential[PHOTOS[0]]["faces"][0]
-    assert face["gradcam"].startswith("data:image/png;base64,") and len(face["box"]) == 4
+    assert face["explanation"].startswith("data:image/png;base64,") and len(face["box"]) == 4
+    assert face["explained_by"] == "gradcam"
 
 
 def test_a_bad_upload_is_a_400_naming_the_file(server):
@@ -111,7 +112,7 @@ def test_the_page_in_headless_chromium(server, tmp_path):
 
 @pytest.fixture(scope="module")
 def graph_server(fast_graph):
-    """The app serving an ONNX graph of default-fast (ferlab.graph): answers without Grad-CAM."""
+    """The app serving an ONNX graph of default-fast (ferlab.graph): answers, and occlusion for Grad-CAM."""
     from ferlab.checkpoint import load_model
     from ferlab.serve.app import create_app
     from tests.serve.conftest import serving
@@ -120,33 +121,45 @@ def graph_server(fast_graph):
         yield url, fast_graph
 
 
-def test_a_graph_is_served_with_its_answers_and_without_grad_cam(graph_server):
+def decoded(data_uri: str) -> np.ndarray:
+    import base64
+    import io
+
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_uri.split(",", 1)[1]))))
+
+
+def test_a_graph_is_served_with_its_answers_and_explained_by_occlusion(graph_server):
     import ferlab
+    from ferlab.checkpoint import load_model
+    from ferlab.errors import FerlabError
+    from ferlab.serve.app import create_app
 
     url, path = graph_server
-    assert httpx.get(f"{url}/api/health").json() == {"status": "ok", "model": "fast.onnx", "explains": False}
+    assert httpx.get(f"{url}/api/health").json() == {"status": "ok", "model": "fast.onnx", "explains_with": "occlusion"}
     answer = post(url, PHOTOS[1], explain=False).json()
     [face] = ferlab.load(path).detect(PHOTOS[1])
     assert [(f["label"], f["box"]) for f in answer["faces"]] == [(face.label, face.box.to_list())]
-    assert "gradcam" not in answer["faces"][0]
+    assert "explanation" not in answer["faces"][0]
+    explained = post(url, PHOTOS[1], explain=True).json()["faces"][0]
+    assert explained["explained_by"] == "occlusion" and explained["label"] == face.label
+    heat, crop = decoded(explained["explanation"]), decoded(answer["faces"][0]["crop"])
+    assert heat.shape == (96, 96, 3) and np.abs(heat.astype(int) - crop[..., None].astype(int)).mean() > 5
     from tests.serve.test_webcam import jpeg
     from tests.test_video import two_faces_scene
 
     frame = httpx.post(f"{url}/api/frame", content=jpeg(two_faces_scene(0)), timeout=60).json()  # the camera's path
     assert len(frame["faces"]) == 1 and frame["faces"][0]["label"] in EMOTIONS
-    refused = post(url, PHOTOS[1], explain=True)
-    assert refused.status_code == 400
-    assert refused.json() == {"error": f"explain: {path}: an ONNX graph gives answers only, no gradients for "
-                                       "Grad-CAM; gradient-free methods explain it (ferlab explain --method "
-                                       "lime|occlusion), and every method explains the checkpoint it was exported from"}
+    with pytest.raises(FerlabError, match=f"--layer 10: picks Grad-CAM's conv layer, and {path} is explained by occlusion"):
+        create_app(load_model(path, graphs=True), "fast.onnx", layer="10")  # before it serves
 
 
 @pytest.mark.browser
-def test_a_graphs_page_hides_grad_cam_and_shows_the_faces(graph_server):
+def test_a_graphs_page_offers_occlusion_and_shows_the_faces(graph_server):
     url, _ = graph_server
     with chromium_page(1200, 900) as (page, errors):
         page.goto(url + "/")
-        assert not page.is_visible("#explain") and not page.is_checked("#explain")
+        assert page.is_visible("#explain") and page.is_checked("#explain")
+        assert page.inner_text("#explain-option").strip() == "show Occlusion"
         page.set_input_files("#file", str(PHOTOS[0]))
         page.wait_for_selector("#status[data-faces]", timeout=60_000)
         status = page.inner_text("#status")

@@ -1,11 +1,13 @@
 """A small FastAPI app: one static page (no external resources) and one JSON endpoint.
 
-    GET  /              the page: pick or drop a photo, see faces, probability bars, Grad-CAM;
-                        or the camera: live boxes, labels and probability bars over the video
-    POST /api/predict   multipart field ``file`` (+ ``explain=true``) -> faces as JSON
+    GET  /              the page: pick or drop a photo, see faces, probability bars, Grad-CAM
+                        (occlusion for an ONNX graph, an ensemble, a dnn); or the camera: live
+                        boxes, labels and probability bars over the video
+    POST /api/predict   multipart field ``file`` (+ ``explain=true``) -> faces as JSON (with
+                        explain, each face's ``explanation`` PNG and ``explained_by``)
     POST /api/frame     one camera frame (a JPEG or PNG body, at most 2 MiB and 1920x1080) -> faces
                         as JSON, without images; one frame at a time, at most 30 a second
-    GET  /api/health    {"status": "ok", "model": ..., "explains": false for an ONNX graph (no Grad-CAM)}
+    GET  /api/health    {"status": "ok", "model": ..., "explains_with": "gradcam" or "occlusion"}
 
 Every error, whatever raised it (a bad upload, a missing field, an unknown route, a bug), has one
 shape: ``{"error": "one line"}`` with the HTTP status. Requests share one model in eval mode; nothing per request touches it (no hooks, no mode
@@ -15,6 +17,7 @@ switches), so concurrent requests get the same answers as sequential ones.
 from __future__ import annotations
 
 import base64
+import html
 import io
 import math
 import threading
@@ -31,6 +34,7 @@ from starlette.exceptions import HTTPException
 from PIL import Image
 
 from ferlab.checkpoint import LoadedModel
+from ferlab.explain import get_spec
 from ferlab.explain.postprocess import overlay
 from ferlab.faces import Detection, PhotoError, read_photo
 from ferlab.photos import analyze, annotate, photo_record
@@ -104,7 +108,7 @@ def predict_bytes(loaded: LoadedModel, data: bytes, name: str, explain: bool, tt
         entry["crop"] = png_data_uri(np.asarray(Image.fromarray(face.crop).resize((96, 96), Image.Resampling.NEAREST)))
         if face.cam is not None:
             blended = overlay(face.crop, face.cam)
-            entry["gradcam"] = png_data_uri(np.asarray(Image.fromarray(blended).resize((96, 96), Image.Resampling.BILINEAR)))
+            entry["explained_by"], entry["explanation"] = loaded.overlay_method, png_data_uri(np.asarray(Image.fromarray(blended).resize((96, 96), Image.Resampling.BILINEAR)))
     record["annotated"] = png_data_uri(annotate(rgb, faces))
     return record
 
@@ -142,10 +146,10 @@ def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "non
     loaded.check_tta(tta)  # before serving: a policy the model cannot take would fail every request
     app = FastAPI(title="ferlab", docs_url=None, redoc_url=None)
     add_error_handlers(app)
+    options = loaded.overlay_options(layer)  # a layer occlusion cannot take: before serving
+    method = loaded.overlay_method  # Grad-CAM, or occlusion for an ONNX graph, an ensemble, a dnn
     page = resources.files("ferlab.serve").joinpath("page.html").read_text(encoding="utf-8")
-    explains = loaded.gradient_problem is None  # an ONNX graph (ferlab.graph) answers without Grad-CAM
-    if not explains:  # the page hides its Grad-CAM box before the first upload can ask for it
-        page = page.replace("<body>", '<body data-explains="false">', 1)
+    page = page.replace("__EXPLANATION__", html.escape(get_spec(method).title))
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
@@ -153,7 +157,7 @@ def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "non
 
     @app.get("/api/health")
     def health() -> dict:
-        return {"status": "ok", "model": model_name, "explains": explains}
+        return {"status": "ok", "model": model_name, "explains_with": method}
 
     gate = FrameGate(frame_rate)
     live_detection = Detection(detection.detector, live_min_face)
@@ -179,10 +183,8 @@ def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "non
         name = file.filename or "upload"
         if len(data) > MAX_UPLOAD_BYTES:
             return error_response(413, f"{name}: file is larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
-        if explain and not explains:
-            return error_response(400, f"explain: {loaded.gradient_problem}")
         try:
-            return predict_bytes(loaded, data, name, explain, tta, layer, detection)
+            return predict_bytes(loaded, data, name, explain, tta, options.get("layer"), detection)
         except PhotoError as error:
             return error_response(400, str(error))
 
