@@ -2,8 +2,10 @@
 
     python benchmarks/photos.py [--model default] [--repeats 10]
 
-Prints the median latency per photo for detection + classification, and with Grad-CAM, on the
-photos that ship with installed packages, and the throughput of batch prediction on 48x48 faces.
+Prints the median latency per photo for detection + classification, and with the explanation
+``--explain`` lays over faces (Grad-CAM; occlusion for an ONNX graph or an ensemble), on the photos
+that ship with installed packages, and for a checkpoint the throughput of batch prediction on 48x48
+faces (a graph's: ``benchmarks/exported.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 
 from ferlab.checkpoint import load_model
 from ferlab.evaluation import infer
+from ferlab.explain import get_spec
 from ferlab.faces import detect_faces, read_photo, to_gray
 from ferlab.photos import analyze, demo_photos
 
@@ -38,7 +41,8 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
-    loaded = load_model(args.model)
+    loaded = load_model(args.model, graphs=True)
+    explained_by = get_spec(loaded.overlay_method).title  # Grad-CAM, or occlusion for a graph or an ensemble
     rows = []
     for path in demo_photos():
         rgb = read_photo(path)
@@ -46,11 +50,11 @@ def main() -> None:
         label = f"{path.name} ({rgb.shape[1]}x{rgb.shape[0]}, {faces} face)"
         rows.append((label, "read + detect", median_seconds(lambda: detect_faces(to_gray(read_photo(path))), args.repeats)))
         rows.append((label, "read + detect + classify", median_seconds(lambda: analyze(loaded, read_photo(path)), args.repeats)))
-        rows.append((label, "... + Grad-CAM (--explain)",
+        rows.append((label, f"... + {explained_by} (--explain)",
                      median_seconds(lambda: analyze(loaded, read_photo(path), explain=True), args.repeats)))
     faces = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (4096, 48, 48), dtype=np.uint8))
     throughput = {}
-    for precision in (False, True):
+    for precision in (False, True) if loaded.checkpoint.get("kind") != "onnx" else ():  # a graph: benchmarks/exported.py
         seconds = median_seconds(lambda: infer(loaded.model, faces, loaded.normalization, batch_size=512,
                                                mixed_precision=precision), max(3, args.repeats // 3))
         throughput["bf16" if precision else "fp32"] = len(faces) / seconds

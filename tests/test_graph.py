@@ -154,7 +154,7 @@ def test_explain_draws_a_graph_with_the_gradient_free_methods_only(graph, sample
 
 
 def test_the_report_of_a_graph_has_its_metrics_and_gradient_free_explanations(graph, sample_archive, sample_faces,
-                                                                               tmp_path):
+                                                                               tmp_path, capsys):
     out = tmp_path / "report"
     assert main(["report", str(graph), "--data", str(sample_archive), "--lime-samples", "60", "--quiet",
                  "-o", str(out)]) == 0
@@ -172,6 +172,9 @@ def test_the_report_of_a_graph_has_its_metrics_and_gradient_free_explanations(gr
     for row in trust["methods"]:
         assert row["rho"] is None and not row["checked"] and row["verdict"].startswith("no randomisation check")
         assert 0 <= row["deletion"] <= 1 and 0 <= row["insertion"] <= 1
+    assert main(["report", str(graph), "--data", str(sample_archive), "--layer", "3", "-o", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"--layer 3: {graph} is an ONNX graph, with no conv layer to pick; "
+                                                    "its explanations (LIME, occlusion) take none")
 
 
 @pytest.mark.parametrize("argv", [

@@ -212,8 +212,9 @@ class LoadedModel:
         if layer is None:
             return {}
         if "layer" not in get_spec(self.overlay_method).options:
-            raise FerlabError(f"--layer {layer}: picks Grad-CAM's conv layer, and {self.checkpoint.get('source') or 'this model'} "
-                              f"is explained by {self.overlay_method} (no gradients or no single conv layer)")
+            model = self.checkpoint.get("source") or f"this {self.config.model} model"  # a graph's file
+            raise FerlabError(f"--layer {layer}: picks Grad-CAM's conv layer, and {model} is explained by "
+                              f"{self.overlay_method} (no gradients or no single conv layer)")
         return {"layer": layer}
 
     @property

@@ -1,6 +1,7 @@
 """From a photo to explained emotions: detect every face, classify its 48x48 crop, and optionally
-explain it with Grad-CAM (occlusion where Grad-CAM does not apply). Shared by ``ferlab photo`` and ``ferlab serve``; thread-safe on one
-model (no hooks; the model is in eval mode and only ever set to eval mode again).
+explain it with Grad-CAM (occlusion where Grad-CAM does not apply). Shared by ``ferlab photo`` and
+``ferlab serve``; thread-safe on one model (no hooks; the model is in eval mode and only ever set to
+eval mode again).
 
 A face crop someone already has (a 48x48 FER2013 face, a tight crop from a film) holds too little
 around the face for the detector. ``mode`` says what to do: ``detect`` faces, take the whole image
@@ -88,7 +89,7 @@ def classify_boxes(loaded: LoadedModel, gray: np.ndarray, boxes: list[Box], foun
     """The faces in ``boxes`` of a (H, W) uint8 image, classified in one batch (and with
     ``explain``, the model's ``overlay_method`` for the predicted class: Grad-CAM at ``layer``, or
     occlusion)."""
-    options = loaded.overlay_options(layer) if explain else {}  # a layer occlusion cannot take: whether or not there is a face
+    options = loaded.overlay_options(layer) if explain else {}  # a layer occlusion cannot take: with a face or without
     if not boxes:
         return []
     margin = 0.0 if found_by == "whole image" else CROP_MARGIN

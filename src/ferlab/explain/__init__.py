@@ -114,5 +114,5 @@ def explain(name: str, model: nn.Module, images: torch.Tensor, target=None, **op
 
 from ferlab.explain import saliency, gradcam, hirescam, guided_gradcam, lime_method, occlusion  # noqa: E402,F401 - display order
 
-__all__ = ["MethodSpec", "explain", "get_method", "get_spec", "gradient_free_methods", "list_methods", "method_title", "register_method",
-           "NotApplicable"]
+__all__ = ["MethodSpec", "explain", "get_method", "get_spec", "gradient_free_methods", "list_methods", "method_title",
+           "register_method", "NotApplicable"]

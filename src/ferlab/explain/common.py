@@ -32,7 +32,8 @@ def check_whole(method: str, name: str, value, low: int, high: int | None = None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise FerlabError(f"{method}: {name} must be a whole number, not {value!r}")
     if value < low or (high is not None and value > high):
-        raise FerlabError(f"{method}: {name} {value} must be " + (f"{low}..{high}" if high is not None else f"at least {low}"))
+        allowed = f"{low}..{high}" if high is not None else f"at least {low}"
+        raise FerlabError(f"{method}: {name} {value} must be {allowed}")
 
 
 def check_finite(method: str, name: str, value) -> None:
@@ -107,7 +108,11 @@ def default_layer(model: nn.Module, sides: dict[str, int] | None = None) -> str:
 
 def check_layer(model: nn.Module, layer: str | int | None) -> None:
     """Raise UnknownChoice now for a ``layer`` the model does not have (before a batch or a
-    server starts); None, and models without conv layers (their methods say NotApplicable), pass."""
+    server starts), or for any layer of an ONNX graph (its explanations take none); None, and
+    models without conv layers (their methods say NotApplicable), pass."""
+    if layer is not None and not gives_gradients(model):
+        raise UnknownChoice(f"--layer {layer}: {getattr(model, 'source', 'this model')} is an ONNX graph, with no conv "
+                            "layer to pick; its explanations (LIME, occlusion) take none")
     if layer is not None and conv_layers(model):
         pick_layer(model, layer)
 

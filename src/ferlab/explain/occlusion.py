@@ -48,7 +48,8 @@ def occlusion(model: nn.Module, images: torch.Tensor, target=None, window: int =
             with autocast_for(device, mixed_precision):
                 return model(x).float().softmax(1)
 
+        channels = images.shape[1]
         maps = Occlusion(probability).attribute(
-            images.float(), sliding_window_shapes=(images.shape[1], window, window), strides=(images.shape[1], stride, stride),
+            images.float(), sliding_window_shapes=(channels, window, window), strides=(channels, stride, stride),
             baselines=fill, target=targets.to(images.device), perturbations_per_eval=max(1, batch_size // len(images)))
     return maps.sum(dim=1, keepdim=True).float().cpu()

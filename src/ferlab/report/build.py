@@ -291,7 +291,8 @@ def write_page(run_dir: Path, loaded: LoadedModel, evaluation: dict, history: li
         summary_rows=rows, evaluation=evaluation, history=history, best_epoch=loaded.checkpoint.get("epoch"),
         figures=figures, notes=notes, trust_rows=trust_table, trust_faces=trust["faces"] if trust else 0,
         fill_text=trust["fill"] if trust else "", trust_steps=trust["steps"] if trust else 0, threshold=SANITY_THRESHOLD, timings=timings, emotions=EMOTIONS,
-        methods=[get_spec(name) for name in report_methods(loaded.model)[0]], cam_layer=cam_layer, generated=time.strftime("%Y-%m-%d %H:%M"),
+        methods=[get_spec(name) for name in report_methods(loaded.model)[0]], cam_layer=cam_layer,
+        generated=time.strftime("%Y-%m-%d %H:%M"),
         escape=html.escape)
     path = run_dir / "report.html"
     path.write_text(page, encoding="utf-8")
