@@ -180,7 +180,6 @@ def test_the_report_of_a_graph_has_its_metrics_and_gradient_free_explanations(gr
 @pytest.mark.parametrize("argv", [
     ["calibrate", "{graph}", "-o", "{tmp}/calibrated.pt"],
     ["export", "{graph}", "-o", "{tmp}/again.onnx"],
-    ["ensemble", "{graph}", "default", "--out", "{tmp}/ensemble"],
     ["train", "--init", "{graph}", "--epochs", "1", "--data", "{sample}"],
 ])
 def test_commands_that_need_the_pytorch_model_refuse_a_graph_in_one_line(graph, sample_archive, tmp_path, capsys, argv):
@@ -188,6 +187,26 @@ def test_commands_that_need_the_pytorch_model_refuse_a_graph_in_one_line(graph, 
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(graph) in err and "ONNX graph gives answers only" in err
+
+
+def test_an_ensemble_evaluates_graphs_beside_checkpoints_but_writes_none(graph, sample_archive, sample_faces, tmp_path,
+                                                                         capsys):
+    out = tmp_path / "ensemble"
+    assert main(["ensemble", str(graph), "default", "--data", str(sample_archive), "--out", str(out)]) == 0
+    test = sample_faces.split("test")
+    members = [load_model(graph, graphs=True), load_model("default")]
+    combined = sum(member.probabilities(test.images) for member in members) / 2
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_accuracy"] == int((combined.argmax(1) == test.labels).sum()) / len(test)
+    assert metrics["members"][str(graph)]["test_accuracy"] == \
+        int((members[0].logits(test.images).argmax(1) == test.labels).sum()) / len(test)
+    written = tmp_path / "ensemble.pt"
+    assert main(["ensemble", "default", str(graph), "-o", str(written), "--data", str(sample_archive),
+                 "--out", str(tmp_path / "again")]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"{graph}: -o writes the members' weights into one model, and an ONNX "
+                                                    "graph's cannot be read out; give the checkpoints it was exported "
+                                                    "from (the evaluation takes graphs)")
+    assert not written.exists() and not (tmp_path / "again").exists()
 
 
 def test_what_a_graph_cannot_do_at_inference_is_one_line(graph, sample_archive, tmp_path, capsys):

@@ -366,7 +366,11 @@ def cmd_ensemble(args) -> int:
     if len(args.runs) < 2:
         raise FerlabError("an ensemble needs at least two runs")
     output = writable_file(Path(args.output)) if args.output else None
-    members = [load_model(run, device=args.device) for run in args.runs]
+    members = [load_model(run, device=args.device, graphs=True) for run in args.runs]
+    graphs = [str(run) for run, member in zip(args.runs, members) if member.checkpoint.get("kind") == "onnx"]
+    if output and graphs:  # ensemble.pt holds its members' weights; a graph's stay inside onnxruntime
+        raise FerlabError(f"{graphs[0]}: -o writes the members' weights into one model, and an ONNX graph's cannot be "
+                          "read out; give the checkpoints it was exported from (the evaluation takes graphs)")
     if args.out:
         check_owner(Path(args.out))
     faces = load_data_for(args, members[0])
@@ -699,7 +703,8 @@ def add_calibrate_command(commands) -> None:
 
 def add_ensemble_command(commands) -> None:
     ensemble = commands.add_parser("ensemble", help="combine runs' probabilities and evaluate the combination")
-    ensemble.add_argument("runs", nargs="+", help="run folders or checkpoint files")
+    ensemble.add_argument("runs", nargs="+", help="run folders, checkpoint files or ONNX graphs of ferlab export "
+                                                   "(graphs are evaluated, not written into -o)")
     ensemble.add_argument("--weights", choices=("equal", "fit"), default="equal",
                           help="fit: weights that minimise the log-loss on PublicTest")
     add_tta_argument(ensemble)
