@@ -142,6 +142,13 @@ def test_the_api_and_photos_take_a_graph_and_explain_it_without_gradients(graph,
 
 
 def test_explain_draws_a_graph_with_the_gradient_free_methods_only(graph, sample_archive, tmp_path, capsys):
+    from PIL import Image
+
+    assert main(["explain", str(graph), "--method", "all", "--index", "0", "--data", str(sample_archive),
+                 "-o", str(tmp_path / "all.png")]) == 0
+    assert "left out" not in capsys.readouterr().out  # all: the methods that apply, LIME and occlusion
+    with Image.open(tmp_path / "all.png") as image:  # the face and two panels
+        assert 2 * image.height < image.width < 4 * image.height
     for method in ("lime", "occlusion"):
         output = tmp_path / f"{method}.png"
         assert main(["explain", str(graph), "--method", method, "--index", "0", "1", "--data", str(sample_archive),

@@ -49,7 +49,7 @@ def read_checkpoint(path: str | os.PathLike, *, for_resume: bool = False) -> dic
         raise FerlabError(f"{path}: " + ("not a regular file (a device, socket or FIFO)" if path.exists() else "no such checkpoint"))
     if is_graph(path):
         raise FerlabError(f"{path}: an ONNX graph gives answers only (ferlab evaluate, predict, photo, video, serve, "
-                          "summary, explain, report and ferlab.load take it); this needs a run folder, a .pt "
+                          "summary, explain, report, ensemble and ferlab.load take it); this needs a run folder, a .pt "
                           "checkpoint or 'default'")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip; a legacy reader would fail obscurely
         raise FerlabError(f"{path}: not a PyTorch checkpoint (not a zip archive: truncated, damaged or another kind of file)")

@@ -574,18 +574,23 @@ def explain_inputs(args, loaded) -> tuple:
 
 def cmd_explain(args) -> int:
     from ferlab.checkpoint import load_model
-    from ferlab.explain import list_methods
+    from ferlab.explain import list_methods, methods_for
+    from ferlab.explain.common import check_layer
     from ferlab.report.explain_figures import explain_faces_figure
     from ferlab.runs import writable_file
 
-    if args.method not in list_methods():
-        raise FerlabError(f"unknown explanation method {args.method!r}; available: {', '.join(list_methods())}")
+    if args.method not in (*list_methods(), "all"):
+        raise FerlabError(f"unknown explanation method {args.method!r}; available: {', '.join(list_methods())} or all")
     loaded = load_model(args.run, device=args.device, graphs=True)
+    methods = methods_for(loaded.model) if args.method == "all" else [args.method]
+    check_layer(loaded.model, args.layer)  # a layer the model lacks is one line before the work
     output = writable_file(Path(args.output)) if args.output else None  # checked before the work
     run_dir = None if output else output_dir(args, "explain")  # a named file needs no folder of its own
     faces, names = explain_inputs(args, loaded)
     output = output or run_dir / f"explain-{args.method}-{'-'.join(names)[:60]}.png"
-    explain_faces_figure(loaded, faces, names, args.method, args.target, output, layer=args.layer)  # NotApplicable: one line, exit 2
+    left_out = explain_faces_figure(loaded, faces, names, methods, args.target, output, layer=args.layer)  # one: NotApplicable
+    for title, why in left_out.items():
+        print(f"left out {title}: {why}")
     print(f"wrote {output}")
     return 0
 
@@ -838,7 +843,8 @@ def add_explain_command(commands) -> None:
     explain.add_argument("run", help="run folder, checkpoint file, or an ONNX graph of ferlab export "
                                      "(gradient-free methods: lime, occlusion)")
     explain.add_argument("--method", required=True, help="saliency, gradcam, hirescam, guided_gradcam, lime or "
-                                                         "occlusion (the explanation registry's methods)")
+                                                         "occlusion (the explanation registry's methods), or all: "
+                                                         "every method that applies, side by side")
     chosen = explain.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--image", nargs="+", help="face image file(s); converted to 48x48 gray")
     chosen.add_argument("--index", type=int, nargs="+", help="face index(es) in --split")

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 
 import ferlab
 from ferlab.checkpoint import load_model
 from ferlab.errors import UnknownChoice
-from ferlab.explain import explain, get_spec, gradient_free_methods, list_methods
+from ferlab.explain import NotApplicable, explain, get_spec, gradient_free_methods, list_methods
 from ferlab.explain.common import MIN_CAM_SIDE, conv_layers, default_layer, layer_sides, pick_layer
 from ferlab.models import build_model, list_models
 
@@ -95,3 +97,27 @@ def test_a_layer_the_model_or_method_lacks_is_one_line_before_any_work(command, 
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and ("no conv layer '99'" in error or "saliency takes no option layer" in error)
     assert not (tmp_path / "out" / "results.json").exists() and not (tmp_path / "x.png").exists()
+
+
+def test_explain_all_draws_every_method_that_applies_and_names_those_left_out(tmp_path, sample_faces, capsys):
+    from ferlab.checkpoint import LoadedModel
+    from ferlab.cli import main
+    from ferlab.config import TrainConfig
+    from ferlab.data.normalize import Normalization
+    from ferlab.models import build_model
+    from ferlab.report.explain_figures import explain_faces_figure
+
+    torch.manual_seed(0)
+    dense = LoadedModel(build_model("dnn").eval(), Normalization(), TrainConfig(model="dnn"), {})
+    faces = sample_faces.images[:2]
+    left_out = explain_faces_figure(dense, faces, ["a", "b"], list_methods(), None, tmp_path / "dnn.png")
+    assert set(left_out) == {"Grad-CAM", "HiResCAM", "Guided Grad-CAM"}
+    assert all("no convolutional layers" in why for why in left_out.values())
+    assert (tmp_path / "dnn.png").stat().st_size > 5000
+    with pytest.raises(NotApplicable, match="no convolutional layers"):  # one method: its own answer
+        explain_faces_figure(dense, faces, ["a", "b"], ["gradcam"], None, tmp_path / "one.png")
+    figure = tmp_path / "all.png"
+    assert main(["explain", "default", "--method", "all", "--image", str(tmp_path / "dnn.png"), "-o", str(figure)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"wrote {figure}"  # nothing left out of the shipped model
+    with Image.open(figure) as image:  # seven panels after the face: the masked face beside saliency
+        assert image.width > 6 * image.height

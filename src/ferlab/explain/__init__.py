@@ -88,6 +88,13 @@ def gradient_free_methods() -> list[str]:
     return [name for name, spec in _METHODS.items() if not spec.gradients]
 
 
+def methods_for(model: nn.Module) -> list[str]:
+    """The registered methods that may explain ``model``: all of them, or the gradient-free ones
+    for a model that gives no gradients (an ONNX graph). A method may still find the model outside
+    its reach (Grad-CAM without conv layers) and raise NotApplicable."""
+    return list_methods() if gives_gradients(model) else gradient_free_methods()
+
+
 def get_spec(name: str) -> MethodSpec:
     if name not in _METHODS:
         raise UnknownChoice(f"unknown explanation method {name!r}; available: {', '.join(_METHODS)}")
@@ -114,5 +121,5 @@ def explain(name: str, model: nn.Module, images: torch.Tensor, target=None, **op
 
 from ferlab.explain import saliency, gradcam, hirescam, guided_gradcam, lime_method, occlusion  # noqa: E402,F401 - display order
 
-__all__ = ["MethodSpec", "explain", "get_method", "get_spec", "gradient_free_methods", "list_methods", "method_title",
+__all__ = ["MethodSpec", "explain", "get_method", "get_spec", "gradient_free_methods", "list_methods", "method_title", "methods_for",
            "register_method", "NotApplicable"]

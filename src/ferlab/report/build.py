@@ -21,8 +21,8 @@ import torch
 from ferlab.checkpoint import LoadedModel
 from ferlab.data.faceset import FaceSet
 from ferlab.errors import UnknownChoice
-from ferlab.explain import NotApplicable, get_spec, gradient_free_methods, list_methods
-from ferlab.explain.common import check_layer, conv_layers, default_layer, gives_gradients, layer_sides
+from ferlab.explain import NotApplicable, get_spec, list_methods, methods_for
+from ferlab.explain.common import check_layer, conv_layers, default_layer, layer_sides
 from ferlab.explain.filters import feature_maps, shallow_middle_deep, visualize_filters
 from ferlab.explain.postprocess import masked_faces
 from ferlab.explain.trust import SANITY_THRESHOLD, assess, random_baseline
@@ -124,10 +124,9 @@ def report_split(faces: FaceSet, log: Callable[[str], None]) -> str:
 def report_methods(model: torch.nn.Module) -> tuple[list[str], dict[str, str]]:
     """The explanation methods the report runs on ``model``, and a note on those it leaves out: an
     ONNX graph gives no gradients, so only the gradient-free methods explain it."""
-    if gives_gradients(model):
-        return list_methods(), {}
-    left_out = [get_spec(name).title for name in list_methods() if get_spec(name).gradients]
-    return gradient_free_methods(), {", ".join(left_out): "need gradients, and an ONNX graph gives answers only"}
+    methods = methods_for(model)
+    left_out = [get_spec(name).title for name in list_methods() if name not in methods]
+    return methods, ({", ".join(left_out): "need gradients, and an ONNX graph gives answers only"} if left_out else {})
 
 
 def explanation_panels(loaded: LoadedModel, faces_u8: torch.Tensor, targets: torch.Tensor, options: ReportOptions,

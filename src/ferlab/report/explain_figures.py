@@ -143,22 +143,33 @@ def plot_trust_curves(curves: dict[str, tuple[torch.Tensor, torch.Tensor]], path
     return path
 
 
-def explain_faces_figure(loaded, faces: torch.Tensor, names: list[str], method: str, target: str | None,
-                         path: Path, layer: str | None = None) -> Path:
-    """One method's maps for (N, 48, 48) uint8 ``faces`` of a loaded model, explaining ``target`` (a
-    class name) or each face's predicted class, drawn as one figure at ``path``; ``layer`` for the
-    methods that take one. Raises ``NotApplicable`` when the method cannot explain this model."""
-    from ferlab.explain import get_spec
+def explain_faces_figure(loaded, faces: torch.Tensor, names: list[str], methods: list[str], target: str | None,
+                         path: Path, layer: str | None = None) -> dict[str, str]:
+    """``methods``' maps for (N, 48, 48) uint8 ``faces`` of a loaded model side by side, explaining
+    ``target`` (a class name) or each face's predicted class, drawn as one figure at ``path``;
+    ``layer`` for the methods that take one. One method that cannot explain the model raises
+    NotApplicable; of several, those are left out and returned (title -> why)."""
+    from ferlab.explain import NotApplicable, get_spec
     from ferlab.explain.postprocess import masked_faces
     from ferlab.labels import EMOTIONS
 
-    spec = get_spec(method)
     probabilities = loaded.probabilities(faces)
     targets = probabilities.argmax(1) if target is None else torch.full((len(faces),), EMOTIONS.index(target))
-    maps = loaded.explain(method, faces, targets, **({"layer": layer} if layer is not None else {}))
-    panels = {spec.title: (maps, spec.display)}
-    if method == "saliency":
-        panels["masked (top 20%)"] = (masked_faces(faces, maps), "gray")
+    panels, left_out, asked = {}, {}, {"layer": layer} if layer is not None else {}
+    for method in methods:
+        spec = get_spec(method)
+        try:  # one method takes the layer or says it takes none; of several, those that take one get it
+            maps = loaded.explain(method, faces, targets, **(asked if len(methods) == 1 else spec.accepted(asked)))
+        except NotApplicable as error:
+            if len(methods) == 1:
+                raise
+            left_out[spec.title] = str(error)
+            continue
+        panels[spec.title] = (maps, spec.display)
+        if method == "saliency":
+            panels["masked (top 20%)"] = (masked_faces(faces, maps), "gray")
     captions = [f"{n}: {EMOTIONS[int(t)]} {float(probabilities[i, t]):.2f}" for i, (n, t) in enumerate(zip(names, targets))]
-    title = f"{spec.title} for the " + ("predicted class" if target is None else f"class {target}")
-    return plot_method_panels(faces, captions, panels, path, title)
+    what = get_spec(methods[0]).title if len(methods) == 1 else "Explanations"
+    plot_method_panels(faces, captions, panels, path, f"{what} for the " +
+                       ("predicted class" if target is None else f"class {target}"))
+    return left_out
