@@ -29,6 +29,7 @@ from ferlab.video import VideoOptions, process_video  # noqa: E402
 
 SETTINGS = {
     "hog, every frame": VideoOptions(),
+    "hog, every frame, --explain": VideoOptions(explain=True),
     "hog, every 5th frame": VideoOptions(detect_every=5),
     "haar, every frame": VideoOptions(detection=Detection("haar")),
     "haar, every 5th frame": VideoOptions(detect_every=5, detection=Detection("haar")),

@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from ferlab.cli import main
@@ -94,6 +95,41 @@ def test_the_python_api_gives_the_commands_summary(video, tmp_path):
     assert summary == json.loads((tmp_path / "cli" / "two-summary.json").read_text())
     assert read_rows(tmp_path / "api" / "two-frames.csv") == read_rows(tmp_path / "cli" / "two-frames.csv")
     assert summary["frames"] == summary["frames_announced"] == FRAMES and len(summary["faces"]) >= 2
+
+
+def test_explain_lays_each_faces_map_of_the_label_shown_over_it(video, tmp_path, capsys):
+    import cv2
+
+    from ferlab.checkpoint import load_model
+    from ferlab.photos import overlay_maps
+    from ferlab.video import Frame, frame_faces
+
+    plain, explained = tmp_path / "plain", tmp_path / "explained"
+    assert main(["video", str(video), "-o", str(plain), "--quiet"]) == 0
+    assert main(["video", str(video), "-o", str(explained), "--quiet", "--explain"]) == 0
+    assert read_rows(explained / "two-frames.csv") == read_rows(plain / "two-frames.csv")  # the answers are unchanged
+    assert json.loads((explained / "two-summary.json").read_text())["explained_by"] == "gradcam"
+    assert json.loads((plain / "two-summary.json").read_text())["explained_by"] is None
+    frames = [cv2.VideoCapture(str(folder / "two-annotated.mp4")).read()[1].astype(int) for folder in (plain, explained)]
+    box = [int(v) for v in (read_rows(plain / "two-frames.csv")[0][k] for k in "xywh")]
+    inside = np.zeros(frames[0].shape[:2], bool)
+    inside[box[1]:box[1] + box[3], box[0]:box[0] + box[2]] = True
+    difference = np.abs(frames[0] - frames[1]).mean(axis=2)
+    assert difference[inside].mean() > 10 > 2 > difference[~inside].mean()  # a heat map on the face, nothing elsewhere
+    # Each map explains the smoothed label the video shows, not the frame's own: a face that was
+    # "fear" so far is still shown (and explained) as fear in a frame that alone says otherwise.
+    loaded, options = load_model("default"), VideoOptions(explain=True, smoothing=0.9)
+    tracker = Tracker(options)
+    frame_faces(loaded, Frame(0, 0.0, two_faces_scene(0)), tracker, options)
+    for track in tracker.tracks:
+        track.probabilities = np.eye(len(EMOTIONS))[EMOTIONS.index("fear")]
+    faces = frame_faces(loaded, Frame(1, 1 / FPS, two_faces_scene(1)), tracker, options)
+    own = loaded.probabilities(torch.from_numpy(np.stack([face.crop for _, face in faces]))).argmax(1)
+    assert [face.label for _, face in faces] == ["fear", "fear"] and EMOTIONS.index("fear") not in own.tolist()
+    for (_, face), its_own in zip(faces, own):
+        expected = overlay_maps(loaded, face.crop[None], torch.tensor([EMOTIONS.index("fear")]), {})[0]
+        np.testing.assert_allclose(face.cam, expected, atol=1e-4)
+        assert np.abs(face.cam - overlay_maps(loaded, face.crop[None], its_own[None], {})[0]).max() > 0.05
 
 
 def test_detecting_every_k_frames_carries_the_boxes(video, tmp_path):

@@ -194,19 +194,23 @@ class Model:
 
     def video(self, path: str | os.PathLike, output: str | os.PathLike = "video-results", *, detect_every: int = 1,
               smoothing: float = 0.6, min_face: float = MIN_FACE, detector: str = DEFAULT_DETECTOR,
-              progress: bool = False) -> dict:
+              explain: bool = False, layer: str | None = None, progress: bool = False) -> dict:
         """``ferlab video`` in one call: every face followed through a video file, its
         probabilities smoothed over time. Writes the annotated video, the per-frame CSV, the
         timeline plot and the summary into ``output``; returns the summary (frames, fps, each
-        face's frames, time on screen, mean probabilities and top emotion). A video that decodes
-        fewer frames than it announces (damaged or cut off) gives its results and a warning."""
+        face's frames, time on screen, mean probabilities and top emotion). ``explain`` lays each
+        face's Grad-CAM (at ``layer``), or occlusion where Grad-CAM does not apply, over it in the
+        annotated video. A video that decodes fewer frames than it announces (damaged or cut off)
+        gives its results and a warning."""
         import warnings
 
         from ferlab.runs import writable_folder
         from ferlab.video import VideoOptions, frames_lost, process_video
 
         options = VideoOptions(detect_every=detect_every, smoothing=smoothing,
-                               detection=Detection(detector, min_face), tta=self.tta)
+                               detection=Detection(detector, min_face), tta=self.tta, explain=explain, layer=layer)
+        if explain:
+            self.loaded.overlay_options(layer)  # before the first frame
         summary = process_video(self.loaded, Path(path), writable_folder(Path(output)), options, progress=progress)
         if problem := frames_lost(summary):
             warnings.warn(problem, stacklevel=2)

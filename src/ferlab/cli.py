@@ -450,12 +450,17 @@ def cmd_photo(args) -> int:
 def cmd_video(args) -> int:
     from ferlab.checkpoint import load_model
     from ferlab.runs import writable_folder
+    from ferlab.explain.common import check_layer
     from ferlab.video import VideoOptions, describe_summary, frames_lost, process_video
 
-    options = VideoOptions(detect_every=args.detect_every, smoothing=args.smoothing, detection=detection_of(args), tta=args.tta)
+    options = VideoOptions(detect_every=args.detect_every, smoothing=args.smoothing, detection=detection_of(args), tta=args.tta,
+                           explain=args.explain, layer=args.layer)
     out = writable_folder(Path(args.output))
     loaded = load_model(args.model, device=args.device, graphs=True)
     loaded.check_tta(args.tta)
+    if args.explain:
+        loaded.overlay_options(args.layer)  # a --layer occlusion cannot take: one line before the first frame
+    check_layer(loaded.model, args.layer)
     summary = process_video(loaded, Path(args.input), out, options, progress=not args.quiet)
     print(describe_summary(summary))
     print(f"wrote {', '.join(summary['outputs'])} to {out}")
@@ -777,6 +782,9 @@ def add_video_command(commands) -> None:
                        help="detect faces every K frames, carrying the boxes in between (default 1)")
     video.add_argument("--smoothing", type=float, default=0.6,
                        help="weight of each face's previous probabilities in its moving average, 0 to <1 (default 0.6)")
+    video.add_argument("--explain", action="store_true", help="overlay each face's Grad-CAM (occlusion where it does not "
+                                                               "apply) in the annotated video, for the label shown")
+    add_layer_argument(video)
     add_detection_arguments(video)
     add_tta_argument(video)
     video.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -786,7 +794,7 @@ def add_video_command(commands) -> None:
 
 def add_serve_command(commands) -> None:
     serve = commands.add_parser("serve", help="a local web page: drop a photo, see faces, expressions and Grad-CAM")
-    serve.add_argument("--model", default="default", help=ANSWERS_HELP + "; a graph's page has no Grad-CAM")
+    serve.add_argument("--model", default="default", help=ANSWERS_HELP + "; a graph's page shows occlusion for Grad-CAM")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     serve.add_argument("--port", type=port_number, default=8000, help="TCP port, 1..65535 (default 8000)")
     add_layer_argument(serve)

@@ -38,7 +38,7 @@ class FaceResult:
     box: Box
     probabilities: tuple[float, ...]  # in EMOTIONS order
     crop: np.ndarray                  # (48, 48) uint8, what the model saw
-    cam: np.ndarray | None = None     # (48, 48) Grad-CAM in [0, 1] for the predicted class
+    cam: np.ndarray | None = None     # (48, 48) the overlay (Grad-CAM or occlusion) in [0, 1] for the predicted class
     found_by: str = "detector"        # "detector", or "whole image" (a face crop: see the module's docstring)
 
     @property
@@ -95,13 +95,17 @@ def classify_boxes(loaded: LoadedModel, gray: np.ndarray, boxes: list[Box], foun
     margin = 0.0 if found_by == "whole image" else CROP_MARGIN
     crops = np.stack([crop_face(gray, box, margin) for box in boxes])
     probabilities = loaded.probabilities(torch.from_numpy(crops), tta=tta)
-    cams = [None] * len(boxes)
-    if explain:  # the positive part: where the model found evidence for the class
-        maps = normalize(relu(loaded.explain(loaded.overlay_method, torch.from_numpy(crops), probabilities.argmax(1),
-                                             **options)))
-        cams = [m[0].numpy() for m in maps]
+    cams = overlay_maps(loaded, crops, probabilities.argmax(1), options) if explain else [None] * len(boxes)
     return [FaceResult(box, tuple(float(p) for p in probs), crop, cam, found_by)
             for box, probs, crop, cam in zip(boxes, probabilities.tolist(), crops, cams)]
+
+
+def overlay_maps(loaded: LoadedModel, crops: np.ndarray, targets: torch.Tensor, options: dict) -> list[np.ndarray]:
+    """(N, 48, 48) uint8 crops -> the model's ``overlay_method`` map of each for its target class,
+    in [0, 1]: the positive part, where the model found evidence for the class. ``options``:
+    ``LoadedModel.overlay_options``."""
+    maps = normalize(relu(loaded.explain(loaded.overlay_method, torch.from_numpy(crops), targets, **options)))
+    return [m[0].numpy() for m in maps]
 
 
 def annotate(rgb: np.ndarray, faces: list[FaceResult], tags: list[str] | None = None) -> Image.Image:

@@ -3,7 +3,8 @@ its probabilities over time, and write what was seen.
 
 ``ferlab video IN -o OUT/`` writes, for a video ``IN`` named ``clip.mp4``:
 
-    clip-annotated.mp4   the video with each face's box, id, label and confidence
+    clip-annotated.mp4   the video with each face's box, id, label and confidence (with ``explain``,
+                         where the model looked: Grad-CAM, or occlusion, of the label shown)
     clip-frames.csv      one row per face per frame: frame, time_s, face, x, y, w, h, label and the
                          seven smoothed probabilities
     clip-timeline.png    each face's smoothed probabilities over time
@@ -27,12 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ferlab.checkpoint import LoadedModel
 from ferlab.errors import FerlabError
 from ferlab.faces import MAX_PIXELS, Box, Detection, to_gray
 from ferlab.labels import EMOTIONS
-from ferlab.photos import FaceResult, annotate, classify_boxes, find_faces
+from ferlab.photos import FaceResult, annotate, classify_boxes, find_faces, overlay_maps
 
 
 class VideoError(FerlabError):
@@ -47,6 +49,8 @@ class VideoOptions:
     max_missed: int = 5        # detections a track may miss before it ends
     detection: Detection = Detection()  # the face detector and the smallest face
     tta: str = "none"          # test-time augmentation policy of each face's probabilities
+    explain: bool = False      # lay each face's explanation (Grad-CAM, or occlusion) over it in the annotated video
+    layer: str | None = None   # Grad-CAM's conv layer (None: its default)
 
     def __post_init__(self):
         if self.detect_every < 1:
@@ -190,11 +194,13 @@ def frame_faces(loaded: LoadedModel, frame: Frame, tracker: Tracker, options: Vi
     else:
         tracks = [t for t in tracker.tracks if t.missed == 0]
     faces = classify_boxes(loaded, gray, [t.box for t in tracks], tta=options.tta)
-    results = []
-    for track, face in zip(tracks, faces):
-        smoothed = tracker.smooth(track, np.asarray(face.probabilities), frame.time)
-        results.append((track, FaceResult(face.box, tuple(float(p) for p in smoothed), face.crop)))
-    return results
+    smoothed = [tracker.smooth(track, np.asarray(face.probabilities), frame.time) for track, face in zip(tracks, faces)]
+    cams = [None] * len(faces)
+    if options.explain and faces:  # of the smoothed label, the one the video shows
+        cams = overlay_maps(loaded, np.stack([face.crop for face in faces]),
+                            torch.tensor([int(np.argmax(p)) for p in smoothed]), loaded.overlay_options(options.layer))
+    return [(track, FaceResult(face.box, tuple(float(p) for p in probabilities), face.crop, cam))
+            for track, face, probabilities, cam in zip(tracks, faces, smoothed, cams)]
 
 
 CSV_COLUMNS = ["frame", "time_s", "face", "x", "y", "w", "h", "label", *EMOTIONS]
@@ -252,7 +258,8 @@ def process_video(loaded: LoadedModel, path: Path, out: Path, options: VideoOpti
     plot_timeline({t.id: t.history for t in tracker.all_tracks() if t.history}, outputs["timeline.png"], path.name)
     summary = {"video": str(path), "frames": seen, "frames_announced": count or None,
                "fps": round(fps, 3), "seconds": round(seen / fps, 3),
-               "detect_every": options.detect_every, "smoothing": options.smoothing, "faces": faces,
+               "detect_every": options.detect_every, "smoothing": options.smoothing,
+               "explained_by": loaded.overlay_method if options.explain else None, "faces": faces,
                "outputs": [p.name for p in outputs.values()]}
     outputs["summary.json"].write_text(json.dumps(summary, indent=2))
     return summary
