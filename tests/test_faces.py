@@ -104,8 +104,9 @@ def test_photo_json_schema_and_annotated_copies(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["photo", "--demo", str(blank), "--explain", "-o", str(out)]) == 0
     assert "blank.png: 0 faces: no face found" in capsys.readouterr().out
-    records = json.loads((out / "results.json").read_text())["photos"]
-    assert len(records) == 3
+    results = json.loads((out / "results.json").read_text())
+    records = results["photos"]
+    assert len(records) == 3 and results["explained_by"] == "gradcam"
     for record in records:
         assert set(record) == {"image", "width", "height", "faces", "outputs"}
         for face in record["faces"]:

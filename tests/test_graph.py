@@ -136,7 +136,8 @@ def test_the_api_and_photos_take_a_graph_and_explain_it_without_gradients(graph,
     with pytest.raises(FerlabError, match=f"--layer last: picks Grad-CAM's conv layer, and {graph} is explained by occlusion"):
         model.detect(hopper, explain=True, layer="last")
     assert main(["photo", "--demo", "--model", str(graph), "--explain", "-o", str(tmp_path / "explained")]) == 0
-    assert len(json.loads((tmp_path / "explained" / "results.json").read_text())["photos"]) == 2
+    results = json.loads((tmp_path / "explained" / "results.json").read_text())
+    assert len(results["photos"]) == 2 and results["explained_by"] == "occlusion"
     assert main(["photo", "--demo", "--model", str(graph), "--explain", "--layer", "3", "-o", str(tmp_path / "x")]) == 2
     assert capsys.readouterr().err.strip().endswith("is explained by occlusion (no gradients or no single conv layer)")
 

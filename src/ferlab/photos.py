@@ -267,6 +267,7 @@ def process_photos(loaded: LoadedModel, paths: list[Path], out: Path, *, model_n
             bar.update()
     if failed and not records:  # a typo must not replace the last run's summary with an empty one
         raise FerlabError(f"{out / SUMMARY_NAME}.json: not written: no input could be read")
-    summary = {"model": model_name, "photos": records, "failed": failed}
+    summary = {"model": model_name, "explained_by": loaded.overlay_method if explain else None, "photos": records,
+               "failed": failed}
     write_json(out / f"{SUMMARY_NAME}.json", summary)
     return summary
