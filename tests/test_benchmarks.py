@@ -115,7 +115,8 @@ def test_detectors_benchmark_scores_both_detectors_on_real_photos(sample_archive
 def test_video_benchmark_times_each_setting():
     out = run_script("benchmarks/video.py", "--frames", "10")
     rows = [line.strip("| ").split(" | ") for line in out.splitlines() if line.startswith("| hog") or line.startswith("| haar")]
-    assert len(rows) == 4 and all(float(row[1]) > 0 for row in rows)
+    assert len(rows) == 5 and all(float(row[1]) > 0 for row in rows)
+    assert [row[0] for row in rows][:2] == ["hog, every frame", "hog, every frame, --explain"]
 
 
 def test_an_ensembles_members_on_ray_equal_the_sequential_ones(tmp_path, sample_archive):
