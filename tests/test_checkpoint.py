@@ -77,13 +77,13 @@ def test_a_damaged_checkpoint_file_is_one_short_line_naming_it(tmp_path, damage,
 
 
 def test_an_onnx_graph_given_as_a_model_says_where_it_runs(tmp_path, capsys):
-    """Another producer's graph: evaluate and report (which run ferlab's own graphs,
-    tests/test_graph.py) say it is not one; ensemble, which needs the PyTorch model, says what runs a
-    graph at all."""
+    """Another producer's graph: evaluate, report and ensemble (which run ferlab's own graphs,
+    tests/test_graph.py) say it is not one; calibrate, which needs the PyTorch model, says what runs
+    a graph at all."""
     path = tmp_path / "model.onnx"
     path.write_bytes(b"\x08\x08\x12\x07pytorch")  # the start of an ONNX ModelProto: ir_version, producer
-    for command, said in (("evaluate", "not a graph that ferlab export wrote"),
-                          ("report", "not a graph that ferlab export wrote"), ("ensemble", "an ONNX graph gives answers only")):
+    for command, said in (("evaluate", "not a graph that ferlab export wrote"), ("report", "not a graph that ferlab export wrote"),
+                          ("ensemble", "not a graph that ferlab export wrote"), ("calibrate", "an ONNX graph gives answers only")):
         code = main([command, str(path), *(["default"] if command == "ensemble" else []), "--out", str(tmp_path / "out")])
         err = capsys.readouterr().err.strip()
         assert code == 2 and err.startswith(f"ferlab: error: {path}: {said}") and "\n" not in err, err
