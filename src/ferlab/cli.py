@@ -453,8 +453,8 @@ def cmd_video(args) -> int:
     from ferlab.explain.common import check_layer
     from ferlab.video import VideoOptions, describe_summary, frames_lost, process_video
 
-    options = VideoOptions(detect_every=args.detect_every, smoothing=args.smoothing, detection=detection_of(args), tta=args.tta,
-                           explain=args.explain, layer=args.layer)
+    options = VideoOptions(detect_every=args.detect_every, smoothing=args.smoothing, detection=detection_of(args),
+                           tta=args.tta, explain=args.explain, layer=args.layer)
     out = writable_folder(Path(args.output))
     loaded = load_model(args.model, device=args.device, graphs=True)
     loaded.check_tta(args.tta)
@@ -593,7 +593,8 @@ def cmd_explain(args) -> int:
     run_dir = None if output else output_dir(args, "explain")  # a named file needs no folder of its own
     faces, names = explain_inputs(args, loaded)
     output = output or run_dir / f"explain-{args.method}-{'-'.join(names)[:60]}.png"
-    left_out = explain_faces_figure(loaded, faces, names, methods, args.target, output, layer=args.layer)  # one: NotApplicable
+    # one method that cannot explain the model raises NotApplicable (one line, exit 2); of several, those are named
+    left_out = explain_faces_figure(loaded, faces, names, methods, args.target, output, layer=args.layer)
     for title, why in left_out.items():
         print(f"left out {title}: {why}")
     print(f"wrote {output}")

@@ -58,9 +58,9 @@ def prepared(function: Method, title: str, gradients: bool) -> Method:
     @functools.wraps(function)
     def method(model: nn.Module, images: torch.Tensor, target=None, **options) -> torch.Tensor:
         if gradients and not gives_gradients(model):
-            raise NotApplicable(f"{title} needs gradients and {getattr(model, 'source', 'this model')} is an ONNX graph "
-                                f"that gives answers only; gradient-free methods explain it: "
-                                f"{', '.join(gradient_free_methods())}")
+            source = getattr(model, "source", "this model")
+            raise NotApplicable(f"{title} needs gradients and {source} is an ONNX graph that gives answers only; "
+                                f"gradient-free methods explain it: {', '.join(gradient_free_methods())}")
         return function(model, images.to(model_device(model)), target, **options)
     return method
 
@@ -119,7 +119,8 @@ def explain(name: str, model: nn.Module, images: torch.Tensor, target=None, **op
     return spec.function(model, images, target, **options)
 
 
-from ferlab.explain import saliency, gradcam, hirescam, guided_gradcam, lime_method, occlusion  # noqa: E402,F401 - display order
+# Imported to register their methods, in display order (after the registry they register in).
+from ferlab.explain import saliency, gradcam, hirescam, guided_gradcam, lime_method, occlusion  # noqa: E402,F401
 
-__all__ = ["MethodSpec", "explain", "get_method", "get_spec", "gradient_free_methods", "list_methods", "method_title", "methods_for",
-           "register_method", "NotApplicable"]
+__all__ = ["MethodSpec", "explain", "get_method", "get_spec", "gradient_free_methods", "list_methods", "method_title",
+           "methods_for", "register_method", "NotApplicable"]

@@ -107,8 +107,8 @@ def predict_bytes(loaded: LoadedModel, data: bytes, name: str, explain: bool, tt
     for face, entry in zip(faces, record["faces"]):
         entry["crop"] = png_data_uri(np.asarray(Image.fromarray(face.crop).resize((96, 96), Image.Resampling.NEAREST)))
         if face.cam is not None:
-            blended = overlay(face.crop, face.cam)
-            entry["explained_by"], entry["explanation"] = loaded.overlay_method, png_data_uri(np.asarray(Image.fromarray(blended).resize((96, 96), Image.Resampling.BILINEAR)))
+            blended = Image.fromarray(overlay(face.crop, face.cam)).resize((96, 96), Image.Resampling.BILINEAR)
+            entry["explained_by"], entry["explanation"] = loaded.overlay_method, png_data_uri(np.asarray(blended))
     record["annotated"] = png_data_uri(annotate(rgb, faces))
     return record
 
