@@ -193,7 +193,7 @@ def trust_results(loaded: LoadedModel, test: FaceSet, options: ReportOptions, st
     baseline = random_baseline(model, inputs, targets, fill=fill, steps=options.trust_steps)
     jobs = {title: partial(assess, method, model, inputs, targets, name=title, fill=fill, options=accepted,
                            baseline=baseline, steps=options.trust_steps)
-            for title, (method, accepted) in trust_jobs(options, report_methods(model)[0], variants, fill).items()}
+            for title, (method, accepted) in trust_jobs(options, methods_for(model), variants, fill).items()}
     results = stages.run("measuring trust", jobs)
     curves = {title: r.curves for title, r in results.items() if r.curves is not None}
     return {"results": list(results.values()), "curves": {**curves, "random order": baseline},
@@ -290,7 +290,7 @@ def write_page(run_dir: Path, loaded: LoadedModel, evaluation: dict, history: li
         summary_rows=rows, evaluation=evaluation, history=history, best_epoch=loaded.checkpoint.get("epoch"),
         figures=figures, notes=notes, trust_rows=trust_table, trust_faces=trust["faces"] if trust else 0,
         fill_text=trust["fill"] if trust else "", trust_steps=trust["steps"] if trust else 0, threshold=SANITY_THRESHOLD, timings=timings, emotions=EMOTIONS,
-        methods=[get_spec(name) for name in report_methods(loaded.model)[0]], cam_layer=cam_layer,
+        methods=[get_spec(name) for name in methods_for(loaded.model)], cam_layer=cam_layer,
         generated=time.strftime("%Y-%m-%d %H:%M"),
         escape=html.escape)
     path = run_dir / "report.html"
