@@ -16,7 +16,7 @@ from ferlab.cli import main
 from ferlab.faces import Box, PhotoError, crop_face, detect_faces, read_photo, to_gray
 from ferlab.errors import FerlabError
 from ferlab.labels import EMOTIONS
-from ferlab.photos import analyze, demo_photos
+from ferlab.photos import FaceResult, analyze, annotate, demo_photos
 
 ASTRONAUT, GRACE_HOPPER = demo_photos()
 
@@ -60,6 +60,19 @@ def test_crop_widens_the_box_and_repeats_edges():
     assert centre.shape == (48, 48) and (centre == 200).all()
     corner = crop_face(np.full((50, 50), 7, dtype=np.uint8), Box(0, 0, 30, 30), margin=0.5)
     assert corner.shape == (48, 48) and (corner == 7).all()
+
+
+def test_the_overlay_lies_over_the_region_the_model_saw():
+    assert Box(40, 40, 20, 20, 0.9).widened(0.1) == Box(38, 38, 24, 24, 0.9)
+    gray = np.full((96, 96), 128, dtype=np.uint8)
+    cam = np.zeros((48, 48))
+    cam[:, :12] = 1.0  # the left quarter of what the model saw: pixels 0-23 of a face taken whole
+    for found_by, seen, edge in (("whole image", Box(0, 0, 96, 96), 24), ("detector", Box(-10, -10, 116, 116), 19)):
+        face = FaceResult(Box(0, 0, 96, 96), (1 / 7,) * 7, gray[:48, :48], cam, found_by)
+        assert face.seen == seen
+        annotated = np.asarray(annotate(np.stack([gray] * 3, axis=-1), [face]), dtype=int)
+        red, blue = annotated[60, edge - 4], annotated[60, edge + 4]  # jet: 1 is dark red, 0 dark blue
+        assert red[0] > red[2] + 40 and blue[2] > blue[0] + 40, found_by
 
 
 def test_read_photo_applies_exif_orientation(tmp_path):

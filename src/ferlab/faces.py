@@ -42,6 +42,12 @@ class Box:
     def to_list(self) -> list[int]:
         return [self.x, self.y, self.w, self.h]
 
+    def widened(self, margin: float) -> Box:
+        """This box with ``margin`` of its width and height added on each side: the region
+        ``crop_face`` reads (it may leave the photo)."""
+        pad_x, pad_y = round(self.w * margin), round(self.h * margin)
+        return Box(self.x - pad_x, self.y - pad_y, self.w + 2 * pad_x, self.h + 2 * pad_y, self.score)
+
 
 def read_photo(source: str | Path | bytes, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """A photo file (or its bytes) -> (H, W, 3) uint8 RGB, upright per its EXIF orientation.
@@ -162,9 +168,8 @@ def detect_faces(gray: np.ndarray, min_face: float = MIN_FACE, detector: str = D
 def crop_face(gray: np.ndarray, box: Box, margin: float = CROP_MARGIN) -> np.ndarray:
     """A 48x48 uint8 crop of ``box`` widened by ``margin`` on each side (edges repeated where the
     widened box leaves the photo)."""
-    pad_x, pad_y = round(box.w * margin), round(box.h * margin)
-    left, top = box.x - pad_x, box.y - pad_y
-    right, bottom = box.x + box.w + pad_x, box.y + box.h + pad_y
+    seen = box.widened(margin)
+    left, top, right, bottom = seen.x, seen.y, seen.x + seen.w, seen.y + seen.h
     border = max(0, -left, -top, right - gray.shape[1], bottom - gray.shape[0])
     padded = np.pad(gray, border, mode="edge") if border else gray
     region = padded[top + border:bottom + border, left + border:right + border]

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ferlab.checkpoint import LoadedModel
 from ferlab.errors import FerlabError
-from ferlab.explain.postprocess import heat_rgb, normalize, relu
+from ferlab.explain.postprocess import OVERLAY_ALPHA, heat_rgb, normalize, relu
 from ferlab.faces import CROP_MARGIN, Box, Detection, crop_face, detect_faces, to_gray
 from ferlab.labels import EMOTIONS
 
@@ -44,6 +44,12 @@ class FaceResult:
     @property
     def label(self) -> str:
         return EMOTIONS[int(np.argmax(self.probabilities))]
+
+    @property
+    def seen(self) -> Box:
+        """The region of the photo the model saw (``crop`` resized): the box widened by CROP_MARGIN,
+        or the box itself for a face taken whole; ``cam`` belongs over this region."""
+        return self.box.widened(crop_margin(self.found_by))
 
     @property
     def confidence(self) -> float:
@@ -74,6 +80,12 @@ def find_faces(gray: np.ndarray, mode: str = "auto", detection: Detection = Dete
     return boxes, "detector"
 
 
+def crop_margin(found_by: str) -> float:
+    """A detector's box is widened by CROP_MARGIN before cropping (FER2013's faces show some
+    hair and chin); a face crop taken whole is not."""
+    return 0.0 if found_by == "whole image" else CROP_MARGIN
+
+
 def analyze(loaded: LoadedModel, rgb: np.ndarray, explain: bool = False, tta: str = "none",
             mode: str = "auto", layer: str | None = None, detection: Detection = Detection()) -> list[FaceResult]:
     """Every face of an (H, W, 3) uint8 photo, largest first; ``tta`` is a test-time augmentation
@@ -92,8 +104,7 @@ def classify_boxes(loaded: LoadedModel, gray: np.ndarray, boxes: list[Box], foun
     options = loaded.overlay_options(layer) if explain else {}  # a layer occlusion cannot take: with a face or without
     if not boxes:
         return []
-    margin = 0.0 if found_by == "whole image" else CROP_MARGIN
-    crops = np.stack([crop_face(gray, box, margin) for box in boxes])
+    crops = np.stack([crop_face(gray, box, crop_margin(found_by)) for box in boxes])
     probabilities = loaded.probabilities(torch.from_numpy(crops), tta=tta)
     cams = overlay_maps(loaded, crops, probabilities.argmax(1), options) if explain else [None] * len(boxes)
     return [FaceResult(box, tuple(float(p) for p in probs), crop, cam, found_by)
@@ -108,23 +119,26 @@ def overlay_maps(loaded: LoadedModel, crops: np.ndarray, targets: torch.Tensor, 
     return [m[0].numpy() for m in maps]
 
 
+def heat_image(cam: np.ndarray) -> np.ndarray:
+    """(48, 48) map in [0, 1] -> (48, 48, 3) uint8 colours, as photos and the page lay them over faces."""
+    return (heat_rgb(cam) * 255).astype(np.uint8)
+
+
 def annotate(rgb: np.ndarray, faces: list[FaceResult], tags: list[str] | None = None) -> Image.Image:
     """The photo with a box, label and confidence per face (after its tag, e.g. a video's face
-    id, where given); where Grad-CAM was computed, its map is blended into the (margin-widened)
-    region the model saw."""
+    id, where given); where an overlay map was computed, it is blended into the region the model
+    saw (``FaceResult.seen``)."""
     image = Image.fromarray(rgb).convert("RGB")
     for face in faces:
         if face.cam is None:
             continue
-        box = face.box
-        pad_x, pad_y = round(box.w * CROP_MARGIN), round(box.h * CROP_MARGIN)
-        left, top = max(0, box.x - pad_x), max(0, box.y - pad_y)
-        right, bottom = min(image.width, box.x + box.w + pad_x), min(image.height, box.y + box.h + pad_y)
-        full = (box.w + 2 * pad_x, box.h + 2 * pad_y)
-        heat = Image.fromarray((heat_rgb(face.cam) * 255).astype(np.uint8)).resize(full, Image.Resampling.BILINEAR)
-        heat = heat.crop((left - (box.x - pad_x), top - (box.y - pad_y), right - (box.x - pad_x), bottom - (box.y - pad_y)))
+        seen = face.seen
+        left, top = max(0, seen.x), max(0, seen.y)
+        right, bottom = min(image.width, seen.x + seen.w), min(image.height, seen.y + seen.h)
+        heat = Image.fromarray(heat_image(face.cam)).resize((seen.w, seen.h), Image.Resampling.BILINEAR)
+        heat = heat.crop((left - seen.x, top - seen.y, right - seen.x, bottom - seen.y))
         region = image.crop((left, top, right, bottom))
-        image.paste(Image.blend(region, heat, 0.45), (left, top))
+        image.paste(Image.blend(region, heat, OVERLAY_ALPHA), (left, top))
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default(size=max(12, image.width // 45))
     line = max(2, image.width // 300)

@@ -3,6 +3,7 @@ video made from real photos, and the frame endpoint's bounds."""
 
 from __future__ import annotations
 
+import base64
 import io
 import time
 
@@ -11,7 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ferlab.faces import Detection, read_photo
 from ferlab.labels import EMOTIONS
+from ferlab.photos import analyze, heat_image
 from ferlab.serve.app import MAX_FRAME_BYTES, FrameGate
 from tests.browser import chromium_page, screenshot_path, write_y4m
 from tests.test_video import two_faces_scene
@@ -35,6 +38,26 @@ def test_a_frame_gets_boxes_labels_and_probabilities(server):
     assert face["box"][2] >= 80 and face["label"] in EMOTIONS and face["score"] > 0
     assert abs(sum(face["probabilities"].values()) - 1) < 1e-3
     assert "crop" not in face and "annotated" not in answer  # no images: the page draws over the video
+
+
+def test_an_explained_frame_carries_each_faces_map_and_where_it_lies():
+    from fastapi.testclient import TestClient
+
+    from ferlab.checkpoint import load_model
+    from ferlab.serve.app import LIVE_MIN_FACE, create_app
+
+    loaded, frame = load_model("default", device="cpu"), jpeg(two_faces_scene(0))
+    client = TestClient(create_app(loaded))
+    plain, explained = client.post("/api/frame", content=frame).json(), client.post("/api/frame?explain=true", content=frame).json()
+    (face,), (direct,) = explained["faces"], analyze(loaded, read_photo(frame), explain=True, mode="detect",
+                                                      detection=Detection(min_face=LIVE_MIN_FACE))
+    assert face["box"] == plain["faces"][0]["box"] == direct.box.to_list() and "explanation" not in plain["faces"][0]
+    assert face["explained_by"] == "gradcam" and face["seen"] == direct.seen.to_list()
+    assert face["seen"][2] > face["box"][2]  # the margin the crop takes around the detector's box
+    drawn = np.asarray(Image.open(io.BytesIO(base64.b64decode(face["explanation"].split(",", 1)[1]))))
+    assert drawn.shape == (48, 48, 3) and np.abs(drawn.astype(int) - heat_image(direct.cam)).max() <= 1
+    refused = client.post("/api/frame?explain=perhaps", content=frame)
+    assert refused.status_code == 422 and refused.json()["error"].startswith("explain: ")
 
 
 def test_frames_are_bounded_in_size_and_rate(server):
@@ -86,6 +109,13 @@ def test_the_gate_takes_one_frame_at_a_time_at_most_30_a_second():
     gate.leave()
 
 
+# The overlay canvas's RGBA at the centre of the first face's box (the page records the box it drew).
+CENTRE_OF_THE_FIRST_FACE = """() => {
+  const overlay = document.getElementById("overlay"), [x, y, w, h] = JSON.parse(overlay.dataset.box);
+  return Array.from(overlay.getContext("2d").getImageData(Math.round(x + w / 2), Math.round(y + h / 2), 1, 1).data);
+}"""
+
+
 @pytest.mark.browser
 def test_the_camera_mode_draws_a_face_box_and_label_in_chromium(server, tmp_path):
     camera = write_y4m(tmp_path / "camera.y4m", [two_faces_scene(i % 10) for i in range(10)])
@@ -95,14 +125,20 @@ def test_the_camera_mode_draws_a_face_box_and_label_in_chromium(server, tmp_path
         page.click("#camera")
         page.wait_for_selector("#overlay[data-faces='1']", timeout=60_000)
         page.wait_for_selector("body[data-rate]", timeout=60_000)  # a second of round trips has been counted
+        page.wait_for_selector("#overlay[data-explained-by='gradcam']", timeout=60_000)  # "show Grad-CAM" is ticked
+        heat = page.evaluate(CENTRE_OF_THE_FIRST_FACE)
+        screenshot = screenshot_path("webcam.png", tmp_path)
+        page.screenshot(path=str(screenshot))
+        page.uncheck("#explain")
+        page.wait_for_selector("#overlay[data-explained-by='']", timeout=60_000)
+        bare = page.evaluate(CENTRE_OF_THE_FIRST_FACE)
         label = page.get_attribute("#overlay", "data-label")
         rate = float(page.get_attribute("body", "data-rate"))
         status = page.inner_text("#status")
-        screenshot = screenshot_path("webcam.png", tmp_path)
-        page.screenshot(path=str(screenshot))
         page.click("#camera")  # stop
         assert page.is_hidden("#live")
     assert label in EMOTIONS and status == f"Camera on: {label}."
+    assert heat[3] > 100 and bare[3] == 0  # the map covers the face while explaining, and only then
     assert rate > 0
     assert errors == []
     assert screenshot.stat().st_size > 20_000

@@ -7,6 +7,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+OVERLAY_ALPHA = 0.45  # a map's weight where it is blended over a face (photos, video, the page)
+
 
 def relu(maps: torch.Tensor) -> torch.Tensor:
     return maps.clamp(min=0)
@@ -46,7 +48,7 @@ def heat_rgb(map_: np.ndarray, cmap: str = "jet") -> np.ndarray:
     return colormap(np.clip(values, 0, 1))[..., :3]
 
 
-def overlay(face: np.ndarray, map_: np.ndarray, alpha: float = 0.45, cmap: str = "jet") -> np.ndarray:
+def overlay(face: np.ndarray, map_: np.ndarray, alpha: float = OVERLAY_ALPHA, cmap: str = "jet") -> np.ndarray:
     """(48, 48) uint8 face and (48, 48) map in [0, 1] -> (48, 48, 3) uint8 blend."""
     gray = np.repeat((face.astype(np.float64) / 255)[..., None], 3, axis=2)
     blend = (1 - alpha) * gray + alpha * heat_rgb(map_, cmap)

@@ -2,11 +2,12 @@
 
     GET  /              the page: pick or drop a photo, see faces, probability bars, Grad-CAM
                         (occlusion for an ONNX graph, an ensemble, a dnn); or the camera: live
-                        boxes, labels and probability bars over the video
+                        boxes, labels, probability bars and the same maps over the video
     POST /api/predict   multipart field ``file`` (+ ``explain=true``) -> faces as JSON (with
                         explain, each face's ``explanation`` PNG and ``explained_by``)
     POST /api/frame     one camera frame (a JPEG or PNG body, at most 2 MiB and 1920x1080) -> faces
-                        as JSON, without images; one frame at a time, at most 30 a second
+                        as JSON, without crops (``?explain=true``: each face's heat map and the
+                        region it covers); one frame at a time, at most 30 a second
     GET  /api/health    {"status": "ok", "model": ..., "explains_with": "gradcam" or "occlusion"}
 
 Every error, whatever raised it (a bad upload, a missing field, an unknown route, a bug), has one
@@ -35,9 +36,9 @@ from PIL import Image
 
 from ferlab.checkpoint import LoadedModel
 from ferlab.explain import get_spec
-from ferlab.explain.postprocess import overlay
+from ferlab.explain.postprocess import OVERLAY_ALPHA, overlay
 from ferlab.faces import Detection, PhotoError, read_photo
-from ferlab.photos import analyze, annotate, photo_record
+from ferlab.photos import analyze, annotate, heat_image, photo_record
 
 MAX_UPLOAD_BYTES = 20 * 2**20  # 20 MiB
 MAX_FRAME_BYTES = 2 * 2**20    # a camera frame: 2 MiB of JPEG or PNG ...
@@ -69,13 +70,20 @@ class FrameGate:
         self.lock.release()
 
 
-def frame_answer(loaded: LoadedModel, data: bytes, tta: str, detection: Detection) -> dict:
-    """Faces of one camera frame: boxes, scores, labels and probabilities (no images: it is drawn
-    over the live video by the page)."""
+def frame_answer(loaded: LoadedModel, data: bytes, tta: str, detection: Detection, explain: bool = False,
+                 layer: str | None = None) -> dict:
+    """Faces of one camera frame: boxes, scores, labels and probabilities; no crops or annotated
+    frame, since the page draws over the live video. With ``explain``, each face's 48x48 heat map
+    (``explanation``, a PNG) and the region of the frame it belongs over (``seen``)."""
     started = time.perf_counter()
     rgb = read_photo(data, name="frame", max_pixels=MAX_FRAME_PIXELS)
-    faces = analyze(loaded, rgb, tta=tta, mode="detect", detection=detection)
-    return {"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "faces": [f.to_dict() for f in faces],
+    faces = analyze(loaded, rgb, explain=explain, tta=tta, mode="detect", layer=layer, detection=detection)
+    entries = [face.to_dict() for face in faces]
+    for face, entry in zip(faces, entries):
+        if face.cam is not None:
+            entry.update(explained_by=loaded.overlay_method, explanation=png_data_uri(heat_image(face.cam)),
+                         seen=face.seen.to_list())
+    return {"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "faces": entries,
             "ms": round(1000 * (time.perf_counter() - started), 1)}
 
 
@@ -149,7 +157,7 @@ def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "non
     options = loaded.overlay_options(layer)  # a layer occlusion cannot take: before serving
     method = loaded.overlay_method  # Grad-CAM, or occlusion for an ONNX graph, an ensemble, a dnn
     page = resources.files("ferlab.serve").joinpath("page.html").read_text(encoding="utf-8")
-    page = page.replace("__EXPLANATION__", html.escape(get_spec(method).title))
+    page = page.replace("__EXPLANATION__", html.escape(get_spec(method).title)).replace("__OVERLAY_ALPHA__", str(OVERLAY_ALPHA))
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
@@ -163,7 +171,7 @@ def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "non
     live_detection = Detection(detection.detector, live_min_face)
 
     @app.post("/api/frame")
-    async def frame(request: Request):
+    async def frame(request: Request, explain: bool = False):
         data = await read_body(request, MAX_FRAME_BYTES)
         if data is None:
             return error_response(413, f"frame: larger than {MAX_FRAME_BYTES // 2**20} MiB")
@@ -171,7 +179,7 @@ def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "non
         if refusal:
             return error_response(429, refusal)
         try:
-            return await run_in_threadpool(frame_answer, loaded, data, tta, live_detection)
+            return await run_in_threadpool(frame_answer, loaded, data, tta, live_detection, explain, options.get("layer"))
         except PhotoError as error:
             return error_response(400, str(error))
         finally:
