@@ -54,7 +54,7 @@ def main() -> None:
                      median_seconds(lambda: analyze(loaded, read_photo(path), explain=True), args.repeats)))
     faces = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (4096, 48, 48), dtype=np.uint8))
     throughput = {}
-    for precision in (False, True) if loaded.checkpoint.get("kind") != "onnx" else ():  # a graph: benchmarks/exported.py
+    for precision in (False, True) if not loaded.is_graph else ():  # a graph: benchmarks/exported.py
         seconds = median_seconds(lambda: infer(loaded.model, faces, loaded.normalization, batch_size=512,
                                                mixed_precision=precision), max(3, args.repeats // 3))
         throughput["bf16" if precision else "fp32"] = len(faces) / seconds

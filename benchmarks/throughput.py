@@ -63,7 +63,7 @@ def main() -> None:
 
 def architecture(loaded) -> str:
     """The model's architecture and size; for an ONNX graph, what it was exported from and its precision."""
-    if loaded.checkpoint.get("kind") == "onnx":
+    if loaded.is_graph:
         precision = "int8" if "int8" in loaded.checkpoint["quantization"] else "float32"
         return f"ONNX {precision} graph of {loaded.checkpoint['architecture']} (onnxruntime) | –"
     parameters = sum(p.numel() for p in loaded.model.parameters())

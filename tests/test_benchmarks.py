@@ -119,6 +119,25 @@ def test_video_benchmark_times_each_setting():
     assert [row[0] for row in rows][:2] == ["hog, every frame", "hog, every frame, --explain"]
 
 
+@pytest.mark.browser
+def test_webcam_benchmark_counts_round_trips_without_and_with_the_map():
+    out = run_script("benchmarks/webcam.py", "--seconds", "1", "--rounds", "1", "--model", "default-fast")
+    assert "model default-fast, explained by gradcam" in out
+    rates = re.search(r"all rounds: ([\d.]+) per second without the map, ([\d.]+) with it \(([\d.]+)x\); browser errors: none", out)
+    assert rates and float(rates.group(1)) > 0 and float(rates.group(2)) > 0, out
+    assert [line.split(":")[0] for line in out.splitlines() if " the map: " in line] == ["without the map", "with the map"]
+
+
+def test_graph_trust_benchmark_times_the_trust_stage_on_all_threads_and_one(tmp_path, sample_archive):
+    pytest.importorskip("onnxruntime")
+    from ferlab.cli import main
+
+    assert main(["export", "default-fast", "-o", str(tmp_path / "fast.onnx")]) == 0
+    out = run_script("benchmarks/graph_trust.py", str(tmp_path / "fast.onnx"), "--rounds", "1", "--data", str(sample_archive))
+    assert re.search(r"^all threads: [\d.]+ s$", out, re.M) and re.search(r"^one thread: [\d.]+ s$", out, re.M)
+    assert re.search(r"median: [\d.]+ s on all threads, [\d.]+ s on one \([\d.]+x\)", out)
+
+
 def test_an_ensembles_members_on_ray_equal_the_sequential_ones(tmp_path, sample_archive):
     common = ["benchmarks/presets.py", "--data", str(sample_archive), "--presets", "smoke", "--seeds", "0", "1",
               "--epochs", "1"]

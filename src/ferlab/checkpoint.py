@@ -3,6 +3,7 @@ written atomically (temporary file, then rename), so a crash never leaves half a
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -10,6 +11,7 @@ import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -150,6 +152,7 @@ class LoadedModel:
     normalization: Normalization
     config: TrainConfig
     checkpoint: dict
+    is_graph: ClassVar[bool] = False  # an ONNX graph (ferlab.graph.GraphModel): no modules or weights to show
 
     def logits(self, faces: torch.Tensor, tta: str = "none", batch_size: int = 512, progress: str = "") -> torch.Tensor:
         """The one inference path every command takes: (N, 48, 48) uint8 faces -> (N, 7) float32
@@ -158,9 +161,15 @@ class LoadedModel:
         (``ten-crop``) take windows of the model's training crop (44 pixels if it had none).
         ``progress``: the title of a bar on stderr (on a terminal, for more than one batch)."""
         self.check_tta(tta)
-        return infer(self.model, faces, self.normalization, tta=tta, batch_size=batch_size,
-                     mixed_precision=self.config.mixed_precision, channels_last=self.config.channels_last,
-                     window_side=window_side(self.config.crop), progress=progress)
+        with self.threads():
+            return infer(self.model, faces, self.normalization, tta=tta, batch_size=batch_size,
+                         mixed_precision=self.config.mixed_precision, channels_last=self.config.channels_last,
+                         window_side=window_side(self.config.crop), progress=progress)
+
+    def threads(self) -> contextlib.AbstractContextManager:
+        """The PyTorch threads this model's work runs under (inference, explanations, trust
+        checks): all of them; a graph, whose runtime has threads of its own, takes one."""
+        return contextlib.nullcontext()
 
     def check_tta(self, tta: str) -> str:
         """``tta`` if this model can answer with that policy, else one FerlabError: an unknown name,
@@ -180,9 +189,10 @@ class LoadedModel:
     def logits_of_views(self, faces: torch.Tensor, candidates: dict) -> dict[str, torch.Tensor]:
         """For each name -> views of ``candidates`` (views as in ``evaluation.tta_view``), the mean
         logits over its views, summed in order as ``infer`` does; each distinct view is inferred once."""
-        views = {view: infer_views(self.model, faces, self.normalization, [view], mixed_precision=self.config.mixed_precision,
-                                   channels_last=self.config.channels_last, window_side=window_side(self.config.crop))
-                 for view in dict.fromkeys(view for chosen in candidates.values() for view in chosen)}
+        with self.threads():
+            views = {view: infer_views(self.model, faces, self.normalization, [view], mixed_precision=self.config.mixed_precision,
+                                       channels_last=self.config.channels_last, window_side=window_side(self.config.crop))
+                     for view in dict.fromkeys(view for chosen in candidates.values() for view in chosen)}
         return {name: sum(views[view] for view in chosen) / len(chosen) for name, chosen in candidates.items()}
 
     @functools.cached_property
@@ -235,7 +245,8 @@ class LoadedModel:
 
         if "fill" in get_spec(method).options:
             options = {"fill": self.mean_gray, **options}
-        return explain(method, self.model, self.normalization.apply(faces), target, **options)
+        with self.threads():
+            return explain(method, self.model, self.normalization.apply(faces), target, **options)
 
     @property
     def temperature(self) -> float:

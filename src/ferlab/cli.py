@@ -145,8 +145,8 @@ def cmd_summary(args) -> int:
         print(format_summary(args.model, build_model(args.model)))
     elif args.model in SHIPPED_MODELS or Path(args.model).exists():
         loaded = load_model(args.model, device="cpu", graphs=True)
-        graph = loaded.checkpoint.get("kind") == "onnx"  # ferlab.graph: no modules to tabulate, its contract instead
-        print(loaded.describe() if graph else format_summary(f"{args.model} ({loaded.config.model})", loaded.model))
+        # a graph has no modules to tabulate: its contract instead
+        print(loaded.describe() if loaded.is_graph else format_summary(f"{args.model} ({loaded.config.model})", loaded.model))
     else:
         raise FerlabError(f"unknown model {args.model!r}; available: {', '.join(list_models())}, "
                           f"{', '.join(map(repr, SHIPPED_MODELS))}, a run folder or a checkpoint file")
@@ -367,7 +367,7 @@ def cmd_ensemble(args) -> int:
         raise FerlabError("an ensemble needs at least two runs")
     output = writable_file(Path(args.output)) if args.output else None
     members = [load_model(run, device=args.device, graphs=True) for run in args.runs]
-    graphs = [str(run) for run, member in zip(args.runs, members) if member.checkpoint.get("kind") == "onnx"]
+    graphs = [str(run) for run, member in zip(args.runs, members) if member.is_graph]
     if output and graphs:  # ensemble.pt holds its members' weights; a graph's stay inside onnxruntime
         raise FerlabError(f"{graphs[0]}: -o writes the members' weights into one model, and an ONNX graph's cannot be "
                           "read out; give the checkpoints it was exported from (the evaluation takes graphs)")

@@ -162,18 +162,12 @@ _ONE_THREAD = {"lock": threading.Lock(), "holders": 0, "saved": 1}  # one_torch_
 class GraphModel(LoadedModel):
     """``LoadedModel`` for a graph: the same inference path, with what a graph cannot do refused."""
 
-    def logits(self, faces: torch.Tensor, tta: str = "none", batch_size: int = 512, progress: str = "") -> torch.Tensor:
-        with one_torch_thread():
-            return super().logits(faces, tta, batch_size, progress)
+    is_graph = True
 
-    def logits_of_views(self, faces: torch.Tensor, candidates: dict) -> dict[str, torch.Tensor]:
-        with one_torch_thread():
-            return super().logits_of_views(faces, candidates)
-
-    def explain(self, method: str, faces: torch.Tensor, target=None, **options) -> torch.Tensor:
-        # As for answers: occluding one face took 92-103 ms against 114-125 ms with PyTorch's threads spinning.
-        with one_torch_thread():
-            return super().explain(method, faces, target, **options)
+    def threads(self) -> contextlib.AbstractContextManager:
+        # For explanations as for answers: occluding one face took 92-103 ms against 114-125 ms
+        # with PyTorch's threads spinning.
+        return one_torch_thread()
 
     @property
     def window_problem(self) -> str | None:

@@ -190,11 +190,12 @@ def trust_results(loaded: LoadedModel, test: FaceSet, options: ReportOptions, st
     sample = trust_sample(test, options.trust_faces_per_class)
     inputs, targets = loaded.normalization.apply(test.images[sample]), test.labels[sample]
     fill, model = loaded.mean_gray, loaded.model
-    baseline = random_baseline(model, inputs, targets, fill=fill, steps=options.trust_steps)
-    jobs = {title: partial(assess, method, model, inputs, targets, name=title, fill=fill, options=accepted,
-                           baseline=baseline, steps=options.trust_steps)
-            for title, (method, accepted) in trust_jobs(options, methods_for(model), variants, fill).items()}
-    results = stages.run("measuring trust", jobs)
+    with loaded.threads():
+        baseline = random_baseline(model, inputs, targets, fill=fill, steps=options.trust_steps)
+        jobs = {title: partial(assess, method, model, inputs, targets, name=title, fill=fill, options=accepted,
+                               baseline=baseline, steps=options.trust_steps)
+                for title, (method, accepted) in trust_jobs(options, methods_for(model), variants, fill).items()}
+        results = stages.run("measuring trust", jobs)
     curves = {title: r.curves for title, r in results.items() if r.curves is not None}
     return {"results": list(results.values()), "curves": {**curves, "random order": baseline},
             "fill": fill_text(loaded), "faces": len(sample), "steps": options.trust_steps}
@@ -271,7 +272,7 @@ def json_numbers(row: dict) -> dict:
 def write_page(run_dir: Path, loaded: LoadedModel, evaluation: dict, history: list, notes: dict, trust: dict | None,
                timings: dict, cam_layer: str) -> Path:
     """report.html (every figure embedded), trust.json and report-timings.json."""
-    graph = loaded.describe() if loaded.checkpoint.get("kind") == "onnx" else None  # no modules to tabulate
+    graph = loaded.describe() if loaded.is_graph else None  # no modules to tabulate
     rows, total = ([], 0) if graph else summarize(loaded.model)
     trust_table = trust_rows(trust) if trust else []
     if trust:
