@@ -357,6 +357,31 @@ def test_a_folder_holds_one_models_figures(tmp_path, capsys, monkeypatch, traine
     assert (tmp_path / "runs" / "eval-default" / "ferlab-model.txt").read_text() == "default\n"  # by name
 
 
+def test_explain_passes_lime_and_occlusion_settings_to_the_methods_that_take_them(tmp_path, capsys, monkeypatch, sample_archive):
+    from ferlab.checkpoint import LoadedModel
+
+    asked, explain = [], LoadedModel.explain
+
+    def spy(self, method, faces, target=None, **options):
+        asked.append((method, options))
+        return explain(self, method, faces, target, **options)
+
+    monkeypatch.setattr(LoadedModel, "explain", spy)
+    common = ["--index", "0", "--data", str(sample_archive), "-o", str(tmp_path / "x.png")]
+    code, out, _ = run(["explain", "default", "--method", "all", "--samples", "20", "--window", "16", "--stride", "8",
+                        "--layer", "last", *common], capsys)
+    assert code == 0 and out.strip().endswith("x.png")
+    taken = dict(asked)
+    assert taken["lime"] == {"num_samples": 20} and taken["occlusion"] == {"window": 16, "stride": 8}
+    assert taken["gradcam"] == {"layer": "last"} and taken["saliency"] == {}
+    code, _, err = run(["explain", "default", "--method", "gradcam", "--samples", "20", *common], capsys)
+    one_line_error(code, err, "--samples is an option of lime; gradcam takes no num_samples")
+    code, _, err = run(["explain", "default", "--method", "occlusion", "--window", "5", *common], capsys)
+    one_line_error(code, err, "occlusion: windows of 5 at a stride of 4 do not tile 48 pixels")
+    code, _, err = run(["explain", "default", "--method", "lime", "--samples", "1", *common], capsys)
+    one_line_error(code, err, "num_samples")
+
+
 def test_explain_to_a_named_file_writes_that_file_alone(tmp_path, capsys, monkeypatch, sample_archive):
     monkeypatch.chdir(tmp_path)
     code, out, _ = run(["explain", "default", "--method", "saliency", "--index", "0", "--data", str(sample_archive),

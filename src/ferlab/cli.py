@@ -577,6 +577,23 @@ def explain_inputs(args, loaded) -> tuple:
     return faces.images[args.index], [f"{args.split}{i}" for i in args.index]
 
 
+# ``ferlab explain``'s flags -> the explanation methods' options (``ferlab.explain``).
+EXPLAIN_OPTIONS = {"layer": "layer", "samples": "num_samples", "window": "window", "stride": "stride"}
+
+
+def explain_options(args, methods: list[str]) -> dict:
+    """The options the command line set, by the methods' names for them; a flag none of
+    ``methods`` takes (``--window`` for Grad-CAM) is one line naming the methods that do."""
+    from ferlab.explain import get_spec, list_methods
+
+    options = {option: getattr(args, flag) for flag, option in EXPLAIN_OPTIONS.items() if getattr(args, flag) is not None}
+    for flag, option in EXPLAIN_OPTIONS.items():
+        if option in options and not any(option in get_spec(method).options for method in methods):
+            takers = [method for method in list_methods() if option in get_spec(method).options]
+            raise FerlabError(f"--{flag} is an option of {', '.join(takers)}; {args.method} takes no {option}")
+    return options
+
+
 def cmd_explain(args) -> int:
     from ferlab.checkpoint import load_model
     from ferlab.explain import list_methods, methods_for
@@ -588,13 +605,14 @@ def cmd_explain(args) -> int:
         raise FerlabError(f"unknown explanation method {args.method!r}; available: {', '.join(list_methods())} or all")
     loaded = load_model(args.run, device=args.device, graphs=True)
     methods = methods_for(loaded.model) if args.method == "all" else [args.method]
-    check_layer(loaded.model, args.layer)  # a layer the model lacks is one line before the work
+    options = explain_options(args, methods)  # a flag no method takes, or a layer the model lacks: one line before the work
+    check_layer(loaded.model, args.layer)
     output = writable_file(Path(args.output)) if args.output else None  # checked before the work
     run_dir = None if output else output_dir(args, "explain")  # a named file needs no folder of its own
     faces, names = explain_inputs(args, loaded)
     output = output or run_dir / f"explain-{args.method}-{'-'.join(names)[:60]}.png"
     # one method that cannot explain the model raises NotApplicable (one line, exit 2); of several, those are named
-    left_out = explain_faces_figure(loaded, faces, names, methods, args.target, output, layer=args.layer)
+    left_out = explain_faces_figure(loaded, faces, names, methods, args.target, output, options)
     for title, why in left_out.items():
         print(f"left out {title}: {why}")
     print(f"wrote {output}")
@@ -861,6 +879,9 @@ def add_explain_command(commands) -> None:
     explain.add_argument("--target", choices=EMOTIONS_CHOICES, help="class to explain (default: the predicted one)")
     explain.add_argument("-o", "--output", help="PNG to write (default: in the run folder)")
     add_layer_argument(explain)
+    explain.add_argument("--samples", type=int, metavar="N", help="LIME's perturbed copies of each face (default 1000)")
+    explain.add_argument("--window", type=int, metavar="PIXELS", help="occlusion's square patch (default 8)")
+    explain.add_argument("--stride", type=int, metavar="PIXELS", help="occlusion's step between patches (default 4)")
     add_data_arguments(explain)
     add_device_argument(explain)
     explain.set_defaults(func=cmd_explain)

@@ -144,21 +144,22 @@ def plot_trust_curves(curves: dict[str, tuple[torch.Tensor, torch.Tensor]], path
 
 
 def explain_faces_figure(loaded, faces: torch.Tensor, names: list[str], methods: list[str], target: str | None,
-                         path: Path, layer: str | None = None) -> dict[str, str]:
+                         path: Path, options: dict | None = None) -> dict[str, str]:
     """``methods``' maps for (N, 48, 48) uint8 ``faces`` of a loaded model side by side, explaining
     ``target`` (a class name) or each face's predicted class, drawn as one figure at ``path``;
-    ``layer`` for the methods that take one. One method that cannot explain the model raises
-    NotApplicable; of several, those are left out and returned (title -> why)."""
+    ``options`` (``layer``, LIME's ``num_samples``, occlusion's ``window``...) go to the methods
+    that take them. One method that cannot explain the model, or takes none of ``options``, raises
+    NotApplicable or UnknownChoice; of several, those are left out and returned (title -> why)."""
     from ferlab.explain import NotApplicable, get_spec
     from ferlab.explain.postprocess import masked_faces
     from ferlab.labels import EMOTIONS
 
     probabilities = loaded.probabilities(faces)
     targets = probabilities.argmax(1) if target is None else torch.full((len(faces),), EMOTIONS.index(target))
-    panels, left_out, asked = {}, {}, {"layer": layer} if layer is not None else {}
+    panels, left_out, asked = {}, {}, options or {}
     for method in methods:
         spec = get_spec(method)
-        try:  # one method takes the layer or says it takes none; of several, those that take one get it
+        try:  # one method takes the options or says which it does not; of several, each gets those it takes
             maps = loaded.explain(method, faces, targets, **(asked if len(methods) == 1 else spec.accepted(asked)))
         except NotApplicable as error:
             if len(methods) == 1:
