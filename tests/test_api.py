@@ -76,6 +76,8 @@ def test_api_detect_and_the_one_inference_path_agree(model, crop):
     (np.zeros((0, 48, 48), np.uint8), "faces: an empty array holds no face"),
     ([np.zeros((48, 48), np.uint8), "nowhere.png"], "nowhere.png: cannot read"),
     (3.5, "faces: cannot read a face from a float"),
+    ([np.zeros((48, 48), np.uint8), Image.fromarray(np.full((48, 48), np.nan, np.float32), mode="F")],
+     "faces[1]: float image with 2304 NaN or infinite pixels of 2304"),
 ])
 def test_bad_inputs_are_one_line_naming_the_input(model, bad, message):
     with pytest.raises(FerlabError) as error:

@@ -91,7 +91,12 @@ def bad_files(tmp_path):
     truncated.write_bytes(GRACE_HOPPER.read_bytes()[:20000])
     huge = tmp_path / "huge.png"
     Image.new("L", (8000, 6000)).save(huge)  # 48 MP of zeros compresses to a small file
-    return {text: "not an image", truncated: "truncated or corrupt image", huge: "image is 8000x6000 (48 MP), above the limit of 40 MP"}
+    holed = tmp_path / "holed.tif"
+    values = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    values[10, 10] = np.nan
+    Image.fromarray(values, mode="F").save(holed)
+    return {text: "not an image", truncated: "truncated or corrupt image", huge: "image is 8000x6000 (48 MP), above the limit of 40 MP",
+            holed: "float image with 1 NaN or infinite pixel of 4096"}
 
 
 def test_each_bad_file_is_named_and_the_batch_goes_on(tmp_path, capsys):
@@ -104,11 +109,11 @@ def test_each_bad_file_is_named_and_the_batch_goes_on(tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 2
     errors = captured.err.strip().splitlines()
-    assert len(errors) == 3 and all(line.startswith("ferlab: error: ") for line in errors)
+    assert len(errors) == len(cases) and all(line.startswith("ferlab: error: ") for line in errors)
     for path, message in cases.items():
         assert any(str(path) in line and message in line for line in errors)
     results = json.loads((out / "results.json").read_text())
-    assert [p["image"] for p in results["photos"]] == [str(ASTRONAUT)] and results["failed"] == 3
+    assert [p["image"] for p in results["photos"]] == [str(ASTRONAUT)] and results["failed"] == len(cases)
 
 
 def test_photo_json_schema_and_annotated_copies(tmp_path, capsys):

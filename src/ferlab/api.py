@@ -48,14 +48,22 @@ class Predictions:
         return [dict(zip(EMOTIONS, map(float, row))) for row in self.probabilities]
 
 
-def image_to_face(image: Image.Image) -> np.ndarray:
+def image_to_face(image: Image.Image, where: str = "image") -> np.ndarray:
     """Any image -> (48, 48) uint8 gray, the way FER2013's faces were made: 8-bit (16-bit images
     scaled), gray by ITU-R 601 luma (PIL's "L"), resized to 48x48 with bilinear interpolation (a
-    non-square image is stretched, as ``--resize`` does for data)."""
-    gray = to_eight_bits(image).convert("L")
+    non-square image is stretched, as ``--resize`` does for data). A problem names ``where``."""
+    gray = eight_bits(image, where).convert("L")
     if gray.size != (IMAGE_SIZE, IMAGE_SIZE):
         gray = gray.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
     return np.array(gray, dtype=np.uint8)  # a writable copy: torch.from_numpy shares it
+
+
+def eight_bits(image: Image.Image, where: str) -> Image.Image:
+    """``to_eight_bits`` for an image a caller passed in, its problem named by ``where``."""
+    try:
+        return to_eight_bits(image)
+    except ImageProblem as problem:
+        raise FerlabError(f"{where}: {problem}") from None
 
 
 def array_to_uint8(values: np.ndarray, where: str) -> np.ndarray:
@@ -105,7 +113,7 @@ def as_faces(faces, where: str = "faces") -> torch.Tensor:
     if isinstance(faces, (str, os.PathLike)):
         return torch.from_numpy(image_to_face(read_image(Path(faces))))[None]
     if isinstance(faces, Image.Image):
-        return torch.from_numpy(image_to_face(faces))[None]
+        return torch.from_numpy(image_to_face(faces, where))[None]
     if isinstance(faces, torch.Tensor):
         return as_faces_from_array(faces.detach().cpu().numpy(), where, channels_first=True)
     if isinstance(faces, np.ndarray):
@@ -186,7 +194,7 @@ class Model:
         if isinstance(photo, (str, os.PathLike, bytes)):
             rgb = read_photo(photo if isinstance(photo, bytes) else Path(photo))
         elif isinstance(photo, Image.Image):
-            rgb = np.asarray(to_eight_bits(photo).convert("RGB"))
+            rgb = np.asarray(eight_bits(photo, "photo").convert("RGB"))
         else:
             rgb = np.asarray(Image.fromarray(array_to_uint8(np.asarray(photo), "photo")).convert("RGB"))
         return analyze(self.loaded, rgb, explain=explain, tta=self.tta, layer=layer,

@@ -36,6 +36,16 @@ def test_float_images_in_0_1_are_scaled():
     assert np.asarray(decode_image(_tiff(image))).max() == 128
 
 
+def test_float_images_with_nan_or_infinite_pixels_are_refused():
+    values = np.full((48, 48), 0.5, dtype=np.float32)
+    values[3, 3] = np.nan  # read as it was (its range then 0..1 no more), this face became black
+    with pytest.raises(ImageProblem, match=r"^float image with 1 NaN or infinite pixel of 2304$"):
+        decode_image(_tiff(Image.fromarray(values, mode="F")))
+    values[4, 4] = -np.inf
+    with pytest.raises(ImageProblem, match=r"^float image with 2 NaN or infinite pixels of 2304$"):
+        decode_image(_tiff(Image.fromarray(values, mode="F")))
+
+
 def _tiff(image: Image.Image) -> bytes:
     import io
 

@@ -45,13 +45,16 @@ def read_image_file(path: Path, max_bytes: int = DEFAULT_LIMITS.member_bytes) ->
 def to_eight_bits(image: Image.Image) -> Image.Image:
     """A decoded image as mode "L" (one channel) or "RGB". Wide gray modes are scaled by their
     range: "I;16*" and "I" (16-bit PNG and TIFF) by 255/65535; float ("F") images in [0, 1] by
-    255, others clipped to 0..255."""
+    255, others clipped to 0..255; a float image with NaN or infinite pixels is an ImageProblem
+    (read as black, or as out of range, it would be answered as some other face)."""
     if image.mode in WIDE_GRAY_MAX or image.mode.startswith("I;16"):
         values = np.asarray(image, dtype=np.float64) * (255.0 / WIDE_GRAY_MAX.get(image.mode, 65535))
         return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
     if image.mode == "F":
         values = np.asarray(image, dtype=np.float64)
-        values = np.nan_to_num(values * 255.0 if values.size and values.min() >= 0 and values.max() <= 1 else values)
+        if bad := int(values.size - np.count_nonzero(np.isfinite(values))):
+            raise ImageProblem(f"float image with {bad} NaN or infinite pixel{'s' if bad > 1 else ''} of {values.size}")
+        values = values * 255.0 if values.size and values.min() >= 0 and values.max() <= 1 else values
         return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
     if image.mode in ("L", "RGB"):
         return image
