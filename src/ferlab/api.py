@@ -184,8 +184,9 @@ class Model:
                detector: str = DEFAULT_DETECTOR) -> list:
         """Every face in a photo (a path, PIL image or (H, W, 3) uint8 array), largest first: its
         box and detector score, label, probabilities, the 48x48 crop the model saw (of the region
-        ``seen``: the box and a margin), and with ``explain`` (``cam``, over ``seen``) Grad-CAM (at conv ``layer``; default: the deepest with maps at least 6x6), or
-        occlusion where Grad-CAM does not apply (an ONNX graph, an ensemble, a dnn).
+        ``seen``: the box and a margin), and with ``explain`` its map ``cam`` (over ``seen``):
+        Grad-CAM (at conv ``layer``; default: the deepest with maps at least 6x6), or occlusion
+        where Grad-CAM does not apply (an ONNX graph, an ensemble, a dnn).
         ``min_face``: the smallest face, in pixels or (under 1) a fraction of the shorter side;
         ``detector``: ``haar`` (OpenCV) or ``hog`` (dlib)."""
         from ferlab.faces import read_photo

@@ -51,10 +51,10 @@ def test_an_explained_frame_carries_each_faces_map_and_where_it_lies():
     plain, explained = client.post("/api/frame", content=frame).json(), client.post("/api/frame?explain=true", content=frame).json()
     (face,), (direct,) = explained["faces"], analyze(loaded, read_photo(frame), explain=True, mode="detect",
                                                       detection=Detection(min_face=LIVE_MIN_FACE))
-    assert face["box"] == plain["faces"][0]["box"] == direct.box.to_list() and "explanation" not in plain["faces"][0]
+    assert face["box"] == plain["faces"][0]["box"] == direct.box.to_list() and "heatmap" not in plain["faces"][0]
     assert face["explained_by"] == "gradcam" and face["seen"] == direct.seen.to_list()
     assert face["seen"][2] > face["box"][2]  # the margin the crop takes around the detector's box
-    drawn = np.asarray(Image.open(io.BytesIO(base64.b64decode(face["explanation"].split(",", 1)[1]))))
+    drawn = np.asarray(Image.open(io.BytesIO(base64.b64decode(face["heatmap"].split(",", 1)[1]))))
     assert drawn.shape == (48, 48, 3) and np.abs(drawn.astype(int) - heat_image(direct.cam)).max() <= 1
     refused = client.post("/api/frame?explain=perhaps", content=frame)
     assert refused.status_code == 422 and refused.json()["error"].startswith("explain: ")

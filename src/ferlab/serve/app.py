@@ -74,14 +74,15 @@ def frame_answer(loaded: LoadedModel, data: bytes, tta: str, detection: Detectio
                  layer: str | None = None) -> dict:
     """Faces of one camera frame: boxes, scores, labels and probabilities; no crops or annotated
     frame, since the page draws over the live video. With ``explain``, each face's 48x48 heat map
-    (``explanation``, a PNG) and the region of the frame it belongs over (``seen``)."""
+    (``heatmap``, a PNG to lay over the frame; photos get ``explanation``, map and face blended)
+    and the region of the frame it belongs over (``seen``)."""
     started = time.perf_counter()
     rgb = read_photo(data, name="frame", max_pixels=MAX_FRAME_PIXELS)
     faces = analyze(loaded, rgb, explain=explain, tta=tta, mode="detect", layer=layer, detection=detection)
     entries = [face.to_dict() for face in faces]
     for face, entry in zip(faces, entries):
         if face.cam is not None:
-            entry.update(explained_by=loaded.overlay_method, explanation=png_data_uri(heat_image(face.cam)),
+            entry.update(explained_by=loaded.overlay_method, heatmap=png_data_uri(heat_image(face.cam)),
                          seen=face.seen.to_list())
     return {"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "faces": entries,
             "ms": round(1000 * (time.perf_counter() - started), 1)}
