@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ferlab.errors import FerlabError
+from ferlab.errors import FerlabError, brief
 from ferlab.labels import IMAGE_SIZE
 from ferlab.schedules import SCHEDULES
 
@@ -167,9 +167,9 @@ def check_config(config: TrainConfig) -> None:
 
     for key, allowed in CHOICES.items():
         if getattr(config, key) not in allowed:
-            raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {getattr(config, key)!r}")
+            raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {brief(getattr(config, key))}")
     if config.model not in list_models():
-        raise ConfigError(f"unknown model {config.model!r}; available: {', '.join(list_models())}")
+        raise ConfigError(f"unknown model {brief(config.model)}; available: {', '.join(list_models())}")
     unknown = sorted(set(config.model_options) - set(model_options(config.model)))
     if unknown:
         raise ConfigError(f"model {config.model!r} has no option {', '.join(unknown)}; "
@@ -183,7 +183,7 @@ def check_config(config: TrainConfig) -> None:
         raise ConfigError(f"crop must be a side in pixels from {MIN_CROP} to {IMAGE_SIZE} (the whole face), got {config.crop}")
     check_progressive(config)
     if not all(isinstance(teacher, str) and teacher for teacher in config.teachers):
-        raise ConfigError(f"teachers must be run folders or checkpoint files, got {config.teachers!r}")
+        raise ConfigError(f"teachers must be run folders or checkpoint files, got {brief(config.teachers)}")
     for key, (low, high, closed_high, meaning) in RANGES.items():
         value = getattr(config, key)
         inside = math.isfinite(value) and low <= value and (value <= high if closed_high else value < high)
@@ -220,7 +220,7 @@ def check_model_options(model: str, options: dict, crop: int = IMAGE_SIZE) -> No
         with torch.device("meta"):
             built = build_model(model, **{k: v for k, v in options.items() if k != "pretrained"})
     except Exception as error:  # noqa: BLE001 - a factory given bad values raises anything
-        shown = ", ".join(f"{k}={v!r}" for k, v in options.items())
+        shown = ", ".join(f"{k}={brief(v)}" for k, v in options.items())
         raise ConfigError(f"model {model!r} cannot be built with {shown or 'its defaults'}: "
                           f"{error.__class__.__name__}: {str(error)[:120]}") from None
     if crop == IMAGE_SIZE:
@@ -267,15 +267,15 @@ FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 def coerce(key: str, value: Any, where: str) -> Any:
     """Check a value against the field's type (ints may stand for floats)."""
     if key not in FIELDS:
-        raise ConfigError(f"{where}: unknown key {key!r}; valid keys: {', '.join(FIELDS)}")
+        raise ConfigError(f"{where}: unknown key {brief(key)}; valid keys: {', '.join(FIELDS)}")
     default = FIELDS[key].default if FIELDS[key].default is not dataclasses.MISSING else FIELDS[key].default_factory()
     kind = type(default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind is bool and not isinstance(value, bool):
-        raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+        raise ConfigError(f"{where}: {key} must be true or false, got {brief(value)}")
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{where}: {key} must be {kind.__name__}, got {value!r}")
+        raise ConfigError(f"{where}: {key} must be {kind.__name__}, got {brief(value)}")
     return value
 
 

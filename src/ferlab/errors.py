@@ -1,5 +1,10 @@
 """Exceptions for problems a user can fix. The CLI prints them as one line and exits with code 2."""
 
+import reprlib
+
+_BRIEF = reprlib.Repr()  # keyword arguments need Python 3.12
+_BRIEF.maxlevel, _BRIEF.maxlist, _BRIEF.maxdict, _BRIEF.maxstring, _BRIEF.maxother = 2, 4, 4, 60, 60
+
 
 class FerlabError(Exception):
     """A user-facing error: bad input, a missing file, an unknown name."""
@@ -22,3 +27,9 @@ class NotApplicable(FerlabError, ValueError):
 
 class UnknownChoice(FerlabError, ValueError):
     """A name that is not among the valid ones (a method, a layer); the message lists them."""
+
+
+def brief(value) -> str:
+    """``repr(value)`` cut short for a one-line message: a value from a user's file may be a long
+    list, or a YAML alias bomb whose full repr would not fit in memory."""
+    return _BRIEF.repr(value)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import os
 import re
 import subprocess
@@ -35,10 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ferlab.config import ConfigError, coerce, parse_yaml, read_text_file, resolve_config
-from ferlab.errors import FerlabError
+from ferlab.errors import FerlabError, brief
 
 SWEEP_KEYS = ("preset", "variants", "grid", "random", "samples", "epochs", "asha", "resources")
 DISTRIBUTIONS = ("uniform", "loguniform", "choice")
+MAX_TRIALS = 10_000  # trials of one sweep: a grid's combinations, variants or random draws (a grid of 14
+                     # keys with 10 values each would be 10^14 of them, and took all memory building them)
 
 
 @dataclass(frozen=True)
@@ -54,69 +57,131 @@ class Sweep:
 
 def check_overrides(values: dict, where: str) -> dict:
     """TrainConfig overrides, each checked by name and type (the config's own rules)."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping of TrainConfig keys to values, got {brief(values)}")
     return {key: coerce(key, value, where) for key, value in values.items()}
 
 
 def grid_trials(grid: dict, where: str) -> list[dict]:
-    trials = [{}]
+    """Every combination of the grid's values, each checked, at most MAX_TRIALS of them."""
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
-            raise ConfigError(f"{where}: grid key {key!r} needs a non-empty list of values")
+            raise ConfigError(f"{where}: grid key {brief(key)} needs a non-empty list of values")
+        for value in values:
+            coerce(key, value, where)  # before any label is written with it
+    count = math.prod(len(values) for values in grid.values())
+    if count > MAX_TRIALS:
+        raise ConfigError(f"{where}: the grid makes {count:,} trials ({' x '.join(str(len(v)) for v in grid.values())}), "
+                          f"over the limit of {MAX_TRIALS:,}; use fewer values or a random search")
+    trials = [{}]
+    for key, values in grid.items():
         trials = [{**trial, key: value} for trial in trials for value in values]
-    return [{"label": ",".join(f"{k}={v}" for k, v in trial.items()) or "preset", **check_overrides(trial, where)}
-            for trial in trials]
+    return [{"label": ",".join(f"{k}={v if isinstance(v, (str, int, float)) else brief(v)}" for k, v in trial.items())
+             or "preset", **check_overrides(trial, where)} for trial in trials]
+
+
+def variant_trials(variants, where: str) -> list[dict]:
+    """Labelled sets of overrides (a variant without a label is "variant N")."""
+    if not isinstance(variants, list) or not variants:
+        raise ConfigError(f"{where}: variants needs a non-empty list")
+    if len(variants) > MAX_TRIALS:
+        raise ConfigError(f"{where}: {len(variants):,} variants, over the limit of {MAX_TRIALS:,}")
+    trials = []
+    for i, variant in enumerate(variants, start=1):
+        if not isinstance(variant, dict):
+            raise ConfigError(f"{where}: variant {i} must be a mapping of TrainConfig keys to values, got {brief(variant)}")
+        label = variant.get("label", f"variant {i}")
+        if not isinstance(label, (str, int, float)) or isinstance(label, bool):
+            raise ConfigError(f"{where}: variant {i}'s label must be text, got {brief(label)}")
+        overrides = {k: v for k, v in variant.items() if k != "label"}
+        trials.append({"label": str(label), **check_overrides(overrides, f"{where}: variant {i}")})
+    return trials
 
 
 def random_space(random: dict, where: str) -> dict:
+    """key -> (distribution, arguments), each checked: choices by type, ranges as low < high
+    (and above 0 for loguniform)."""
+    if not isinstance(random, dict) or not random:
+        raise ConfigError(f"{where}: random needs at least one key with a distribution")
     space = {}
     for key, spec in random.items():
         if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
-            raise ConfigError(f"{where}: random key {key!r}: expected one of "
+            raise ConfigError(f"{where}: random key {brief(key)}: expected one of "
                               f"{', '.join('{' + d + ': ...}' for d in DISTRIBUTIONS)}")
         kind, arguments = next(iter(spec.items()))
         if not isinstance(arguments, list) or not arguments or (kind != "choice" and len(arguments) != 2):
-            raise ConfigError(f"{where}: random key {key!r}: {kind} needs "
+            raise ConfigError(f"{where}: random key {brief(key)}: {kind} needs "
                               f"{'a non-empty list' if kind == 'choice' else '[low, high]'}")
-        for value in (arguments if kind == "choice" else arguments[:1]):
+        for value in arguments:
             coerce(key, value, where)  # the key exists and takes values of this type
+        if kind != "choice":
+            check_range(key, kind, arguments, where)
         space[key] = (kind, arguments)
     return space
 
 
+def check_range(key: str, kind: str, bounds: list, where: str) -> None:
+    low, high = bounds
+    numbers = all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in bounds)
+    if not numbers or not low < high or (kind == "loguniform" and low <= 0):
+        raise ConfigError(f"{where}: random key {brief(key)}: {kind} needs finite numbers low < high"
+                          f"{' above 0' if kind == 'loguniform' else ''}, got {brief(bounds)}")
+
+
+def whole_number(value, name: str, low: int, high: int, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ConfigError(f"{where}: {name} must be a whole number from {low:,} to {high:,}, got {brief(value)}")
+    return value
+
+
+def check_asha(asha, where: str) -> dict | None:
+    """ASHA's grace period (epochs, at least 1) and reduction factor (above 1), or None."""
+    if asha is None:
+        return None
+    if not isinstance(asha, dict) or set(asha) - {"grace", "reduction"}:
+        raise ConfigError(f"{where}: asha takes grace (epochs) and reduction (a factor above 1)")
+    whole_number(asha.get("grace", 1), "asha grace", 1, 10_000, where)
+    reduction = asha.get("reduction", 3)
+    if not isinstance(reduction, (int, float)) or isinstance(reduction, bool) or not 1 < reduction < math.inf:
+        raise ConfigError(f"{where}: asha reduction must be a number above 1, got {brief(reduction)}")
+    return asha
+
+
+def check_resources(resources, where: str) -> dict:
+    resources = {"cpu": 1, "gpu": 0, **(resources if isinstance(resources, dict) else {"?": resources} if resources else {})}
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf for v in resources.values())
+    if set(resources) - {"cpu", "gpu"} or not numbers:
+        raise ConfigError(f"{where}: resources takes cpu and gpu, non-negative numbers (gpu 0.25: four trials per GPU)")
+    return resources
+
+
 def read_sweep(path: Path) -> Sweep:
     """A sweep file, every key checked: unknown keys, empty grids and bad values are one line
-    naming the key."""
+    naming the key; a sweep of more than MAX_TRIALS trials is refused before any is built."""
     data = parse_yaml(read_text_file(path), path) or {}
     if not isinstance(data, dict):
         raise FerlabError(f"{path}: expected a mapping with preset and variants, grid or random")
-    unknown = sorted(set(data) - set(SWEEP_KEYS))
+    unknown = sorted((key for key in data if key not in SWEEP_KEYS), key=str)
     if unknown:
-        raise FerlabError(f"{path}: unknown key {unknown[0]!r}; a sweep has {', '.join(SWEEP_KEYS)}")
+        raise FerlabError(f"{path}: unknown key {brief(unknown[0])}; a sweep has {', '.join(SWEEP_KEYS)}")
     where = str(path)
+    if data.get("preset") is not None and not isinstance(data["preset"], str):
+        raise FerlabError(f"{path}: preset must be a preset's name, got {brief(data['preset'])}")
     resolve_config(data.get("preset"))  # an unknown preset is one line now
     kinds = [k for k in ("variants", "grid", "random") if data.get(k) is not None]
     if len(kinds) != 1:
         raise FerlabError(f"{path}: give exactly one of variants, grid or random (got {', '.join(kinds) or 'none'})")
     trials, random = [], {}
     if "variants" in kinds:
-        if not isinstance(data["variants"], list) or not data["variants"]:
-            raise FerlabError(f"{path}: variants needs a non-empty list")
-        for i, variant in enumerate(data["variants"]):
-            overrides = {k: v for k, v in variant.items() if k != "label"}
-            trials.append({"label": str(variant.get("label", f"variant {i + 1}")),
-                           **check_overrides(overrides, f"{where}: variant {i + 1}")})
+        trials = variant_trials(data["variants"], where)
     elif "grid" in kinds:
         if not isinstance(data["grid"], dict) or not data["grid"]:
             raise FerlabError(f"{path}: grid needs at least one key with a list of values")
         trials = grid_trials(data["grid"], where)
     else:
         random = random_space(data["random"], where)
-    asha = data.get("asha")
-    if asha is not None and (not isinstance(asha, dict) or set(asha) - {"grace", "reduction"}):
-        raise FerlabError(f"{path}: asha takes grace (epochs) and reduction (a factor above 1)")
-    resources = {"cpu": 1, "gpu": 0, **(data.get("resources") or {})}
-    if set(resources) - {"cpu", "gpu"} or not all(isinstance(v, (int, float)) and v >= 0 for v in resources.values()):
-        raise FerlabError(f"{path}: resources takes cpu and gpu, non-negative numbers (gpu 0.25: four trials per GPU)")
+    samples = whole_number(data.get("samples", 1), "samples", 1, MAX_TRIALS, where)
+    asha, resources = check_asha(data.get("asha"), where), check_resources(data.get("resources"), where)
     epochs = data.get("epochs")
     if epochs is not None:
         coerce("epochs", epochs, where)
@@ -125,9 +190,8 @@ def read_sweep(path: Path) -> Sweep:
         try:
             resolve_config(data.get("preset"), overrides={**overrides, **({"epochs": epochs} if epochs else {})})
         except ConfigError as error:
-            raise FerlabError(f"{path}: trial {trial['label']!r}: {error}") from None
-    return Sweep(str(data.get("preset")) if data.get("preset") else None, trials, random, int(data.get("samples", 1)),
-                 epochs, asha, resources)
+            raise FerlabError(f"{path}: trial {brief(trial['label'])}: {error}") from None
+    return Sweep(data.get("preset"), trials, random, samples, epochs, asha, resources)
 
 
 def draw_label(parameters: dict) -> str:
