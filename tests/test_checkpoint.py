@@ -76,6 +76,24 @@ def test_a_damaged_checkpoint_file_is_one_short_line_naming_it(tmp_path, damage,
     assert code == 2 and err.startswith(f"ferlab: error: {path}: ") and "\n" not in err and len(err) < 300, err
 
 
+def test_a_checkpoint_that_would_unpack_to_more_than_it_holds_is_refused_before_loading(tmp_path, monkeypatch, capsys):
+    import zipfile
+
+    import ferlab.checkpoint
+
+    deflated = tmp_path / "deflated.pt"  # torch.load inflates such members: 15 MiB of zeros became a 1 GiB tensor
+    with zipfile.ZipFile(shipped_model_path()) as source, zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as target:
+        for member in source.infolist():
+            target.writestr(member.filename, source.read(member.filename))
+    with pytest.raises(FerlabError, match=rf"^{deflated}: \d+ compressed members \(.*\); torch.save stores members uncompressed"):
+        read_checkpoint(deflated)
+    code = main(["evaluate", str(deflated), "--out", str(tmp_path / "out")])
+    assert code == 2 and "compressed members" in capsys.readouterr().err
+    monkeypatch.setattr(ferlab.checkpoint, "MAX_CHECKPOINT_BYTES", 2**20)
+    with pytest.raises(FerlabError, match=r"unpacks to 15 MiB, over the limit of 1 MiB for a checkpoint$"):
+        read_checkpoint(shipped_model_path())
+
+
 def test_an_onnx_graph_given_as_a_model_says_where_it_runs(tmp_path, capsys):
     """Another producer's graph: evaluate, report and ensemble (which run ferlab's own graphs,
     tests/test_graph.py) say it is not one; calibrate, which needs the PyTorch model, says what runs

@@ -42,6 +42,29 @@ def is_graph(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() == ".onnx"
 
 
+MAX_CHECKPOINT_BYTES = 2 * 2**30  # unpacked; an ensemble of eight ResNet-18s with optimiser states is under 1 GiB
+
+
+def archive_problem(path: Path) -> str | None:
+    """Why the checkpoint's zip must not be unpacked, or None. torch.save stores its members
+    uncompressed, but torch.load also inflates compressed ones: 15 MiB of deflated zeros became
+    a 1 GiB tensor, so compressed members are refused, and so is more than MAX_CHECKPOINT_BYTES."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        return f"not a readable checkpoint (damaged zip: {str(error)[:120]})"
+    compressed = [m.filename for m in members if m.compress_type != zipfile.ZIP_STORED]
+    if compressed:
+        return (f"{len(compressed)} compressed member{'s' if len(compressed) > 1 else ''} ({compressed[0]}, ...); "
+                "torch.save stores members uncompressed, and a compressed one may unpack to any size")
+    unpacked = sum(m.file_size for m in members)
+    if unpacked > MAX_CHECKPOINT_BYTES:
+        return (f"unpacks to {unpacked / 2**20:,.0f} MiB, over the limit of {MAX_CHECKPOINT_BYTES / 2**20:,.0f} MiB "
+                "for a checkpoint")
+    return None
+
+
 def read_checkpoint(path: str | os.PathLike, *, for_resume: bool = False) -> dict:
     """A checkpoint's payload, checked on load (see ``check_payload``): any inconsistency is one
     FerlabError naming the file, never a traceback or a model used half-loaded. ``for_resume``
@@ -55,6 +78,8 @@ def read_checkpoint(path: str | os.PathLike, *, for_resume: bool = False) -> dic
                           "checkpoint or 'default'")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip; a legacy reader would fail obscurely
         raise FerlabError(f"{path}: not a PyTorch checkpoint (not a zip archive: truncated, damaged or another kind of file)")
+    if problem := archive_problem(path):
+        raise FerlabError(f"{path}: {problem}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

@@ -138,6 +138,14 @@ def test_resnet18_loads_imagenet_weights_from_a_local_file(tmp_path):
     assert torch.allclose(model.features[0].weight, reference.conv1.weight.sum(1, keepdim=True))
     with pytest.raises(FerlabError, match="no such weights file"):
         build_model("resnet18", pretrained=str(tmp_path / "missing.pth"))
+    import zipfile
+
+    deflated = tmp_path / "deflated.pth"  # a zip bomb's way in: torch.load inflates compressed members
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as target:
+        for member in source.infolist():
+            target.writestr(member.filename, source.read(member.filename))
+    with pytest.raises(FerlabError, match=rf"^{deflated}: \d+ compressed members"):
+        build_model("resnet18", pretrained=str(deflated))
 
 
 def test_summary_rows_match_the_model_and_leave_no_hooks():

@@ -35,6 +35,12 @@ def build_resnet18(dropout: float = 0.3, stem_kernel: int = 3, pretrained: str |
 
 def load_imagenet_weights(net: nn.Module, path: Path) -> list[str]:
     """Copy matching tensors from a torchvision ResNet18 state dict; returns the names skipped."""
+    import zipfile
+
+    from ferlab.checkpoint import archive_problem  # here: ferlab.checkpoint builds models
+
+    if path.is_file() and zipfile.is_zipfile(path) and (problem := archive_problem(path)):
+        raise FerlabError(f"{path}: {problem}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
