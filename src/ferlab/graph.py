@@ -71,12 +71,17 @@ def read_graph(path: Path) -> bytes:
         raise FerlabError(f"{path}: cannot read it ({error.strerror or error})") from None
 
 
+def graph_metadata(model) -> dict[str, str]:
+    """An ONNX model's metadata properties (``ferlab export`` writes its contract there)."""
+    return {entry.key: entry.value for entry in model.metadata_props}
+
+
 def graph_problem(model) -> str | None:
     """What keeps an ONNX ``model`` (an onnx.ModelProto) from being one of ``ferlab export``'s
     graphs, or None: its producer, classes, input, outputs, temperature, and no external data."""
     import onnx
 
-    metadata = {entry.key: entry.value for entry in model.metadata_props}
+    metadata = graph_metadata(model)
     if metadata.get("producer") != "ferlab":
         return ("not a graph that ferlab export wrote (its metadata names no producer 'ferlab'); "
                 "run it with onnxruntime, or give ferlab the checkpoint it came from")
@@ -214,7 +219,7 @@ def load_graph(path: Path, device: str = "auto") -> GraphModel:
         raise FerlabError(f"{path}: {problem}")
     session = start_session(data, path)
     check_answers(session, path)
-    metadata = {entry.key: entry.value for entry in model.metadata_props}
+    metadata = graph_metadata(model)
     architecture = metadata.get("architecture", "")
     config = replace(TrainConfig(), mixed_precision=False, channels_last=False,  # the graph's own precision and layout
                      **({"model": architecture} if architecture in list_models() else {}))
