@@ -554,12 +554,13 @@ def cmd_report(args) -> int:
     from ferlab.checkpoint import load_model
     from ferlab.report.build import ReportOptions, build_report
 
+    given = {name: getattr(args, name) for name in ("lime_samples", "filter_steps", "trust_faces_per_class", "layer")
+             if getattr(args, name) is not None}
+    skip = tuple(filter(None, map(str.strip, (args.skip or "").split(","))))
+    options = ReportOptions(**given, progress=not args.quiet, skip=skip)  # checked before the model and data load
     loaded = load_model(args.run, device=args.device, graphs=True)
     run_dir = output_dir(args, "report")
     faces = load_data_for(args, loaded)
-    given = {name: getattr(args, name) for name in ("lime_samples", "filter_steps", "trust_faces_per_class", "layer")
-             if getattr(args, name) is not None}
-    options = ReportOptions(**given, progress=not args.quiet, skip=tuple(filter(None, map(str.strip, (args.skip or "").split(",")))))
     build_report(run_dir, loaded, faces, options)
     return 0
 

@@ -75,6 +75,23 @@ def test_stages_can_be_skipped_and_the_history_is_the_whole_run(reported_run, tm
     assert main(["report", str(reported_run), "--out", str(out), "--skip", "filterz"]) == 2
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--lime-samples", "1"], "lime-samples 1 must be a whole number of at least 2"),
+    (["--filter-steps", "-3"], "filter-steps -3 must be a whole number of at least 1"),  # was drawn with no ascent at all
+    (["--trust-faces-per-class", "0"], "trust-faces-per-class 0 must be a whole number of at least 1"),  # was an IndexError
+    (["--skip", "filterz"], "cannot skip filterz; stages: explanations, filters, trust"),
+])
+def test_report_settings_out_of_range_are_one_line_before_any_work(flags, message, tmp_path, capsys):
+    from ferlab.errors import FerlabError
+    from ferlab.report.build import ReportOptions
+
+    out = tmp_path / "out"
+    assert main(["report", "default", "--out", str(out), "--data", str(tmp_path / "no-data-needed"), *flags]) == 2
+    assert capsys.readouterr().err.strip() == f"ferlab: error: {message}" and not out.exists()
+    with pytest.raises(FerlabError, match="must lie in"):
+        ReportOptions(mask_fraction=0)
+
+
 def test_a_new_method_appears_in_the_report_without_touching_the_report(reported_run, tmp_path, monkeypatch):
     """Registering a method is enough: the panels, the trust table and the page loop over the registry."""
     import torch

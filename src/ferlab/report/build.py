@@ -20,7 +20,7 @@ import torch
 
 from ferlab.checkpoint import LoadedModel
 from ferlab.data.faceset import FaceSet
-from ferlab.errors import UnknownChoice
+from ferlab.errors import FerlabError, UnknownChoice
 from ferlab.explain import NotApplicable, get_spec, list_methods, methods_for
 from ferlab.explain.common import check_layer, conv_layers, default_layer, layer_sides
 from ferlab.explain.filters import feature_maps, shallow_middle_deep, visualize_filters
@@ -49,6 +49,22 @@ class ReportOptions:
     layer: str | None = None         # the CAM methods' conv layer (None: explain.common.default_layer)
     skip: tuple[str, ...] = ()       # stages of STAGES to leave out
     progress: bool = True            # a progress bar per stage
+
+    def __post_init__(self) -> None:
+        """Each setting in range, or one FerlabError naming it, before the report's first stage
+        (a trust sample of 0 faces per class failed with an IndexError after the evaluation)."""
+        least = {"trust_faces_per_class": 1, "trust_steps": 1, "lime_samples": 2, "trust_lime_samples": 2,
+                 "filter_steps": 1, "filters": 1}  # LIME's first sample is the face itself
+        for name, low in least.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise FerlabError(f"{name.replace('_', '-')} {value!r} must be a whole number of at least {low}")
+        if not (isinstance(self.filter_lr, (int, float)) and 0 < self.filter_lr < math.inf):
+            raise FerlabError(f"filter-lr {self.filter_lr!r} must be a positive finite number")
+        if not (isinstance(self.mask_fraction, (int, float)) and 0 < self.mask_fraction <= 1):
+            raise FerlabError(f"mask-fraction {self.mask_fraction!r} must lie in (0, 1]")
+        if unknown := sorted(set(self.skip) - set(STAGES)):
+            raise UnknownChoice(f"cannot skip {', '.join(unknown)}; stages: {', '.join(STAGES)}")
 
     def method_options(self, samples: int) -> dict:
         """Options offered to every method; each takes those it accepts (``MethodSpec.accepted``)."""
@@ -221,9 +237,6 @@ def filter_figures(loaded: LoadedModel, face: torch.Tensor, run_dir: Path, optio
 
 def build_report(run_dir: Path, loaded: LoadedModel, faces: FaceSet, options: ReportOptions = ReportOptions(),
                  log: Callable[[str], None] = print) -> Path:
-    unknown = set(options.skip) - set(STAGES)
-    if unknown:
-        raise UnknownChoice(f"cannot skip {', '.join(sorted(unknown))}; stages: {', '.join(STAGES)}")
     check_layer(loaded.model, options.layer)  # before the evaluation, not after it
     stages, started = Stages(options.progress, log), time.perf_counter()
     split = report_split(faces, log)
