@@ -85,6 +85,23 @@ def test_bad_inputs_are_one_line_naming_the_input(model, bad, message):
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
+def test_detect_takes_gray_rgb_and_rgba_arrays_and_names_any_other(model):
+    rgb = np.asarray(Image.open(ferlab.demo_photos()[1]).convert("RGB"))
+    boxes = [face.box for face in model.detect(rgb)]
+    assert len(boxes) == 1
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    assert [face.box for face in model.detect(rgba)] == boxes
+    gray = np.asarray(Image.fromarray(rgb).convert("L"))
+    assert [face.box for face in model.detect(gray)] == [face.box for face in model.detect(gray[..., None])]
+    for bad, message in ((np.zeros((64, 64, 5), np.uint8), "photo: an array of shape (64, 64, 5); expected"),
+                         (np.zeros((1, 64, 64, 3), np.uint8), "photo: an array of shape (1, 64, 64, 3); expected"),
+                         (5, "photo: cannot read a photo from a int"),  # was a TypeError and an IndexError
+                         (torch.zeros(64, 64, 3), "photo: cannot read a photo from a Tensor")):
+        with pytest.raises(ferlab.FerlabError) as error:
+            model.detect(bad)
+        assert str(error.value).startswith(message)
+
+
 def test_a_file_that_is_not_an_image_is_named(model, tmp_path):
     text = tmp_path / "notes.jpg"
     text.write_text("not an image")

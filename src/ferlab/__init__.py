@@ -8,10 +8,11 @@ Importing ferlab has no side effects and is light: the API (``ferlab.api``) and 
 imported on first use of ``load`` and friends. The command line lives in ``ferlab.cli``.
 """
 
+from ferlab.errors import FerlabError  # what every bad input raises: one line naming it
 from ferlab.labels import EMOTIONS
 
 __version__ = "0.1.0"
-__all__ = ["EMOTIONS", "__version__", "load", "Model", "Predictions", "as_faces", "demo_photos"]
+__all__ = ["EMOTIONS", "FerlabError", "__version__", "load", "Model", "Predictions", "as_faces", "demo_photos"]
 
 _LAZY = {"load": "ferlab.api", "Model": "ferlab.api", "Predictions": "ferlab.api", "as_faces": "ferlab.api",
          "demo_photos": "ferlab.photos"}

@@ -84,6 +84,20 @@ def array_to_uint8(values: np.ndarray, where: str) -> np.ndarray:
     return np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
 
 
+def photo_array(photo) -> np.ndarray:
+    """A photo given as an array -> (H, W, 3) uint8 RGB: (H, W) gray, or (H, W, C) with C 1, 3
+    or 4 (RGBA); values as ``array_to_uint8`` takes them. Anything else is one FerlabError."""
+    if not isinstance(photo, np.ndarray):
+        raise FerlabError(f"photo: cannot read a photo from a {type(photo).__name__}; give a path, bytes, "
+                          "a PIL image or an (H, W, 3) array")
+    values = array_to_uint8(photo, "photo")
+    if values.ndim == 3 and values.shape[2] == 1:
+        values = values[..., 0]
+    if values.ndim not in (2, 3) or (values.ndim == 3 and values.shape[2] not in (3, 4)):
+        raise FerlabError(f"photo: an array of shape {tuple(photo.shape)}; expected (H, W) or (H, W, C), C 1, 3 or 4")
+    return np.asarray(Image.fromarray(np.ascontiguousarray(values)).convert("RGB"))
+
+
 def array_images(values: np.ndarray, where: str, channels_first: bool) -> list[np.ndarray]:
     """An array as a list of (H, W) or (H, W, C) images. NumPy arrays are images: (H, W),
     (H, W, C) with C 3 or 4, or batches (N, H, W) and (N, H, W, C). Tensors follow PyTorch:
@@ -182,7 +196,7 @@ class Model:
 
     def detect(self, photo, explain: bool = False, layer: str | None = None, min_face: float = MIN_FACE,
                detector: str = DEFAULT_DETECTOR) -> list:
-        """Every face in a photo (a path, PIL image or (H, W, 3) uint8 array), largest first: its
+        """Every face in a photo (a path, its bytes, a PIL image or an (H, W[, C]) array), largest first: its
         box and detector score, label, probabilities, the 48x48 crop the model saw (of the region
         ``seen``: the box and a margin), and with ``explain`` its map ``cam`` (over ``seen``):
         Grad-CAM (at conv ``layer``; default: the deepest with maps at least 6x6), or occlusion
@@ -197,7 +211,7 @@ class Model:
         elif isinstance(photo, Image.Image):
             rgb = np.asarray(eight_bits(photo, "photo").convert("RGB"))
         else:
-            rgb = np.asarray(Image.fromarray(array_to_uint8(np.asarray(photo), "photo")).convert("RGB"))
+            rgb = photo_array(photo)
         return analyze(self.loaded, rgb, explain=explain, tta=self.tta, layer=layer,
                        detection=Detection(detector, min_face))
 
