@@ -147,10 +147,11 @@ def check_asha(asha, where: str) -> dict | None:
     return asha
 
 
-def check_resources(resources, where: str) -> dict:
-    resources = {"cpu": 1, "gpu": 0, **(resources if isinstance(resources, dict) else {"?": resources} if resources else {})}
+def check_resources(given, where: str) -> dict:
+    """Each trial's CPUs and GPUs (default one CPU, no GPU): non-negative numbers."""
+    resources = {"cpu": 1, "gpu": 0, **(given if isinstance(given, dict) else {})}
     numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf for v in resources.values())
-    if set(resources) - {"cpu", "gpu"} or not numbers:
+    if (given is not None and not isinstance(given, dict)) or set(resources) - {"cpu", "gpu"} or not numbers:
         raise ConfigError(f"{where}: resources takes cpu and gpu, non-negative numbers (gpu 0.25: four trials per GPU)")
     return resources
 
