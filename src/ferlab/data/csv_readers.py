@@ -27,7 +27,7 @@ import torch
 from ferlab.data.bad_rows import BadRows
 from ferlab.data.faceset import UNLABELLED, FaceSet
 from ferlab.data.limits import DEFAULT_LIMITS, ReaderLimits, describe_size, open_source
-from ferlab.errors import DataError
+from ferlab.errors import DataError, brief
 from ferlab.labels import EMOTIONS, IMAGE_SIZE, OFFICIAL_SPLIT_NAMES, SPLITS
 
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
@@ -66,12 +66,12 @@ def parse_pixels(text: str) -> np.ndarray | str:
 def parse_label(text: str) -> int | str:
     """A class as its number 0..6 or its name -> index, or a string saying what is wrong."""
     text = text.strip()
-    if INTEGER.fullmatch(text):
-        value = int(text)
-        return value if 0 <= value < len(EMOTIONS) else f"unknown label {text!r} (expected 0..6)"
+    if INTEGER.fullmatch(text):  # int() refuses over 4,300 digits with a ValueError; no label needs 20
+        value = int(text) if len(text) <= 20 else None
+        return value if value is not None and 0 <= value < len(EMOTIONS) else f"unknown label {brief(text)} (expected 0..6)"
     if text.lower() in EMOTIONS:
         return EMOTIONS.index(text.lower())
-    return f"unknown label {text!r} (expected 0..6 or a class name)"
+    return f"unknown label {brief(text)} (expected 0..6 or a class name)"
 
 
 KNOWN_COLUMNS = {"emotion", "pixels", "usage", "label", "feature", "id"}
@@ -172,7 +172,7 @@ def parse_face(row: list[str], layout: RowLayout, line: int) -> tuple[np.ndarray
     if layout.usage is not None:
         usage = row[layout.usage].strip()
         if usage not in OFFICIAL_SPLIT_NAMES:
-            return f"unknown Usage {usage!r} (expected Training, PublicTest or PrivateTest)"
+            return f"unknown Usage {brief(usage)} (expected Training, PublicTest or PrivateTest)"
         split = OFFICIAL_SPLIT_NAMES[usage]
     return pixels, label, SPLITS.index(split), row[layout.id].strip() if layout.id is not None else f"line {line}"
 
