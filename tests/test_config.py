@@ -76,10 +76,22 @@ def test_a_settings_file_that_does_not_parse_is_named_in_one_line_with_the_line_
     path.write_text("- [1]\n")  # YAML, but a list
     with pytest.raises(FerlabError, match=r"broken.yaml: expected a mapping"):
         read()
+    path.write_text(f"epochs: {'9' * 5000}\n")  # int() refuses it: a ValueError, not a YAMLError, was a traceback
+    with pytest.raises(ConfigError, match=r"broken.yaml: not valid YAML \(a number of more digits than Python reads"):
+        read()
     path.unlink()
     path.mkdir()  # a folder where the file should be
     with pytest.raises(FerlabError, match=r"broken.yaml: not a regular file"):
         read()
+
+
+def test_a_toml_number_too_long_to_read_and_epochs_past_any_schedule_are_one_line(tmp_path):
+    path = tmp_path / "long.toml"
+    path.write_text(f"epochs = {'9' * 5000}\n")
+    with pytest.raises(ConfigError, match=r"long.toml: not valid TOML: a number of more digits than Python reads"):
+        resolve_config(None, path)
+    with pytest.raises(ConfigError, match=r"^epochs must be at most 10,000 .*got 99,999,999,999$"):
+        resolve_config(None, overrides={"epochs": 99_999_999_999})  # trained on for ever at a learning rate near 0
 
 
 def test_a_presets_model_options_do_not_follow_another_model():

@@ -177,6 +177,9 @@ def check_config(config: TrainConfig) -> None:
     for key in ("epochs", "batch_size", "eval_batch_size", "checkpoint_every", "views"):
         if getattr(config, key) < 1:
             raise ConfigError(f"{key} must be at least 1, got {getattr(config, key)}")
+    if config.epochs > MAX_EPOCHS:
+        raise ConfigError(f"epochs must be at most {MAX_EPOCHS:,} (the longest published FER2013 schedules run 300), "
+                          f"got {config.epochs:,}")
     if config.views > MAX_VIEWS:
         raise ConfigError(f"views must be at most {MAX_VIEWS} (each view is a whole image in the step), got {config.views}")
     if not MIN_CROP <= config.crop <= IMAGE_SIZE:
@@ -259,6 +262,7 @@ RANGES = {
 POSITIVE = {"lr", "plateau_factor", "val_fraction", "distill_temperature"}  # where the low end itself is not allowed
 MIN_CROP = 24  # pixels: smaller windows cut whole facial features away
 MAX_VIEWS = 64  # views per face: the papers use 5-10; 10,000 would ask for 100+ GiB in one step
+MAX_EPOCHS = 10_000  # a typo's extra zeros would otherwise train for ever at a learning rate near 0
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -301,6 +305,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:  # its message names the line and column
             raise ConfigError(f"{path}: not valid TOML: {str(error).splitlines()[0]}") from None
+        except ValueError:  # int() refuses numbers of over 4,300 digits
+            raise ConfigError(f"{path}: not valid TOML: {TOO_LONG}") from None
     else:
         data = parse_yaml(text, path)
     data = data or {}
@@ -309,11 +315,16 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return {key: coerce(key, value, str(path)) for key, value in data.items()}
 
 
+TOO_LONG = "a number of more digits than Python reads (4,300)"
+
+
 def parse_yaml(text: str, path: str | Path) -> Any:
     """YAML text as Python values, or a ConfigError naming the file and the line of its first
     problem (``path:3: not valid YAML (...)``), as data errors do."""
     try:
         return yaml.safe_load(text)
+    except ValueError:  # PyYAML hands its numbers to int(), which refuses over 4,300 digits
+        raise ConfigError(f"{path}: not valid YAML ({TOO_LONG})") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
