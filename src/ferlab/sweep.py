@@ -24,6 +24,7 @@ internet cannot install Ray (its wheel alone is 79 MB), and there this is how a 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import logging
 import math
@@ -63,21 +64,21 @@ def check_overrides(values: dict, where: str) -> dict:
 
 
 def grid_trials(grid: dict, where: str) -> list[dict]:
-    """Every combination of the grid's values, each checked, at most MAX_TRIALS of them."""
+    """Every combination of the grid's values, each value checked once, at most MAX_TRIALS of them;
+    labels show the values as written."""
+    checked = {}
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{where}: grid key {brief(key)} needs a non-empty list of values")
-        for value in values:
-            coerce(key, value, where)  # before any label is written with it
+        checked[key] = [(value, coerce(key, value, where)) for value in values]  # before any label shows them
     count = math.prod(len(values) for values in grid.values())
     if count > MAX_TRIALS:
         raise ConfigError(f"{where}: the grid makes {count:,} trials ({' x '.join(str(len(v)) for v in grid.values())}), "
                           f"over the limit of {MAX_TRIALS:,}; use fewer values or a random search")
-    trials = [{}]
-    for key, values in grid.items():
-        trials = [{**trial, key: value} for trial in trials for value in values]
-    return [{"label": ",".join(f"{k}={v if isinstance(v, (str, int, float)) else brief(v)}" for k, v in trial.items())
-             or "preset", **check_overrides(trial, where)} for trial in trials]
+    return [{"label": ",".join(f"{k}={written if isinstance(written, (str, int, float)) else brief(written)}"
+                               for k, (written, _) in zip(checked, combination)) or "preset",
+             **{k: value for k, (_, value) in zip(checked, combination)}}
+            for combination in itertools.product(*checked.values())]
 
 
 def variant_trials(variants, where: str) -> list[dict]:
