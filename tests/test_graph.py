@@ -177,8 +177,9 @@ def test_the_report_of_a_graph_has_its_metrics_and_gradient_free_explanations(gr
     trust = json.loads((out / "trust.json").read_text())  # strict JSON: no NaN
     assert [row["method"] for row in trust["methods"]] == ["LIME", "Occlusion"]
     assert trust["fill"] == "the training-set mean gray level (pixel value 131.0 of 255)"
-    for row in trust["methods"]:
-        assert row["rho"] is None and not row["checked"] and row["verdict"].startswith("no randomisation check")
+    for row in trust["methods"]:  # checked against the graph with its weights redrawn: the maps change
+        assert row["checked"] and 0 <= row["rho"] < 0.5 and row["passes"]
+        assert row["verdict"].startswith(f"passes the randomisation check (ρ={row['rho']:.2f})")
         assert 0 <= row["deletion"] <= 1 and 0 <= row["insertion"] <= 1
     assert main(["report", str(graph), "--data", str(sample_archive), "--layer", "3", "-o", str(tmp_path / "r")]) == 2
     assert capsys.readouterr().err.strip().endswith(f"--layer 3: {graph} is an ONNX graph, with no conv layer to pick; "
@@ -341,3 +342,114 @@ def test_a_video_through_a_graph_gives_its_checkpoints_boxes_and_emotions(graph,
     assert len(faces_by_id(answered)) == 2
     same = sum(a["label"] == c["label"] for a, c in zip(answered, checkpoint))
     assert same >= len(checkpoint) - 2 and "happy" in {row["label"] for row in answered}
+
+
+def dequantized(model) -> dict[str, np.ndarray]:
+    """Each tensor an operator reads from the file, by the name it reads it under, in float: an
+    initializer, or a ``DequantizeLinear`` of one (an int8 graph's weights; one scale per tensor
+    or per channel along axis 0)."""
+    from onnx import numpy_helper
+
+    stored = {tensor.name: numpy_helper.to_array(tensor) for tensor in model.graph.initializer}
+    values = dict(stored)
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in stored:
+            q, scale, zero = (stored[name].astype(np.float64) for name in node.input[:3])
+            if scale.ndim == 1 and q.ndim > 1:
+                scale, zero = (x.reshape(-1, *[1] * (q.ndim - 1)) for x in (scale, zero))
+            values[node.output[0]] = (q - zero) * scale
+    return values
+
+
+def redrawn_parameters(model):
+    """(operator, role, trained, redrawn, fan-in or None) for every weight, bias and batch-norm
+    parameter of ``model`` and of its re-initialised twin, in float."""
+    from ferlab.graph import fan_in, reinitialized
+
+    trained, twin = dequantized(model), dequantized(reinitialized(model, seed=0))
+    for node in model.graph.node:
+        if node.op_type in ("Conv", "Gemm"):
+            fans = fan_in(node, trained[node.input[1]].shape)
+            yield from ((node.op_type, role, trained[name], twin[name], fans)
+                        for role, name in zip(("weight", "bias"), node.input[1:3]) if name)
+        elif node.op_type == "BatchNormalization":
+            yield from ((node.op_type, role, trained[name], twin[name], None)
+                        for role, name in zip(("scale", "shift", "mean", "variance"), node.input[1:5]))
+
+
+def int8_graph(path, sample_archive):
+    assert main(["export", "default-fast", "-o", str(path), "--int8", "--data", str(sample_archive),
+                 "--calibration-faces", "64"]) == 0
+    return path
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_a_graphs_random_twin_draws_every_weight_as_pytorch_initialises_it(precision, graph, sample_archive, tmp_path):
+    """The randomisation check's random model of a graph: weights and biases uniform in
+    +-1/sqrt(fan-in) (PyTorch's reset_parameters), batch norms the identity, the input's
+    normalisation untouched; the same seed the same twin, the file's own model left alone."""
+    from onnx import numpy_helper
+
+    from ferlab.graph import reinitialized
+
+    path = graph if precision == "float32" else int8_graph(tmp_path / "int8.onnx", sample_archive)
+    model = onnx.load(str(path))
+    original = model.SerializeToString()
+    twin = reinitialized(model, seed=0)
+    assert model.SerializeToString() == original
+    assert reinitialized(model, seed=0).SerializeToString() == twin.SerializeToString() != \
+        reinitialized(model, seed=1).SerializeToString()
+    parameters = list(redrawn_parameters(model))
+    assert sum(op == "Conv" and role == "weight" for op, role, *_ in parameters) == 12  # fastnet's convolutions
+    identity = {"scale": 1.0, "shift": 0.0, "mean": 0.0, "variance": 1.0}
+    for op, role, trained, redrawn, fans in parameters:
+        if fans is None:
+            np.testing.assert_allclose(redrawn, identity[role], atol=1e-6, err_msg=f"{op} {role}")
+            continue
+        bound = 1 / np.sqrt(fans)
+        step = bound / 127 if precision == "int8" and role == "weight" else 0.0  # int8 rounds to a step of the peak
+        assert trained.shape == redrawn.shape and np.abs(redrawn).max() <= bound + step + 1e-7, f"{op} {role}"
+        assert not np.allclose(trained, redrawn)
+        if redrawn.size >= 2000:  # uniform in +-bound: standard deviation bound/sqrt(3)
+            assert redrawn.std() == pytest.approx(bound / np.sqrt(3), rel=0.05), f"{op} {role} {redrawn.shape}"
+    quantisation = {name for node in model.graph.node if node.op_type in ("QuantizeLinear", "DequantizeLinear")
+                    for name in node.input}
+    scalars = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer
+               if not t.dims and t.name not in quantisation}
+    assert scalars and all(np.array_equal(scalars[t.name], numpy_helper.to_array(t))
+                           for t in twin.graph.initializer if t.name in scalars)  # 255, the mean, the spread...
+
+
+@pytest.mark.parametrize("name", __import__("ferlab.models", fromlist=["list_models"]).list_models())
+def test_every_registered_models_graph_can_be_re_initialised(name, tmp_path):
+    """A weight no rule reaches would leave a half-trained 'random' model that passes the check
+    falsely: every architecture's graph has all its weights redrawn."""
+    import dataclasses
+
+    from ferlab.checkpoint import build_architecture
+    from ferlab.config import TrainConfig
+    from ferlab.export import export_onnx
+    from ferlab.graph import reinitialized
+
+    config = TrainConfig(model=name)
+    path = tmp_path / f"{name}.onnx"
+    export_onnx({"config": dataclasses.asdict(config), "normalization": {"kind": "standardize", "mean": 0.5, "std": 0.25},
+                 "model": build_architecture(config).state_dict()}, path)
+    model = onnx.load(str(path))
+    before, after = dequantized(model), dequantized(reinitialized(model))
+    weights = [key for key, value in before.items() if value.ndim >= 2]
+    assert weights and all(not np.array_equal(before[key], after[key]) for key in weights)
+
+
+def test_weights_out_of_every_rules_reach_are_refused_not_left_trained():
+    from onnx import helper, numpy_helper
+
+    from ferlab.graph import reinitialized
+
+    weight = numpy_helper.from_array(np.ones((7, 2304), np.float32), "w")
+    nodes = casts_then(helper.make_node("Reshape", ["x", "shape"], ["flat"]),
+                       helper.make_node("Einsum", ["flat", "w"], ["logits"], equation="bi,ki->bk"))
+    model = ferlab_like(nodes, ["batch", 7])
+    model.graph.initializer.extend([weight, numpy_helper.from_array(np.array([-1, 2304], np.int64), "shape")])
+    with pytest.raises(ValueError, match="weights the re-initialisation does not reach: w"):
+        reinitialized(model)

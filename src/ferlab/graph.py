@@ -7,8 +7,9 @@ augmentation, calibration and every writer downstream are the same as for a chec
 The graph takes uint8 faces (``ferlab.export``'s contract), so the loaded model's normalisation is
 ``none`` (views in 0..255) and each view is rounded to whole gray levels before it goes in: exact
 for the face and its mirror image, within half a gray level of PyTorch's view for a zoomed one.
-A graph has no gradients and takes whole 48x48 faces only: explanations and ``ten-crop`` are
-refused in one line, naming the file.
+A graph has no gradients and takes whole 48x48 faces only: explanations that need gradients and
+``ten-crop`` are refused in one line, naming the file. Its weights are in reach, though: the trust
+check's re-initialised model is the graph with every weight redrawn (``reinitialized``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -39,9 +41,15 @@ class GraphNetwork(nn.Module):
 
     gives_gradients = False  # ferlab.explain.common.gives_gradients
 
-    def __init__(self, session, source: Path):
+    def __init__(self, session, source: Path, graph):
         super().__init__()
-        self.session, self.source = session, source
+        self.session, self.source, self.graph = session, source, graph  # graph: the session's onnx.ModelProto
+
+    def randomized(self, seed: int = 0) -> GraphNetwork:
+        """This graph with every weight redrawn as PyTorch initialises it (``reinitialized``): the
+        model-randomisation check's random model (``ferlab.explain.trust.randomized_copy``)."""
+        random_graph = reinitialized(self.graph, seed)
+        return GraphNetwork(start_session(random_graph.SerializeToString(), self.source), self.source, random_graph).eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[1:]) != (1, IMAGE_SIZE, IMAGE_SIZE):
@@ -53,6 +61,100 @@ class GraphNetwork(nn.Module):
             raise FerlabError(f"{self.source}: its logits for {len(faces)} faces are {tuple(logits.shape)}, "
                               f"not ({len(faces)}, {NUM_CLASSES})")
         return logits
+
+
+WEIGHTED_OPERATORS = ("Conv", "Gemm", "MatMul")  # operators whose input 1 is a weight, input 2 a bias
+BATCH_NORM_RESET = (1.0, 0.0, 0.0, 1.0)  # scale, shift, running mean, running variance: the identity
+
+
+def reinitialized(model, seed: int = 0):
+    """A copy of ONNX ``model`` with weights and biases redrawn as PyTorch's ``reset_parameters``
+    draws them, uniform in +-1/sqrt(fan-in), and batch norms reset to the identity, as
+    ``ferlab.explain.trust.randomized_copy`` does to a module. Quantised weights (int8 behind a
+    ``DequantizeLinear``) are redrawn in float and quantised again on a scale that fits them.
+    Weights no rule here reaches raise ValueError: a half-random model would pass the check falsely."""
+    import onnx
+
+    copy = onnx.ModelProto.FromString(model.SerializeToString())
+    tensors = GraphTensors(copy.graph)
+    generator = np.random.default_rng(seed)
+    for node in copy.graph.node:
+        if node.op_type in WEIGHTED_OPERATORS and node.input[1] in tensors:
+            shape = tensors.shape(node.input[1])
+            bound = 1 / math.sqrt(fan_in(node, shape))
+            for name in node.input[1:3]:
+                if name:
+                    tensors.put(name, generator.uniform(-bound, bound, tensors.shape(name)))
+        elif node.op_type == "BatchNormalization":
+            for name, value in zip(node.input[1:5], BATCH_NORM_RESET):
+                tensors.put(name, np.full(tensors.shape(name), value))
+    missed = tensors.untouched_weights()
+    if missed:
+        raise ValueError(f"weights the re-initialisation does not reach: {', '.join(missed[:3])}")
+    return copy
+
+
+def fan_in(node, shape: tuple[int, ...]) -> int:
+    """Inputs per output unit of a weight: a Conv's (out, in, kh, kw) in*kh*kw; a Gemm's (in, out)
+    in, or (out, in) under transB; a MatMul's (in, out) in."""
+    if node.op_type == "Conv":
+        return int(np.prod(shape[1:]))
+    transposed = node.op_type == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute)
+    return int(shape[1] if transposed else shape[0])
+
+
+class GraphTensors:
+    """A graph's parameters by the name its operators read them under: an initializer, or the
+    output of a ``DequantizeLinear`` of one (a quantised graph's weights)."""
+
+    def __init__(self, graph):
+        self.initializers = {tensor.name: tensor for tensor in graph.initializer}
+        self.dequantized = {node.output[0]: node for node in graph.node
+                            if node.op_type == "DequantizeLinear" and node.input[0] in self.initializers}
+        self.readers = collections.Counter(name for node in graph.node for name in node.input)
+        self.redrawn: set[str] = set()
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.initializers or name in self.dequantized
+
+    def stored(self, name: str):
+        """The initializer holding ``name``'s values (its integers, where it is quantised)."""
+        return self.initializers[self.dequantized[name].input[0] if name in self.dequantized else name]
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.stored(name).dims)
+
+    def put(self, name: str, values: np.ndarray) -> None:
+        """Store float ``values`` under ``name``: as they are, or quantised (symmetric, one scale)."""
+        from onnx import numpy_helper
+
+        tensor = self.stored(name)
+        dtype = numpy_helper.to_array(tensor).dtype
+        if name in self.dequantized:
+            values = self.quantized(self.dequantized[name], values, dtype)
+        tensor.CopyFrom(numpy_helper.from_array(values.astype(dtype), tensor.name))
+        self.redrawn.add(tensor.name)
+
+    def quantized(self, node, values: np.ndarray, dtype) -> np.ndarray:
+        """``values`` as integers of ``dtype``, with ``node``'s scale set to fit them and its zero point to 0."""
+        from onnx import numpy_helper
+
+        limit = min(np.iinfo(dtype).max, -np.iinfo(dtype).min)
+        peak = float(np.abs(values).max())
+        scale = peak / limit if peak > 0 else 1.0
+        for name, value in zip(node.input[1:3], (scale, 0)):
+            if self.readers[name] > 1:  # rescaled for one tensor, it would misread the others
+                raise ValueError(f"{name}: a quantisation scale or zero point shared by several tensors")
+            if name in self.initializers:
+                old = self.initializers[name]
+                array = numpy_helper.to_array(old)
+                old.CopyFrom(numpy_helper.from_array(np.full(array.shape, value, array.dtype), old.name))
+        return np.clip(np.round(values / scale), -limit, limit)
+
+    def untouched_weights(self) -> list[str]:
+        """Names of stored tensors of two or more dimensions (weights) that were not redrawn."""
+        return [name for name, tensor in self.initializers.items()
+                if len(tensor.dims) >= 2 and name not in self.redrawn]
 
 
 def read_graph(path: Path) -> bytes:
@@ -227,4 +329,4 @@ def load_graph(path: Path, device: str = "auto") -> GraphModel:
     record = {"kind": "onnx", "source": str(path), "architecture": architecture, "metadata": metadata,
               "calibration": {"temperature": float(metadata.get("temperature", "1.0"))}, "bytes": len(data),
               "quantization": metadata.get("quantization", "float32"), "operators": operators, "data": {}}
-    return GraphModel(GraphNetwork(session, path).eval(), Normalization("none"), config, record)
+    return GraphModel(GraphNetwork(session, path, model).eval(), Normalization("none"), config, record)

@@ -75,5 +75,5 @@ def test_a_model_without_weights_is_measured_without_the_randomisation_check():
     graph, same = assess("occlusion", AnswersOnly(), images, targets), assess("occlusion", LeftHalf(), images, targets)
     assert graph.unchecked and not same.unchecked  # LeftHalf re-initialised keeps its ranking: rho 1, checked
     assert (graph.deletion_auc, graph.insertion_auc) == (same.deletion_auc, same.insertion_auc)
-    assert graph.faithful and graph.verdict() == ("no randomisation check (an ONNX graph's weights cannot be "
-                                                  "re-initialised); beats a random order at deletion and insertion")
+    assert graph.faithful and graph.verdict() == ("no randomisation check (the model has no weights to "
+                                                  "re-initialise); beats a random order at deletion and insertion")

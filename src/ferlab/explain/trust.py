@@ -28,13 +28,16 @@ MARGIN = 0.01  # AUC difference (in class probability) a map needs over the rand
 
 
 def has_weights(model: nn.Module) -> bool:
-    """Whether ``model`` has weights the randomisation check can re-initialise (an ONNX graph, run
-    by onnxruntime, has none in reach)."""
-    return next(model.parameters(), None) is not None
+    """Whether ``model`` has weights the randomisation check can re-initialise: parameters, or an
+    ONNX graph's initializers (its ``randomized``)."""
+    return hasattr(model, "randomized") or next(model.parameters(), None) is not None
 
 
 def randomized_copy(model: nn.Module, seed: int = 0) -> nn.Module:
-    """A copy of ``model`` with every layer re-initialised (and batch-norm statistics reset)."""
+    """A copy of ``model`` with every layer re-initialised (and batch-norm statistics reset); a
+    model that redraws its own weights (an ONNX graph, ``ferlab.graph.GraphNetwork``) does so."""
+    if hasattr(model, "randomized"):
+        return model.randomized(seed)
     clone = copy.deepcopy(model)
     torch.manual_seed(seed)
     for module in clone.modules():
@@ -93,13 +96,13 @@ class TrustResult:
     insertion_auc: float
     random_deletion_auc: float
     random_insertion_auc: float
-    randomization_rho: float   # mean Spearman rho, trained vs re-initialised model (NaN: no weights to re-initialise)
+    randomization_rho: float   # mean Spearman rho, trained vs re-initialised model (NaN: it has no weights)
     note: str = ""
     curves: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
     @property
     def unchecked(self) -> bool:
-        """No randomisation check was possible (a model without weights in reach: an ONNX graph)."""
+        """No randomisation check was possible (a model without weights)."""
         return math.isnan(self.randomization_rho) and not self.note
 
     @property
@@ -121,7 +124,7 @@ class TrustResult:
     def verdict(self) -> str:
         if self.note:
             return self.note
-        sanity = ("no randomisation check (an ONNX graph's weights cannot be re-initialised)" if self.unchecked else
+        sanity = ("no randomisation check (the model has no weights to re-initialise)" if self.unchecked else
                   f"passes the randomisation check (ρ={self.randomization_rho:.2f})" if self.passes_sanity else
                   f"FAILS the randomisation check (ρ={self.randomization_rho:.2f}: the map barely depends on the weights)")
         missed = [test for test, beaten in (("deletion", self.beats_deletion), ("insertion", self.beats_insertion))
@@ -150,7 +153,7 @@ def assess(method, model: nn.Module, images: torch.Tensor, targets: torch.Tensor
     try:
         maps = function(model, images, targets, **options)
         random_model_maps = (function(randomized_copy(model, seed), images, targets, **options) if has_weights(model)
-                             else None)  # an ONNX graph: no weights to re-initialise
+                             else None)  # a model without weights: nothing to re-initialise
     except NotApplicable as error:
         nan = float("nan")
         return TrustResult(name, nan, nan, nan, nan, nan, note=f"not applicable: {error}")
