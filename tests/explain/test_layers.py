@@ -39,6 +39,25 @@ def test_the_shipped_models_layers_known_answer():
         pick_layer(model, "11")
 
 
+def test_layer_sides_are_probed_once_per_model_and_again_when_its_layers_change():
+    """The probe is a forward pass (half of a one-face Grad-CAM): once per model and face size; a
+    model whose layers were swapped is probed again, a second model of the same kind on its own."""
+    model = build_model("cnn").eval()
+    probes = []
+    model.features[0].register_forward_hook(lambda module, inputs, output: probes.append(tuple(inputs[0].shape)))
+    first = layer_sides(model)
+    assert layer_sides(model) == first and pick_layer(model, None)[0] == default_layer(model)
+    assert probes == [(1, 1, 48, 48)]
+    first["0"] = 0  # the caller's copy: the cache is not touched
+    assert layer_sides(model)["0"] == 48
+    assert layer_sides(model, size=96)["10"] == 24 and probes == [(1, 1, 48, 48), (1, 1, 96, 96)]
+    model.features = model.features[:6]  # cut after layer "5" (24x24): the deepest now
+    assert layer_sides(model) == {"0": 48, "1": 48, "4": 24, "5": 24} and len(probes) == 3
+    assert default_layer(model) == "5"
+    other = build_model("cnn").eval()
+    assert layer_sides(other) == layer_sides(build_model("cnn").eval()) != layer_sides(model)
+
+
 def test_the_last_layer_paints_one_blob_and_the_default_layer_follows_the_face(sample_faces):
     """Where each face's Grad-CAM peaks: on the 3x3 layer almost every face peaks in one place;
     on the 6x6 default the peaks spread over the face."""
