@@ -189,6 +189,22 @@ def test_bad_videos_are_one_line_and_exit_2(tmp_path, capsys):
     assert "--smoothing 1.0" in capsys.readouterr().err
 
 
+def test_a_cut_short_mp4_is_one_line_on_the_process_stderr(tmp_path):
+    """OpenCV and FFmpeg log from C++ straight to the process's stderr ("[ERROR:0@0.010] global
+    cap_ffmpeg_impl.hpp:1479 open VIDEOIO/FFMPEG: Failed to initialize VideoCapture", "moov atom
+    not found"), past Python's sys.stderr: the command is run as a user runs it, and its whole
+    stderr read."""
+    import subprocess
+    import sys
+
+    data = write_video(tmp_path / "whole.mp4", [two_faces_scene(0)[::4, ::4]] * 5).read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[:data.index(b"stsd")])  # every frame, and an index cut before it names the codec
+    result = subprocess.run([sys.executable, "-m", "ferlab", "video", str(cut), "-o", str(tmp_path / "out"), "--quiet"],
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 2 and result.stderr == f"ferlab: error: {cut}: not a video OpenCV can read\n"
+
+
 def test_a_video_damaged_midway_is_processed_up_to_the_damage_and_said_so(tmp_path, capsys):
     """Motion-JPEG frames zeroed in the middle of the file: OpenCV stops at the hole. The results
     cover the frames before it; the shortfall against the container's count is one line, exit 2."""

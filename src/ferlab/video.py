@@ -19,6 +19,7 @@ overlaps it most (intersection over union at least ``min_overlap``); a track not
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -90,6 +91,20 @@ def is_utf8(data: bytes) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def opencv_quiet():
+    """OpenCV's log silenced for the duration (its errors about a file are ours to say, in one line)."""
+    import cv2
+
+    logging = cv2.utils.logging
+    level = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        logging.setLogLevel(level)
+
+
 def read_frames(path: Path) -> tuple[Iterator[Frame], float, int]:
     """(frames, frames per second, frame count or 0 where the container does not say) of any video
     OpenCV can read. Unreadable files and videos without a frame are VideoErrors naming the file."""
@@ -99,7 +114,8 @@ def read_frames(path: Path) -> tuple[Iterator[Frame], float, int]:
     # FFmpeg's own log lines ("moov atom not found") would come before our one-line error; set
     # OPENCV_FFMPEG_LOGLEVEL=24 to see its warnings. Read when OpenCV's FFmpeg backend starts.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    capture = cv2.VideoCapture(str(path))
+    with opencv_quiet():  # and OpenCV's own ("[ERROR:0@0.010] ... Failed to initialize VideoCapture")
+        capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise VideoError(f"{path}: not a video OpenCV can read")
     fps = capture.get(cv2.CAP_PROP_FPS)
