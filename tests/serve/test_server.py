@@ -64,6 +64,9 @@ def test_hostile_uploads_get_one_error_shape(server):
         assert set(response.json()) == {"error"} and response.json()["error"].startswith(message), response.json()
     missing = httpx.post(f"{server}/api/predict", data={"explain": "true"}, timeout=30)
     assert missing.status_code == 422 and missing.json() == {"error": "file: Field required"}
+    photo = PHOTOS[0].read_bytes()
+    two = httpx.post(f"{server}/api/predict", files=[("file", ("a.jpg", photo)), ("file", ("b.jpg", photo))], timeout=30)
+    assert two.status_code == 400 and two.json() == {"error": "2 files (a.jpg, b.jpg): send one photo per request"}
     unknown = httpx.get(f"{server}/api/nothing", timeout=30)
     assert unknown.status_code == 404 and unknown.json() == {"error": "Not Found"}
 

@@ -187,7 +187,11 @@ def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "non
             gate.leave()
 
     @app.post("/api/predict")
-    def predict(file: UploadFile = File(...), explain: bool = Form(False)):
+    def predict(file: list[UploadFile] = File(...), explain: bool = Form(False)):
+        if len(file) > 1:  # answering the last alone would drop the others without a word
+            names = ", ".join(upload.filename or "upload" for upload in file[:3]) + (", ..." if len(file) > 3 else "")
+            return error_response(400, f"{len(file)} files ({names}): send one photo per request")
+        [file] = file
         data = file.file.read(MAX_UPLOAD_BYTES + 1)
         name = file.filename or "upload"
         if len(data) > MAX_UPLOAD_BYTES:
