@@ -382,6 +382,36 @@ def test_explain_passes_lime_and_occlusion_settings_to_the_methods_that_take_the
     one_line_error(code, err, "num_samples")
 
 
+def test_explain_without_a_method_draws_what_photos_lay_over_faces(tmp_path, capsys, monkeypatch, sample_archive):
+    """No --method: Grad-CAM for a checkpoint, occlusion for a model Grad-CAM cannot look into
+    (``LoadedModel.overlay_method``); a flag of another method names the default it met."""
+    from ferlab.checkpoint import LoadedModel
+
+    asked, explain = [], LoadedModel.explain
+
+    def spy(self, method, faces, target=None, **options):
+        asked.append((method, options))
+        return explain(self, method, faces, target, **options)
+
+    monkeypatch.setattr(LoadedModel, "explain", spy)
+    common = ["--index", "0", "--data", str(sample_archive)]
+    code, out, _ = run(["explain", "default", *common, "-o", str(tmp_path / "x.png")], capsys)
+    assert code == 0 and out.strip().endswith("x.png") and asked == [("gradcam", {})]
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(["explain", "default", *common, "--layer", "last"], capsys)
+    assert code == 0 and asked[-1] == ("gradcam", {"layer": "last"})
+    assert out.strip().endswith("explain-gradcam-test0.png") and list(tmp_path.rglob("explain-gradcam-test0.png"))
+    code, _, err = run(["explain", "default", *common, "--window", "12", "-o", str(tmp_path / "y.png")], capsys)
+    one_line_error(code, err, "--window is an option of occlusion; gradcam (the default --method) takes no window")
+    # a fully connected model: no conv layer for Grad-CAM
+    assert main(["train", "--model", "dnn", "--epochs", "1", "--data", str(sample_archive), "--batch-size", "64",
+                 "--out", str(tmp_path / "dnn-run"), "--quiet"]) == 0
+    [best] = (tmp_path / "dnn-run").rglob("best.pt")
+    capsys.readouterr()
+    code, _, _ = run(["explain", str(best), *common, "--window", "12", "-o", str(tmp_path / "z.png")], capsys)
+    assert code == 0 and asked[-1] == ("occlusion", {"window": 12})
+
+
 def test_explain_to_a_named_file_writes_that_file_alone(tmp_path, capsys, monkeypatch, sample_archive):
     monkeypatch.chdir(tmp_path)
     code, out, _ = run(["explain", "default", "--method", "saliency", "--index", "0", "--data", str(sample_archive),

@@ -591,7 +591,9 @@ def explain_options(args, methods: list[str]) -> dict:
     for flag, option in EXPLAIN_OPTIONS.items():
         if option in options and not any(option in get_spec(method).options for method in methods):
             takers = [method for method in list_methods() if option in get_spec(method).options]
-            raise FerlabError(f"--{flag} is an option of {', '.join(takers)}; {args.method} takes no {option}")
+            chosen = ", ".join(methods) + ("" if args.method else " (the default --method)")
+            raise FerlabError(f"--{flag} is an option of {', '.join(takers)}; {chosen} "
+                              f"{'takes' if len(methods) == 1 else 'take'} no {option}")
     return options
 
 
@@ -602,16 +604,17 @@ def cmd_explain(args) -> int:
     from ferlab.report.explain_figures import explain_faces_figure
     from ferlab.runs import writable_file
 
-    if args.method not in (*list_methods(), "all"):
+    if args.method not in (*list_methods(), "all", None):
         raise FerlabError(f"unknown explanation method {args.method!r}; available: {', '.join(list_methods())} or all")
     loaded = load_model(args.run, device=args.device, graphs=True)
-    methods = methods_for(loaded.model) if args.method == "all" else [args.method]
+    method = args.method or loaded.overlay_method
+    methods = methods_for(loaded.model) if method == "all" else [method]
     options = explain_options(args, methods)  # a flag no method takes, or a layer the model lacks: one line before the work
     check_layer(loaded.model, args.layer)
     output = writable_file(Path(args.output)) if args.output else None  # checked before the work
     run_dir = None if output else output_dir(args, "explain")  # a named file needs no folder of its own
     faces, names = explain_inputs(args, loaded)
-    output = output or run_dir / f"explain-{args.method}-{'-'.join(names)[:60]}.png"
+    output = output or run_dir / f"explain-{method}-{'-'.join(names)[:60]}.png"
     # one method that cannot explain the model raises NotApplicable (one line, exit 2); of several, those are named
     left_out = explain_faces_figure(loaded, faces, names, methods, args.target, output, options)
     for title, why in left_out.items():
@@ -870,9 +873,10 @@ def add_explain_command(commands) -> None:
     explain = commands.add_parser("explain", help="one explanation method's figure for chosen faces")
     explain.add_argument("run", help="run folder, checkpoint file, or an ONNX graph of ferlab export "
                                      "(gradient-free methods: lime, occlusion)")
-    explain.add_argument("--method", required=True, help="saliency, gradcam, hirescam, guided_gradcam, lime or "
-                                                         "occlusion (the explanation registry's methods), or all: "
-                                                         "every method that applies, side by side")
+    explain.add_argument("--method", help="saliency, gradcam, hirescam, guided_gradcam, lime or occlusion (the "
+                                          "explanation registry's methods), or all: every method that applies, side "
+                                          "by side (default: what photos and the page lay over faces, gradcam, or "
+                                          "occlusion for a model without gradients or a single conv layer)")
     chosen = explain.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--image", nargs="+", help="face image file(s); converted to 48x48 gray")
     chosen.add_argument("--index", type=int, nargs="+", help="face index(es) in --split")
