@@ -122,6 +122,36 @@ def test_unreadable_empty_and_misplaced_images_are_reported(tmp_path, entries):
         assert skipped.skipped == 1 and len(skipped) == 4
 
 
+def test_a_face_read_twice_is_a_bad_entry_not_a_second_face(tmp_path, entries):
+    """A zip or tar appended to holds two members of one name (``tar -r``; extracting keeps the
+    last, reading all would count the face twice); two copies of one tree give each face id twice.
+    The second is a bad entry naming the first: an error, or under --skip-bad-rows skipped and counted."""
+    faces, files = entries
+    name, other = "fer/train/happy/Training_1.png", png_bytes(faces["b"])
+    appended = tmp_path / "appended.tar"
+    with tarfile.open(appended, "w") as archive:
+        for member, data in [*files.items(), (name, other)]:
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    with pytest.raises(DataError, match=f"appended.tar:{name}: a second member of this name "
+                                        r"\(an archive appended to\?\); each face is read once"):
+        read_image_folder(appended)
+    skipped = read_image_folder(appended, skip_bad_rows=True)
+    assert skipped.skipped == 1 and len(skipped) == 4 and len(set(skipped.ids)) == 4
+    first = skipped.ids.index("train/happy/Training_1.png")
+    assert torch.equal(skipped.images[first], torch.from_numpy(faces["a"].astype(np.uint8)))  # the first copy
+    twice = tmp_path / "twice.zip"
+    with zipfile.ZipFile(twice, "w") as archive:
+        for member, data in files.items():
+            archive.writestr(member, data)
+            archive.writestr(member.replace("fer/", "copy/", 1), data)
+    with pytest.raises(DataError, match="twice.zip:copy/train/happy/Training_1.png: face train/happy/Training_1.png "
+                                        "again, first read from fer/train/happy/Training_1.png"):
+        read_image_folder(twice)
+    assert len(read_image_folder(twice, skip_bad_rows=True)) == 4
+
+
 def test_truncated_archive_is_a_clear_error(tmp_path, sample_archive):
     broken = tmp_path / "broken.tar.gz"
     broken.write_bytes(sample_archive.read_bytes()[:20000])

@@ -17,7 +17,7 @@ import torch
 from ferlab.data.archives import walk_files
 from ferlab.data.faceset import FaceSet
 
-CACHE_FORMAT = 3  # bump when a reader's output changes, so stale entries are not reused
+CACHE_FORMAT = 4  # bump when a reader's output changes, so stale entries are not reused
 
 
 def cache_dir() -> Path:

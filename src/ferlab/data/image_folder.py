@@ -75,6 +75,7 @@ def read_image_folder(path: str | Path, *, resize: bool = False, skip_bad_rows: 
     bad = BadRows(source, skip_bad_rows)
     records: list[tuple[str, np.ndarray, int, int]] = []
     passed_over: list[str] = []
+    first_entry: dict[str, str] = {}  # face id -> the entry that gave it
     for entry in iter_entries(path, limits):
         if is_passed_over(entry):
             passed_over.append(entry.name)
@@ -82,7 +83,10 @@ def read_image_folder(path: str | Path, *, resize: bool = False, skip_bad_rows: 
         record = read_entry(entry, resize, limits)
         if isinstance(record, str):
             bad.report(entry.name, record)
+        elif record[0] in first_entry:  # read twice, it would count twice, or stand in two splits' places
+            bad.report(entry.name, repeated_face(entry.name, record[0], first_entry[record[0]]))
         else:
+            first_entry[record[0]] = entry.name
             records.append(record)
     if not records:
         raise NoFaceImages(source, None, "no face images found (expected <train|test>/<class>/<image> entries)"
@@ -96,6 +100,14 @@ def read_image_folder(path: str | Path, *, resize: bool = False, skip_bad_rows: 
         torch.tensor(splits, dtype=torch.int64), tuple(ids), source, bad.count, tuple(bad.problems), official,
         passed_over_note(passed_over),
     )
+
+
+def repeated_face(name: str, face_id: str, first: str) -> str:
+    """What is wrong with an entry whose face id an earlier entry gave: a second member of one name
+    (an archive appended to: which copy is meant?), or a second tree (``a/train/...``, ``b/train/...``)."""
+    if name == first:
+        return "a second member of this name (an archive appended to?); each face is read once"
+    return f"face {face_id} again, first read from {first}; each face is read once"
 
 
 def passed_over_note(names: list[str], shown: int = 3) -> tuple[str, ...]:
