@@ -113,6 +113,49 @@ def test_the_page_in_headless_chromium(server, tmp_path):
     assert errors == []
 
 
+@pytest.mark.browser
+def test_photos_chosen_together_are_each_shown_in_turn(server, tmp_path):
+    """Three photos chosen at once (the second not an image): the first is answered, Next and
+    Previous step through the rest, an error shows for its own photo only, and nothing is dropped."""
+    bad = tmp_path / "notes.png"
+    bad.write_bytes(b"not a png")
+    chosen = [str(PHOTOS[0]), str(bad), str(PHOTOS[1])]
+
+    def faces_shown(page) -> str:
+        page.wait_for_selector("#status[data-faces]", timeout=60_000)
+        return page.inner_text("#status")
+
+    with chromium_page(1200, 900) as (page, errors):
+        page.goto(server + "/")
+        assert page.is_hidden("#browse")
+        page.set_input_files("#file", chosen)
+        first = faces_shown(page)
+        position = [page.inner_text("#position")]
+        disabled = [(page.is_disabled("#previous"), page.is_disabled("#next"))]
+        page.keyboard.press("ArrowRight")  # as Next
+        page.wait_for_selector("#status.error", timeout=60_000)
+        position.append(page.inner_text("#position"))
+        error, hidden = page.inner_text("#status"), page.is_hidden("#result")
+        page.click("#next")
+        last = faces_shown(page)
+        position.append(page.inner_text("#position"))
+        disabled.append((page.is_disabled("#previous"), page.is_disabled("#next")))
+        labels = page.locator(".face .label").all_inner_texts()
+        page.click("#previous")
+        page.wait_for_selector("#status.error", timeout=60_000)
+        position.append(page.inner_text("#position"))
+        page.set_input_files("#file", [str(PHOTOS[1])])  # one photo alone: nothing to step through
+        alone = faces_shown(page)
+        browse_hidden = page.is_hidden("#browse")
+    assert first == "1 face found." and last == alone == f"{len(labels)} face{'s' if len(labels) > 1 else ''} found."
+    assert position == [f"photo 1 of 3: {PHOTOS[0].name}", "photo 2 of 3: notes.png", f"photo 3 of 3: {PHOTOS[1].name}",
+                        "photo 2 of 3: notes.png"]
+    assert disabled == [(True, False), (False, True)]
+    assert error.startswith("notes.png: not an image") and hidden and browse_hidden
+    assert all(label.startswith(f"Face {i + 1}: ") for i, label in enumerate(labels))
+    assert [e for e in errors if "400" not in e] == []  # the browser logs the 400 itself
+
+
 @pytest.fixture(scope="module")
 def graph_server(fast_graph):
     """The app serving an ONNX graph of default-fast (ferlab.graph): answers, and occlusion for Grad-CAM."""
