@@ -24,6 +24,7 @@ from ferlab.evaluation import infer, infer_views
 from ferlab.labels import EMOTIONS
 from ferlab.models import build_model
 from ferlab.models.layers import crop_input
+from ferlab.outputs import save_torch
 from ferlab.tta import TTA_POLICIES, check_tta, uses_windows, window_side
 
 FORMAT = "ferlab-checkpoint"
@@ -32,9 +33,7 @@ VERSION = 1
 
 def save_checkpoint(path: Path, payload: dict) -> None:
     payload = {"format": FORMAT, "version": VERSION, "classes": list(EMOTIONS), **payload}
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
+    save_torch(payload, path)
 
 
 def is_graph(path: str | os.PathLike) -> bool:

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from ferlab.data.faceset import FaceSet
 from ferlab.data.normalize import Normalization
 from ferlab.errors import FerlabError
 from ferlab.labels import EMOTIONS, IMAGE_SIZE
+from ferlab.outputs import written
 
 ONNX_OPSET = 18
 
@@ -71,15 +71,14 @@ def export_onnx(payload: dict, path: Path) -> None:
     temperature = calibration_temperature(payload)
     model = RawFaces(network.float().eval(), normalization, temperature).eval()
     example = torch.zeros(2, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     program = torch.onnx.export(model, (example,), input_names=["faces"], output_names=["logits", "probabilities"],
                                 dynamic_shapes=({0: torch.export.Dim("batch")},), opset_version=ONNX_OPSET,
                                 dynamo=True, external_data=False, verbose=False)
     program.model.metadata_props.update({"classes": ",".join(EMOTIONS), "producer": "ferlab",
                                          "architecture": config.model, "input": "faces uint8 (batch, 48, 48) 0..255",
                                          "temperature": repr(temperature), **mean_gray_entry(normalization)})
-    program.save(temporary, external_data=False)
-    os.replace(temporary, path)
+    with written(path) as temporary:
+        program.save(temporary, external_data=False)
 
 
 def mean_gray_entry(normalization: Normalization) -> dict[str, str]:
@@ -142,17 +141,12 @@ def export_int8(payload: dict, path: Path, faces: FaceSet, calibration_faces: in
         raise FerlabError(f"{faces.source}: int8 export needs labelled faces with Training and PublicTest "
                           "(or validation) splits: the first to calibrate on, the second to check on")
     chosen = torch.randperm(len(training), generator=torch.Generator().manual_seed(seed))[:calibration_faces]
-    quantized = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tempfile.TemporaryDirectory(prefix="ferlab-int8-") as folder:
-            original = Path(folder) / "float32.onnx"
-            export_onnx(payload, original)
-            quantize_onnx(original, quantized, training.images[chosen], Path(folder))
-            check = compare_graphs(original, quantized, held_out)
+    with written(path) as quantized, tempfile.TemporaryDirectory(prefix="ferlab-int8-") as folder:
+        original = Path(folder) / "float32.onnx"
+        export_onnx(payload, original)
+        quantize_onnx(original, quantized, training.images[chosen], Path(folder))
+        check = compare_graphs(original, quantized, held_out)
         describe_quantization(quantized, check, len(chosen))
-        os.replace(quantized, path)
-    finally:
-        quantized.unlink(missing_ok=True)  # a failure leaves no half-written file beside the output
     return check
 
 

@@ -25,6 +25,7 @@ from ferlab.errors import FerlabError
 from ferlab.explain.postprocess import OVERLAY_ALPHA, heat_rgb, normalize, relu
 from ferlab.faces import CROP_MARGIN, Box, Detection, crop_face, detect_faces, to_gray
 from ferlab.labels import EMOTIONS
+from ferlab.outputs import written
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MODES = ("auto", "detect", "crop")
@@ -274,7 +275,8 @@ def process_photos(loaded: LoadedModel, paths: list[Path], out: Path, *, model_n
                 record = {**photo_record(str(path), rgb, faces), "outputs": [f"{name}.json", f"{name}-annotated.png"]}
                 records.append(record)
                 write_json(out / f"{name}.json", record)
-                annotate(rgb, faces).save(out / f"{name}-annotated.png", format="PNG")
+                with written(out / f"{name}-annotated.png") as temporary:
+                    annotate(rgb, faces).save(temporary, format="PNG")
                 say, line = log, describe_faces(path, faces)
             with bar.external_write_mode():  # the line goes above the bar, not through it
                 say(line)

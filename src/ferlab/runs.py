@@ -25,6 +25,7 @@ from ferlab.data.faceset import FaceSet
 from ferlab.errors import FerlabError
 from ferlab.evaluation import format_metrics, metrics
 from ferlab.labels import EMOTIONS
+from ferlab.outputs import write_text, written
 from ferlab.tta import TTA_POLICIES, choose_tta, uses_windows
 from ferlab.calibration import reliability
 
@@ -66,9 +67,7 @@ def writable_file(path: Path) -> Path:
 
 
 def write_json(path: Path, data: dict) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(temporary, path)
+    write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 OWNER_FILE = "ferlab-model.txt"  # in an output folder of a checkpoint file: the model whose figures it holds
@@ -106,7 +105,7 @@ def check_owner(folder: Path, model: str | None = None, name: str | None = None)
 def claim_folder(folder: Path, model: str) -> None:
     """Mark ``folder`` as holding ``model``'s figures (a run folder is its run's already)."""
     if folder_owner(folder) != model:
-        (folder / OWNER_FILE).write_text(f"{model}\n")
+        write_text(folder / OWNER_FILE, f"{model}\n")
 
 
 def read_json(path: Path) -> dict:
@@ -115,7 +114,7 @@ def read_json(path: Path) -> dict:
 
 def write_config(run_dir: Path, config: TrainConfig, data_info: dict) -> None:
     text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
-    (run_dir / "config.yaml").write_text(f"# resolved training config; data: {data_info.get('source')}\n{text}")
+    write_text(run_dir / "config.yaml", f"# resolved training config; data: {data_info.get('source')}\n{text}")
 
 
 def labelled_split(faces: FaceSet, split: str) -> FaceSet:
@@ -206,11 +205,9 @@ def evaluation_entry(result: dict) -> dict:
 def write_submission(path: Path, ids, predictions: torch.Tensor, probabilities: torch.Tensor | None = None) -> None:
     """Kaggle format: ``id,label`` with the numeric label (0..6, the challenge's class order); with
     ``probabilities`` (N, 7), one more column per class, named by class."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", newline="") as file:
+    with written(path) as temporary, open(temporary, "w", newline="") as file:
         writer = csv.writer(file, lineterminator="\n")  # quotes ids (paths) that hold commas
         writer.writerow(["id", "label", *(EMOTIONS if probabilities is not None else ())])
         for i, (face_id, label) in enumerate(zip(ids, predictions.tolist())):
             extra = [f"{p:.6f}" for p in probabilities[i].tolist()] if probabilities is not None else []
             writer.writerow([face_id, int(label), *extra])
-    os.replace(temporary, path)

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from ferlab.config import ConfigError, coerce, parse_yaml, read_text_file, resolve_config
 from ferlab.errors import FerlabError, brief
+from ferlab.outputs import write_text
 
 SWEEP_KEYS = ("preset", "variants", "grid", "random", "samples", "epochs", "asha", "resources")
 DISTRIBUTIONS = ("uniform", "loguniform", "choice")
@@ -373,8 +374,8 @@ def write_table(rows: list[dict], sweep: Sweep, out: Path, runner: str = "Ray Tu
             stopped = " (stopped by ASHA)" if row["epochs"] < row["of"] else ""
             lines.append(f"| {row['label']} | {100 * row['publictest']:.2f} | {row['best_epoch']}/{row['epochs']}{stopped} "
                          f"| {Path(row['run']).relative_to(out.resolve())} |")
-    (out / "table.md").write_text("\n".join(lines) + "\n")
-    (out / "results.json").write_text(json.dumps(rows, indent=1))
+    write_text(out / "table.md", "\n".join(lines) + "\n")
+    write_text(out / "results.json", json.dumps(rows, indent=1))
 
 
 def describe(rows: list[dict]) -> str:

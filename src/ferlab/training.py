@@ -31,6 +31,7 @@ from ferlab.evaluation import infer, metrics
 from ferlab.models import build_model
 from ferlab.models.layers import crop_input
 from ferlab.muon import Muon
+from ferlab.outputs import written
 from ferlab.schedules import SCHEDULES
 
 class TrainingDiverged(FerlabError):
@@ -270,7 +271,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, norma
 
 
 def write_history(path: Path, history: list[dict]) -> None:
-    with open(path, "w", newline="") as file:
+    with written(path) as temporary, open(temporary, "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=HISTORY_FIELDS)
         writer.writeheader()
         for row in history:

@@ -35,6 +35,7 @@ from ferlab.checkpoint import LoadedModel
 from ferlab.errors import FerlabError
 from ferlab.faces import MAX_PIXELS, Box, Detection, to_gray
 from ferlab.labels import EMOTIONS
+from ferlab.outputs import write_text, written
 from ferlab.photos import FaceResult, annotate, classify_boxes, find_faces, overlay_maps
 
 
@@ -246,6 +247,20 @@ def video_writer(path: Path, fps: float, size: tuple[int, int]):
     return writer
 
 
+def check_written(video: Path, frames: int, output: Path) -> None:
+    """OpenCV's writer says nothing when a write fails (a full disk): the video is read back, and
+    one that does not hold every frame written is a FerlabError naming ``output``."""
+    import cv2
+
+    with opencv_quiet():
+        capture = cv2.VideoCapture(str(video))
+        held = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if capture.isOpened() else 0
+        capture.release()
+    if held != frames:
+        raise FerlabError(f"{output}: cannot write it (OpenCV wrote {frames} frames and the file holds "
+                          f"{held}: is the disk full?)")
+
+
 def process_video(loaded: LoadedModel, path: Path, out: Path, options: VideoOptions = VideoOptions(), *,
                   progress: bool = True) -> dict:
     """``ferlab video``: see the module's docstring. Returns the summary (also written as JSON)."""
@@ -254,19 +269,22 @@ def process_video(loaded: LoadedModel, path: Path, out: Path, options: VideoOpti
     frames, fps, count = read_frames(path)
     stem, tracker, rows, writer, seen = path.stem, Tracker(options), [], None, 0
     outputs = {kind: out / f"{stem}-{kind}" for kind in ("annotated.mp4", "frames.csv", "timeline.png", "summary.json")}
-    try:
-        for frame in tqdm(frames, total=count or None, desc=path.name, unit="frame", disable=not progress):
-            faces = frame_faces(loaded, frame, tracker, options)
-            rows += csv_rows(frame, faces)
-            annotated = np.asarray(annotate(frame.rgb, [face for _, face in faces], [f"#{t.id}" for t, _ in faces]))
-            if writer is None:
-                writer = video_writer(outputs["annotated.mp4"], fps, (frame.rgb.shape[1], frame.rgb.shape[0]))
-            writer.write(np.ascontiguousarray(annotated[..., ::-1]))
-            seen += 1
-    finally:
-        if writer is not None:
-            writer.release()
-    with open(outputs["frames.csv"], "w", newline="") as handle:
+    # OpenCV's writer logs a failed write ("FFmpeg: Failed to write frame") and goes on; check_written says it once
+    with written(outputs["annotated.mp4"]) as annotated_video, opencv_quiet():
+        try:
+            for frame in tqdm(frames, total=count or None, desc=path.name, unit="frame", disable=not progress):
+                faces = frame_faces(loaded, frame, tracker, options)
+                rows += csv_rows(frame, faces)
+                annotated = np.asarray(annotate(frame.rgb, [face for _, face in faces], [f"#{t.id}" for t, _ in faces]))
+                if writer is None:
+                    writer = video_writer(annotated_video, fps, (frame.rgb.shape[1], frame.rgb.shape[0]))
+                writer.write(np.ascontiguousarray(annotated[..., ::-1]))
+                seen += 1
+        finally:
+            if writer is not None:
+                writer.release()
+        check_written(annotated_video, seen, outputs["annotated.mp4"])
+    with written(outputs["frames.csv"]) as temporary, open(temporary, "w", newline="") as handle:
         csv.writer(handle).writerows([CSV_COLUMNS, *rows])
     faces = [track_summary(t) for t in tracker.all_tracks() if t.history]
     from ferlab.report.figures import plot_timeline
@@ -277,7 +295,7 @@ def process_video(loaded: LoadedModel, path: Path, out: Path, options: VideoOpti
                "detect_every": options.detect_every, "smoothing": options.smoothing,
                "explained_by": loaded.overlay_method if options.explain else None, "faces": faces,
                "outputs": [p.name for p in outputs.values()]}
-    outputs["summary.json"].write_text(json.dumps(summary, indent=2))
+    write_text(outputs["summary.json"], json.dumps(summary, indent=2))
     return summary
 
 

@@ -16,6 +16,8 @@ import torch
 
 from ferlab.data.archives import walk_files
 from ferlab.data.faceset import FaceSet
+from ferlab.errors import FerlabError
+from ferlab.outputs import save_torch
 
 CACHE_FORMAT = 4  # bump when a reader's output changes, so stale entries are not reused
 
@@ -54,8 +56,8 @@ def load_cached(key: str) -> FaceSet | None:
 def save_cached(key: str, faces: FaceSet) -> None:
     try:
         write_faces(cache_dir() / f"faces-{key}.pt", faces)
-    except OSError:
-        pass  # a read-only home is no reason to fail: the next load decodes again
+    except (OSError, FerlabError):
+        pass  # a read-only home or a full disk is no reason to fail: the next load decodes again
 
 
 def read_faces(file: Path) -> FaceSet:
@@ -67,11 +69,9 @@ def read_faces(file: Path) -> FaceSet:
 
 
 def write_faces(file: Path, faces: FaceSet) -> None:
-    """``faces`` as one file, written atomically (a temporary file beside it, then renamed)."""
+    """``faces`` as one file, written whole or not at all (``ferlab.outputs``)."""
     file.parent.mkdir(parents=True, exist_ok=True)
-    temporary = file.parent / f".{file.name}.{os.getpid()}.tmp"
-    torch.save({"images": faces.images, "labels": faces.labels, "splits": faces.splits,
+    save_torch({"images": faces.images, "labels": faces.labels, "splits": faces.splits,
                 "ids": list(faces.ids), "source": faces.source, "skipped": faces.skipped,
                 "problems": list(faces.problems), "official_splits": faces.official_splits,
-                "notes": list(faces.notes)}, temporary)
-    os.replace(temporary, file)
+                "notes": list(faces.notes)}, file)

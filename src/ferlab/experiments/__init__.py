@@ -37,6 +37,7 @@ from ferlab.errors import FerlabError
 from ferlab.evaluation import metrics
 from ferlab.labels import SPLITS
 from ferlab.models import build_model, count_parameters
+from ferlab.outputs import write_text
 from ferlab.runs import write_json
 from ferlab.training import fit
 
@@ -203,7 +204,7 @@ def run_experiment(experiment: Experiment, faces: FaceSet, out_dir: Path, *, see
     write_json(out_dir / "results.json", results)
     plot_arms({label: [r["history"] for r in arm["runs"]] for label, arm in results["arms"].items()},
               out_dir / "curves.png", f"{experiment.name} ({budget} budget, {len(seeds)} seed{'s' * (len(seeds) > 1)})")
-    (out_dir / "results.md").write_text(results_markdown(experiment, results))
+    write_text(out_dir / "results.md", results_markdown(experiment, results))
     return results
 
 
@@ -286,7 +287,7 @@ def publish(out_dir: Path, results: dict, destination: Path, device: str) -> Pat
     target.mkdir(parents=True, exist_ok=True)
     text = (out_dir / "results.md").read_text()
     stamp = f"Measured on {device}, {time.strftime('%Y-%m-%d')}.\n\n"
-    (target / "results.md").write_text(text.replace("\n\n", "\n\n" + stamp, 1))
+    write_text(target / "results.md", text.replace("\n\n", "\n\n" + stamp, 1))
     for name in ("curves.png", "confusions.png"):
         if (out_dir / name).exists():
             shutil.copyfile(out_dir / name, target / name)
@@ -300,5 +301,5 @@ def publish(out_dir: Path, results: dict, destination: Path, device: str) -> Pat
               "Training, epoch chosen on PublicTest, PrivateTest reported once; mean ± std over seeds.\n\n")
     notes = destination / "NOTES.md"  # hand-written remarks (e.g. runs that did not finish), kept at the end
     footer = "\n" + notes.read_text() if notes.exists() else ""
-    (destination / "RESULTS.md").write_text(header + "\n".join(sections) + footer)
+    write_text(destination / "RESULTS.md", header + "\n".join(sections) + footer)
     return destination / "RESULTS.md"

@@ -28,6 +28,7 @@ from ferlab.explain.postprocess import masked_faces
 from ferlab.explain.trust import SANITY_THRESHOLD, assess, random_baseline
 from ferlab.labels import EMOTIONS
 from ferlab.models.summary import summarize
+from ferlab.outputs import write_text
 from ferlab.report.explain_figures import (plot_feature_maps, plot_filter_visualisations, plot_method_panels,
                                            plot_trust_curves)
 from ferlab.report.figures import plot_history
@@ -308,5 +309,5 @@ def write_page(run_dir: Path, loaded: LoadedModel, evaluation: dict, history: li
         generated=time.strftime("%Y-%m-%d %H:%M"),
         escape=html.escape)
     path = run_dir / "report.html"
-    path.write_text(page, encoding="utf-8")
+    write_text(path, page)
     return path

@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ferlab.explain.postprocess import heat_rgb, normalize, overlay, relu  # noqa: E402
+from ferlab.report.figures import save_and_close  # noqa: E402
 
 
 def displayable(map_: torch.Tensor, kind: str) -> np.ndarray:
@@ -75,9 +76,7 @@ def plot_method_panels(faces: torch.Tensor, captions: list[str], panels: dict[st
         axis.set_yticks([])
     figure.suptitle(textwrap.fill(title, 16 * columns), fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save_and_close(figure, path, dpi=100)
 
 
 def _unit_range(images: torch.Tensor) -> torch.Tensor:
@@ -100,9 +99,7 @@ def plot_filter_visualisations(layers: dict[str, torch.Tensor], path: Path, titl
                 axis.imshow(shown[i].numpy(), cmap="gray")
         subfigure.suptitle(name, fontsize=10)
     figure.suptitle(title, fontsize=11, y=1.04)
-    figure.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    return path
+    return save_and_close(figure, path, dpi=110, bbox_inches="tight")
 
 
 def plot_feature_maps(face: torch.Tensor, maps: dict[str, torch.Tensor], path: Path, count: int = 16) -> Path:
@@ -118,9 +115,7 @@ def plot_feature_maps(face: torch.Tensor, maps: dict[str, torch.Tensor], path: P
     for axis in axes.flat:
         axis.axis("off")
     figure.tight_layout()
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    return path
+    return save_and_close(figure, path, dpi=90)
 
 
 def plot_trust_curves(curves: dict[str, tuple[torch.Tensor, torch.Tensor]], path: Path) -> Path:
@@ -138,9 +133,7 @@ def plot_trust_curves(curves: dict[str, tuple[torch.Tensor, torch.Tensor]], path
         axis.grid(alpha=0.3)
     insertion_axis.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save_and_close(figure, path, dpi=100)
 
 
 def explain_faces_figure(loaded, faces: torch.Tensor, names: list[str], methods: list[str], target: str | None,

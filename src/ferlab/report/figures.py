@@ -14,6 +14,16 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ferlab.labels import EMOTIONS  # noqa: E402
+from ferlab.outputs import save_figure  # noqa: E402
+
+
+def save_and_close(figure, path: Path, **options) -> Path:
+    """``figure`` written to ``path`` whole or not at all (``ferlab.outputs``), and closed either way."""
+    try:
+        save_figure(figure, path, **options)
+    finally:
+        plt.close(figure)
+    return path
 
 
 def plot_history(history: list[dict], path: Path, title: str = "") -> Path:
@@ -32,9 +42,7 @@ def plot_history(history: list[dict], path: Path, title: str = "") -> Path:
     accuracy_axis.set_title(f"best validation {best['val_accuracy']:.3f} at epoch {best['epoch']}", fontsize=9)
     figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_and_close(figure, path, dpi=110)
 
 
 def plot_confusion(confusion_normalized: list[list[float]], path: Path, title: str = "") -> Path:
@@ -52,9 +60,7 @@ def plot_confusion(confusion_normalized: list[list[float]], path: Path, title: s
     figure.colorbar(image, fraction=0.046)
     axis.set_title(title, fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_and_close(figure, path, dpi=110)
 
 
 def plot_reliability(before: dict, after: dict | None, temperature: float, path: Path, title: str = "") -> Path:
@@ -76,9 +82,7 @@ def plot_reliability(before: dict, after: dict | None, temperature: float, path:
     axis.legend(loc="upper left", fontsize=8)
     axis.set_title(title, fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_and_close(figure, path, dpi=110)
 
 
 def plot_face_grid(images: torch.Tensor, captions: list[str], path: Path, title: str = "", columns: int = 8) -> Path:
@@ -93,9 +97,7 @@ def plot_face_grid(images: torch.Tensor, captions: list[str], path: Path, title:
             axis.set_title(captions[i], fontsize=7)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_and_close(figure, path, dpi=110)
 
 
 def plot_evaluation(result: dict, images: torch.Tensor, labels: torch.Tensor, probabilities: torch.Tensor,
@@ -136,9 +138,7 @@ def plot_timeline(tracks: dict[int, list[tuple[float, np.ndarray]]], path: Path,
     axes[-1, 0].set_xlabel("time (s)")
     figure.suptitle(title + (f" (the first 12 of {len(tracks)} faces)" if len(tracks) > 12 else ""))
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save_and_close(figure, path, dpi=100)
 
 
 def plot_arms(histories: dict[str, list[list[dict]]], path: Path, title: str = "") -> Path:
@@ -162,6 +162,4 @@ def plot_arms(histories: dict[str, list[list[dict]]], path: Path, title: str = "
     val_axis.legend(fontsize=8)
     figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save_and_close(figure, path, dpi=100)

@@ -1,0 +1,59 @@
+"""Output files, each written whole or not at all.
+
+Every file ferlab writes goes through ``written``: a temporary file beside the output (the same
+folder, so the rename stays on one file system; the output's suffix kept, for writers that choose
+their format by it) is renamed over the output once it is complete. A failure on the way, a full
+disk or a quota, removes the temporary file and is one FerlabError naming the output: neither a
+half-written file in the output's place nor litter beside it, and the last good output stays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from ferlab.errors import FerlabError
+
+
+@contextlib.contextmanager
+def written(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path to write ``path``'s content to; renamed over ``path`` when the block ends."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp{path.suffix}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except OSError as error:
+        raise FerlabError(f"{path}: cannot write it ({error.strerror or error})") from None
+    finally:
+        temporary.unlink(missing_ok=True)  # gone already where the rename happened
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with written(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+
+
+def write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> None:
+    with written(path) as temporary:
+        temporary.write_bytes(data)
+
+
+def save_torch(payload, path: str | os.PathLike) -> None:
+    """``torch.save`` of ``payload``, serialised in memory first: written straight to a file, a full
+    disk is a RuntimeError from its zip writer ("unexpected pos 64 vs 0"), not the OSError it is."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes(path, buffer.getbuffer())
+
+
+def save_figure(figure, path: str | os.PathLike, **options) -> None:
+    """A matplotlib figure as an image file, its format from ``path``'s suffix."""
+    with written(path) as temporary:
+        figure.savefig(temporary, **options)
