@@ -114,6 +114,7 @@ def test_each_bad_file_is_named_and_the_batch_goes_on(tmp_path, capsys):
         assert any(str(path) in line and message in line for line in errors)
     results = json.loads((out / "results.json").read_text())
     assert [p["image"] for p in results["photos"]] == [str(ASTRONAUT)] and results["failed"] == len(cases)
+    assert results["problems"] == [line.removeprefix("ferlab: error: ") for line in errors]  # named there too
 
 
 def test_photo_json_schema_and_annotated_copies(tmp_path, capsys):

@@ -261,7 +261,7 @@ def process_photos(loaded: LoadedModel, paths: list[Path], out: Path, *, model_n
     paths = list(dict.fromkeys(paths))  # each file once
     for problem in unread:
         warn(problem)
-    records, failed = [], len(unread)
+    records, problems = [], list(unread)
     # None: only on a terminal; piped or logged, stderr keeps one line per unreadable photo
     with tqdm(total=len(paths), unit="photo", disable=None if progress and len(paths) > 1 else True) as bar:
         for path, name in zip(paths, output_names(paths)):
@@ -269,7 +269,7 @@ def process_photos(loaded: LoadedModel, paths: list[Path], out: Path, *, model_n
                 rgb = read_photo(path)
             except PhotoError as error:
                 say, line = warn, str(error)
-                failed += 1
+                problems.append(line)
             else:
                 faces = analyze(loaded, rgb, explain=explain, tta=tta, mode=mode, layer=layer, detection=detection)
                 record = {**photo_record(str(path), rgb, faces), "outputs": [f"{name}.json", f"{name}-annotated.png"]}
@@ -281,9 +281,9 @@ def process_photos(loaded: LoadedModel, paths: list[Path], out: Path, *, model_n
             with bar.external_write_mode():  # the line goes above the bar, not through it
                 say(line)
             bar.update()
-    if failed and not records:  # a typo must not replace the last run's summary with an empty one
+    if problems and not records:  # a typo must not replace the last run's summary with an empty one
         raise FerlabError(f"{out / SUMMARY_NAME}.json: not written: no input could be read")
     summary = {"model": model_name, "explained_by": loaded.overlay_method if explain else None, "photos": records,
-               "failed": failed}
+               "failed": len(problems), "problems": problems}  # each input not read, and why
     write_json(out / f"{SUMMARY_NAME}.json", summary)
     return summary
