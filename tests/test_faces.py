@@ -249,6 +249,9 @@ def test_bad_detection_settings_are_one_line():
         Detection("mtcnn")
     with pytest.raises(FerlabError, match="--min-face -1"):
         Detection(min_face=-1)
+    for bad in (float("nan"), float("inf"), "80", None):  # NaN passed every comparison, then round() raised
+        with pytest.raises(FerlabError, match=f"--min-face {bad}: expected pixels"):
+            Detection(min_face=bad)
 
 
 def test_a_folder_without_photos_is_named_and_other_files_are_counted(tmp_path, capsys):

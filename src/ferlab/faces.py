@@ -9,6 +9,8 @@ here adds a small margin around the detector's box for the same framing.
 
 from __future__ import annotations
 
+import math
+import numbers
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,14 +121,14 @@ def hog_faces(gray: np.ndarray, smallest: int) -> Found:
     return [f for f in found if min(f[2], f[3]) >= smallest]
 
 
-
 DETECTORS = {"hog": hog_faces, "haar": haar_faces}  # BENCHMARKS.md compares them on real photos
 DEFAULT_DETECTOR = "hog"  # as many faces as Haar found and no false ones, a little faster (BENCHMARKS.md)
 
 
 def min_face_pixels(min_face: float, shape: tuple[int, int]) -> int:
     """``min_face`` (pixels, or under 1 a fraction of the shorter side of ``shape``) in pixels."""
-    if min_face < 0:
+    if isinstance(min_face, bool) or not isinstance(min_face, numbers.Real) or not math.isfinite(min_face) \
+            or min_face < 0:  # NaN passed every comparison and failed in round(), a traceback
         raise FerlabError(f"--min-face {min_face}: expected pixels (1 or more) or a fraction of the photo (0 to 1)")
     return round(min_face * min(shape)) if min_face < 1 else round(min_face)
 
