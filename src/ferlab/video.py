@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import numbers
 import os
 import stat
 from collections.abc import Iterator
@@ -54,10 +55,12 @@ class VideoOptions:
     explain: bool = False      # lay each face's explanation (Grad-CAM, or occlusion) over it in the annotated video
     layer: str | None = None   # Grad-CAM's conv layer (None: its default)
 
-    def __post_init__(self):
-        if self.detect_every < 1:
-            raise FerlabError(f"--detect-every {self.detect_every}: expected 1 or more frames")
-        if not 0 <= self.smoothing < 1:
+    def __post_init__(self):  # the API passes what its caller gave: NaN, a string, 2.5 frames
+        whole = isinstance(self.detect_every, numbers.Integral) and not isinstance(self.detect_every, bool)
+        if not whole or self.detect_every < 1:
+            raise FerlabError(f"--detect-every {self.detect_every}: expected a whole number of frames, 1 or more")
+        number = isinstance(self.smoothing, numbers.Real) and not isinstance(self.smoothing, bool)
+        if not number or not 0 <= self.smoothing < 1:  # NaN fails the range
             raise FerlabError(f"--smoothing {self.smoothing}: expected 0 (none) up to, not including, 1")
 
 
