@@ -49,13 +49,12 @@ def test_a_full_disk_is_one_line_naming_the_file_and_leaves_no_part_of_it(kind, 
     if kind == "video":
         from tests.test_video import two_faces_scene, write_video
 
-        clip = write_video(tmp_path / "clip.mp4", [two_faces_scene(i % 10)[::2, ::2] for i in range(12)])
+        write_video(tmp_path / "clip.mp4", [two_faces_scene(i % 10)[::2, ::2] for i in range(12)])
     argv, failing = {
         "checkpoint": (["export", "default-fast", "-o", str(out / "model.pt")], out / "model.pt"),
         "onnx": (["export", "default-fast", "-o", str(out / "model.onnx")], out / "model.onnx"),
         "photo": (["photo", str(demo_photos()[1]), "-o", str(out)], out / "grace_hopper-annotated.png"),
-        "video": (["video", str(tmp_path / "clip.mp4") if kind == "video" else "", "-o", str(out), "--quiet"],
-                  out / "clip-annotated.mp4"),
+        "video": (["video", str(tmp_path / "clip.mp4"), "-o", str(out), "--quiet"], out / "clip-annotated.mp4"),
         "submission": (["predict", "default-fast", str(sample_archive), "--proba", "-o", str(out / "labels.csv")],
                        out / "labels.csv"),
     }[kind]

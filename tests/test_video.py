@@ -188,8 +188,9 @@ def test_bad_videos_are_one_line_and_exit_2(tmp_path, capsys):
         assert expected in error
     assert main(["video", str(garbage), "--smoothing", "1", "-o", str(tmp_path / "out")]) == 2
     assert "--smoothing 1.0" in capsys.readouterr().err
-    for options, flag in [({"detect_every": float("nan")}, "--detect-every nan"), ({"detect_every": 2.5}, "--detect-every 2.5"),
-                          ({"detect_every": True}, "--detect-every True"), ({"smoothing": float("nan")}, "--smoothing nan"),
+    for options, flag in [({"detect_every": float("nan")}, "--detect-every nan"),
+                          ({"detect_every": 2.5}, "--detect-every 2.5"), ({"detect_every": True}, "--detect-every True"),
+                          ({"smoothing": float("nan")}, "--smoothing nan"),
                           ({"smoothing": "0.5"}, "--smoothing 0.5")]:  # through the API: NaN ran, a string was a TypeError
         with pytest.raises(FerlabError, match=f"^{flag}: expected"):
             VideoOptions(**options)

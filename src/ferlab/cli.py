@@ -816,7 +816,8 @@ def add_video_command(commands) -> None:
 
 
 def add_serve_command(commands) -> None:
-    serve = commands.add_parser("serve", help="a local web page: drop photos or use the camera, see faces, expressions and Grad-CAM")
+    serve = commands.add_parser("serve", help="a local web page: drop photos or use the camera, see faces, "
+                                              "expressions and Grad-CAM")
     serve.add_argument("--model", default="default", help=ANSWERS_HELP + "; a graph's page shows occlusion for Grad-CAM")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     serve.add_argument("--port", type=port_number, default=8000, help="TCP port, 1..65535 (default 8000)")

@@ -49,7 +49,8 @@ class GraphNetwork(nn.Module):
         """This graph with every weight redrawn as PyTorch initialises it (``reinitialized``): the
         model-randomisation check's random model (``ferlab.explain.trust.randomized_copy``)."""
         random_graph = reinitialized(self.graph, seed)
-        return GraphNetwork(start_session(random_graph.SerializeToString(), self.source), self.source, random_graph).eval()
+        session = start_session(random_graph.SerializeToString(), self.source)
+        return GraphNetwork(session, self.source, random_graph).eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[1:]) != (1, IMAGE_SIZE, IMAGE_SIZE):
