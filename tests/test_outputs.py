@@ -87,3 +87,25 @@ def test_written_replaces_the_file_only_once_it_is_whole(tmp_path):
             temporary.write_text("half")
             raise KeyError("boom")
     assert target.read_text() == "good\n" and sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+
+
+def test_a_figure_takes_its_format_from_the_output_not_the_temporary_file(tmp_path):
+    """The temporary file's name ends in the output's suffix, or in ``.tmp`` where it has none:
+    matplotlib would read that as a format. A figure without a suffix is a PNG, as before."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ferlab.outputs import save_figure
+
+    for name, signature in (("plain", b"\x89PNG"), ("figure.jpg", b"\xff\xd8"), ("figure.SVG", b"<?xml")):
+        figure = plt.figure(figsize=(1, 1))
+        save_figure(figure, tmp_path / name)
+        plt.close(figure)
+        assert (tmp_path / name).read_bytes().startswith(signature), name
+    figure = plt.figure(figsize=(1, 1))
+    with pytest.raises(FerlabError, match=r"figure.xyz: cannot write a figure as .xyz; name it .png"):
+        save_figure(figure, tmp_path / "figure.xyz")
+    plt.close(figure)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figure.SVG", "figure.jpg", "plain"]

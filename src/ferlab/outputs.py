@@ -54,6 +54,11 @@ def save_torch(payload, path: str | os.PathLike) -> None:
 
 
 def save_figure(figure, path: str | os.PathLike, **options) -> None:
-    """A matplotlib figure as an image file, its format from ``path``'s suffix."""
+    """A matplotlib figure as an image file, its format from ``path``'s suffix (PNG where it has
+    none): named explicitly, as the temporary file's own suffix may be ``.tmp``."""
+    path = Path(path)
+    image_format = path.suffix[1:].lower() or "png"
+    if image_format not in figure.canvas.get_supported_filetypes():
+        raise FerlabError(f"{path}: cannot write a figure as .{image_format}; name it .png, .jpg, .svg or .pdf")
     with written(path) as temporary:
-        figure.savefig(temporary, **options)
+        figure.savefig(temporary, format=image_format, **options)
