@@ -50,7 +50,8 @@ LIVE_MIN_FACE = 80             # pixels: a face in a camera frame is large, and 
 
 class FrameGate:
     """One camera frame at a time, and at most MAX_FRAME_RATE a second: a client sends its next
-    frame when the last is answered (the server's pace); more gets 429, not a queue."""
+    frame when the last is answered (the server's pace) and ``wait`` seconds have passed since;
+    more gets 429, not a queue."""
 
     def __init__(self, rate: float = MAX_FRAME_RATE, clock: Callable[[], float] = time.monotonic):
         self.lock, self.interval, self.clock, self.last = threading.Lock(), 1.0 / rate, clock, -math.inf
@@ -68,6 +69,11 @@ class FrameGate:
 
     def leave(self) -> None:
         self.lock.release()
+
+    def wait(self) -> float:
+        """Seconds from now until the next frame is taken. A client that waits this long after the
+        answer is never refused for the rate: its frame cannot arrive before the answer left."""
+        return max(0.0, self.last + self.interval - self.clock())
 
 
 def frame_answer(loaded: LoadedModel, data: bytes, tta: str, detection: Detection, explain: bool = False,
@@ -180,7 +186,8 @@ def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "non
         if refusal:
             return error_response(429, refusal)
         try:
-            return await run_in_threadpool(frame_answer, loaded, data, tta, live_detection, explain, options.get("layer"))
+            answer = await run_in_threadpool(frame_answer, loaded, data, tta, live_detection, explain, options.get("layer"))
+            return answer | {"next_in_ms": math.ceil(1000 * gate.wait())}
         except PhotoError as error:
             return error_response(400, str(error))
         finally:
