@@ -118,3 +118,12 @@ def test_explain_takes_a_class_by_name(model, crop):
     for wrong in (9, -1, 2.0, True):  # not an index error deep in the method, nor a bool taken for 1
         with pytest.raises(FerlabError, match=rf"^target {wrong!r} is not a class index 0..6 or name"):
             model.explain(crop, target=wrong)
+
+
+def test_detect_on_an_animated_photo_warns_that_it_read_the_first_frame(model, tmp_path):
+    from tests.test_faces import animated_photo
+
+    gif, still = animated_photo(tmp_path)
+    with pytest.warns(UserWarning, match=r"animated\.gif: first frame only"):
+        faces = model.detect(gif)
+    assert [f.label for f in faces] == [f.label for f in model.detect(still)]

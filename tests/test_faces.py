@@ -127,7 +127,7 @@ def test_photo_json_schema_and_annotated_copies(tmp_path, capsys):
     records = results["photos"]
     assert len(records) == 3 and results["explained_by"] == "gradcam"
     for record in records:
-        assert set(record) == {"image", "width", "height", "faces", "outputs"}
+        assert set(record) == {"image", "width", "height", "note", "faces", "outputs"} and record["note"] is None
         for face in record["faces"]:
             assert set(face) == {"box", "score", "label", "confidence", "probabilities", "found_by"}
             assert len(face["box"]) == 4 and all(isinstance(v, int) for v in face["box"])
@@ -289,3 +289,24 @@ def test_a_batch_of_photos_shows_its_progress_on_a_terminal_only(tmp_path, capsy
     assert "astronaut.png: 1 face: happy" in captured.out and "2/2" not in captured.out
     assert main(["photo", "--demo", "--quiet", "-o", str(tmp_path / "quiet")]) == 0
     assert capsys.readouterr().err == ""
+
+
+# --- an animated photo: its first frame, and a note saying so ---------------------------------------
+
+def animated_photo(folder) -> tuple[object, object]:
+    """(an animated GIF of the two demo photos, a lossless PNG of its first frame as decoded)."""
+    first, second = (Image.open(path).convert("RGB").resize((400, 400)) for path in demo_photos()[::-1])
+    gif, still = folder / "animated.gif", folder / "first-frame.png"
+    first.save(gif, save_all=True, append_images=[second], duration=500, loop=0)
+    Image.open(gif).convert("RGB").save(still)
+    return gif, still
+
+
+def test_an_animated_photo_is_read_at_its_first_frame_with_a_note(tmp_path, capsys):
+    gif, still = animated_photo(tmp_path)
+    assert main(["photo", str(gif), str(still), "-o", str(tmp_path / "out")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    animated, first = json.loads((tmp_path / "out" / "results.json").read_text())["photos"]
+    assert animated["faces"] == first["faces"] and len(first["faces"]) == 1  # the first frame, Grace Hopper
+    assert animated["note"].startswith("first frame only") and first["note"] is None
+    assert lines[0].endswith("(first frame only: an animated or multi-page image (ferlab video reads every frame))")

@@ -202,12 +202,18 @@ class Model:
         Grad-CAM (at conv ``layer``; default: the deepest with maps at least 6x6), or occlusion
         where Grad-CAM does not apply (an ONNX graph, an ensemble, a dnn).
         ``min_face``: the smallest face, in pixels or (under 1) a fraction of the shorter side;
-        ``detector``: ``haar`` (OpenCV) or ``hog`` (dlib)."""
-        from ferlab.faces import read_photo
+        ``detector``: ``haar`` (OpenCV) or ``hog`` (dlib). An animated or multi-page image gives
+        its first frame's faces and a warning saying so (``video`` reads every frame)."""
+        import warnings
+
+        from ferlab.faces import open_photo
         from ferlab.photos import analyze
 
         if isinstance(photo, (str, os.PathLike, bytes)):
-            rgb = read_photo(photo if isinstance(photo, bytes) else Path(photo))
+            opened = open_photo(photo if isinstance(photo, bytes) else Path(photo))
+            if opened.note:
+                warnings.warn(f"{'photo' if isinstance(photo, bytes) else photo}: {opened.note}", stacklevel=2)
+            rgb = opened.rgb
         elif isinstance(photo, Image.Image):
             rgb = np.asarray(eight_bits(photo, "photo").convert("RGB"))
         else:

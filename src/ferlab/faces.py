@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ferlab.data.images import ImageProblem, decode_image, read_image_file
+from ferlab.data.images import ImageProblem, decode_first_frame, read_image_file
 from ferlab.errors import FerlabError
 from ferlab.labels import IMAGE_SIZE
 
@@ -51,8 +51,25 @@ class Box:
         return Box(self.x - pad_x, self.y - pad_y, self.w + 2 * pad_x, self.h + 2 * pad_y, self.score)
 
 
+@dataclass(frozen=True)
+class Photo:
+    rgb: np.ndarray     # (H, W, 3) uint8, upright per its EXIF orientation
+    more_frames: bool   # an animated or multi-page image: ``rgb`` is its first frame, the rest unread
+
+    @property
+    def note(self) -> str | None:
+        """What a reader of the results should know, or None."""
+        return "first frame only: an animated or multi-page image (ferlab video reads every frame)" \
+            if self.more_frames else None
+
+
 def read_photo(source: str | Path | bytes, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """A photo file (or its bytes) -> (H, W, 3) uint8 RGB, upright per its EXIF orientation.
+    """``open_photo``'s pixels: (H, W, 3) uint8 RGB."""
+    return open_photo(source, name, max_pixels).rgb
+
+
+def open_photo(source: str | Path | bytes, name: str | None = None, max_pixels: int = MAX_PIXELS) -> Photo:
+    """A photo file (or its bytes) -> its upright RGB pixels, and whether it has frames after those.
 
     Decoded as the data readers decode (``ferlab.data.images``): the size is read from the header
     first and an image above ``max_pixels`` is refused before any decoding (a decompression bomb
@@ -62,12 +79,12 @@ def read_photo(source: str | Path | bytes, name: str | None = None, max_pixels: 
     name = name or (str(source) if not isinstance(source, bytes) else "upload")
     try:
         data = source if isinstance(source, bytes) else read_image_file(Path(source))
-        image = decode_image(data, max_pixels, upright=True)
+        image, more_frames = decode_first_frame(data, max_pixels, upright=True)
     except OSError as error:
         raise PhotoError(f"{name}: cannot read ({error.strerror or error})") from None
     except ImageProblem as problem:
         raise PhotoError(f"{name}: {problem}") from None
-    return np.asarray(image.convert("RGB"))
+    return Photo(np.asarray(image.convert("RGB")), more_frames)
 
 
 def to_gray(rgb: np.ndarray) -> np.ndarray:

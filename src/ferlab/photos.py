@@ -155,8 +155,10 @@ def annotate(rgb: np.ndarray, faces: list[FaceResult], tags: list[str] | None = 
     return image
 
 
-def photo_record(name: str, rgb: np.ndarray, faces: list[FaceResult]) -> dict:
-    return {"image": name, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "faces": [f.to_dict() for f in faces]}
+def photo_record(name: str, rgb: np.ndarray, faces: list[FaceResult], note: str | None = None) -> dict:
+    """A photo's JSON record; ``note``: what its reader should know (``Photo.note``), or None."""
+    return {"image": name, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "note": note,
+            "faces": [f.to_dict() for f in faces]}
 
 
 @dataclass(frozen=True)
@@ -237,12 +239,12 @@ def demo_photos() -> list[Path]:
             Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))]
 
 
-def describe_faces(path, faces: list[FaceResult]) -> str:
-    """One line per photo for the command line: its faces' labels and confidences."""
+def describe_faces(path, faces: list[FaceResult], note: str | None = None) -> str:
+    """One line per photo for the command line: its faces' labels and confidences, and its note."""
     summary = ", ".join(f"{f.label} {f.confidence:.2f}" for f in faces) or "no face found"
     if faces and faces[0].found_by == "whole image":
         summary += " (the whole image as one face crop)"
-    return f"{path}: {len(faces)} face{'s' if len(faces) != 1 else ''}: {summary}"
+    return f"{path}: {len(faces)} face{'s' if len(faces) != 1 else ''}: {summary}" + (f" ({note})" if note else "")
 
 
 def process_photos(loaded: LoadedModel, paths: list[Path], out: Path, *, model_name: str, explain: bool = False,
@@ -255,7 +257,7 @@ def process_photos(loaded: LoadedModel, paths: list[Path], out: Path, *, model_n
     rate and time left on stderr when it is a terminal, the ``log`` and ``warn`` lines above it."""
     from tqdm.auto import tqdm
 
-    from ferlab.faces import PhotoError, read_photo
+    from ferlab.faces import PhotoError, open_photo
     from ferlab.runs import write_json
 
     paths = list(dict.fromkeys(paths))  # each file once
@@ -266,18 +268,19 @@ def process_photos(loaded: LoadedModel, paths: list[Path], out: Path, *, model_n
     with tqdm(total=len(paths), unit="photo", disable=None if progress and len(paths) > 1 else True) as bar:
         for path, name in zip(paths, output_names(paths)):
             try:
-                rgb = read_photo(path)
+                photo = open_photo(path)
             except PhotoError as error:
                 say, line = warn, str(error)
                 problems.append(line)
             else:
-                faces = analyze(loaded, rgb, explain=explain, tta=tta, mode=mode, layer=layer, detection=detection)
-                record = {**photo_record(str(path), rgb, faces), "outputs": [f"{name}.json", f"{name}-annotated.png"]}
+                faces = analyze(loaded, photo.rgb, explain=explain, tta=tta, mode=mode, layer=layer, detection=detection)
+                record = {**photo_record(str(path), photo.rgb, faces, photo.note),
+                          "outputs": [f"{name}.json", f"{name}-annotated.png"]}
                 records.append(record)
                 write_json(out / f"{name}.json", record)
                 with written(out / f"{name}-annotated.png") as temporary:
-                    annotate(rgb, faces).save(temporary, format="PNG")
-                say, line = log, describe_faces(path, faces)
+                    annotate(photo.rgb, faces).save(temporary, format="PNG")
+                say, line = log, describe_faces(path, faces, photo.note)
             with bar.external_write_mode():  # the line goes above the bar, not through it
                 say(line)
             bar.update()

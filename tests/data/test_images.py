@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from ferlab.data import read_image_folder
-from ferlab.data.images import ImageProblem, decode_face, decode_image
+from ferlab.data.images import ImageProblem, decode_face, decode_first_frame, decode_image
 from ferlab.errors import DataError
 from tests.hostile import announced_png, png_bytes
 
@@ -76,3 +78,29 @@ def test_an_oversized_image_in_a_data_folder_is_skipped_and_counted(tmp_path):
 @pytest.mark.parametrize("garbage", [b"\x89PNG\r\n\x1a\n" + bytes(30), b"GIF89a" + bytes(8), b"BM" + bytes(60), b""])
 def test_damaged_headers_are_problems_not_tracebacks(garbage):
     assert isinstance(decode_face(garbage, resize=True), str)
+
+
+def frames_file(format: str, values=(30, 200), **options) -> bytes:
+    """A (40, 60) image of one gray frame per value, saved with all of them."""
+    first, *rest = (Image.fromarray(np.full((40, 60, 3), value, np.uint8)) for value in values)
+    buffer = io.BytesIO()
+    first.save(buffer, format=format, save_all=True, append_images=rest, **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("format", ["GIF", "PNG", "WEBP", "TIFF"])
+def test_an_animated_or_multi_page_image_is_its_first_frame_and_says_so(format):
+    image, more_frames = decode_first_frame(frames_file(format))
+    assert more_frames and abs(np.asarray(image.convert("L"), float).mean() - 30) < 3  # the first frame's gray
+    assert decode_first_frame(frames_file(format, values=(30,)))[1] is False
+
+
+def test_a_camera_jpegs_preview_pictures_are_not_frames_left_unread():
+    image, more_frames = decode_first_frame(frames_file("MPO"))  # what some cameras save: a JPEG and its previews
+    assert image.size == (60, 40) and more_frames is False
+
+
+def test_an_animation_cut_short_in_its_second_frame_still_gives_its_first():
+    data = frames_file("GIF", values=(30, 200, 90))
+    image, _ = decode_first_frame(data[: len(data) * 2 // 3])
+    assert abs(np.asarray(image.convert("L"), float).mean() - 30) < 3

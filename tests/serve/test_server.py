@@ -16,6 +16,7 @@ from ferlab.photos import demo_photos
 from ferlab.serve.app import MAX_UPLOAD_BYTES
 from tests.hostile import announced_png, png_bytes
 from tests.browser import chromium_page, screenshot_path
+from tests.test_faces import animated_photo
 
 PHOTOS = demo_photos()
 
@@ -116,7 +117,8 @@ def test_the_page_in_headless_chromium(server, tmp_path):
 @pytest.mark.browser
 def test_photos_chosen_together_are_each_shown_in_turn(server, tmp_path):
     """Three photos chosen at once (the second not an image): the first is answered, Next and
-    Previous step through the rest, an error shows for its own photo only, and nothing is dropped."""
+    Previous step through the rest, an error shows for its own photo only, and nothing is dropped;
+    then an animated photo alone, its first frame's faces and a note saying so."""
     bad = tmp_path / "notes.png"
     bad.write_bytes(b"not a png")
     chosen = [str(PHOTOS[0]), str(bad), str(PHOTOS[1])]
@@ -144,10 +146,11 @@ def test_photos_chosen_together_are_each_shown_in_turn(server, tmp_path):
         page.click("#previous")
         page.wait_for_selector("#status.error", timeout=60_000)
         position.append(page.inner_text("#position"))
-        page.set_input_files("#file", [str(PHOTOS[1])])  # one photo alone: nothing to step through
+        page.set_input_files("#file", [str(animated_photo(tmp_path)[0])])  # one photo alone: nothing to step through
         alone = faces_shown(page)
         browse_hidden = page.is_hidden("#browse")
-    assert first == "1 face found." and last == alone == f"{len(labels)} face{'s' if len(labels) > 1 else ''} found."
+    assert first == "1 face found." and last == f"{len(labels)} face{'s' if len(labels) > 1 else ''} found."
+    assert alone == "1 face found. Note: first frame only: an animated or multi-page image (ferlab video reads every frame)."
     assert position == [f"photo 1 of 3: {PHOTOS[0].name}", "photo 2 of 3: notes.png", f"photo 3 of 3: {PHOTOS[1].name}",
                         "photo 2 of 3: notes.png"]
     assert disabled == [(True, False), (False, True)]
@@ -225,3 +228,10 @@ def test_a_policy_the_model_cannot_take_stops_the_server_before_it_serves():
     with pytest.raises(FerlabError, match="cnn"):
         create_app(loaded, "cnn", tta="ten-crop")
     assert create_app(loaded, "cnn", tta="flip-zoom") is not None
+
+
+def test_an_animated_photo_is_answered_for_its_first_frame_with_a_note(server, tmp_path):
+    gif, still = animated_photo(tmp_path)
+    animated, first = post(server, gif, explain=False).json(), post(server, still, explain=False).json()
+    assert animated["note"].startswith("first frame only") and first["note"] is None
+    assert [f["label"] for f in animated["faces"]] == [f["label"] for f in first["faces"]]

@@ -65,7 +65,15 @@ def to_eight_bits(image: Image.Image) -> Image.Image:
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_LIMITS.image_pixels, upright: bool = False) -> Image.Image:
     """Image bytes -> a loaded 8-bit "L" or "RGB" image (``upright``: turned per its EXIF
-    orientation). Raises ImageProblem for empty, unknown, damaged or oversized images."""
+    orientation); an animated or multi-page image's first frame. Raises ImageProblem for empty,
+    unknown, damaged or oversized images."""
+    return decode_first_frame(data, max_pixels, upright)[0]
+
+
+def decode_first_frame(data: bytes, max_pixels: int = DEFAULT_LIMITS.image_pixels,
+                       upright: bool = False) -> tuple[Image.Image, bool]:
+    """``decode_image``, and whether frames after the decoded one were left unread (an animated
+    GIF, PNG or WebP, a multi-page TIFF; not the previews an MPO camera JPEG carries)."""
     if not data:
         raise ImageProblem("empty file")
     try:
@@ -76,9 +84,10 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_LIMITS.image_pixels, upr
                                    f"above the limit of {max_pixels / 1e6:.0f} MP")
             if width < 1 or height < 1:
                 raise ImageProblem(f"image is {width}x{height}: it has no pixels")
+            more_frames = has_more_frames(image)
             image.load()
             decoded = ImageOps.exif_transpose(image) if upright else image
-            return to_eight_bits(decoded)
+            return to_eight_bits(decoded), more_frames
     except ImageProblem:
         raise
     except Image.DecompressionBombError as error:  # Pillow refuses some sizes in Image.open itself
@@ -91,6 +100,15 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_LIMITS.image_pixels, upr
         raise ImageProblem("not an image (no image format Pillow knows)") from None
     except Exception as error:  # noqa: BLE001 - decoders of damaged bytes raise anything (struct.error, IndexError, ...)
         raise ImageProblem(f"truncated or corrupt image ({error.__class__.__name__}: {str(error)[:80]})") from None
+
+
+def has_more_frames(image: Image.Image) -> bool:
+    """Whether an opened image has a second frame (Pillow looks for that one only, not all of
+    them, and returns to the first); a second frame too damaged to find counts as none."""
+    try:
+        return bool(getattr(image, "is_animated", False)) and image.format != "MPO"
+    except Exception:  # noqa: BLE001 - decoders of damaged bytes raise anything
+        return False
 
 
 def decode_face(data: bytes, resize: bool, max_pixels: int = DEFAULT_LIMITS.image_pixels) -> np.ndarray | str:

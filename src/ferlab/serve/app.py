@@ -37,7 +37,7 @@ from PIL import Image
 from ferlab.checkpoint import LoadedModel
 from ferlab.explain import get_spec
 from ferlab.explain.postprocess import OVERLAY_ALPHA, overlay
-from ferlab.faces import Detection, PhotoError, read_photo
+from ferlab.faces import Detection, PhotoError, open_photo, read_photo
 from ferlab.photos import analyze, annotate, heat_image, photo_record
 
 MAX_UPLOAD_BYTES = 20 * 2**20  # 20 MiB
@@ -116,9 +116,10 @@ def png_data_uri(image: Image.Image | np.ndarray) -> str:
 def predict_bytes(loaded: LoadedModel, data: bytes, name: str, explain: bool, tta: str = "none",
                   layer: str | None = None, detection: Detection = Detection()) -> dict:
     """The JSON answer for one uploaded photo (raises PhotoError for a bad file)."""
-    rgb = read_photo(data, name=name)
+    photo = open_photo(data, name=name)
+    rgb = photo.rgb
     faces = analyze(loaded, rgb, explain=explain, tta=tta, layer=layer, detection=detection)
-    record = photo_record(name, rgb, faces)
+    record = photo_record(name, rgb, faces, photo.note)
     for face, entry in zip(faces, record["faces"]):
         entry["crop"] = png_data_uri(np.asarray(Image.fromarray(face.crop).resize((96, 96), Image.Resampling.NEAREST)))
         if face.cam is not None:
