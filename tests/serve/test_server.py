@@ -72,6 +72,61 @@ def test_hostile_uploads_get_one_error_shape(server):
     assert unknown.status_code == 404 and unknown.json() == {"error": "Not Found"}
 
 
+def asgi_post(app, path: str, chunks: int, declared: int | None = None) -> tuple[int, dict, int]:
+    """POST ``chunks`` MiB of a multipart upload straight to the ASGI ``app``: (status, the JSON
+    answer, how many MiB the app took from the body before answering)."""
+    import asyncio
+
+    head = b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\n\r\n'
+    headers = [(b"content-type", b"multipart/form-data; boundary=XyZ")]
+    if declared is not None:
+        headers.append((b"content-length", str(declared).encode()))
+    scope = {"type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "query_string": b"",
+             "headers": headers, "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 80),
+             "client": ("127.0.0.1", 1), "root_path": "", "asgi": {"version": "3.0"}}
+    taken, sent = [0], []
+
+    async def receive():
+        taken[0] += 1
+        body = head if taken[0] == 1 else b"\0" * 2**20
+        last = taken[0] > chunks
+        return {"type": "http.request", "body": body + (b"\r\n--XyZ--\r\n" if last else b""), "more_body": not last}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return sent[0]["status"], json.loads(body), max(0, taken[0] - 1)
+
+
+def test_an_upload_over_the_limit_is_refused_before_it_is_read_whole():
+    # Starlette spools an upload to a temporary file before the route sees it: 5 GiB would first
+    # fill the disk. Declared too long, nothing is read; sent in chunks, reading stops at the limit.
+    from ferlab.checkpoint import load_model
+    from ferlab.serve.app import create_app
+
+    app = create_app(load_model("default-fast"))
+    refusal = {"error": "request: larger than 20 MiB, the most a photo may be"}
+    assert asgi_post(app, "/api/predict", 5 * 1024, declared=5 * 2**30) == (413, refusal, 0)
+    assert asgi_post(app, "/api/predict", 5 * 1024) == (413, refusal, 21)
+    status, answer, taken = asgi_post(app, "/api/predict", 19)  # under the limit: read and answered
+    assert (status, taken) == (400, 19) and answer["error"].startswith("big.png: ")
+
+
+@pytest.mark.browser
+def test_the_page_names_a_photo_over_the_limit_without_sending_it(server, tmp_path):
+    huge = tmp_path / "huge.jpg"
+    huge.write_bytes(b"\xff" * (MAX_UPLOAD_BYTES + 1))
+    with chromium_page() as (page, errors):
+        page.goto(server + "/")
+        page.set_input_files("#file", str(huge))
+        page.wait_for_selector("#status.error", timeout=60_000)
+        message = page.inner_text("#status")
+    assert message == "huge.jpg: file is larger than 20 MiB"
+    assert errors == []  # no request, so no 413 for the browser to log
+
+
 @pytest.mark.parametrize("size", [(1, 5000), (5000, 1), (5, 5)])
 def test_thin_and_tiny_photos_have_no_faces_not_a_500(server, size):
     strip = png_bytes(np.full(size, 128, dtype=np.uint8))

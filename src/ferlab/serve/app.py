@@ -41,6 +41,7 @@ from ferlab.faces import Detection, PhotoError, open_photo, read_photo
 from ferlab.photos import analyze, annotate, heat_image, photo_record
 
 MAX_UPLOAD_BYTES = 20 * 2**20  # 20 MiB
+MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 2**16  # a request: one photo and its form's fields and boundaries
 MAX_FRAME_BYTES = 2 * 2**20    # a camera frame: 2 MiB of JPEG or PNG ...
 MAX_FRAME_PIXELS = 1920 * 1080  # ... and at most full HD (the page sends 640x480)
 MAX_FRAME_RATE = 30            # frames a second the server takes, over all clients
@@ -140,6 +141,37 @@ def describe_validation(error: RequestValidationError) -> str:
     return "; ".join(problems) or "invalid request"
 
 
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes is refused (413) before it is read
+    where its Content-Length says so, or as soon as it passes the limit where it comes in chunks.
+    Starlette spools an uploaded file whole to a temporary file before a route sees it: without
+    this, one request of many GiB would fill the disk before being refused."""
+
+    def __init__(self, app, limit: int = MAX_BODY_BYTES):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            return await error_response(413, self.refusal())(scope, receive, send)
+        received = 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise HTTPException(413, self.refusal())  # FastAPI passes it on from the form's parsing
+            return message
+
+        await self.app(scope, counted, send)
+
+    def refusal(self) -> str:
+        return f"request: larger than {MAX_UPLOAD_BYTES // 2**20} MiB, the most a photo may be"
+
+
 def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -161,11 +193,13 @@ def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "non
     its detector and ``live_min_face`` (pixels, or under 1 a fraction of the frame's shorter side)."""
     loaded.check_tta(tta)  # before serving: a policy the model cannot take would fail every request
     app = FastAPI(title="ferlab", docs_url=None, redoc_url=None)
+    app.add_middleware(BodyLimit)
     add_error_handlers(app)
     options = loaded.overlay_options(layer)  # a layer occlusion cannot take: before serving
     method = loaded.overlay_method  # Grad-CAM, or occlusion for an ONNX graph, an ensemble, a dnn
     page = resources.files("ferlab.serve").joinpath("page.html").read_text(encoding="utf-8")
     page = page.replace("__EXPLANATION__", html.escape(get_spec(method).title)).replace("__OVERLAY_ALPHA__", str(OVERLAY_ALPHA))
+    page = page.replace("__MAX_UPLOAD_BYTES__", str(MAX_UPLOAD_BYTES))
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
