@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -112,6 +114,31 @@ def test_an_upload_over_the_limit_is_refused_before_it_is_read_whole():
     assert asgi_post(app, "/api/predict", 5 * 1024) == (413, refusal, 21)
     status, answer, taken = asgi_post(app, "/api/predict", 19)  # under the limit: read and answered
     assert (status, taken) == (400, 19) and answer["error"].startswith("big.png: ")
+
+
+def test_photos_wait_for_one_of_a_few_slots_instead_of_all_running_at_once(monkeypatch):
+    from fastapi.testclient import TestClient
+
+    import ferlab.serve.app as app_module
+    from ferlab.checkpoint import load_model
+
+    running, most, lock = [0], [0], threading.Lock()
+
+    def slow_predict(*args, **kwargs):  # stands in for a 40 MP photo's seconds of work
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+        return {"faces": []}
+
+    monkeypatch.setattr(app_module, "predict_bytes", slow_predict)
+    client = TestClient(app_module.create_app(load_model("default-fast")))
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda _: client.post("/api/predict", files={"file": ("a.jpg", b"x")}), range(12)))
+    assert [a.status_code for a in answers] == [200] * 12  # every photo answered ...
+    assert most[0] <= app_module.PHOTO_SLOTS  # ... never more than the slots at once
 
 
 @pytest.mark.browser

@@ -44,6 +44,8 @@ MAX_UPLOAD_BYTES = 20 * 2**20  # 20 MiB
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 2**16  # a request: one photo and its form's fields and boundaries
 MAX_FRAME_BYTES = 2 * 2**20    # a camera frame: 2 MiB of JPEG or PNG ...
 MAX_FRAME_PIXELS = 1920 * 1080  # ... and at most full HD (the page sends 640x480)
+PHOTO_SLOTS = 4               # photos analysed at once; more wait their turn (a 40 MP photo takes
+                              # about 0.5 GiB: 40 at once, the thread pool's size, would take 20)
 MAX_FRAME_RATE = 30            # frames a second the server takes, over all clients
 LIVE_MIN_FACE = 80             # pixels: a face in a camera frame is large, and dlib's HOG finds 80 px without upsampling
                                # (serve --min-face sets both minimums)
@@ -209,7 +211,7 @@ def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "non
     def health() -> dict:
         return {"status": "ok", "model": model_name, "explains_with": method}
 
-    gate = FrameGate(frame_rate)
+    gate, photo_slots = FrameGate(frame_rate), threading.BoundedSemaphore(PHOTO_SLOTS)
     live_detection = Detection(detection.detector, live_min_face)
 
     @app.post("/api/frame")
@@ -239,7 +241,8 @@ def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "non
         if len(data) > MAX_UPLOAD_BYTES:
             return error_response(413, f"{name}: file is larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
         try:
-            return predict_bytes(loaded, data, name, explain, tta, options.get("layer"), detection)
+            with photo_slots:
+                return predict_bytes(loaded, data, name, explain, tta, options.get("layer"), detection)
         except PhotoError as error:
             return error_response(400, str(error))
 
