@@ -45,15 +45,22 @@ def too_large(size: int, limits: ReaderLimits) -> str:
 
 
 class TotalBudget:
-    """Counts the bytes read from a source against ``limits.total_bytes``."""
+    """Counts the bytes read from a source against ``limits.total_bytes`` and its entries against
+    ``limits.entries``."""
 
     def __init__(self, source: str, limits: ReaderLimits):
         self.source, self.limit, self.used = source, limits.total_bytes, 0
+        self.entry_limit, self.entries = limits.entries, 0
 
     def spend(self, size: int) -> None:
         self.used += size
         if self.used > self.limit:
             raise DataError(self.source, None, f"decompressed size is over the readers' limit of {describe_size(self.limit)}")
+
+    def count_entries(self, count: int = 1) -> None:
+        self.entries += count
+        if self.entries > self.entry_limit:
+            raise DataError(self.source, None, f"holds over {self.entry_limit:,} entries, the readers' limit")
 
 
 # --- folders --------------------------------------------------------------------------------------
@@ -79,6 +86,7 @@ def iter_folder(root: Path, limits: ReaderLimits) -> Iterator[Entry]:
     budget = TotalBudget(str(root), limits)
     unlisted: list[OSError] = []  # folders os.walk could not list: reported, not skipped
     for full, relative in walk_files(root, unlisted):
+        budget.count_entries()
         yield read_folder_file(full, relative, limits, budget)
     for error in unlisted:
         where = Path(error.filename).relative_to(root).as_posix() if error.filename else str(root)
@@ -158,16 +166,21 @@ def is_zip_symlink(info: zipfile.ZipInfo) -> bool:
     return info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16)  # 3: made on Unix
 
 
-def check_zip_entry_count(archive: zipfile.ZipFile, source: str) -> None:
-    """The central directory holds as many entries as its end record says. zipfile reads entries
-    until the directory's size is used up and never counts them, so one damaged length field (a
-    comment length, say) lets an entry swallow the next one's header and a face vanish unnoticed."""
-    archive.fp.seek(0)
-    end = zipfile._EndRecData(archive.fp)  # the record zipfile itself parsed (private, stable since Python 2)
-    expected = end[zipfile._ECD_ENTRIES_TOTAL] if end else len(archive.infolist())
+def check_zip_entry_count(archive: zipfile.ZipFile, source: str, expected: int) -> None:
+    """The central directory holds as many entries as its end record says (``expected``). zipfile
+    reads entries until the directory's size is used up and never counts them, so one damaged
+    length field (a comment length, say) lets an entry swallow the next one's header and a face
+    vanish unnoticed."""
     if expected != len(archive.infolist()):
         raise DataError(source, None, f"damaged zip archive (its end record lists {expected} entries, "
                                       f"its central directory {len(archive.infolist())})")
+
+
+def announced_zip_entries(path: Path) -> int:
+    """The entries a zip's end record lists (0 where it has none: zipfile then says it is no zip)."""
+    with open(path, "rb") as file:
+        end = zipfile._EndRecData(file)  # the record zipfile itself parses (private, stable since Python 2)
+    return end[zipfile._ECD_ENTRIES_TOTAL] if end else 0
 
 
 def iter_zip(path: Path, limits: ReaderLimits) -> Iterator[Entry]:
@@ -177,11 +190,15 @@ def iter_zip(path: Path, limits: ReaderLimits) -> Iterator[Entry]:
     budget = TotalBudget(source, limits)
     links = Links()
     try:
+        announced = announced_zip_entries(path)
+        budget.count_entries(announced)  # before zipfile parses every one of them
         archive = zipfile.ZipFile(path)
+    except DataError:  # a ValueError, but not a damaged archive
+        raise
     except (zipfile.BadZipFile, *DECOMPRESSION_ERRORS) as error:
         raise DataError(source, None, f"damaged or not a zip archive ({error})") from None
     with archive:
-        check_zip_entry_count(archive, source)
+        check_zip_entry_count(archive, source, announced)
         for info in archive.infolist():
             if info.is_dir():
                 continue
@@ -237,13 +254,14 @@ def iter_tar(path: Path, limits: ReaderLimits) -> Iterator[Entry]:
     source = str(path)
     current: list[str | None] = [None]  # the member being read, for error messages
     stream, _ = open_source(path, limits, where=lambda: current[0])
-    links = Links()
+    links, budget = Links(), TotalBudget(source, limits)  # the stream counts the bytes, the budget the entries
     with stream:
         try:
             # Stream mode ("r|") reads the archive once, front to back: the fast way for .xz.
             with tarfile.open(fileobj=stream, mode="r|", tarinfo=StrictTarInfo) as archive:
                 for member in archive:
                     current[0] = member.name
+                    budget.count_entries()
                     entry = read_tar_member(archive, member, links, limits, source)
                     if entry is not None:
                         yield entry
