@@ -205,13 +205,14 @@ def test_faces_of_equal_size_come_in_one_order_whatever_the_detector_returns(mon
 def test_a_fifo_is_named_not_read_forever(tmp_path, capsys):
     import os
 
-    pipe = tmp_path / "pipe.jpg"
+    pipe = tmp_path / "pipe.png"  # a PNG's name: not opened to see whether it is an annotated copy either
     os.mkfifo(pipe)  # reading it would block until someone writes
     with pytest.raises(PhotoError, match=rf"{re.escape(str(pipe))}: not a regular file"):
         read_photo(pipe)
     assert main(["photo", str(pipe), str(ASTRONAUT), "-o", str(tmp_path / "out")]) == 2
     assert json.loads((tmp_path / "out" / "results.json").read_text())["failed"] == 1
     # inside a folder it is named too, not passed over as something other than a file
+    Image.open(ASTRONAUT).save(tmp_path / "astronaut.png")
     assert main(["photo", str(tmp_path), "-o", str(tmp_path / "in-folder")]) == 2
     assert f"ferlab: error: {pipe}: not a regular file" in capsys.readouterr().err
     assert json.loads((tmp_path / "in-folder" / "results.json").read_text())["failed"] == 1
@@ -269,8 +270,8 @@ def test_a_folder_without_photos_is_named_and_other_files_are_counted(tmp_path, 
     captured = capsys.readouterr()
     suffixes = ".jpg .jpeg .png .bmp .gif .tif .tiff .webp"
     assert code == 2 and captured.err.strip().splitlines() == [
-        f"ferlab: note: {mixed}: 1 file(s) that are not photos passed over (notes.txt)",
-        f"ferlab: error: {heic}: no photos in this folder (looked for {suffixes}; 1 other file(s): IMG_0001.HEIC)",
+        f"ferlab: note: {mixed}: passed over 1 file(s) that are not photos (notes.txt)",
+        f"ferlab: error: {heic}: no photos in this folder (looked for {suffixes}; passed over 1 file(s) that are not photos (IMG_0001.HEIC))",
         f"ferlab: error: {empty}: no photos in this folder (looked for {suffixes})"]
     assert "wrote 1 results" in captured.out and "2 input(s) could not be read" in captured.out
     results = json.loads((out / "results.json").read_text())
@@ -310,3 +311,45 @@ def test_an_animated_photo_is_read_at_its_first_frame_with_a_note(tmp_path, caps
     assert animated["faces"] == first["faces"] and len(first["faces"]) == 1  # the first frame, Grace Hopper
     assert animated["note"].startswith("first frame only") and first["note"] is None
     assert lines[0].endswith("(first frame only: an animated or multi-page image (ferlab video reads every frame))")
+
+
+# --- outputs never replace what ferlab photo did not write ------------------------------------------
+
+def test_photo_refuses_to_replace_a_file_it_did_not_write(tmp_path, capsys):
+    folder = tmp_path / "labelled"
+    folder.mkdir()
+    Image.open(GRACE_HOPPER).save(folder / "hopper.png")
+    annotation = folder / "hopper.json"  # a LabelMe annotation beside its photo
+    annotation.write_text('{"shapes": []}')
+    assert main(["photo", str(folder), "-o", str(folder)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"ferlab: error: {annotation}: exists and is not an output of ferlab photo, which would replace it; "
+        "choose another output folder (-o) or move the file")
+    assert annotation.read_text() == '{"shapes": []}' and sorted(p.name for p in folder.iterdir()) == ["hopper.json", "hopper.png"]
+    annotation.unlink()
+    (folder / "results.json").write_text('{"accuracy": 0.7}')  # another tool's results
+    assert main(["photo", str(folder), "-o", str(folder)]) == 2
+    assert f"{folder / 'results.json'}: exists and is not an output" in capsys.readouterr().err
+
+
+def test_photo_refuses_to_replace_one_of_its_inputs(tmp_path, capsys):
+    Image.open(GRACE_HOPPER).save(tmp_path / "hopper.png")
+    Image.open(GRACE_HOPPER).save(tmp_path / "hopper-annotated.png")  # the user's own photo of that name
+    assert main(["photo", str(tmp_path / "hopper.png"), str(tmp_path / "hopper-annotated.png"), "-o", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"ferlab: error: {tmp_path / 'hopper-annotated.png'}: is one of the photos to read and would be replaced "
+        "by an output; choose another output folder (-o)")
+
+
+def test_photo_run_again_into_its_photos_folder_replaces_only_its_own_outputs(tmp_path, capsys):
+    Image.open(GRACE_HOPPER).save(tmp_path / "hopper.png")
+    for _ in range(2):
+        assert main(["photo", str(tmp_path), "-o", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert f"{tmp_path}: passed over 2 file(s) that are not photos (hopper.json, results.json) and 1 annotated copy " \
+           "of ferlab photo (hopper-annotated.png)" in err  # the second run reads the photo, not its copy
+    assert Image.open(tmp_path / "hopper-annotated.png").info["Software"] == "ferlab photo"
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [p["image"] for p in results["photos"]] == [str(tmp_path / "hopper.png")]
+    Image.open(GRACE_HOPPER).save(tmp_path / "hopper-annotated.png")  # unmarked, as earlier versions wrote them
+    assert main(["photo", str(tmp_path / "hopper.png"), "-o", str(tmp_path)]) == 0  # results.json lists it as ours

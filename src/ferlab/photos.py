@@ -13,12 +13,13 @@ was found."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from ferlab.checkpoint import LoadedModel
 from ferlab.errors import FerlabError
@@ -173,9 +174,9 @@ class PhotoInputs:
 def expand_inputs(inputs: list[str]) -> PhotoInputs:
     """Files as given; folders -> their photo files (by suffix, ``PHOTO_SUFFIXES``), sorted. A
     broken symlink, FIFO or device with a photo's name is kept, so that reading it fails with its
-    name instead of vanishing; a folder's other files are counted and named in a note, and a folder with no photo
-    at all is a problem, so that a folder of HEIC photos or the wrong folder is never 0 results
-    without a word."""
+    name instead of vanishing; a folder's other files, and the annotated copies an earlier run
+    wrote into it, are counted and named in a note, and a folder with no photo at all is a problem,
+    so that a folder of HEIC photos or the wrong folder is never 0 results without a word."""
     paths, problems, notes = [], [], []
     for item in inputs:
         path = Path(item)
@@ -183,16 +184,22 @@ def expand_inputs(inputs: list[str]) -> PhotoInputs:
             paths.append(path)
             continue
         files = sorted(p for p in path.rglob("*") if not p.is_dir())  # FIFOs and devices too: named when read
-        photos = [p for p in files if p.suffix.lower() in PHOTO_SUFFIXES]
+        copies = [p for p in files if p.suffix.lower() == ".png" and annotated_here(p)]
+        photos = [p for p in files if p.suffix.lower() in PHOTO_SUFFIXES and p not in copies]
         others = [p for p in files if p.suffix.lower() not in PHOTO_SUFFIXES]
-        examples = ", ".join(p.name for p in others[:3]) + (", ..." if len(others) > 3 else "")
+        passed_over = [f"{len(others)} file(s) that are not photos ({examples(others)})"] * bool(others) + \
+            [f"{len(copies)} annotated cop{'y' if len(copies) == 1 else 'ies'} of ferlab photo ({examples(copies)})"] * bool(copies)
         if not photos:
             problems.append(f"{item}: no photos in this folder (looked for {' '.join(PHOTO_SUFFIXES)}"
-                            + (f"; {len(others)} other file(s): {examples})" if others else ")"))
-        elif others:
-            notes.append(f"{item}: {len(others)} file(s) that are not photos passed over ({examples})")
+                            + (f"; passed over {' and '.join(passed_over)})" if passed_over else ")"))
+        elif passed_over:
+            notes.append(f"{item}: passed over {' and '.join(passed_over)}")
         paths += photos
     return PhotoInputs(paths, problems, notes)
+
+
+def examples(paths: list[Path]) -> str:
+    return ", ".join(p.name for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
 
 
 SUMMARY_NAME = "results"  # results.json: the batch's summary, which no photo's output may take
@@ -229,6 +236,69 @@ def output_names(paths: list[Path]) -> list[str]:
     return unique
 
 
+ANNOTATED_BY = "ferlab photo"  # the Software text of every annotated copy: how a rerun knows the file is its own
+
+
+def output_paths(out: Path, names: list[str]) -> list[Path]:
+    """Every file ``process_photos`` writes for photos of ``names``: the summary, then each photo's pair."""
+    return [out / f"{SUMMARY_NAME}.json", *(out / f"{name}{end}" for name in names for end in (".json", "-annotated.png"))]
+
+
+def check_replaceable(out: Path, paths: list[Path], names: list[str]) -> None:
+    """Before any work: a FerlabError naming the first output that would replace a file this
+    command did not write there: an input photo, or a file of an output's name that is none of
+    ours (a LabelMe annotation ``x.json`` beside ``x.png``, another tool's ``results.json``)."""
+    inputs = {path.resolve() for path in paths}
+    listed = listed_outputs(out / f"{SUMMARY_NAME}.json")
+    for target in output_paths(out, names):
+        if target.resolve() in inputs:
+            raise FerlabError(f"{target}: is one of the photos to read and would be replaced by an output; "
+                              "choose another output folder (-o)")
+        if target.exists() and target.name not in listed and not written_here(target):
+            raise FerlabError(f"{target}: exists and is not an output of ferlab photo, which would replace it; "
+                              "choose another output folder (-o) or move the file")
+
+
+def listed_outputs(summary: Path) -> set[str]:
+    """The file names an earlier run's summary lists (itself included), or none where it is not one."""
+    record = read_small_json(summary)
+    if not (isinstance(record, dict) and isinstance(record.get("photos"), list) and "model" in record):
+        return set()
+    names = {name for photo in record["photos"] if isinstance(photo, dict)
+             for name in photo.get("outputs", []) if isinstance(name, str)}
+    return names | {summary.name}
+
+
+def written_here(path: Path) -> bool:
+    """Whether a file is one ``ferlab photo`` writes: a photo's JSON record, or an annotated copy."""
+    if path.suffix == ".json":
+        record = read_small_json(path)
+        return isinstance(record, dict) and {"image", "faces", "outputs"} <= set(record)
+    return annotated_here(path)
+
+
+def annotated_here(path: Path) -> bool:
+    """Whether a file is an annotated copy ``ferlab photo`` wrote (a PNG marked as ours; read to its
+    first pixels only)."""
+    try:
+        if not path.is_file():  # opening a FIFO would wait for a writer
+            return False
+        with Image.open(path) as image:
+            return image.format == "PNG" and image.info.get("Software") == ANNOTATED_BY
+    except Exception:  # noqa: BLE001 - not an image, unreadable, a FIFO: not ours
+        return False
+
+
+def read_small_json(path: Path, limit: int = 2**24):
+    """A JSON file's value, or None where it is missing, larger than ``limit`` bytes or not JSON."""
+    try:
+        if not path.is_file() or path.stat().st_size > limit:
+            return None
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
 def demo_photos() -> list[Path]:
     """Real photos that ship with installed packages: scikit-image's astronaut (Eileen Collins)
     and matplotlib's Grace Hopper."""
@@ -261,12 +331,16 @@ def process_photos(loaded: LoadedModel, paths: list[Path], out: Path, *, model_n
     from ferlab.runs import write_json
 
     paths = list(dict.fromkeys(paths))  # each file once
+    names = output_names(paths)
+    check_replaceable(out, paths, names)
     for problem in unread:
         warn(problem)
     records, problems = [], list(unread)
+    ours = PngImagePlugin.PngInfo()
+    ours.add_text("Software", ANNOTATED_BY)
     # None: only on a terminal; piped or logged, stderr keeps one line per unreadable photo
     with tqdm(total=len(paths), unit="photo", disable=None if progress and len(paths) > 1 else True) as bar:
-        for path, name in zip(paths, output_names(paths)):
+        for path, name in zip(paths, names):
             try:
                 photo = open_photo(path)
             except PhotoError as error:
@@ -279,7 +353,7 @@ def process_photos(loaded: LoadedModel, paths: list[Path], out: Path, *, model_n
                 records.append(record)
                 write_json(out / f"{name}.json", record)
                 with written(out / f"{name}-annotated.png") as temporary:
-                    annotate(photo.rgb, faces).save(temporary, format="PNG")
+                    annotate(photo.rgb, faces).save(temporary, format="PNG", pnginfo=ours)
                 say, line = log, describe_faces(path, faces, photo.note)
             with bar.external_write_mode():  # the line goes above the bar, not through it
                 say(line)
