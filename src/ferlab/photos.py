@@ -185,10 +185,15 @@ def expand_inputs(inputs: list[str]) -> PhotoInputs:
             continue
         files = sorted(p for p in path.rglob("*") if not p.is_dir())  # FIFOs and devices too: named when read
         copies = [p for p in files if p.suffix.lower() == ".png" and annotated_here(p)]
-        photos = [p for p in files if p.suffix.lower() in PHOTO_SUFFIXES and p not in copies]
+        ours = set(copies)
+        photos = [p for p in files if p.suffix.lower() in PHOTO_SUFFIXES and p not in ours]
         others = [p for p in files if p.suffix.lower() not in PHOTO_SUFFIXES]
-        passed_over = [f"{len(others)} file(s) that are not photos ({examples(others)})"] * bool(others) + \
-            [f"{len(copies)} annotated cop{'y' if len(copies) == 1 else 'ies'} of ferlab photo ({examples(copies)})"] * bool(copies)
+        passed_over = []
+        if others:
+            passed_over.append(f"{len(others)} file(s) that are not photos ({examples(others)})")
+        if copies:
+            passed_over.append(f"{len(copies)} annotated cop{'y' if len(copies) == 1 else 'ies'} of ferlab photo "
+                               f"({examples(copies)})")
         if not photos:
             problems.append(f"{item}: no photos in this folder (looked for {' '.join(PHOTO_SUFFIXES)}"
                             + (f"; passed over {' and '.join(passed_over)})" if passed_over else ")"))
