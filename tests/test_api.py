@@ -78,6 +78,8 @@ def test_api_detect_and_the_one_inference_path_agree(model, crop):
     (3.5, "faces: cannot read a face from a float"),
     ([np.zeros((48, 48), np.uint8), Image.fromarray(np.full((48, 48), np.nan, np.float32), mode="F")],
      "faces[1]: float image with 2304 NaN or infinite pixels of 2304"),
+    (Image.new("L", (0, 0)), "faces: image is 0x0: it has no pixels"),  # resized, it was a face of black
+    ([Image.new("RGB", (0, 7))], "faces[0]: image is 0x7: it has no pixels"),
 ])
 def test_bad_inputs_are_one_line_naming_the_input(model, bad, message):
     with pytest.raises(FerlabError) as error:
@@ -96,7 +98,8 @@ def test_detect_takes_gray_rgb_and_rgba_arrays_and_names_any_other(model):
     for bad, message in ((np.zeros((64, 64, 5), np.uint8), "photo: an array of shape (64, 64, 5); expected"),
                          (np.zeros((1, 64, 64, 3), np.uint8), "photo: an array of shape (1, 64, 64, 3); expected"),
                          (5, "photo: cannot read a photo from a int"),  # was a TypeError and an IndexError
-                         (torch.zeros(64, 64, 3), "photo: cannot read a photo from a Tensor")):
+                         (torch.zeros(64, 64, 3), "photo: cannot read a photo from a Tensor"),
+                         (Image.new("RGB", (0, 0)), "photo: image is 0x0: it has no pixels")):
         with pytest.raises(ferlab.FerlabError) as error:
             model.detect(bad)
         assert str(error.value).startswith(message)

@@ -60,6 +60,8 @@ def image_to_face(image: Image.Image, where: str = "image") -> np.ndarray:
 
 def eight_bits(image: Image.Image, where: str) -> Image.Image:
     """``to_eight_bits`` for an image a caller passed in, its problem named by ``where``."""
+    if image.width < 1 or image.height < 1:  # resized, it would be answered as a face of black
+        raise FerlabError(f"{where}: image is {image.width}x{image.height}: it has no pixels")
     try:
         return to_eight_bits(image)
     except ImageProblem as problem:
