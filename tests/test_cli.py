@@ -421,3 +421,11 @@ def test_explain_to_a_named_file_writes_that_file_alone(tmp_path, capsys, monkey
     code, _, err = run(["explain", "default", "--method", "saliency", "--index", "0", "--data", str(sample_archive),
                         "-o", "/proc/ferlab-cannot-write-here/face.png"], capsys)
     one_line_error(code, err, "/proc/ferlab-cannot-write-here: cannot write here")
+
+
+def test_explain_images_and_indexes_given_twice_are_all_kept():
+    from ferlab.cli import build_parser
+
+    parse = build_parser().parse_args  # argparse kept the last --image list alone: the first was dropped silently
+    assert parse(["explain", "default", "--image", "a.png", "b.png", "--image", "c.png"]).image == ["a.png", "b.png", "c.png"]
+    assert parse(["explain", "default", "--index", "3", "--index", "1", "2"]).index == [3, 1, 2]

@@ -879,8 +879,8 @@ def add_explain_command(commands) -> None:
                                           "by side (default: what photos and the page lay over faces, gradcam, or "
                                           "occlusion for a model without gradients or a single conv layer)")
     chosen = explain.add_mutually_exclusive_group(required=True)
-    chosen.add_argument("--image", nargs="+", help="face image file(s); converted to 48x48 gray")
-    chosen.add_argument("--index", type=int, nargs="+", help="face index(es) in --split")
+    chosen.add_argument("--image", nargs="+", action="extend", help="face image file(s); converted to 48x48 gray")
+    chosen.add_argument("--index", type=int, nargs="+", action="extend", help="face index(es) in --split")
     explain.add_argument("--split", choices=("train", "val", "test"), default="test")
     explain.add_argument("--target", choices=EMOTIONS_CHOICES, help="class to explain (default: the predicted one)")
     explain.add_argument("-o", "--output", help="PNG to write (default: in the run folder)")
