@@ -205,7 +205,7 @@ def test_faces_of_equal_size_come_in_one_order_whatever_the_detector_returns(mon
 def test_a_fifo_is_named_not_read_forever(tmp_path, capsys):
     import os
 
-    pipe = tmp_path / "pipe.png"  # a PNG's name: not opened to see whether it is an annotated copy either
+    pipe = tmp_path / "pipe.png"  # a PNG's name: in the output folder, not opened to see whether it is ours either
     os.mkfifo(pipe)  # reading it would block until someone writes
     with pytest.raises(PhotoError, match=rf"{re.escape(str(pipe))}: not a regular file"):
         read_photo(pipe)
@@ -213,9 +213,9 @@ def test_a_fifo_is_named_not_read_forever(tmp_path, capsys):
     assert json.loads((tmp_path / "out" / "results.json").read_text())["failed"] == 1
     # inside a folder it is named too, not passed over as something other than a file
     Image.open(ASTRONAUT).save(tmp_path / "astronaut.png")
-    assert main(["photo", str(tmp_path), "-o", str(tmp_path / "in-folder")]) == 2
+    assert main(["photo", str(tmp_path), "-o", str(tmp_path)]) == 2
     assert f"ferlab: error: {pipe}: not a regular file" in capsys.readouterr().err
-    assert json.loads((tmp_path / "in-folder" / "results.json").read_text())["failed"] == 1
+    assert json.loads((tmp_path / "results.json").read_text())["failed"] == 1
 
 
 def test_detections_carry_scores_and_both_detectors_find_the_real_faces():
@@ -346,10 +346,38 @@ def test_photo_run_again_into_its_photos_folder_replaces_only_its_own_outputs(tm
     for _ in range(2):
         assert main(["photo", str(tmp_path), "-o", str(tmp_path)]) == 0
     err = capsys.readouterr().err
-    assert f"{tmp_path}: passed over 2 file(s) that are not photos (hopper.json, results.json) and 1 annotated copy " \
-           "of ferlab photo (hopper-annotated.png)" in err  # the second run reads the photo, not its copy
+    assert f"{tmp_path}: passed over 2 file(s) that are not photos (hopper.json, results.json) and 1 earlier " \
+           "output(s) of ferlab photo (hopper-annotated.png)" in err  # the second run reads the photo, not its copy
     assert Image.open(tmp_path / "hopper-annotated.png").info["Software"] == "ferlab photo"
     results = json.loads((tmp_path / "results.json").read_text())
     assert [p["image"] for p in results["photos"]] == [str(tmp_path / "hopper.png")]
     Image.open(GRACE_HOPPER).save(tmp_path / "hopper-annotated.png")  # unmarked, as earlier versions wrote them
     assert main(["photo", str(tmp_path / "hopper.png"), "-o", str(tmp_path)]) == 0  # results.json lists it as ours
+
+
+def test_photo_crops_are_the_faces_the_model_saw_and_predict_reads_them_back(tmp_path, capsys):
+    folder, out = tmp_path / "photos", tmp_path / "out"
+    folder.mkdir()
+    Image.open(GRACE_HOPPER).save(folder / "hopper.png")
+    Image.open(ASTRONAUT).save(folder / "astronaut.png")
+    assert main(["photo", str(folder), "--crops", "-o", str(out)]) == 0
+    record = json.loads((out / "hopper.json").read_text())
+    [face] = record["faces"]
+    crop = np.asarray(Image.open(out / face["crop"]))
+    assert face["crop"] == "hopper-face1.png" and "hopper-face1.png" in record["outputs"]
+    expected = analyze(load_model("default"), np.asarray(Image.open(folder / "hopper.png").convert("RGB")))[0]
+    assert crop.shape == (48, 48) and np.array_equal(crop, expected.crop)  # exactly what the model saw
+    capsys.readouterr()
+    assert main(["predict", "default", str(out / "hopper-face1.png"), str(out / "astronaut-face1.png"), "--proba",
+                 "-o", str(tmp_path / "labels.csv")]) == 0
+    rows = [row.split(",") for row in (tmp_path / "labels.csv").read_text().splitlines()[1:]]
+    astronaut = json.loads((out / "astronaut.json").read_text())["faces"][0]
+    assert [EMOTIONS[int(row[1])] for row in rows] == [face["label"], astronaut["label"]]  # Kaggle's class indices
+    assert np.allclose([float(p) for p in rows[0][2:]], list(face["probabilities"].values()), atol=1e-3)
+    # a second run that finds fewer faces leaves no crop of the first behind; a crop not ours stops it
+    (out / "hopper-face2.png").write_bytes((out / "hopper-face1.png").read_bytes())  # as a run finding two faces left
+    assert main(["photo", str(folder / "hopper.png"), "--crops", "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("hopper-face*")) == ["hopper-face1.png"]
+    Image.fromarray(crop).save(out / "hopper-face7.png")  # the user's own file of that name, unmarked
+    assert main(["photo", str(folder / "hopper.png"), "--crops", "-o", str(out)]) == 2
+    assert f"{out / 'hopper-face7.png'}: exists and is not an output of ferlab photo" in capsys.readouterr().err

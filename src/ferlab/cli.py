@@ -437,12 +437,12 @@ def cmd_photo(args) -> int:
         loaded.overlay_options(args.layer)  # a --layer occlusion cannot take is one line before the first photo
     loaded.check_tta(args.tta)  # a policy the model cannot take is one line, not an error per photo
     check_layer(loaded.model, args.layer)  # a wrong --layer is one line before the first photo
-    found = expand_inputs(args.inputs)
+    found = expand_inputs(args.inputs, outputs_in=out)
     say_problems([], found.notes)
     summary = process_photos(loaded, (demo_photos() if args.demo else []) + found.paths, out, model_name=str(args.model),
                              explain=args.explain, tta=args.tta, mode=args.mode, layer=args.layer,
                              detection=detection_of(args), warn=lambda message: say_problems([message]),
-                             unread=found.problems, progress=not args.quiet)
+                             unread=found.problems, progress=not args.quiet, crops=args.crops)
     failed = summary["failed"]
     print(f"wrote {len(summary['photos'])} results to {out}" + (f"; {failed} input(s) could not be read" if failed else ""))
     return 2 if failed else 0
@@ -770,6 +770,9 @@ def add_photo_command(commands) -> None:
     photo.add_argument("--explain", action="store_true", help="overlay Grad-CAM on each face (occlusion where Grad-CAM "
                                                                "does not apply: an ONNX graph, an ensemble, a dnn)")
     photo.add_argument("--quiet", action="store_true", help="no progress bar")
+    photo.add_argument("--crops", action="store_true",
+                       help="also write each face's 48x48 gray crop as the model saw it (NAME-faceK.png), which "
+                            "predict and explain --image take as faces")
     photo.add_argument("--mode", choices=("auto", "detect", "crop"), default="auto",
                        help="detect: find faces; crop: each image is one face crop; auto (default): detect, and take a "
                             "small, nearly square image with no face found (a crop) as one face")
