@@ -469,3 +469,11 @@ def test_a_damaged_teacher_is_named_in_one_line(tmp_path, sample_archive):
     result = subprocess.run([sys.executable, "benchmarks/teachers.py", "default", str(damaged), "--data", str(sample_archive)],
                             cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0 and f"{damaged}: not a PyTorch checkpoint" in result.stderr
+
+
+def test_input_limits_benchmark_refuses_each_hostile_input_at_its_limit():
+    out = run_script("benchmarks/input_limits.py", "--members", "3000", "--side", "800", "--upload-mib", "40")
+    assert "limit 3,000 | " in out and "no face images found (expected <train/test>" in out
+    assert "limit 2,999 | " in out and "holds over 2,999 entries, the readers' limit" in out
+    assert re.search(r"\| photo 800 px wide, found and explained \| [\d.]+ \| \d+ MiB \| 800x937 \(1 MP\), 1 face\(s\) \|", out)
+    assert "declared: 413 after 0 MiB read; in chunks: 413 after 21 MiB" in out
