@@ -4,10 +4,12 @@
                         (occlusion for an ONNX graph, an ensemble, a dnn); or the camera: live
                         boxes, labels, probability bars and the same maps over the video
     POST /api/predict   multipart field ``file`` (+ ``explain=true``) -> faces as JSON (with
-                        explain, each face's ``explanation`` PNG and ``explained_by``)
+                        explain, each face's ``explanation`` PNG and ``explained_by``); at most
+                        20 MiB (a larger request is refused before it is read), 4 photos at once
     POST /api/frame     one camera frame (a JPEG or PNG body, at most 2 MiB and 1920x1080) -> faces
                         as JSON, without crops (``?explain=true``: each face's heat map and the
                         region it covers); one frame at a time, at most 30 a second
+                        (``next_in_ms``: when the server takes the next one)
     GET  /api/health    {"status": "ok", "model": ..., "explains_with": "gradcam" or "occlusion"}
 
 Every error, whatever raised it (a bad upload, a missing field, an unknown route, a bug), has one
