@@ -381,3 +381,13 @@ def test_photo_crops_are_the_faces_the_model_saw_and_predict_reads_them_back(tmp
     Image.fromarray(crop).save(out / "hopper-face7.png")  # the user's own file of that name, unmarked
     assert main(["photo", str(folder / "hopper.png"), "--crops", "-o", str(out)]) == 2
     assert f"{out / 'hopper-face7.png'}: exists and is not an output of ferlab photo" in capsys.readouterr().err
+
+
+def test_a_photo_of_a_very_long_name_gets_outputs_a_file_system_can_hold(tmp_path, capsys):
+    long = tmp_path / ("h" * 245 + ".png")  # 249 bytes: its name + "-annotated.png" would be 263
+    Image.open(GRACE_HOPPER).save(long)
+    assert main(["photo", str(long), "--crops", "-o", str(tmp_path / "out")]) == 0
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    stem = names[0].split("-annotated")[0]
+    assert stem.startswith("h" * 150) and "~" in stem and len(stem.encode()) == 200
+    assert names == [f"{stem}-annotated.png", f"{stem}-face1.png", f"{stem}.json", "results.json"]

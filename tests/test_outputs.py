@@ -109,3 +109,18 @@ def test_a_figure_takes_its_format_from_the_output_not_the_temporary_file(tmp_pa
         save_figure(figure, tmp_path / "figure.xyz")
     plt.close(figure)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["figure.SVG", "figure.jpg", "plain"]
+
+
+def test_names_are_kept_within_what_a_file_system_holds(tmp_path):
+    from ferlab.outputs import within_name_limit
+
+    assert within_name_limit("holiday") == "holiday"
+    long_a, long_b = "a" * 245, "a" * 244 + "b"
+    short_a, short_b = within_name_limit(long_a), within_name_limit(long_b)
+    assert len(short_a.encode()) == 200 and short_a.startswith("a" * 150) and short_a != short_b  # still unique
+    emoji = within_name_limit("😀" * 80)  # 320 bytes: cut between characters, never inside one
+    assert len(emoji.encode()) <= 200 and emoji.split("~")[0] == "😀" * 47
+    output = tmp_path / ("c" * 250 + ".png")  # the longest name allowed, with a longer temporary beside it
+    with written(output) as temporary:
+        temporary.write_bytes(b"x")
+    assert output.read_bytes() == b"x" and len(temporary.name.encode()) <= 255 and os.listdir(tmp_path) == [output.name]

@@ -243,3 +243,12 @@ def test_a_video_damaged_midway_is_processed_up_to_the_damage_and_said_so(tmp_pa
         again = ferlab.load("default").video(damaged, tmp_path / "api", detector="haar")
     assert again == summary
 
+
+
+def test_a_video_of_a_very_long_name_gets_outputs_a_file_system_can_hold(video, tmp_path):
+    import shutil
+
+    long = shutil.copy(video, tmp_path / ("v" * 245 + ".mp4"))  # + "-annotated.mp4" would be 263 bytes
+    assert main(["video", str(long), "-o", str(tmp_path / "out"), "--quiet"]) == 0
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len(names) == 4 and all(name.startswith("v" * 150) and len(name.encode()) <= 255 for name in names)

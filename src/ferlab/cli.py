@@ -601,6 +601,7 @@ def cmd_explain(args) -> int:
     from ferlab.checkpoint import load_model
     from ferlab.explain import list_methods, methods_for
     from ferlab.explain.common import check_layer
+    from ferlab.outputs import within_name_limit
     from ferlab.report.explain_figures import explain_faces_figure
     from ferlab.runs import writable_file
 
@@ -614,7 +615,7 @@ def cmd_explain(args) -> int:
     output = writable_file(Path(args.output)) if args.output else None  # checked before the work
     run_dir = None if output else output_dir(args, "explain")  # a named file needs no folder of its own
     faces, names = explain_inputs(args, loaded)
-    output = output or run_dir / f"explain-{method}-{'-'.join(names)[:60]}.png"
+    output = output or run_dir / f"explain-{method}-{within_name_limit('-'.join(names)[:60], 180)}.png"
     # one method that cannot explain the model raises NotApplicable (one line, exit 2); of several, those are named
     left_out = explain_faces_figure(loaded, faces, names, methods, args.target, output, options)
     for title, why in left_out.items():

@@ -10,6 +10,7 @@ half-written file in the output's place nor litter beside it, and the last good 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import threading
@@ -19,11 +20,25 @@ from pathlib import Path
 from ferlab.errors import FerlabError
 
 
+MAX_NAME_BYTES = 200  # an output's name before its ending (-annotated.png, -face12.png): file names hold 255 bytes
+
+
+def within_name_limit(name: str, limit: int = MAX_NAME_BYTES) -> str:
+    """``name`` where it fits ``limit`` bytes of UTF-8, else its start and a hash of the whole
+    (``aaaa...~1f2e3d4c``): still readable, still unique, and writable."""
+    encoded = name.encode("utf-8", "surrogateescape")
+    if len(encoded) <= limit:
+        return name
+    start = encoded[:limit - 9].decode("utf-8", "ignore")  # a character cut in two is left out
+    return f"{start}~{hashlib.sha1(encoded).hexdigest()[:8]}"
+
+
 @contextlib.contextmanager
 def written(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path to write ``path``'s content to; renamed over ``path`` when the block ends."""
     path = Path(path)
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp{path.suffix}")
+    ending = f".{os.getpid()}-{threading.get_ident()}.tmp{path.suffix}"  # its own name stays within 255 bytes
+    temporary = path.with_name(f".{within_name_limit(path.stem, 254 - len(ending.encode()))}{ending}")
     try:
         yield temporary
         os.replace(temporary, path)

@@ -28,7 +28,7 @@ from ferlab.errors import FerlabError
 from ferlab.explain.postprocess import OVERLAY_ALPHA, heat_rgb, normalize, relu
 from ferlab.faces import CROP_MARGIN, Box, Detection, crop_face, detect_faces, to_gray
 from ferlab.labels import EMOTIONS
-from ferlab.outputs import written
+from ferlab.outputs import within_name_limit, written
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MODES = ("auto", "detect", "crop")
@@ -230,7 +230,7 @@ def output_names(paths: list[Path]) -> list[str]:
             counts[name.lower()] = counts.get(name.lower(), 0) + 1  # case-insensitive file systems too
         clashing = [i for i, n in enumerate(names) if counts[n.lower()] > 1 or n.lower() == SUMMARY_NAME]
         if not clashing:
-            return names
+            return [within_name_limit(name) for name in names]
         widened = [candidate(paths[i], level) for i in clashing]
         if all(names[i] == w for i, w in zip(clashing, widened)):
             break  # no more folders to tell them apart
@@ -241,7 +241,8 @@ def output_names(paths: list[Path]) -> list[str]:
     for name in names:
         seen[name.lower()] = seen.get(name.lower(), 0) + 1
         unique.append(name if seen[name.lower()] == 1 and name.lower() != SUMMARY_NAME else f"{name}-{seen[name.lower()]}")
-    return unique
+    return [within_name_limit(name) for name in unique]
+
 
 
 WRITTEN_BY = "ferlab photo"  # the Software text of every PNG it writes: how a rerun knows the file is its own

@@ -36,7 +36,7 @@ from ferlab.checkpoint import LoadedModel
 from ferlab.errors import FerlabError
 from ferlab.faces import MAX_PIXELS, Box, Detection, to_gray
 from ferlab.labels import EMOTIONS
-from ferlab.outputs import write_text, written
+from ferlab.outputs import within_name_limit, write_text, written
 from ferlab.photos import FaceResult, annotate, classify_boxes, find_faces, overlay_maps
 
 
@@ -270,7 +270,7 @@ def process_video(loaded: LoadedModel, path: Path, out: Path, options: VideoOpti
     from tqdm.auto import tqdm
 
     frames, fps, count = read_frames(path)
-    stem, tracker, rows, writer, seen = path.stem, Tracker(options), [], None, 0
+    stem, tracker, rows, writer, seen = within_name_limit(path.stem), Tracker(options), [], None, 0
     outputs = {kind: out / f"{stem}-{kind}" for kind in ("annotated.mp4", "frames.csv", "timeline.png", "summary.json")}
     # OpenCV's writer logs a failed write ("FFmpeg: Failed to write frame") and goes on; check_written says it once
     with written(outputs["annotated.mp4"]) as annotated_video, opencv_quiet():
