@@ -429,3 +429,25 @@ def test_explain_images_and_indexes_given_twice_are_all_kept():
     parse = build_parser().parse_args  # argparse kept the last --image list alone: the first was dropped silently
     assert parse(["explain", "default", "--image", "a.png", "b.png", "--image", "c.png"]).image == ["a.png", "b.png", "c.png"]
     assert parse(["explain", "default", "--index", "3", "--index", "1", "2"]).index == [3, 1, 2]
+
+
+def test_an_output_that_is_one_of_the_inputs_is_refused_before_any_work(tmp_path, capsys, trained_run, sample_archive):
+    import shutil
+
+    from ferlab.photos import demo_photos
+
+    photo, checkpoint = tmp_path / "face.png", tmp_path / "model.pt"
+    shutil.copy(demo_photos()[1], photo)
+    shutil.copy(trained_run / "best.pt", checkpoint)
+    (tmp_path / "alias.png").symlink_to(photo)  # another path to the same file
+    before = {path: path.read_bytes() for path in (photo, checkpoint)}
+    cases = [  # `predict x.png -o x.png` wrote a CSV over the photo; `export m.pt -o m.pt` its float16 copy over the weights
+        (["predict", "default", str(photo), "-o", str(tmp_path / "alias.png")], photo),
+        (["explain", "default", "--image", str(photo), "-o", str(photo)], photo),
+        (["export", str(checkpoint), "-o", str(checkpoint)], checkpoint),
+        (["ensemble", str(checkpoint), "default", "--data", str(sample_archive), "-o", str(checkpoint)], checkpoint),
+    ]
+    for argv, source in cases:
+        code, _, err = run(argv, capsys)
+        one_line_error(code, err, f": is also an input ({source}) and would be replaced; name another output")
+    assert all(path.read_bytes() == data for path, data in before.items())

@@ -343,9 +343,10 @@ def cmd_predict(args) -> int:
     import torch
 
     from ferlab.checkpoint import load_model
-    from ferlab.runs import writable_file, write_submission
+    from ferlab.runs import check_not_an_input, writable_file, write_submission
 
     output = writable_file(Path(args.output))
+    check_not_an_input(output, args.inputs)
     loaded = load_model(args.run, args.checkpoint, args.device, graphs=True)
     loaded.check_tta(args.tta)  # before the inputs are read
     ids, batches, failed = predict_inputs(args)
@@ -359,13 +360,15 @@ def cmd_predict(args) -> int:
 
 
 def cmd_ensemble(args) -> int:
-    from ferlab.checkpoint import load_model, save_checkpoint
+    from ferlab.checkpoint import load_model, resolve_checkpoint, save_checkpoint
     from ferlab.ensemble import ensemble_payload, evaluate_ensemble
-    from ferlab.runs import check_owner, new_run_dir, writable_file
+    from ferlab.runs import check_not_an_input, check_owner, new_run_dir, writable_file
 
     if len(args.runs) < 2:
         raise FerlabError("an ensemble needs at least two runs")
     output = writable_file(Path(args.output)) if args.output else None
+    if output:
+        check_not_an_input(output, [resolve_checkpoint(run) for run in args.runs])
     members = [load_model(run, device=args.device, graphs=True) for run in args.runs]
     graphs = [str(run) for run, member in zip(args.runs, members) if member.is_graph]
     if output and graphs:  # ensemble.pt holds its members' weights; a graph's stay inside onnxruntime
@@ -392,11 +395,12 @@ def cmd_ensemble(args) -> int:
 def cmd_export(args) -> int:
     from ferlab.checkpoint import read_checkpoint, resolve_checkpoint
     from ferlab.export import export_format, export_model
-    from ferlab.runs import writable_file
+    from ferlab.runs import check_not_an_input, writable_file
 
     output = Path(args.output)
     export_format(output)  # before any work: the format follows the suffix
     writable_file(output)
+    check_not_an_input(output, [resolve_checkpoint(args.run, args.checkpoint)])
     if args.int8:
         return export_int8_command(args, output)
     kind = export_model(read_checkpoint(resolve_checkpoint(args.run, args.checkpoint)), output)
@@ -603,7 +607,7 @@ def cmd_explain(args) -> int:
     from ferlab.explain.common import check_layer
     from ferlab.outputs import within_name_limit
     from ferlab.report.explain_figures import explain_faces_figure
-    from ferlab.runs import writable_file
+    from ferlab.runs import check_not_an_input, writable_file
 
     if args.method not in (*list_methods(), "all", None):
         raise FerlabError(f"unknown explanation method {args.method!r}; available: {', '.join(list_methods())} or all")
@@ -613,6 +617,8 @@ def cmd_explain(args) -> int:
     options = explain_options(args, methods)  # a flag no method takes, or a layer the model lacks: one line before the work
     check_layer(loaded.model, args.layer)
     output = writable_file(Path(args.output)) if args.output else None  # checked before the work
+    if output and args.image:
+        check_not_an_input(output, args.image)
     run_dir = None if output else output_dir(args, "explain")  # a named file needs no folder of its own
     faces, names = explain_inputs(args, loaded)
     output = output or run_dir / f"explain-{method}-{within_name_limit('-'.join(names)[:60], 180)}.png"

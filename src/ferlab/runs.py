@@ -66,6 +66,21 @@ def writable_file(path: Path) -> Path:
     return path
 
 
+def check_not_an_input(output: Path, inputs) -> None:
+    """An output that is one of the command's inputs, by any path to it, would replace what is being
+    read (``predict x.png -o x.png`` wrote a CSV over the photo): one FerlabError before any work."""
+    for source in map(Path, inputs):
+        if same_file(output, source):
+            raise FerlabError(f"{output}: is also an input ({source}) and would be replaced; name another output")
+
+
+def same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)  # a hard link or a symlink to it too
+    except OSError:  # one of them does not exist (yet)
+        return a.resolve() == b.resolve()
+
+
 def write_json(path: Path, data: dict) -> None:
     write_text(path, json.dumps(data, indent=2) + "\n")
 
