@@ -313,7 +313,7 @@ def predict_inputs(args) -> tuple[list[str], list, int]:
     and how many inputs (image files, folders without one) could not be read (each named on stderr)."""
     from ferlab.api import read_face_files
     from ferlab.data import is_data_source
-    from ferlab.photos import expand_inputs
+    from ferlab.photo_batch import expand_inputs
 
     ids, batches, failed = [], [], 0
     for item in args.inputs:
@@ -429,7 +429,8 @@ def export_int8_command(args, output: Path) -> int:
 def cmd_photo(args) -> int:
     from ferlab.checkpoint import load_model
     from ferlab.explain.common import check_layer
-    from ferlab.photos import demo_photos, expand_inputs, process_photos
+    from ferlab.photo_batch import expand_inputs, process_photos
+    from ferlab.photos import demo_photos
     from ferlab.runs import check_owner, writable_folder
 
     if not args.inputs and not args.demo:
