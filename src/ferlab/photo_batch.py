@@ -19,6 +19,7 @@ from ferlab.faces import Detection
 from ferlab.outputs import within_name_limit, written
 from ferlab.photos import PHOTO_SUFFIXES, FaceResult, analyze, annotate, photo_record
 
+
 @dataclass(frozen=True)
 class PhotoInputs:
     """What ``expand_inputs`` found: the photo files, folders that held none (``problems``: each an
@@ -43,9 +44,9 @@ def expand_inputs(inputs: list[str], outputs_in: Path | None = None) -> PhotoInp
             paths.append(path)
             continue
         files = sorted(p for p in path.rglob("*") if not p.is_dir())  # FIFOs and devices too: named when read
-        copies = [p for p in files if p.suffix.lower() == ".png" and p.parent.resolve() == outputs_in and marked_as_ours(p)]
-        ours = set(copies)
-        photos = [p for p in files if p.suffix.lower() in PHOTO_SUFFIXES and p not in ours]
+        earlier = {p for p in files if p.suffix.lower() == ".png" and p.parent.resolve() == outputs_in and marked_as_ours(p)}
+        copies = sorted(earlier)
+        photos = [p for p in files if p.suffix.lower() in PHOTO_SUFFIXES and p not in earlier]
         others = [p for p in files if p.suffix.lower() not in PHOTO_SUFFIXES]
         passed_over = []
         if others:
@@ -99,7 +100,6 @@ def output_names(paths: list[Path]) -> list[str]:
     return [within_name_limit(name) for name in unique]
 
 
-
 WRITTEN_BY = "ferlab photo"  # the Software text of every PNG it writes: how a rerun knows the file is its own
 CROP_NAME = re.compile(r"(?P<name>.+)-face\d+\.png")  # a face's crop: NAME-face1.png, NAME-face2.png, ...
 
@@ -109,7 +109,7 @@ def output_paths(out: Path, names: list[str], crops: bool = False) -> list[Path]
     faces are found: the summary, each photo's pair, and with ``crops`` the crops already there
     (each replaced, or removed as left over)."""
     planned = [out / f"{SUMMARY_NAME}.json", *(out / f"{name}{end}" for name in names for end in (".json", "-annotated.png"))]
-    return planned + (sum(crops_in(out, names).values(), []) if crops else [])
+    return planned + ([crop for found in crops_in(out, names).values() for crop in found] if crops else [])
 
 
 def crops_in(out: Path, names: list[str]) -> dict[str, list[Path]]:
