@@ -46,8 +46,8 @@ MAX_UPLOAD_BYTES = 20 * 2**20  # 20 MiB
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 2**16  # a request: one photo and its form's fields and boundaries
 MAX_FRAME_BYTES = 2 * 2**20    # a camera frame: 2 MiB of JPEG or PNG ...
 MAX_FRAME_PIXELS = 1920 * 1080  # ... and at most full HD (the page sends 640x480)
-PHOTO_SLOTS = 4               # photos analysed at once; more wait their turn (a 40 MP photo takes
-                              # about 0.5 GiB: 40 at once, the thread pool's size, would take 20)
+PHOTO_SLOTS = 4               # photos analysed at once; more wait their turn (a 39 MP photo took 0.35 GiB
+                              # and 7 s: 40 at once, the thread pool's size, would take 14 GiB)
 MAX_FRAME_RATE = 30            # frames a second the server takes, over all clients
 LIVE_MIN_FACE = 80             # pixels: a face in a camera frame is large, and dlib's HOG finds 80 px without upsampling
                                # (serve --min-face sets both minimums)
