@@ -5,6 +5,7 @@ folder, so the rename stays on one file system; the output's suffix kept, for wr
 their format by it) is renamed over the output once it is complete. A failure on the way, a full
 disk or a quota, removes the temporary file and is one FerlabError naming the output: neither a
 half-written file in the output's place nor litter beside it, and the last good output stays.
+Names made from an input's (``within_name_limit``) stay within the 255 bytes a file name holds.
 """
 
 from __future__ import annotations
