@@ -252,3 +252,26 @@ def test_a_video_of_a_very_long_name_gets_outputs_a_file_system_can_hold(video, 
     assert main(["video", str(long), "-o", str(tmp_path / "out"), "--quiet"]) == 0
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert len(names) == 4 and all(name.startswith("v" * 150) and len(name.encode()) <= 255 for name in names)
+
+
+def test_outputs_never_replace_another_videos_results_or_a_file_of_their_name(video, tmp_path, capsys):
+    import shutil
+
+    out, other = tmp_path / "out", tmp_path / "elsewhere"
+    other.mkdir()
+    assert main(["video", str(video), "-o", str(out), "--quiet"]) == 0
+    assert main(["video", str(video), "-o", str(out), "--quiet"]) == 0  # the same video again: its own results
+    first = (out / "two-summary.json").read_bytes()
+    same_name = shutil.copy(video, other / "two.mp4")  # another folder's two.mp4 replaced these without a word
+    capsys.readouterr()
+    assert main(["video", str(same_name), "-o", str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"ferlab: error: {out / 'two-summary.json'}: holds the results of {video}, another video of this name, "
+        "which these would replace; choose another output folder (-o)")
+    assert (out / "two-summary.json").read_bytes() == first
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "two-frames.csv").write_text("my own table\n")
+    assert main(["video", str(video), "-o", str(mine), "--quiet"]) == 2
+    assert f"{mine / 'two-frames.csv'}: exists and is not an output of ferlab video" in capsys.readouterr().err
+    assert (mine / "two-frames.csv").read_text() == "my own table\n" and sorted(p.name for p in mine.iterdir()) == ["two-frames.csv"]

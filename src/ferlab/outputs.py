@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -78,3 +79,13 @@ def save_figure(figure, path: str | os.PathLike, **options) -> None:
         raise FerlabError(f"{path}: cannot write a figure as .{image_format}; name it .png, .jpg, .svg or .pdf")
     with written(path) as temporary:
         figure.savefig(temporary, format=image_format, **options)
+
+
+def read_small_json(path: Path, limit: int = 2**24):
+    """A JSON file's value, or None where it is missing, larger than ``limit`` bytes or not JSON."""
+    try:
+        if not path.is_file() or path.stat().st_size > limit:
+            return None
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None

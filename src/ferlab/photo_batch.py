@@ -5,7 +5,6 @@ summary ``results.json``. The photo itself is read and analysed by ``ferlab.phot
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from PIL import Image, PngImagePlugin
 from ferlab.checkpoint import LoadedModel
 from ferlab.errors import FerlabError
 from ferlab.faces import Detection
-from ferlab.outputs import within_name_limit, written
+from ferlab.outputs import read_small_json, within_name_limit, written
 from ferlab.photos import PHOTO_SUFFIXES, FaceResult, analyze, annotate, photo_record
 
 
@@ -194,16 +193,6 @@ def write_photo_outputs(out: Path, name: str, photo, faces: list[FaceResult], so
     record["outputs"] = [f"{name}.json", f"{name}-annotated.png", *crop_names]
     write_json(out / f"{name}.json", record)
     return record
-
-
-def read_small_json(path: Path, limit: int = 2**24):
-    """A JSON file's value, or None where it is missing, larger than ``limit`` bytes or not JSON."""
-    try:
-        if not path.is_file() or path.stat().st_size > limit:
-            return None
-        return json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return None
 
 
 def describe_faces(path, faces: list[FaceResult], note: str | None = None) -> str:

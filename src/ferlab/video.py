@@ -36,7 +36,7 @@ from ferlab.checkpoint import LoadedModel
 from ferlab.errors import FerlabError
 from ferlab.faces import MAX_PIXELS, Box, Detection, to_gray
 from ferlab.labels import EMOTIONS
-from ferlab.outputs import within_name_limit, write_text, written
+from ferlab.outputs import read_small_json, within_name_limit, write_text, written
 from ferlab.photos import FaceResult, annotate, classify_boxes, find_faces, overlay_maps
 
 
@@ -264,14 +264,32 @@ def check_written(video: Path, frames: int, output: Path) -> None:
                           f"{held}: is the disk full?)")
 
 
+def check_replaceable(path: Path, outputs: dict[str, Path]) -> None:
+    """Before any work, a FerlabError where an output would replace what this video's earlier run
+    did not write: the results of another video of the same name (``a/clip.mp4`` after
+    ``b/clip.mp4`` into one folder; its summary says which), or a file of an output's name that no
+    summary lists."""
+    summary = read_small_json(outputs["summary.json"])
+    ours = isinstance(summary, dict) and isinstance(summary.get("outputs"), list) and isinstance(summary.get("video"), str)
+    if ours and Path(summary.get("video_file") or summary["video"]).resolve() != path.resolve():
+        raise FerlabError(f"{outputs['summary.json']}: holds the results of {summary['video']}, another video of "
+                          "this name, which these would replace; choose another output folder (-o)")
+    listed = set(summary["outputs"]) if ours else set()
+    for target in outputs.values():
+        if target.exists() and target.name not in listed:
+            raise FerlabError(f"{target}: exists and is not an output of ferlab video, which would replace it; "
+                              "choose another output folder (-o) or move the file")
+
+
 def process_video(loaded: LoadedModel, path: Path, out: Path, options: VideoOptions = VideoOptions(), *,
                   progress: bool = True) -> dict:
     """``ferlab video``: see the module's docstring. Returns the summary (also written as JSON)."""
     from tqdm.auto import tqdm
 
-    frames, fps, count = read_frames(path)
     stem, tracker, rows, writer, seen = within_name_limit(path.stem), Tracker(options), [], None, 0
     outputs = {kind: out / f"{stem}-{kind}" for kind in ("annotated.mp4", "frames.csv", "timeline.png", "summary.json")}
+    check_replaceable(path, outputs)
+    frames, fps, count = read_frames(path)
     # OpenCV's writer logs a failed write ("FFmpeg: Failed to write frame") and goes on; check_written says it once
     with written(outputs["annotated.mp4"]) as annotated_video, opencv_quiet():
         try:
@@ -293,7 +311,7 @@ def process_video(loaded: LoadedModel, path: Path, out: Path, options: VideoOpti
     from ferlab.report.figures import plot_timeline
 
     plot_timeline({t.id: t.history for t in tracker.all_tracks() if t.history}, outputs["timeline.png"], path.name)
-    summary = {"video": str(path), "frames": seen, "frames_announced": count or None,
+    summary = {"video": str(path), "video_file": str(path.resolve()), "frames": seen, "frames_announced": count or None,
                "fps": round(fps, 3), "seconds": round(seen / fps, 3),
                "detect_every": options.detect_every, "smoothing": options.smoothing,
                "explained_by": loaded.overlay_method if options.explain else None, "faces": faces,
