@@ -54,7 +54,6 @@ def main() -> None:
           f"({median['one thread'] / median['all threads']:.2f}x)")
 
 
-
 def compare_check(graph, test, options: ReportOptions, rounds: int) -> None:
     """The trust stage with and without the randomisation check, alternating."""
     checked = trust.has_weights

@@ -14,7 +14,7 @@ from PIL import Image, PngImagePlugin
 
 from ferlab.checkpoint import LoadedModel
 from ferlab.errors import FerlabError
-from ferlab.faces import Detection
+from ferlab.faces import Detection, Photo
 from ferlab.outputs import read_small_json, within_name_limit, written
 from ferlab.photos import PHOTO_SUFFIXES, FaceResult, analyze, annotate, photo_record
 
@@ -103,12 +103,12 @@ WRITTEN_BY = "ferlab photo"  # the Software text of every PNG it writes: how a r
 CROP_NAME = re.compile(r"(?P<name>.+)-face\d+\.png")  # a face's crop: NAME-face1.png, NAME-face2.png, ...
 
 
-def output_paths(out: Path, names: list[str], crops: bool = False) -> list[Path]:
+def output_paths(out: Path, names: list[str], earlier_crops: dict[str, list[Path]]) -> list[Path]:
     """Every file ``process_photos`` writes for photos of ``names`` that can be named before their
-    faces are found: the summary, each photo's pair, and with ``crops`` the crops already there
-    (each replaced, or removed as left over)."""
+    faces are found: the summary, each photo's pair, and the ``earlier_crops`` already there (each
+    replaced, or removed as left over)."""
     planned = [out / f"{SUMMARY_NAME}.json", *(out / f"{name}{end}" for name in names for end in (".json", "-annotated.png"))]
-    return planned + ([crop for found in crops_in(out, names).values() for crop in found] if crops else [])
+    return planned + [crop for found in earlier_crops.values() for crop in found]
 
 
 def crops_in(out: Path, names: list[str]) -> dict[str, list[Path]]:
@@ -121,13 +121,13 @@ def crops_in(out: Path, names: list[str]) -> dict[str, list[Path]]:
     return found
 
 
-def check_replaceable(out: Path, paths: list[Path], names: list[str], crops: bool = False) -> None:
+def check_replaceable(out: Path, paths: list[Path], names: list[str], earlier_crops: dict[str, list[Path]]) -> None:
     """Before any work: a FerlabError naming the first output that would replace a file this
     command did not write there: an input photo, or a file of an output's name that is none of
     ours (a LabelMe annotation ``x.json`` beside ``x.png``, another tool's ``results.json``)."""
     inputs = {path.resolve() for path in paths}
     listed = listed_outputs(out / f"{SUMMARY_NAME}.json")
-    for target in output_paths(out, names, crops):
+    for target in output_paths(out, names, earlier_crops):
         if target.resolve() in inputs:
             raise FerlabError(f"{target}: is one of the photos to read and would be replaced by an output; "
                               "choose another output folder (-o)")
@@ -174,7 +174,7 @@ def save_marked(image: Image.Image, path: Path) -> None:
         image.save(temporary, format="PNG", pnginfo=mark)
 
 
-def write_photo_outputs(out: Path, name: str, photo, faces: list[FaceResult], source: str, crops: bool,
+def write_photo_outputs(out: Path, name: str, photo: Photo, faces: list[FaceResult], source: str, crops: bool,
                         earlier_crops: list[Path] = ()) -> dict:
     """One photo's outputs in ``out``: with ``crops`` each face's 48x48 crop as the model saw it
     (``NAME-faceK.png``, named in the face's ``crop``; ``earlier_crops`` of faces no longer found
@@ -219,8 +219,8 @@ def process_photos(loaded: LoadedModel, paths: list[Path], out: Path, *, model_n
 
     paths = list(dict.fromkeys(paths))  # each file once
     names = output_names(paths)
-    check_replaceable(out, paths, names, crops)
-    earlier_crops = crops_in(out, names) if crops else {}
+    earlier_crops = crops_in(out, names) if crops else {}  # with crops: each replaced or removed
+    check_replaceable(out, paths, names, earlier_crops)
     for problem in unread:
         warn(problem)
     records, problems = [], list(unread)

@@ -67,13 +67,18 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_LIMITS.image_pixels, upr
     """Image bytes -> a loaded 8-bit "L" or "RGB" image (``upright``: turned per its EXIF
     orientation); an animated or multi-page image's first frame. Raises ImageProblem for empty,
     unknown, damaged or oversized images."""
-    return decode_first_frame(data, max_pixels, upright)[0]
+    return decode(data, max_pixels, upright, look_for_frames=False)[0]
 
 
 def decode_first_frame(data: bytes, max_pixels: int = DEFAULT_LIMITS.image_pixels,
                        upright: bool = False) -> tuple[Image.Image, bool]:
     """``decode_image``, and whether frames after the decoded one were left unread (an animated
     GIF, PNG or WebP, a multi-page TIFF; not the previews an MPO camera JPEG carries)."""
+    return decode(data, max_pixels, upright, look_for_frames=True)
+
+
+def decode(data: bytes, max_pixels: int, upright: bool, look_for_frames: bool) -> tuple[Image.Image, bool]:
+    """Both of the above; the data readers' faces are not searched for a second frame."""
     if not data:
         raise ImageProblem("empty file")
     try:
@@ -84,7 +89,7 @@ def decode_first_frame(data: bytes, max_pixels: int = DEFAULT_LIMITS.image_pixel
                                    f"above the limit of {max_pixels / 1e6:.0f} MP")
             if width < 1 or height < 1:
                 raise ImageProblem(f"image is {width}x{height}: it has no pixels")
-            more_frames = has_more_frames(image)
+            more_frames = look_for_frames and has_more_frames(image)
             image.load()
             decoded = ImageOps.exif_transpose(image) if upright else image
             return to_eight_bits(decoded), more_frames
