@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -410,6 +411,34 @@ def test_explain_without_a_method_draws_what_photos_lay_over_faces(tmp_path, cap
     capsys.readouterr()
     code, _, _ = run(["explain", str(best), *common, "--window", "12", "-o", str(tmp_path / "z.png")], capsys)
     assert code == 0 and asked[-1] == ("occlusion", {"window": 12})
+
+
+def test_explains_figures_of_faces_of_one_name_are_all_kept(tmp_path, capsys, monkeypatch, sample_faces):
+    """a/face.png then b/face.png: two figures in the run folder; the same command again replaces
+    its own; a file of the name that ferlab did not draw is never written over."""
+    from PIL import Image
+
+    from ferlab.outputs import figure_source
+
+    monkeypatch.chdir(tmp_path)
+    for folder, index in (("a", 0), ("b", 1)):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(sample_faces.split("test").images[index].numpy()).save(tmp_path / folder / "face.png")
+    written = []
+    for folder in ("a", "b", "a"):
+        code, out, _ = run(["explain", "default-fast", "--method", "saliency", "--image", f"{folder}/face.png"], capsys)
+        assert code == 0
+        written.append(Path(out.split("wrote ")[-1].strip()))
+    first, second, again = written
+    assert first.name == "explain-saliency-face.png" and second.name == "explain-saliency-face-2.png" and again == first
+    assert {p.name for p in first.parent.glob("*.png")} == {first.name, second.name}
+    assert str(tmp_path / "b" / "face.png") in figure_source(second) and str(tmp_path / "a" / "face.png") in figure_source(first)
+    (first.parent / "explain-saliency-face-3.png").write_bytes(b"the user's notes")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "face.png").write_bytes((tmp_path / "a" / "face.png").read_bytes())
+    code, out, _ = run(["explain", "default-fast", "--method", "saliency", "--image", "c/face.png"], capsys)
+    assert code == 0 and out.strip().endswith("explain-saliency-face-4.png")
+    assert (first.parent / "explain-saliency-face-3.png").read_bytes() == b"the user's notes"
 
 
 def test_explain_to_a_named_file_writes_that_file_alone(tmp_path, capsys, monkeypatch, sample_archive):

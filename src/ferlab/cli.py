@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import io
+import json
 import os
 import sys
 import time
@@ -583,6 +584,14 @@ def explain_inputs(args, loaded) -> tuple:
     return faces.images[args.index], [f"{args.split}{i}" for i in args.index]
 
 
+def explain_source(args, method: str, options: dict) -> str:
+    """What ``ferlab explain``'s figure in a run folder shows (the faces by full path or split and
+    index, the method, target and options), written into it: how a rerun tells its own figure from
+    another of the same name."""
+    faces = [str(Path(p).resolve()) for p in args.image] if args.image else [f"{args.split}{i}" for i in args.index]
+    return json.dumps({"faces": faces, "method": method, "target": args.target, "options": options}, sort_keys=True)
+
+
 # ``ferlab explain``'s flags -> the explanation methods' options (``ferlab.explain``).
 EXPLAIN_OPTIONS = {"layer": "layer", "samples": "num_samples", "window": "window", "stride": "stride"}
 
@@ -606,7 +615,7 @@ def cmd_explain(args) -> int:
     from ferlab.checkpoint import load_model
     from ferlab.explain import list_methods, methods_for
     from ferlab.explain.common import check_layer
-    from ferlab.outputs import within_name_limit
+    from ferlab.outputs import figure_path, within_name_limit
     from ferlab.report.explain_figures import explain_faces_figure
     from ferlab.runs import check_not_an_input, writable_file
 
@@ -622,9 +631,11 @@ def cmd_explain(args) -> int:
         check_not_an_input(output, args.image)
     run_dir = None if output else output_dir(args, "explain")  # a named file needs no folder of its own
     faces, names = explain_inputs(args, loaded)
-    output = output or run_dir / f"explain-{method}-{within_name_limit('-'.join(names)[:60], 180)}.png"
+    source = None if output else explain_source(args, method, options)
+    # a.png then b/a.png: explain-gradcam-a.png, explain-gradcam-a-2.png; the same command again replaces its own
+    output = output or figure_path(run_dir, f"explain-{method}-{within_name_limit('-'.join(names)[:60], 180)}", source)
     # one method that cannot explain the model raises NotApplicable (one line, exit 2); of several, those are named
-    left_out = explain_faces_figure(loaded, faces, names, methods, args.target, output, options)
+    left_out = explain_faces_figure(loaded, faces, names, methods, args.target, output, options, source)
     for title, why in left_out.items():
         print(f"left out {title}: {why}")
     print(f"wrote {output}")

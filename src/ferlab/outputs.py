@@ -81,6 +81,34 @@ def save_figure(figure, path: str | os.PathLike, **options) -> None:
         figure.savefig(temporary, format=image_format, **options)
 
 
+FIGURE_SOURCE_KEY = "Source"  # a PNG text chunk: what a regenerable figure shows, so a rerun knows its own figure
+
+
+def figure_source(path: Path) -> str | None:
+    """What the PNG figure at ``path`` was drawn of (its ``Source`` text), or None where there is
+    no such file, it is not a PNG or it carries no source (read up to its first pixels only)."""
+    from PIL import Image
+
+    try:
+        if not path.is_file():  # opening a FIFO would wait for a writer
+            return None
+        with Image.open(path) as image:
+            return image.info.get(FIGURE_SOURCE_KEY) if image.format == "PNG" else None
+    except Exception:  # noqa: BLE001 - not an image, unreadable: no figure of ours
+        return None
+
+
+def figure_path(folder: Path, stem: str, source: str) -> Path:
+    """Where a regenerable PNG figure of ``source`` goes in ``folder``: ``stem.png``, or where that
+    holds a figure of something else (or a file ferlab did not draw) ``stem-2.png``, ``stem-3.png``...:
+    the figure of the same source is replaced, every other one kept."""
+    path, number = folder / f"{stem}.png", 1
+    while path.exists() and figure_source(path) != source:
+        number += 1
+        path = folder / f"{stem}-{number}.png"
+    return path
+
+
 def read_small_json(path: Path, limit: int = 2**24):
     """A JSON file's value, or None where it is missing, larger than ``limit`` bytes or not JSON."""
     try:

@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ferlab.explain.postprocess import heat_rgb, normalize, overlay, relu  # noqa: E402
+from ferlab.outputs import FIGURE_SOURCE_KEY  # noqa: E402
 from ferlab.report.figures import save_and_close  # noqa: E402
 
 
@@ -52,8 +53,9 @@ PANEL_DRAWERS = {
 
 
 def plot_method_panels(faces: torch.Tensor, captions: list[str], panels: dict[str, tuple[torch.Tensor | None, str]],
-                       path: Path, title: str = "") -> Path:
-    """One row per face: the face, then one panel per method.
+                       path: Path, title: str = "", source: str | None = None) -> Path:
+    """One row per face: the face, then one panel per method; ``source`` (what the figure shows)
+    is written into the PNG (``ferlab.outputs.figure_source``).
 
     ``panels`` maps a column title to (maps (N, 1, 48, 48) or None if not applicable, kind), kind
     being one of ``PANEL_DRAWERS``.
@@ -76,7 +78,8 @@ def plot_method_panels(faces: torch.Tensor, captions: list[str], panels: dict[st
         axis.set_yticks([])
     figure.suptitle(textwrap.fill(title, 16 * columns), fontsize=10)
     figure.tight_layout()
-    return save_and_close(figure, path, dpi=100)
+    metadata = {FIGURE_SOURCE_KEY: source} if source is not None else None
+    return save_and_close(figure, path, dpi=100, metadata=metadata)
 
 
 def _unit_range(images: torch.Tensor) -> torch.Tensor:
@@ -137,12 +140,13 @@ def plot_trust_curves(curves: dict[str, tuple[torch.Tensor, torch.Tensor]], path
 
 
 def explain_faces_figure(loaded, faces: torch.Tensor, names: list[str], methods: list[str], target: str | None,
-                         path: Path, options: dict | None = None) -> dict[str, str]:
+                         path: Path, options: dict | None = None, source: str | None = None) -> dict[str, str]:
     """``methods``' maps for (N, 48, 48) uint8 ``faces`` of a loaded model side by side, explaining
     ``target`` (a class name) or each face's predicted class, drawn as one figure at ``path``;
     ``options`` (``layer``, LIME's ``num_samples``, occlusion's ``window``...) go to the methods
-    that take them. One method that cannot explain the model, or takes none of ``options``, raises
-    NotApplicable or UnknownChoice; of several, those are left out and returned (title -> why)."""
+    that take them; ``source`` is written into the PNG. One method that cannot explain the model,
+    or takes none of ``options``, raises NotApplicable or UnknownChoice; of several, those are left
+    out and returned (title -> why)."""
     from ferlab.explain import NotApplicable, get_spec
     from ferlab.explain.postprocess import masked_faces
     from ferlab.labels import EMOTIONS
@@ -165,5 +169,5 @@ def explain_faces_figure(loaded, faces: torch.Tensor, names: list[str], methods:
     captions = [f"{n}: {EMOTIONS[int(t)]} {float(probabilities[i, t]):.2f}" for i, (n, t) in enumerate(zip(names, targets))]
     what = get_spec(methods[0]).title if len(methods) == 1 else "Explanations"
     plot_method_panels(faces, captions, panels, path, f"{what} for the " +
-                       ("predicted class" if target is None else f"class {target}"))
+                       ("predicted class" if target is None else f"class {target}"), source)
     return left_out
