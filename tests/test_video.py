@@ -275,3 +275,33 @@ def test_outputs_never_replace_another_videos_results_or_a_file_of_their_name(vi
     assert main(["video", str(video), "-o", str(mine), "--quiet"]) == 2
     assert f"{mine / 'two-frames.csv'}: exists and is not an output of ferlab video" in capsys.readouterr().err
     assert (mine / "two-frames.csv").read_text() == "my own table\n" and sorted(p.name for p in mine.iterdir()) == ["two-frames.csv"]
+
+
+def test_a_run_cut_short_leaves_outputs_its_rerun_knows_as_its_own(video, tmp_path, capsys, monkeypatch):
+    """A full disk at the timeline, after the annotated video and the CSV: the rerun replaces them
+    (they were refused as files of unknown origin); a run failing before its first output leaves
+    nothing, not even the summary it claimed the folder with."""
+    import ferlab.report.figures
+
+    def full_disk(*args, **kwargs):
+        raise FerlabError("timeline.png: cannot write it (No space left on device)")
+
+    out = tmp_path / "out"
+    with monkeypatch.context() as patched:
+        patched.setattr(ferlab.report.figures, "plot_timeline", full_disk)
+        assert main(["video", str(video), "-o", str(out), "--quiet"]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    claimed = json.loads((out / "two-summary.json").read_text())
+    assert claimed["complete"] is False and claimed["video_file"] == str(video.resolve())
+    assert sorted(p.name for p in out.iterdir()) == ["two-annotated.mp4", "two-frames.csv", "two-summary.json"]
+    assert main(["video", str(video), "-o", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "two-summary.json").read_text())
+    assert summary["complete"] is True and summary["frames"] == FRAMES and (out / "two-timeline.png").exists()
+
+    def broken_frame(*args, **kwargs):
+        raise FerlabError("a frame that cannot be read")
+
+    early = tmp_path / "early"
+    monkeypatch.setattr("ferlab.video.frame_faces", broken_frame)
+    assert main(["video", str(video), "-o", str(early), "--quiet"]) == 2
+    assert list(early.iterdir()) == []

@@ -264,11 +264,11 @@ def check_written(video: Path, frames: int, output: Path) -> None:
                           f"{held}: is the disk full?)")
 
 
-def check_replaceable(path: Path, outputs: dict[str, Path]) -> None:
+def check_replaceable(path: Path, outputs: dict[str, Path]) -> bool:
     """Before any work, a FerlabError where an output would replace what this video's earlier run
     did not write: the results of another video of the same name (``a/clip.mp4`` after
     ``b/clip.mp4`` into one folder; its summary says which), or a file of an output's name that no
-    summary lists."""
+    summary lists. Returns whether a summary of an earlier run of this video is there."""
     summary = read_small_json(outputs["summary.json"])
     ours = isinstance(summary, dict) and isinstance(summary.get("outputs"), list) and isinstance(summary.get("video"), str)
     if ours and Path(summary.get("video_file") or summary["video"]).resolve() != path.resolve():
@@ -279,17 +279,47 @@ def check_replaceable(path: Path, outputs: dict[str, Path]) -> None:
         if target.exists() and target.name not in listed:
             raise FerlabError(f"{target}: exists and is not an output of ferlab video, which would replace it; "
                               "choose another output folder (-o) or move the file")
+    return ours
+
+
+@contextlib.contextmanager
+def outputs_claimed(path: Path, outputs: dict[str, Path], claimed_before: bool) -> Iterator[None]:
+    """A first run's summary place holds, until the results replace it, a summary of no results
+    (``"complete": false``) listing the outputs: a run cut short after its first output (a full
+    disk at the CSV) leaves files its rerun knows as its own. Removed again where the run fails
+    before any output is written."""
+    if claimed_before:
+        yield
+        return
+    write_text(outputs["summary.json"], json.dumps({"video": str(path), "video_file": str(path.resolve()),
+                                                    "complete": False, "outputs": [p.name for p in outputs.values()]}))
+    try:
+        yield
+    except BaseException:
+        if not any(p.exists() for kind, p in outputs.items() if kind != "summary.json"):
+            outputs["summary.json"].unlink(missing_ok=True)
+        raise
 
 
 def process_video(loaded: LoadedModel, path: Path, out: Path, options: VideoOptions = VideoOptions(), *,
                   progress: bool = True) -> dict:
     """``ferlab video``: see the module's docstring. Returns the summary (also written as JSON)."""
+    stem = within_name_limit(path.stem)
+    outputs = {kind: out / f"{stem}-{kind}" for kind in ("annotated.mp4", "frames.csv", "timeline.png", "summary.json")}
+    claimed_before = check_replaceable(path, outputs)
+    frames, fps, count = read_frames(path)
+    with outputs_claimed(path, outputs, claimed_before):
+        return write_video_outputs(loaded, path, outputs, options, (frames, fps, count), progress)
+
+
+def write_video_outputs(loaded: LoadedModel, path: Path, outputs: dict[str, Path], options: VideoOptions,
+                        video: tuple, progress: bool) -> dict:
+    """``process_video``'s work on the opened video's ``(frames, fps, count)``: each output in turn,
+    the summary (returned) last."""
     from tqdm.auto import tqdm
 
-    stem, tracker, rows, writer, seen = within_name_limit(path.stem), Tracker(options), [], None, 0
-    outputs = {kind: out / f"{stem}-{kind}" for kind in ("annotated.mp4", "frames.csv", "timeline.png", "summary.json")}
-    check_replaceable(path, outputs)
-    frames, fps, count = read_frames(path)
+    frames, fps, count = video
+    tracker, rows, writer, seen = Tracker(options), [], None, 0
     # OpenCV's writer logs a failed write ("FFmpeg: Failed to write frame") and goes on; check_written says it once
     with written(outputs["annotated.mp4"]) as annotated_video, opencv_quiet():
         try:
@@ -315,7 +345,7 @@ def process_video(loaded: LoadedModel, path: Path, out: Path, options: VideoOpti
                "fps": round(fps, 3), "seconds": round(seen / fps, 3),
                "detect_every": options.detect_every, "smoothing": options.smoothing,
                "explained_by": loaded.overlay_method if options.explain else None, "faces": faces,
-               "outputs": [p.name for p in outputs.values()]}
+               "complete": True, "outputs": [p.name for p in outputs.values()]}
     write_text(outputs["summary.json"], json.dumps(summary, indent=2))
     return summary
 
