@@ -84,18 +84,23 @@ def save_figure(figure, path: str | os.PathLike, **options) -> None:
 FIGURE_SOURCE_KEY = "Source"  # a PNG text chunk: what a regenerable figure shows, so a rerun knows its own figure
 
 
-def figure_source(path: Path) -> str | None:
-    """What the PNG figure at ``path`` was drawn of (its ``Source`` text), or None where there is
-    no such file, it is not a PNG or it carries no source (read up to its first pixels only)."""
+def png_text(path: Path, key: str) -> str | None:
+    """The ``key`` text of the PNG at ``path``, or None where there is no such file, it is not a
+    PNG or it has no such text (read up to its first pixels only)."""
     from PIL import Image
 
     try:
         if not path.is_file():  # opening a FIFO would wait for a writer
             return None
         with Image.open(path) as image:
-            return image.info.get(FIGURE_SOURCE_KEY) if image.format == "PNG" else None
-    except Exception:  # noqa: BLE001 - not an image, unreadable: no figure of ours
+            return image.info.get(key) if image.format == "PNG" else None
+    except Exception:  # noqa: BLE001 - not an image, unreadable: no text of ours
         return None
+
+
+def figure_source(path: Path) -> str | None:
+    """What the PNG figure at ``path`` was drawn of (its ``Source`` text), or None."""
+    return png_text(path, FIGURE_SOURCE_KEY)
 
 
 def figure_path(folder: Path, stem: str, source: str) -> Path:

@@ -15,7 +15,7 @@ from PIL import Image, PngImagePlugin
 from ferlab.checkpoint import LoadedModel
 from ferlab.errors import FerlabError
 from ferlab.faces import Detection, Photo
-from ferlab.outputs import read_small_json, within_name_limit, written
+from ferlab.outputs import png_text, read_small_json, within_name_limit, written
 from ferlab.photos import PHOTO_SUFFIXES, FaceResult, analyze, annotate, photo_record
 
 
@@ -157,13 +157,7 @@ def written_here(path: Path) -> bool:
 def marked_as_ours(path: Path) -> bool:
     """Whether a file is a PNG ``ferlab photo`` wrote, an annotated copy or a face's crop (marked
     as ours; read up to its first pixels only)."""
-    try:
-        if not path.is_file():  # opening a FIFO would wait for a writer
-            return False
-        with Image.open(path) as image:
-            return image.format == "PNG" and image.info.get("Software") == WRITTEN_BY
-    except Exception:  # noqa: BLE001 - not an image, unreadable: not ours
-        return False
+    return png_text(path, "Software") == WRITTEN_BY
 
 
 def save_marked(image: Image.Image, path: Path) -> None:
