@@ -124,3 +124,26 @@ def test_names_are_kept_within_what_a_file_system_holds(tmp_path):
     with written(output) as temporary:
         temporary.write_bytes(b"x")
     assert output.read_bytes() == b"x" and len(temporary.name.encode()) <= 255 and os.listdir(tmp_path) == [output.name]
+
+
+def test_a_figure_path_replaces_only_the_figure_of_the_same_source(tmp_path):
+    from PIL import Image, PngImagePlugin
+
+    from ferlab.outputs import figure_path, figure_source
+
+    def figure(path, source):
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Source", source)
+        Image.new("L", (4, 4)).save(path, pnginfo=info)
+
+    assert figure_path(tmp_path, "f", "a") == tmp_path / "f.png"  # nothing there yet
+    figure(tmp_path / "f.png", "a")
+    assert figure_path(tmp_path, "f", "a") == tmp_path / "f.png" and figure_source(tmp_path / "f.png") == "a"
+    assert figure_path(tmp_path, "f", "b") == tmp_path / "f-2.png"
+    Image.new("L", (4, 4)).save(tmp_path / "f-2.png")  # a PNG without a source: not ours
+    (tmp_path / "f-3.png").write_text("not an image")
+    os.mkfifo(tmp_path / "f-4.png")  # never opened: it would wait for a writer
+    figure(tmp_path / "f-5.png", "b")
+    assert figure_path(tmp_path, "f", "b") == tmp_path / "f-5.png"
+    assert figure_path(tmp_path, "f", "c") == tmp_path / "f-6.png"
+    assert [figure_source(tmp_path / f"f-{n}.png") for n in (2, 3, 4)] == [None, None, None]
