@@ -68,22 +68,24 @@ def test_the_teacher_as_its_own_student_at_temperature_1_without_hard_labels_sta
 
 def test_distill_writes_a_student_whose_card_names_its_teachers_and_their_time(tmp_path, sample_archive, capsys):
     out = tmp_path / "student"
-    code = main(["distill", "default", "default", "--student", "fastnet", "--preset", "smoke", "--crop", "40",
+    code = main(["distill", "default", "default-fast", "--student", "fastnet", "--preset", "smoke", "--crop", "40",
                  "--views", "2", "--data", str(sample_archive), "--out", str(out), "--quiet"])
     assert code == 0
     printed = capsys.readouterr().out
     card = read_checkpoint(out / "best.pt")["distillation"]
     shipped = read_checkpoint(resolve_checkpoint("default"))
-    shipped_seconds = sum(row["seconds"] for row in shipped["history"])
-    assert [t["source"] for t in card["teachers"]] == ["default", "default"]
+    # the whole time behind each teacher: default's epochs; default-fast's own three stages and its teacher's, once a stage
+    teachers_seconds = training_seconds(shipped) + training_seconds(read_checkpoint(resolve_checkpoint("default-fast")))
+    assert training_seconds(shipped) == pytest.approx(sum(row["seconds"] for row in shipped["history"]))
+    assert [t["source"] for t in card["teachers"]] == ["default", "default-fast"]
     assert card["teachers"][0]["model"] == "fastnet" and card["teachers"][0]["epoch"] == 52
-    assert card["teachers_train_seconds"] == pytest.approx(2 * shipped_seconds)
+    assert card["teachers_train_seconds"] == pytest.approx(teachers_seconds)
     assert card["temperature"] == 4.0 and card["hard_label_weight"] == 0.5 and card["teacher_flip"] is False
-    assert f"+ {2 * shipped_seconds:.0f}s training the teachers" in printed
-    assert json.loads((out / "metrics.json").read_text())["teachers_train_seconds"] == pytest.approx(2 * shipped_seconds)
+    assert f"+ {teachers_seconds:.0f}s training the teachers" in printed
+    assert json.loads((out / "metrics.json").read_text())["teachers_train_seconds"] == pytest.approx(teachers_seconds)
     student = read_checkpoint(out / "best.pt")
     assert student["normalization"] == shipped["normalization"]  # the student sees what its teachers see
-    assert training_seconds(student) == pytest.approx(sum(r["seconds"] for r in student["history"]) + 2 * shipped_seconds)
+    assert training_seconds(student) == pytest.approx(sum(r["seconds"] for r in student["history"]) + teachers_seconds)
     export_checkpoint(student, tmp_path / "exported.pt")
     assert torch.load(tmp_path / "exported.pt", weights_only=True)["distillation"] == card  # the card travels
 
@@ -138,4 +140,12 @@ def test_a_missing_teacher_is_one_line(tmp_path, sample_archive, capsys):
     code = main(["distill", str(tmp_path / "absent"), "--student", "fastnet", "--preset", "smoke",
                  "--data", str(sample_archive), "--out", str(tmp_path / "out"), "--quiet"])
     assert code == 2 and "absent: no such run folder or checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_teacher_given_twice_is_one_line(tmp_path, sample_archive, capsys):
+    code = main(["distill", "default", "default", "--student", "fastnet", "--preset", "smoke",
+                 "--data", str(sample_archive), "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == "ferlab: error: default: is default again; the teachers of a student must be distinct models"
     assert not (tmp_path / "out").exists()

@@ -87,3 +87,15 @@ def test_an_ensemble_with_another_class_order_is_refused_by_name(ensemble_file, 
     save_checkpoint(damaged, {k: v for k, v in payload.items() if k not in ("format", "version", "classes")})
     with pytest.raises(FerlabError, match=r"damaged.pt: member 2: classes .* differ"):
         read_checkpoint(damaged)
+
+
+def test_a_member_given_twice_by_any_path_is_one_line(ensemble_file, tmp_path, capsys):
+    """``default default`` was keyed into one member and written with two weights ("ensemble of 2")."""
+    _, runs, _ = ensemble_file
+    (tmp_path / "link").symlink_to(runs[0])
+    for given in (["default", "default"], [str(runs[0]), f"{runs[0]}/"], [str(runs[0]), str(runs[1]), str(tmp_path / "link")],
+                  ["default", str(ferlab.checkpoint.shipped_model_path("default"))]):
+        code = main(["ensemble", *given, "-o", str(tmp_path / "twice.pt"), "--out", str(tmp_path / "evaluation")])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err == f"ferlab: error: {given[-1]}: is {given[0]} again; the members of an ensemble must be distinct models"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link"]

@@ -361,12 +361,13 @@ def cmd_predict(args) -> int:
 
 
 def cmd_ensemble(args) -> int:
-    from ferlab.checkpoint import load_model, resolve_checkpoint, save_checkpoint
+    from ferlab.checkpoint import check_distinct_models, load_model, resolve_checkpoint, save_checkpoint
     from ferlab.ensemble import ensemble_payload, evaluate_ensemble
     from ferlab.runs import check_not_an_input, check_owner, new_run_dir, writable_file
 
     if len(args.runs) < 2:
         raise FerlabError("an ensemble needs at least two runs")
+    check_distinct_models(args.runs, "members of an ensemble")
     output = writable_file(Path(args.output)) if args.output else None
     if output:
         check_not_an_input(output, [resolve_checkpoint(run) for run in args.runs])

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ferlab.checkpoint import LoadedModel, load_model, read_checkpoint, resolve_checkpoint
+from ferlab.checkpoint import LoadedModel, check_distinct_models, load_model, read_checkpoint, resolve_checkpoint
 from ferlab.config import ConfigError, check_model_options
 from ferlab.data.normalize import Normalization
 from ferlab.device import autocast_for
@@ -113,6 +113,7 @@ def check_teachers(sources: list[str], smallest_view: int = IMAGE_SIZE) -> None:
     no weights): the command line runs them before it makes a run folder, so a bad teacher
     leaves nothing behind. Every teacher (every member of an ensemble) must also take the
     student's smallest training view, ``smallest_view`` pixels (crops, progressive resizing)."""
+    check_distinct_models(sources, "teachers of a student")
     payloads = [read_checkpoint(resolve_checkpoint(source)) for source in sources]
     shared_normalization(sources, [Normalization(**payload["normalization"]) for payload in payloads])
     for source, payload in zip(sources, payloads):

@@ -35,6 +35,14 @@ def within_name_limit(name: str, limit: int = MAX_NAME_BYTES) -> str:
     return f"{start}~{hashlib.sha1(encoded).hexdigest()[:8]}"
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: by any path to it, a hard link or a symlink too."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return a.resolve() == b.resolve()
+
+
 @contextlib.contextmanager
 def written(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path to write ``path``'s content to; renamed over ``path`` when the block ends."""

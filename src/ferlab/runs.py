@@ -25,7 +25,7 @@ from ferlab.data.faceset import FaceSet
 from ferlab.errors import FerlabError
 from ferlab.evaluation import format_metrics, metrics
 from ferlab.labels import EMOTIONS
-from ferlab.outputs import write_text, written
+from ferlab.outputs import same_file, write_text, written
 from ferlab.tta import TTA_POLICIES, choose_tta, uses_windows
 from ferlab.calibration import reliability
 
@@ -72,13 +72,6 @@ def check_not_an_input(output: Path, inputs) -> None:
     for source in map(Path, inputs):
         if same_file(output, source):
             raise FerlabError(f"{output}: is also an input ({source}) and would be replaced; name another output")
-
-
-def same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)  # a hard link or a symlink to it too
-    except OSError:  # one of them does not exist (yet)
-        return a.resolve() == b.resolve()
 
 
 def write_json(path: Path, data: dict) -> None:
