@@ -70,6 +70,8 @@ def test_skip_bad_rows_reports_the_count(tmp_path, capsys):
     (["train", "--epochs", "ten"], ["invalid int value"]),
     (["evaluate", "no/such/run"], ["no/such/run: no such run folder or checkpoint"]),
     (["train", "--model-option", "dropout"], ["--model-option 'dropout': expected KEY=VALUE"]),
+    (["train", "--model-option", "widths=[1,"], ["--model-option 'widths=[1,': not valid YAML (expected the node content"]),
+    (["train", "--model-option", "widths={a: 1, a: 2}"], ["not valid YAML (key 'a' given twice, first on line 1)"]),
 ])
 def test_user_errors_exit_2_with_one_line(argv, fragments, capsys, sample_archive):
     code, _, err = run(argv + ["--data", str(sample_archive)] if argv[0] == "train" else argv, capsys)
@@ -110,15 +112,15 @@ def test_evaluate_and_predict_on_a_trained_run(tmp_path, capsys, sample_archive)
     assert all(0 <= int(line.split(",")[1]) <= 6 for line in lines[1:])
 
 
-def test_ensemble_of_one_run_twice_matches_the_run(tmp_path, capsys, sample_archive):
-    import json
+def test_ensemble_of_a_run_and_its_copy_matches_the_run(tmp_path, capsys, sample_archive):
+    import shutil
 
     run_dir = tmp_path / "run"
     assert main(["train", "--preset", "smoke", "--epochs", "1", "--data", str(sample_archive),
                  "--out", str(run_dir), "--quiet"]) == 0
     single = json.loads((run_dir / "metrics.json").read_text())
-    out = tmp_path / "ensemble"
-    code, stdout, _ = run(["ensemble", str(run_dir), str(run_dir), "--weights", "fit", "--out", str(out)], capsys)
+    out, copy = tmp_path / "ensemble", shutil.copy(run_dir / "best.pt", tmp_path / "copy.pt")  # the same run twice: refused
+    code, stdout, _ = run(["ensemble", str(run_dir), str(copy), "--weights", "fit", "--out", str(out)], capsys)
     assert code == 0
     combined = json.loads((out / "metrics.json").read_text())
     assert combined["test_accuracy"] == pytest.approx(single["test_accuracy"])

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 import torch
 
 from ferlab.config import ENSEMBLES, GPU_PRESETS, PRESETS, ConfigError, TrainConfig, resolve_config
@@ -79,10 +80,27 @@ def test_a_settings_file_that_does_not_parse_is_named_in_one_line_with_the_line_
     path.write_text(f"epochs: {'9' * 5000}\n")  # int() refuses it: a ValueError, not a YAMLError, was a traceback
     with pytest.raises(ConfigError, match=r"broken.yaml: not valid YAML \(a number of more digits than Python reads"):
         read()
+    path.write_text("epochs: 5\nlr: 0.1\nseed: 1\nlr: 0.5\n")  # PyYAML kept 0.5 without a word
+    with pytest.raises(ConfigError) as raised:
+        read()
+    assert str(raised.value) == f"{path}:4: not valid YAML (key 'lr' given twice, first on line 2)"
+    path.write_text("a: {x: 1, y: 2}\nb: {x: 3, x: 4}\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml:2: not valid YAML \(key 'x' given twice, first on line 2\)"):
+        read()
     path.unlink()
     path.mkdir()  # a folder where the file should be
     with pytest.raises(FerlabError, match=r"broken.yaml: not a regular file"):
         read()
+
+
+def test_yaml_keys_a_merge_brings_in_may_be_overridden():
+    from ferlab.config import load_yaml
+
+    assert load_yaml("base: &b {lr: 0.1, epochs: 2}\nrun:\n  <<: *b\n  lr: 0.3\n") == {
+        "base": {"lr": 0.1, "epochs": 2}, "run": {"lr": 0.3, "epochs": 2}}
+    assert load_yaml("{1: a, 1.5: b, '1': c}") == {1: "a", 1.5: "b", "1": "c"}
+    with pytest.raises(yaml.YAMLError, match="key True given twice"):  # YAML's 1 and true: one key in Python
+        load_yaml("{1: a, true: c}")
 
 
 def test_a_toml_number_too_long_to_read_and_epochs_past_any_schedule_are_one_line(tmp_path):

@@ -12,8 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from ferlab.errors import FerlabError
 from ferlab.labels import EMOTIONS as EMOTIONS_CHOICES
 
@@ -155,7 +153,7 @@ def cmd_summary(args) -> int:
 
 
 def train_overrides(args) -> dict:
-    from ferlab.config import FIELDS
+    from ferlab.config import FIELDS, parse_yaml
 
     overrides = {name: getattr(args, name, None) for name in FIELDS if name != "model_options"}
     if args.model_option:
@@ -164,7 +162,7 @@ def train_overrides(args) -> dict:
             key, sep, value = item.partition("=")
             if not sep:
                 raise FerlabError(f"--model-option {item!r}: expected KEY=VALUE")
-            options[key.strip()] = yaml.safe_load(value)
+            options[key.strip()] = parse_yaml(value, f"--model-option {item!r}", lines=False)
         overrides["model_options"] = options
     return overrides
 

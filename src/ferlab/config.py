@@ -318,16 +318,44 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 TOO_LONG = "a number of more digits than Python reads (4,300)"
 
 
-def parse_yaml(text: str, path: str | Path) -> Any:
-    """YAML text as Python values, or a ConfigError naming the file and the line of its first
-    problem (``path:3: not valid YAML (...)``), as data errors do."""
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping: PyYAML keeps the last
+    without a word (``lr: 0.1`` ... ``lr: 0.5`` trained at 0.5), where YAML 1.2 and TOML refuse it.
+    Keys a merge (``<<: *base``) brings in may still be overridden, as YAML intends."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            lines = {}  # key -> the line it was first given on (0-based)
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    if key in lines:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"key {brief(key)} given twice, first on line {lines[key] + 1}", key_node.start_mark)
+                    lines[key] = key_node.start_mark.line
+                except TypeError:  # an unhashable key: PyYAML's own error says so
+                    continue
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load``, but a key given twice in a mapping is an error (``UniqueKeyLoader``)."""
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def parse_yaml(text: str, path: str | Path, lines: bool = True) -> Any:
+    """YAML text as Python values, or a ConfigError naming the file (``path``: any name of where
+    the text came from) and, with ``lines``, the line of its first problem (``path:3: not valid
+    YAML (...)``), as data errors do."""
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except ValueError:  # PyYAML hands its numbers to int(), which refuses over 4,300 digits
         raise ConfigError(f"{path}: not valid YAML ({TOO_LONG})") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        where = f"{path}:{mark.line + 1}" if mark is not None and lines else str(path)
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise ConfigError(f"{where}: not valid YAML ({problem})") from None
 
