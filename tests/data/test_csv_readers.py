@@ -118,6 +118,17 @@ def test_missing_column_and_empty_file(tmp_path):
         read_csv(header_only)
 
 
+@pytest.mark.parametrize("header", ["emotion,pixels,Usage,pixels", "emotion,pixels, Usage,usage", "label,feature,Feature"])
+def test_a_column_given_twice_is_one_line(tmp_path, header):
+    """Two pixel columns: the last was read without a word, whichever held the faces."""
+    path = tmp_path / "fer2013.csv"
+    width = len(header.split(","))
+    path.write_text(header + "\n" + ",".join(["0"] + [" ".join(["7"] * 2304)] * (width - 1)) + "\n")
+    twice = header.split(",")[-1].strip()
+    with pytest.raises(DataError, match=rf"{path}:1: column '{twice}' given twice; which one holds the data is not clear"):
+        read_csv(path)
+
+
 def test_every_bad_row_skipped_is_still_an_error(tmp_path):
     path = tmp_path / "fer2013.csv"
     path.write_text("emotion,pixels,Usage\n0,1 2 3,Training\n")

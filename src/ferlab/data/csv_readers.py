@@ -83,6 +83,10 @@ def detect_form(header: list[str], source: str) -> tuple[str, dict[str, int]]:
     if unknown:  # a misspelt Usage would silently turn the official split into a drawn one
         raise DataError(source, 1, f"unknown column {unknown[0][:40]!r}; the columns of the FER2013 CSVs are "
                                    "emotion,pixels,Usage (fer2013.csv), label,feature (train.csv) and id,feature (test.csv)")
+    if len(columns) < len(header):  # two pixel columns: which is the face? (the last one was read)
+        twice = next(name.strip() for i, name in enumerate(header)
+                     if name.strip().lower() in (earlier.strip().lower() for earlier in header[:i]))
+        raise DataError(source, 1, f"column {twice!r} given twice; which one holds the data is not clear")
     for form, needed in FORMS.items():
         if all(name in columns for name in needed):
             return form, columns
