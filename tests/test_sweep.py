@@ -73,6 +73,8 @@ def test_a_failing_trial_is_listed_with_its_error_and_the_others_finish(tmp_path
     ("preset: smoke\nrandom: {lr: {uniform: [0.1, 0.2]}}\nsamples: 0\n", "samples must be a whole number from 1 to 10,000, got 0"),
     ("preset: smoke\nvariants: [3, 4]\n", "variant 1 must be a mapping of TrainConfig keys to values, got 3"),
     ("preset: smoke\nvariants: [{label: [a], lr: 0.1}]\n", "variant 1's label must be text, got ['a']"),
+    ("preset: smoke\nvariants: [{label: a, lr: 0.1}, {lr: 0.2}, {label: a, lr: 0.3}]\n", "variants 1 and 3 are both labelled 'a'"),
+    ("preset: smoke\nvariants: [{label: 1, lr: 0.1}, {label: '1', lr: 0.3}]\n", "variants 1 and 2 are both labelled '1'"),
     ("preset: smoke\nrandom: {lr: {loguniform: [0.1, 0.001]}}\n", "random key 'lr': loguniform needs finite numbers low < high above 0"),
     ("preset: smoke\nrandom: {lr: {loguniform: [0, 0.1]}}\n", "loguniform needs finite numbers low < high above 0, got [0, 0.1]"),
     ("preset: smoke\nrandom: {lr: {uniform: [.inf, 0.1]}}\n", "uniform needs finite numbers low < high, got [inf, 0.1]"),

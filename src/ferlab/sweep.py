@@ -95,6 +95,9 @@ def variant_trials(variants, where: str) -> list[dict]:
         label = variant.get("label", f"variant {i}")
         if not isinstance(label, (str, int, float)) or isinstance(label, bool):
             raise ConfigError(f"{where}: variant {i}'s label must be text, got {brief(label)}")
+        earlier = next((j for j, trial in enumerate(trials, start=1) if trial["label"] == str(label)), None)
+        if earlier is not None:  # the ranked table would show two rows of one label
+            raise ConfigError(f"{where}: variants {earlier} and {i} are both labelled {brief(str(label))}")
         overrides = {k: v for k, v in variant.items() if k != "label"}
         trials.append({"label": str(label), **check_overrides(overrides, f"{where}: variant {i}")})
     return trials
