@@ -112,6 +112,16 @@ def test_a_file_that_is_not_an_image_is_named(model, tmp_path):
         model.predict([np.zeros((48, 48), np.uint8), text])
 
 
+def test_a_path_holding_a_nul_character_is_one_line_everywhere(model, tmp_path):
+    """Python's ValueError ("embedded null byte") came through predict, detect, explain and video."""
+    calls = (model.predict, model.detect, model.explain, lambda path: model.video(path, tmp_path / "out"))
+    for call in calls:
+        with pytest.raises(FerlabError) as error:
+            call("face\x00.png")
+        assert str(error.value) == "face\x00.png: cannot read (a file name cannot hold a NUL character)"
+    assert not (tmp_path / "out").exists()
+
+
 def test_explain_takes_a_class_by_name(model, crop):
     happy, predicted = model.explain(crop, target="happy"), model.explain(crop)
     assert happy.shape == predicted.shape == (1, 48, 48) and not np.allclose(happy, predicted)

@@ -235,14 +235,13 @@ class Model:
         gives its results and a warning."""
         import warnings
 
-        from ferlab.runs import writable_folder
         from ferlab.video import VideoOptions, frames_lost, process_video
 
         options = VideoOptions(detect_every=detect_every, smoothing=smoothing,
                                detection=Detection(detector, min_face), tta=self.tta, explain=explain, layer=layer)
         if explain:
             self.loaded.overlay_options(layer)  # before the first frame
-        summary = process_video(self.loaded, Path(path), writable_folder(Path(output)), options, progress=progress)
+        summary = process_video(self.loaded, Path(path), Path(output), options, progress=progress)
         if problem := frames_lost(summary):
             warnings.warn(problem, stacklevel=2)
         return summary

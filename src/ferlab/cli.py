@@ -454,21 +454,19 @@ def cmd_photo(args) -> int:
 
 def cmd_video(args) -> int:
     from ferlab.checkpoint import load_model
-    from ferlab.runs import writable_folder
     from ferlab.explain.common import check_layer
     from ferlab.video import VideoOptions, describe_summary, frames_lost, process_video
 
     options = VideoOptions(detect_every=args.detect_every, smoothing=args.smoothing, detection=detection_of(args),
                            tta=args.tta, explain=args.explain, layer=args.layer)
-    out = writable_folder(Path(args.output))
     loaded = load_model(args.model, device=args.device, graphs=True)
     loaded.check_tta(args.tta)
     if args.explain:
         loaded.overlay_options(args.layer)  # a --layer occlusion cannot take: one line before the first frame
     check_layer(loaded.model, args.layer)
-    summary = process_video(loaded, Path(args.input), out, options, progress=not args.quiet)
+    summary = process_video(loaded, Path(args.input), Path(args.output), options, progress=not args.quiet)
     print(describe_summary(summary))
-    print(f"wrote {', '.join(summary['outputs'])} to {out}")
+    print(f"wrote {', '.join(summary['outputs'])} to {args.output}")
     problem = frames_lost(summary)
     if problem:
         print(f"ferlab: error: {problem}", file=sys.stderr)

@@ -33,11 +33,13 @@ import numpy as np
 import torch
 
 from ferlab.checkpoint import LoadedModel
+from ferlab.data.images import file_status
 from ferlab.errors import FerlabError
 from ferlab.faces import MAX_PIXELS, Box, Detection, to_gray
 from ferlab.labels import EMOTIONS
 from ferlab.outputs import read_small_json, within_name_limit, write_text, written
 from ferlab.photos import FaceResult, annotate, classify_boxes, find_faces, overlay_maps
+from ferlab.runs import writable_folder
 
 
 class VideoError(FerlabError):
@@ -75,7 +77,7 @@ def check_video_file(path: Path) -> None:
     """A regular file that is not plain text: FFmpeg, under OpenCV, plays any text file as a video
     of its characters (its "tty" format), which would give a run over a picture of words."""
     try:
-        if not stat.S_ISREG(path.stat().st_mode):
+        if not stat.S_ISREG(file_status(path).st_mode):
             raise VideoError(f"{path}: not a regular file (a folder, device, socket or FIFO)")
         with open(path, "rb") as handle:
             head = handle.read(4096)
@@ -303,7 +305,10 @@ def outputs_claimed(path: Path, outputs: dict[str, Path], claimed_before: bool) 
 
 def process_video(loaded: LoadedModel, path: Path, out: Path, options: VideoOptions = VideoOptions(), *,
                   progress: bool = True) -> dict:
-    """``ferlab video``: see the module's docstring. Returns the summary (also written as JSON)."""
+    """``ferlab video``: see the module's docstring; the outputs go into ``out``, made where it is
+    missing. Returns the summary (also written as JSON)."""
+    check_video_file(path)  # a missing or unreadable video leaves no output folder behind
+    out = writable_folder(out)
     stem = within_name_limit(path.stem)
     outputs = {kind: out / f"{stem}-{kind}" for kind in ("annotated.mp4", "frames.csv", "timeline.png", "summary.json")}
     claimed_before = check_replaceable(path, outputs)

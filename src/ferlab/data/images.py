@@ -12,7 +12,9 @@ Used by the data readers (faces), ``ferlab photo``, ``ferlab serve`` and ``expla
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 import re
 import stat
 from pathlib import Path
@@ -31,10 +33,19 @@ class ImageProblem(ValueError):
     """Image bytes that cannot be used; the message says why (the caller adds the file name)."""
 
 
+def file_status(path: Path) -> os.stat_result:
+    """``path.stat()``, where a name holding a NUL character (no file system has one; a caller's
+    string can) is an OSError as a missing file's is, not Python's ValueError."""
+    try:
+        return path.stat()
+    except ValueError:
+        raise OSError(errno.EINVAL, "a file name cannot hold a NUL character") from None
+
+
 def read_image_file(path: Path, max_bytes: int = DEFAULT_LIMITS.member_bytes) -> bytes:
     """A file's bytes for decoding, refusing what is not a regular file (a FIFO would block
     forever) or is larger than ``max_bytes``. Raises ImageProblem; OSError passes through."""
-    info = path.stat()
+    info = file_status(path)
     if not stat.S_ISREG(info.st_mode):
         raise ImageProblem("not a regular file (a folder, device, socket or FIFO)")
     if info.st_size > max_bytes:
