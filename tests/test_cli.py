@@ -130,6 +130,23 @@ def test_ensemble_of_a_run_and_its_copy_matches_the_run(tmp_path, capsys, sample
                                                                           "PrivateTest (fer2013-sample.tar.gz)"}
 
 
+def test_a_command_failing_on_its_input_leaves_no_empty_output_folder(tmp_path, capsys, monkeypatch):
+    """A typo made runs/eval-default, runs/explain-default (each holding only the file that
+    claimed it), photo-results or a/b/c and left them; folders that were there stay."""
+    monkeypatch.chdir(tmp_path)
+    missing = str(tmp_path / "nothing.csv")
+    for argv in (["evaluate", "default", "--data", missing], ["report", "default", "--data", missing],
+                 ["explain", "default", "--image", "nothing.png"], ["photo", "nothing.jpg"],
+                 ["photo", "nothing.jpg", "-o", "a/b/c"], ["video", "nothing.mp4", "-o", "d/e"],
+                 ["train", "--preset", "smoke", "--data", missing], ["ensemble", "default", "default-fast", "--data", missing]):
+        code, _, err = run(argv, capsys)
+        assert code == 2 and "nothing" in err, argv
+        assert list(tmp_path.iterdir()) == [], argv
+    (tmp_path / "kept").mkdir()
+    code, _, _ = run(["photo", "nothing.jpg", "-o", "kept"], capsys)
+    assert code == 2 and [p.name for p in tmp_path.iterdir()] == ["kept"]
+
+
 def test_train_never_overwrites_a_run(tmp_path, capsys, sample_archive):
     run_dir = tmp_path / "run"
     argv = ["train", "--preset", "smoke", "--epochs", "1", "--data", str(sample_archive), "--out", str(run_dir), "--quiet"]

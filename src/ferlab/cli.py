@@ -941,7 +941,10 @@ def main(argv: list[str] | None = None) -> int:
 
     quiet_unless_main()  # under torchrun: one log and one error line, rank 0's
     try:
-        return args.func(args)
+        from ferlab.runs import removed_if_left_empty
+
+        with removed_if_left_empty():  # a failed command leaves no empty output folder behind
+            return args.func(args)
     except FerlabError as error:
         if is_main_process():
             print(f"ferlab: error: {error}", file=sys.stderr)

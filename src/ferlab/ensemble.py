@@ -25,7 +25,7 @@ from ferlab.config import config_from_dict
 from ferlab.data.faceset import FaceSet
 from ferlab.data.normalize import Normalization
 from ferlab.errors import FerlabError
-from ferlab.runs import evaluation_entry, labelled_split, write_evaluation, write_json
+from ferlab.runs import evaluation_entry, labelled_split, make_folder, write_evaluation, write_json
 
 
 def combine(probabilities: list[torch.Tensor], weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -56,7 +56,7 @@ def evaluate_ensemble(members: dict[str, LoadedModel], faces: FaceSet, out: Path
     """Evaluate the combination of ``members`` (name -> model) on PublicTest and PrivateTest like a
     single run (eval-*.json, confusion matrices, mistakes in ``out``); with ``fit``, the weights are
     fitted on PublicTest. Returns the summary written to ``out/metrics.json``."""
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     splits = {split: labelled_split(faces, split) for split in ("val", "test")}
     probabilities = {split: [m.probabilities(subset.images, tta=tta) for m in members.values()]
                      for split, subset in splits.items()}

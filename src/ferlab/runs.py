@@ -8,12 +8,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import csv
 import hashlib
 import json
 import os
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -30,6 +33,43 @@ from ferlab.tta import TTA_POLICIES, choose_tta, uses_windows
 from ferlab.calibration import reliability
 
 
+# The folders the running command made (``made_folders``), shallow to deep; None outside one.
+_MADE_FOLDERS: contextvars.ContextVar[list[Path] | None] = contextvars.ContextVar("ferlab_made_folders", default=None)
+
+
+@contextlib.contextmanager
+def removed_if_left_empty() -> Iterator[None]:
+    """Around a command: the folders it made (``make_folder``) and left empty (or holding only
+    the OWNER_FILE that claimed them) are removed when it fails, so a typo in an input leaves no
+    ``runs/eval-default`` or ``photo-results`` behind. Folders that were there before, or that
+    hold anything else, are never touched."""
+    made: list[Path] = []
+    token = _MADE_FOLDERS.set(made)
+    try:
+        yield
+    except BaseException:
+        for folder in reversed(made):  # deepest first
+            with contextlib.suppress(OSError):
+                left = list(folder.iterdir())
+                if all(entry.name == OWNER_FILE and entry.is_file() for entry in left):
+                    for entry in left:
+                        entry.unlink()
+                    folder.rmdir()
+        raise
+    finally:
+        _MADE_FOLDERS.reset(token)
+
+
+def make_folder(path: Path) -> None:
+    """``path.mkdir(parents=True, exist_ok=True)``, noting each folder it makes for
+    ``removed_if_left_empty``."""
+    missing = [folder for folder in (path, *path.parents) if not folder.exists()]
+    path.mkdir(parents=True, exist_ok=True)
+    made = _MADE_FOLDERS.get()
+    if made is not None:
+        made.extend(reversed(missing))
+
+
 def new_run_dir(root: Path, model: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = root / f"{model}-{stamp}"
@@ -37,7 +77,7 @@ def new_run_dir(root: Path, model: str) -> Path:
     while path.exists():
         suffix += 1
         path = root / f"{model}-{stamp}-{suffix}"
-    path.mkdir(parents=True)
+    make_folder(path)
     return path
 
 
@@ -47,7 +87,7 @@ def writable_folder(path: Path) -> Path:
     if path.exists() and not path.is_dir():
         raise FerlabError(f"{path}: exists and is not a folder; choose another output folder")
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        make_folder(path)
         probe = path / f".ferlab-write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
