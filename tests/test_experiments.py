@@ -35,6 +35,37 @@ def test_unknown_keys_are_errors(tmp_path):
         load_experiment(str(path))
 
 
+@pytest.mark.parametrize("body, message", [
+    # each of these was a TypeError traceback
+    ("arms: 5", "needs arms, a list of mappings each with a label"),
+    ("arms: [{label: [x]}]", "an arm's label must be text, got ['x']"),
+    ("base: 5\narms: [{label: a}]", "base must be a mapping of TrainConfig keys to values, got 5"),
+    ("budgets: {cpu: 5}\narms: [{label: a}]", "budget cpu must be a mapping of TrainConfig keys to values, got 5"),
+    ("budgets: 3\narms: [{label: a}]", "budgets must be a mapping of cpu and gpu to overrides, got 3"),
+    ("max_param_ratio: fast\narms: [{label: a}]", "max_param_ratio must be a number of at least 1, got 'fast'"),
+    # each of these ran: two arms trained into one run folder, or one outside the output folder
+    ("arms: [{label: a, model: cnn}, {label: a, model: dnn}]", "arms 'a' and 'a' would share a run folder"),
+    ("arms: [{label: flip only}, {label: flip-only}]", "arms 'flip only' and 'flip-only' would share a run folder"),
+    ("arms: [{label: A}, {label: a}]", "arms 'A' and 'a' would share a run folder"),
+    ("arms: [{label: ../../x}]", "arm label '../../x' cannot name a run folder"),
+    ("arms: [{label: a}]\nbaseline: b", "baseline 'b' is not an arm's label; the labels: 'a'"),
+    ("arms: [{label: off}, {label: on}]", "an arm's label must be text, got False (YAML reads off, no, yes and on as true"),
+])
+def test_a_definition_of_the_wrong_shape_is_one_line_naming_the_file(tmp_path, body, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"name: bad\nquestion: q\n{body}\n")
+    with pytest.raises(FerlabError) as error:
+        load_experiment(str(path))
+    assert str(error.value).startswith(f"{path}: {message}")
+
+
+def test_numbers_are_labels_as_written(tmp_path):
+    path = tmp_path / "widths.yaml"
+    path.write_text("name: widths\nquestion: q\nbase: {preset: smoke}\narms: [{label: 64}, {label: 6.5}]\nbaseline: 6.5\n")
+    experiment = load_experiment(str(path))
+    assert [arm["label"] for arm in experiment.arms] == ["64", "6.5"] and experiment.baseline == "6.5"
+
+
 @pytest.mark.parametrize("name", ["cnn-vs-dnn", "augmentation", "confusions"])
 def test_a_tiny_run_writes_table_plot_and_summary(name, sample_faces, tmp_path):
     experiment = load_experiment(name)

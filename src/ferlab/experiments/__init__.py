@@ -33,7 +33,7 @@ import torch
 from ferlab.checkpoint import load_model
 from ferlab.config import ConfigError, parse_yaml, read_text_file, resolve_config
 from ferlab.data.faceset import FaceSet
-from ferlab.errors import FerlabError
+from ferlab.errors import FerlabError, brief
 from ferlab.evaluation import metrics
 from ferlab.labels import SPLITS
 from ferlab.models import build_model, count_parameters
@@ -86,20 +86,61 @@ def load_experiment(name_or_path: str) -> Experiment:
                                   "confusions"})
     if unknown:
         raise FerlabError(f"{path}: unknown key {unknown[0]!r}")
-    arms = tuple(data.get("arms") or ())
-    if len(arms) < 1 or any("label" not in arm for arm in arms):
-        raise FerlabError(f"{path}: needs arms, each with a label")
-    unknown_budgets = sorted(set(data.get("budgets", {})) - set(BUDGETS))
-    if unknown_budgets:
-        raise FerlabError(f"{path}: unknown budget {unknown_budgets[0]!r}; budgets are {', '.join(BUDGETS)}")
-    experiment = Experiment(data.get("name", path.stem), data.get("question", ""), data.get("base", {}),
-                            data.get("budgets", {}), arms, str(data.get("baseline", arms[0]["label"])),
-                            data.get("max_param_ratio"), bool(data.get("confusions", False)))
+    arms = check_arms(data.get("arms"), path)
+    budgets = check_budgets(data.get("budgets", {}), path)
+    base = data.get("base", {})
+    if not isinstance(base, dict):
+        raise FerlabError(f"{path}: base must be a mapping of TrainConfig keys to values, got {brief(base)}")
+    baseline = str(data.get("baseline", arms[0]["label"]))
+    if baseline not in [arm["label"] for arm in arms]:
+        raise FerlabError(f"{path}: baseline {brief(baseline)} is not an arm's label; the labels: "
+                          f"{', '.join(repr(arm['label']) for arm in arms)}")
+    ratio = data.get("max_param_ratio")
+    if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 1 <= ratio < float("inf")):
+        raise FerlabError(f"{path}: max_param_ratio must be a number of at least 1, got {brief(ratio)}")
+    experiment = Experiment(str(data.get("name", path.stem)), str(data.get("question", "")), base, budgets, arms,
+                            baseline, ratio, bool(data.get("confusions", False)))
     for arm in arms:  # resolve every arm now: a typo fails before hours of training
         for budget in BUDGETS:
             experiment.config_for(arm, budget, 0)
     check_parameter_ratio(experiment)
     return experiment
+
+
+def check_arms(arms, path: Path) -> tuple[dict, ...]:
+    """A definition's arms: a non-empty list of mappings, each with a text label of its own that
+    names a run folder of its own (``flip only`` -> ``flip-only-seed0``), or one FerlabError
+    naming the file."""
+    if not isinstance(arms, list) or not arms or not all(isinstance(arm, dict) and "label" in arm for arm in arms):
+        raise FerlabError(f"{path}: needs arms, a list of mappings each with a label")
+    folders: dict[str, str] = {}
+    for arm in arms:
+        label = arm["label"]
+        if isinstance(label, bool) or not isinstance(label, (str, int, float)) or not str(label).strip():
+            hint = " (YAML reads off, no, yes and on as true or false: quote the label)" if isinstance(label, bool) else ""
+            raise FerlabError(f"{path}: an arm's label must be text, got {brief(label)}{hint}")
+        label = str(label)
+        folder = run_folder(Path(), label, 0).name
+        if "/" in label or "\\" in label or "\0" in label or label.strip(".") == "" or len(folder.encode()) > 200:
+            raise FerlabError(f"{path}: arm label {brief(label)} cannot name a run folder (no /, \\, NUL or dots alone; "
+                              "200 bytes at most)")
+        if folder.casefold() in folders:  # also apart from case: two folders of one name on some file systems
+            raise FerlabError(f"{path}: arms {brief(folders[folder.casefold()])} and {brief(label)} would share a run folder")
+        folders[folder.casefold()] = label
+    return tuple({**arm, "label": str(arm["label"])} for arm in arms)
+
+
+def check_budgets(budgets, path: Path) -> dict:
+    """A definition's budgets: a mapping of known budgets to mappings of overrides."""
+    if not isinstance(budgets, dict):
+        raise FerlabError(f"{path}: budgets must be a mapping of {' and '.join(BUDGETS)} to overrides, got {brief(budgets)}")
+    unknown_budgets = sorted(map(str, set(budgets) - set(BUDGETS)))
+    if unknown_budgets:
+        raise FerlabError(f"{path}: unknown budget {unknown_budgets[0]!r}; budgets are {', '.join(BUDGETS)}")
+    for budget, overrides in budgets.items():
+        if not isinstance(overrides, dict):
+            raise FerlabError(f"{path}: budget {budget} must be a mapping of TrainConfig keys to values, got {brief(overrides)}")
+    return budgets
 
 
 def check_parameter_ratio(experiment: Experiment) -> dict[str, int]:
