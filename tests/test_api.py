@@ -122,6 +122,12 @@ def test_a_path_holding_a_nul_character_is_one_line_everywhere(model, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_checkpoint_other_than_best_or_last_is_one_line(tmp_path):
+    for model in ("default", str(tmp_path)):  # it took the shipped model whatever the checkpoint said
+        with pytest.raises(FerlabError, match=r"^checkpoint 'worst': a run folder holds best.pt and last.pt; choose best or last$"):
+            ferlab.load(model, checkpoint="worst")
+
+
 def test_explain_takes_a_class_by_name(model, crop):
     happy, predicted = model.explain(crop, target="happy"), model.explain(crop)
     assert happy.shape == predicted.shape == (1, 48, 48) and not np.allclose(happy, predicted)

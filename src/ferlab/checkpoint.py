@@ -319,6 +319,8 @@ def check_distinct_models(sources: list[str], role: str) -> None:
 def resolve_checkpoint(run_or_file: str | os.PathLike, which: str = "best") -> Path:
     """A run folder -> its ``best.pt`` (or ``last.pt``); ``default``, ``default-fast`` -> the
     shipped models; a file stays itself."""
+    if which not in ("best", "last"):  # ferlab.load(..., checkpoint="worst") took the file or shipped model silently
+        raise FerlabError(f"checkpoint {which!r}: a run folder holds best.pt and last.pt; choose best or last")
     if is_shipped_name(run_or_file):
         path = shipped_model_path(str(run_or_file))
         if not path.exists():
