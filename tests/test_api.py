@@ -128,6 +128,23 @@ def test_a_checkpoint_other_than_best_or_last_is_one_line(tmp_path):
             ferlab.load(model, checkpoint="worst")
 
 
+def test_a_layer_without_a_map_is_one_line(model, tmp_path, capsys):
+    """A conv layer picks the map's; without explain it was passed over without a word."""
+    from ferlab.cli import main
+
+    hopper = ferlab.demo_photos()[1]
+    message = "--layer 3: picks the conv layer of the map that --explain draws"
+    with pytest.raises(FerlabError, match=message):
+        model.detect(hopper, layer="3")
+    with pytest.raises(FerlabError, match=message):
+        model.video(hopper, tmp_path / "video", layer="3")
+    for command in (["photo", str(hopper)], ["video", str(hopper)]):
+        assert main([*command, "--layer", "3", "-o", str(tmp_path / "out")]) == 2
+        assert message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+    assert model.detect(hopper, explain=True, layer="3")[0].cam is not None
+
+
 def test_explain_takes_a_class_by_name(model, crop):
     happy, predicted = model.explain(crop, target="happy"), model.explain(crop)
     assert happy.shape == predicted.shape == (1, 48, 48) and not np.allclose(happy, predicted)

@@ -209,8 +209,9 @@ class Model:
         import warnings
 
         from ferlab.faces import open_photo
-        from ferlab.photos import analyze
+        from ferlab.photos import analyze, check_map_request
 
+        check_map_request(self.loaded, explain, layer)
         if isinstance(photo, (str, os.PathLike, bytes)):
             opened = open_photo(photo if isinstance(photo, bytes) else Path(photo))
             if opened.note:
@@ -235,12 +236,12 @@ class Model:
         gives its results and a warning."""
         import warnings
 
+        from ferlab.photos import check_map_request
         from ferlab.video import VideoOptions, frames_lost, process_video
 
         options = VideoOptions(detect_every=detect_every, smoothing=smoothing,
                                detection=Detection(detector, min_face), tta=self.tta, explain=explain, layer=layer)
-        if explain:
-            self.loaded.overlay_options(layer)  # before the first frame
+        check_map_request(self.loaded, explain, layer)  # before the first frame
         summary = process_video(self.loaded, Path(path), Path(output), options, progress=progress)
         if problem := frames_lost(summary):
             warnings.warn(problem, stacklevel=2)

@@ -428,9 +428,8 @@ def export_int8_command(args, output: Path) -> int:
 
 def cmd_photo(args) -> int:
     from ferlab.checkpoint import load_model
-    from ferlab.explain.common import check_layer
     from ferlab.photo_batch import expand_inputs, process_photos
-    from ferlab.photos import demo_photos
+    from ferlab.photos import check_map_request, demo_photos
     from ferlab.runs import check_owner, writable_folder
 
     if not args.inputs and not args.demo:
@@ -438,10 +437,8 @@ def cmd_photo(args) -> int:
     check_owner(Path(args.output))  # a photo named metrics.jpg would replace a run's metrics.json
     out = writable_folder(Path(args.output))
     loaded = load_model(args.model, device=args.device, graphs=True)
-    if args.explain:
-        loaded.overlay_options(args.layer)  # a --layer occlusion cannot take is one line before the first photo
+    check_map_request(loaded, args.explain, args.layer)  # a wrong --layer is one line before the first photo
     loaded.check_tta(args.tta)  # a policy the model cannot take is one line, not an error per photo
-    check_layer(loaded.model, args.layer)  # a wrong --layer is one line before the first photo
     found = expand_inputs(args.inputs, outputs_in=out)
     say_problems([], found.notes)
     summary = process_photos(loaded, (demo_photos() if args.demo else []) + found.paths, out, model_name=str(args.model),
@@ -454,16 +451,14 @@ def cmd_photo(args) -> int:
 
 def cmd_video(args) -> int:
     from ferlab.checkpoint import load_model
-    from ferlab.explain.common import check_layer
+    from ferlab.photos import check_map_request
     from ferlab.video import VideoOptions, describe_summary, frames_lost, process_video
 
     options = VideoOptions(detect_every=args.detect_every, smoothing=args.smoothing, detection=detection_of(args),
                            tta=args.tta, explain=args.explain, layer=args.layer)
     loaded = load_model(args.model, device=args.device, graphs=True)
     loaded.check_tta(args.tta)
-    if args.explain:
-        loaded.overlay_options(args.layer)  # a --layer occlusion cannot take: one line before the first frame
-    check_layer(loaded.model, args.layer)
+    check_map_request(loaded, args.explain, args.layer)  # one line before the first frame
     summary = process_video(loaded, Path(args.input), Path(args.output), options, progress=not args.quiet)
     print(describe_summary(summary))
     print(f"wrote {', '.join(summary['outputs'])} to {args.output}")

@@ -111,6 +111,20 @@ def classify_boxes(loaded: LoadedModel, gray: np.ndarray, boxes: list[Box], foun
             for box, probs, crop, cam in zip(boxes, probabilities.tolist(), crops, cams)]
 
 
+def check_map_request(loaded: LoadedModel, explain: bool, layer: str | None) -> None:
+    """Before the first photo or frame, one FerlabError for a map that cannot be drawn as asked: a
+    ``layer`` the model lacks or its ``overlay_method`` cannot take, or a layer without ``explain``
+    (it picks the conv layer of a map nobody asked for, and was passed over without a word)."""
+    from ferlab.explain.common import check_layer
+
+    if layer is not None and not explain:
+        raise FerlabError(f"--layer {layer}: picks the conv layer of the map that --explain draws (explain=True in "
+                          "Python); ask for the map, or leave the layer out")
+    if explain:
+        loaded.overlay_options(layer)
+    check_layer(loaded.model, layer)
+
+
 def overlay_maps(loaded: LoadedModel, crops: np.ndarray, targets: torch.Tensor, options: dict) -> list[np.ndarray]:
     """(N, 48, 48) uint8 crops -> the model's ``overlay_method`` map of each for its target class,
     in [0, 1]: the positive part, where the model found evidence for the class. ``options``:
