@@ -126,6 +126,10 @@ def test_a_checkpoint_other_than_best_or_last_is_one_line(tmp_path):
     for model in ("default", str(tmp_path)):  # it took the shipped model whatever the checkpoint said
         with pytest.raises(FerlabError, match=r"^checkpoint 'worst': a run folder holds best.pt and last.pt; choose best or last$"):
             ferlab.load(model, checkpoint="worst")
+    shipped = ferlab.checkpoint.shipped_model_path("default")
+    for model, what in (("default", "one shipped model"), (str(shipped), "one checkpoint file")):  # no last.pt to take
+        with pytest.raises(FerlabError, match=rf"^--checkpoint last: {re.escape(model)} is {what}; a run folder holds"):
+            ferlab.load(model, checkpoint="last")
 
 
 def test_a_layer_without_a_map_is_one_line(model, tmp_path, capsys):

@@ -322,6 +322,8 @@ def resolve_checkpoint(run_or_file: str | os.PathLike, which: str = "best") -> P
     if which not in ("best", "last"):  # ferlab.load(..., checkpoint="worst") took the file or shipped model silently
         raise FerlabError(f"checkpoint {which!r}: a run folder holds best.pt and last.pt; choose best or last")
     if is_shipped_name(run_or_file):
+        if which != "best":
+            raise FerlabError(f"--checkpoint {which}: {run_or_file} is one shipped model; a run folder holds best.pt and last.pt")
         path = shipped_model_path(str(run_or_file))
         if not path.exists():
             raise FerlabError(f"{path}: the shipped {run_or_file} model is missing from this installation")
@@ -333,6 +335,8 @@ def resolve_checkpoint(run_or_file: str | os.PathLike, which: str = "best") -> P
             raise FerlabError(f"{path.parent}: no {which}.pt here; is this a ferlab run folder?")
     elif not path.exists():
         raise FerlabError(f"{path}: no such run folder or checkpoint")
+    elif which != "best":  # --checkpoint last of a file took the file without a word
+        raise FerlabError(f"--checkpoint {which}: {run_or_file} is one checkpoint file; a run folder holds best.pt and last.pt")
     return path
 
 
