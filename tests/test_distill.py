@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
 
+import ferlab.checkpoint
 from ferlab.checkpoint import export_checkpoint, load_model, read_checkpoint, resolve_checkpoint, save_checkpoint
 from ferlab.cli import main
 from ferlab.config import resolve_config
@@ -148,4 +150,14 @@ def test_a_teacher_given_twice_is_one_line(tmp_path, sample_archive, capsys):
                  "--data", str(sample_archive), "--out", str(tmp_path / "out"), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err == "ferlab: error: default: is default again; the teachers of a student must be distinct models"
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_teacher_copied_under_another_name_is_one_line(tmp_path, sample_archive, capsys):
+    copy = tmp_path / "copy.pt"
+    shutil.copyfile(ferlab.checkpoint.shipped_model_path("default-fast"), copy)
+    code = main(["distill", "default-fast", str(copy), "--student", "fastnet", "--preset", "smoke",
+                 "--data", str(sample_archive), "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == f"ferlab: error: {copy}: is a copy of default-fast; the teachers of a student must be distinct models"
     assert not (tmp_path / "out").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -99,3 +100,14 @@ def test_a_member_given_twice_by_any_path_is_one_line(ensemble_file, tmp_path, c
         err = capsys.readouterr().err.strip()
         assert code == 2 and err == f"ferlab: error: {given[-1]}: is {given[0]} again; the members of an ensemble must be distinct models"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link"]
+
+
+def test_a_copy_of_a_member_under_another_name_is_one_line(ensemble_file, tmp_path, capsys):
+    """``cp runs/a/best.pt copy.pt`` made a second member of the same weights without a word."""
+    _, runs, _ = ensemble_file
+    copy = tmp_path / "copy.pt"
+    shutil.copyfile(runs[1] / "best.pt", copy)
+    code = main(["ensemble", str(runs[0]), str(runs[1]), str(copy), "-o", str(tmp_path / "twice.pt"), "--out", str(tmp_path / "evaluation")])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == f"ferlab: error: {copy}: is a copy of {runs[1]}; the members of an ensemble must be distinct models"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.pt"]

@@ -24,7 +24,7 @@ from ferlab.evaluation import infer, infer_views
 from ferlab.labels import EMOTIONS
 from ferlab.models import build_model
 from ferlab.models.layers import crop_input
-from ferlab.outputs import same_file, save_torch
+from ferlab.outputs import same_content, same_file, save_torch
 from ferlab.tta import TTA_POLICIES, check_tta, uses_windows, window_side
 
 FORMAT = "ferlab-checkpoint"
@@ -308,12 +308,14 @@ def check_distinct_models(sources: list[str], role: str) -> None:
     """One FerlabError where a model is given twice (``runs/a`` and ``runs/a/``, a file and a link
     to it, ``default`` and its file): an ensemble's members or a student's teachers are distinct
     models (an ensemble keyed them by name, so ``default default`` became one member written
-    with two weights)."""
+    with two weights). A byte-for-byte copy under another name is the same model too."""
     paths = [resolve_checkpoint(source) for source in sources]
     for later, path in enumerate(paths):
         for earlier in range(later):
             if same_file(path, paths[earlier]):
                 raise FerlabError(f"{sources[later]}: is {sources[earlier]} again; the {role} must be distinct models")
+            if same_content(path, paths[earlier]):  # a copy (cp runs/a/best.pt b.pt) counted twice as well
+                raise FerlabError(f"{sources[later]}: is a copy of {sources[earlier]}; the {role} must be distinct models")
 
 
 def resolve_checkpoint(run_or_file: str | os.PathLike, which: str = "best") -> Path:

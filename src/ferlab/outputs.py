@@ -11,6 +11,7 @@ Names made from an input's (``within_name_limit``) stay within the 255 bytes a f
 from __future__ import annotations
 
 import contextlib
+import filecmp
 import hashlib
 import io
 import json
@@ -41,6 +42,14 @@ def same_file(a: Path, b: Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:  # one of them does not exist (yet)
         return a.resolve() == b.resolve()
+
+
+def same_content(a: Path, b: Path) -> bool:
+    """Whether two files hold the same bytes (sizes first, so distinct files are rarely read)."""
+    try:
+        return filecmp.cmp(a, b, shallow=False)
+    except OSError:  # unreadable: whoever reads it next says so, naming it
+        return False
 
 
 @contextlib.contextmanager
