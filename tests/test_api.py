@@ -167,3 +167,10 @@ def test_detect_on_an_animated_photo_warns_that_it_read_the_first_frame(model, t
     with pytest.warns(UserWarning, match=r"animated\.gif: first frame only"):
         faces = model.detect(gif)
     assert [f.label for f in faces] == [f.label for f in model.detect(still)]
+
+
+def test_detect_with_a_smallest_face_over_the_photo_warns_why_none_was_found(model):
+    photo = np.full((300, 200, 3), 128, np.uint8)
+    with pytest.warns(UserWarning, match=r"^photo: --min-face 250 px is over this 200x300 picture's shorter side$"):
+        assert model.detect(photo, min_face=250) == []
+

@@ -255,6 +255,15 @@ def test_bad_detection_settings_are_one_line():
             Detection(min_face=bad)
 
 
+def test_a_smallest_face_over_the_picture_is_said_to_rule_out_every_face():
+    from ferlab.faces import Detection
+
+    assert Detection(min_face=400).rules_out_faces((400, 640, 3)) is None  # a face may fill the shorter side
+    assert Detection(min_face=401).rules_out_faces((400, 640, 3)) == "--min-face 401 px is over this 640x400 picture's shorter side"
+    assert Detection(min_face=1e30).rules_out_faces((400, 640)) == "--min-face 1e+30 px is over this 640x400 picture's shorter side"
+    assert Detection(min_face=0.99).rules_out_faces((30, 20)) is None  # a fraction of the picture never does
+
+
 def test_a_folder_without_photos_is_named_and_other_files_are_counted(tmp_path, capsys):
     """A folder of HEIC photos (which Pillow cannot read) or a wrong path is not 0 results without
     a word: a folder with no photo is an input that could not be read; a folder's other files are

@@ -94,3 +94,16 @@ def test_a_photo_of_a_very_long_name_gets_outputs_a_file_system_can_hold(tmp_pat
     stem = names[0].split("-annotated")[0]
     assert stem.startswith("h" * 150) and "~" in stem and len(stem.encode()) == 200
     assert names == [f"{stem}-annotated.png", f"{stem}-face1.png", f"{stem}.json", "results.json"]
+
+
+def test_a_smallest_face_over_the_photo_says_why_none_was_found(tmp_path, capsys):
+    """``--min-face 1000`` on smaller photos gave "no face found" and nothing said why."""
+    assert main(["photo", str(ASTRONAUT), "-o", str(tmp_path / "out"), "--min-face", "1000"]) == 0
+    width, height = Image.open(ASTRONAUT).size
+    why = f"--min-face 1000 px is over this {width}x{height} picture's shorter side"
+    assert f"0 faces: no face found ({why})" in capsys.readouterr().out
+    record = json.loads((tmp_path / "out" / f"{ASTRONAUT.stem}.json").read_text())
+    assert record["faces"] == [] and record["note"] == why
+    assert main(["photo", str(ASTRONAUT), "-o", str(tmp_path / "found"), "--min-face", str(min(width, height))]) == 0
+    assert json.loads((tmp_path / "found" / f"{ASTRONAUT.stem}.json").read_text())["note"] is None
+

@@ -98,6 +98,14 @@ def test_the_python_api_gives_the_commands_summary(video, tmp_path):
     assert summary["frames"] == summary["frames_announced"] == FRAMES and len(summary["faces"]) >= 2
 
 
+def test_a_smallest_face_over_the_frames_says_why_none_was_found(video, tmp_path, capsys):
+    assert main(["video", str(video), "-o", str(tmp_path / "out"), "--quiet", "--min-face", "481"]) == 0
+    why = "--min-face 481 px is over this 640x480 picture's shorter side"
+    assert f"0 faces ({why})" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "out" / "two-summary.json").read_text())
+    assert summary["faces"] == [] and summary["note"] == why
+
+
 def test_explain_lays_each_faces_map_of_the_label_shown_over_it(video, tmp_path, capsys):
     import cv2
 

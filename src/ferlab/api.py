@@ -212,17 +212,21 @@ class Model:
         from ferlab.photos import analyze, check_map_request
 
         check_map_request(self.loaded, explain, layer)
+        detection = Detection(detector, min_face)
+        where = photo if isinstance(photo, (str, os.PathLike)) else "photo"
         if isinstance(photo, (str, os.PathLike, bytes)):
             opened = open_photo(photo if isinstance(photo, bytes) else Path(photo))
             if opened.note:
-                warnings.warn(f"{'photo' if isinstance(photo, bytes) else photo}: {opened.note}", stacklevel=2)
+                warnings.warn(f"{where}: {opened.note}", stacklevel=2)
             rgb = opened.rgb
         elif isinstance(photo, Image.Image):
             rgb = np.asarray(eight_bits(photo, "photo").convert("RGB"))
         else:
             rgb = photo_array(photo)
-        return analyze(self.loaded, rgb, explain=explain, tta=self.tta, layer=layer,
-                       detection=Detection(detector, min_face))
+        faces = analyze(self.loaded, rgb, explain=explain, tta=self.tta, layer=layer, detection=detection)
+        if not faces and (why := detection.rules_out_faces(rgb.shape)):
+            warnings.warn(f"{where}: {why}", stacklevel=2)
+        return faces
 
     def video(self, path: str | os.PathLike, output: str | os.PathLike = "video-results", *, detect_every: int = 1,
               smoothing: float = 0.6, min_face: float = MIN_FACE, detector: str = DEFAULT_DETECTOR,

@@ -161,6 +161,14 @@ class Detection:
             raise FerlabError(f"unknown face detector {self.detector!r}; available: {', '.join(DETECTORS)}")
         min_face_pixels(self.min_face, (1, 1))  # a negative size is one line now, not at the first photo
 
+    def rules_out_faces(self, shape: tuple[int, ...]) -> str | None:
+        """Why no face can be found in a picture of ``shape`` (H, W, ...): ``min_face`` is over its
+        shorter side (a photo came back with "no face found" and nothing said why); else None."""
+        side = min(shape[:2])
+        if min_face_pixels(self.min_face, shape[:2]) <= side:
+            return None
+        return f"--min-face {self.min_face:g} px is over this {shape[1]}x{shape[0]} picture's shorter side"
+
 
 def detect_faces(gray: np.ndarray, min_face: float = MIN_FACE, detector: str = DEFAULT_DETECTOR,
                  min_size: int = 24) -> list[Box]:

@@ -16,7 +16,7 @@ from ferlab.checkpoint import LoadedModel
 from ferlab.errors import FerlabError
 from ferlab.faces import Detection, Photo
 from ferlab.outputs import png_text, read_small_json, within_name_limit, written
-from ferlab.photos import PHOTO_SUFFIXES, FaceResult, analyze, annotate, photo_record
+from ferlab.photos import PHOTO_SUFFIXES, FaceResult, analyze, annotate, photo_note, photo_record
 
 
 @dataclass(frozen=True)
@@ -169,13 +169,13 @@ def save_marked(image: Image.Image, path: Path) -> None:
 
 
 def write_photo_outputs(out: Path, name: str, photo: Photo, faces: list[FaceResult], source: str, crops: bool,
-                        earlier_crops: list[Path] = ()) -> dict:
+                        earlier_crops: list[Path] = (), note: str | None = None) -> dict:
     """One photo's outputs in ``out``: with ``crops`` each face's 48x48 crop as the model saw it
     (``NAME-faceK.png``, named in the face's ``crop``; ``earlier_crops`` of faces no longer found
-    are removed), the annotated copy, then its JSON record, which is returned."""
+    are removed), the annotated copy, then its JSON record (``note``: ``photo_note``), which is returned."""
     from ferlab.runs import write_json
 
-    record = photo_record(source, photo.rgb, faces, photo.note)
+    record = photo_record(source, photo.rgb, faces, note)
     crop_names = [f"{name}-face{k}.png" for k in range(1, len(faces) + 1)] if crops else []
     for face, entry, crop_name in zip(faces, record["faces"], crop_names):
         save_marked(Image.fromarray(face.crop), out / crop_name)
@@ -228,8 +228,9 @@ def process_photos(loaded: LoadedModel, paths: list[Path], out: Path, *, model_n
                 problems.append(line)
             else:
                 faces = analyze(loaded, photo.rgb, explain=explain, tta=tta, mode=mode, layer=layer, detection=detection)
-                records.append(write_photo_outputs(out, name, photo, faces, str(path), crops, earlier_crops.get(name, [])))
-                say, line = log, describe_faces(path, faces, photo.note)
+                note = photo_note(photo, faces, detection)
+                records.append(write_photo_outputs(out, name, photo, faces, str(path), crops, earlier_crops.get(name, []), note))
+                say, line = log, describe_faces(path, faces, note)
             with bar.external_write_mode():  # the line goes above the bar, not through it
                 say(line)
             bar.update()

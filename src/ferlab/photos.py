@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ferlab.checkpoint import LoadedModel
 from ferlab.errors import FerlabError
 from ferlab.explain.postprocess import OVERLAY_ALPHA, heat_rgb, normalize, relu
-from ferlab.faces import CROP_MARGIN, Box, Detection, crop_face, detect_faces, to_gray
+from ferlab.faces import CROP_MARGIN, Box, Detection, Photo, crop_face, detect_faces, to_gray
 from ferlab.labels import EMOTIONS
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -166,6 +166,13 @@ def annotate(rgb: np.ndarray, faces: list[FaceResult], tags: list[str] | None = 
         draw.rectangle([b.x, y, b.x + right - left + 2 * line, y + band], fill=(255, 210, 0))
         draw.text((b.x + line - left, y + line - top), text, fill=(0, 0, 0), font=font)
     return image
+
+
+def photo_note(photo: Photo, faces: list[FaceResult], detection: Detection) -> str | None:
+    """What a reader of a photo's results should know: ``Photo.note``, and where no face was found
+    because ``detection``'s smallest face is over the photo's size, that."""
+    notes = [photo.note, None if faces else detection.rules_out_faces(photo.rgb.shape)]
+    return "; ".join(note for note in notes if note) or None
 
 
 def photo_record(name: str, rgb: np.ndarray, faces: list[FaceResult], note: str | None = None) -> dict:

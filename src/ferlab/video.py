@@ -343,13 +343,14 @@ def write_video_outputs(loaded: LoadedModel, path: Path, outputs: dict[str, Path
     with written(outputs["frames.csv"]) as temporary, open(temporary, "w", newline="") as handle:
         csv.writer(handle).writerows([CSV_COLUMNS, *rows])
     faces = [track_summary(t) for t in tracker.all_tracks() if t.history]
+    note = None if faces or writer is None else options.detection.rules_out_faces(frame.rgb.shape)
     from ferlab.report.figures import plot_timeline
 
     plot_timeline({t.id: t.history for t in tracker.all_tracks() if t.history}, outputs["timeline.png"], path.name)
     summary = {"video": str(path), "video_file": str(path.resolve()), "frames": seen, "frames_announced": count or None,
                "fps": round(fps, 3), "seconds": round(seen / fps, 3),
                "detect_every": options.detect_every, "smoothing": options.smoothing,
-               "explained_by": loaded.overlay_method if options.explain else None, "faces": faces,
+               "explained_by": loaded.overlay_method if options.explain else None, "faces": faces, "note": note,
                "complete": True, "outputs": [p.name for p in outputs.values()]}
     write_text(outputs["summary.json"], json.dumps(summary, indent=2))
     return summary
@@ -370,7 +371,8 @@ def frames_lost(summary: dict) -> str | None:
 def describe_summary(summary: dict) -> str:
     """The command line's per-face summary."""
     lines = [f"{summary['video']}: {summary['frames']} frames ({summary['seconds']:.1f} s), "
-             f"{len(summary['faces'])} face{'s' if len(summary['faces']) != 1 else ''}"]
+             f"{len(summary['faces'])} face{'s' if len(summary['faces']) != 1 else ''}"
+             + (f" ({summary['note']})" if summary.get("note") else "")]
     for face in summary["faces"]:
         top = face["top_emotion"]
         lines.append(f"  face #{face['face']}: {face['frames']} frames, {face['first_s']:.1f}-{face['last_s']:.1f} s, "

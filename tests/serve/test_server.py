@@ -317,3 +317,14 @@ def test_an_animated_photo_is_answered_for_its_first_frame_with_a_note(server, t
     animated, first = post(server, gif, explain=False).json(), post(server, still, explain=False).json()
     assert animated["note"].startswith("first frame only") and first["note"] is None
     assert [f["label"] for f in animated["faces"]] == [f["label"] for f in first["faces"]]
+
+
+def test_a_smallest_face_over_the_photo_is_answered_with_a_note_saying_so():
+    from ferlab.checkpoint import load_model
+    from ferlab.faces import Detection
+    from ferlab.serve.app import predict_bytes
+
+    data = PHOTOS[0].read_bytes()
+    width, height = Image.open(PHOTOS[0]).size
+    answer = predict_bytes(load_model("default-fast"), data, PHOTOS[0].name, explain=False, detection=Detection(min_face=5000))
+    assert answer["faces"] == [] and answer["note"] == f"--min-face 5000 px is over this {width}x{height} picture's shorter side"

@@ -40,7 +40,7 @@ from ferlab.checkpoint import LoadedModel
 from ferlab.explain import get_spec
 from ferlab.explain.postprocess import OVERLAY_ALPHA, overlay
 from ferlab.faces import Detection, PhotoError, open_photo, read_photo
-from ferlab.photos import analyze, annotate, heat_image, photo_record
+from ferlab.photos import analyze, annotate, heat_image, photo_note, photo_record
 
 MAX_UPLOAD_BYTES = 20 * 2**20  # 20 MiB
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 2**16  # a request: one photo and its form's fields and boundaries
@@ -124,7 +124,7 @@ def predict_bytes(loaded: LoadedModel, data: bytes, name: str, explain: bool, tt
     photo = open_photo(data, name=name)
     rgb = photo.rgb
     faces = analyze(loaded, rgb, explain=explain, tta=tta, layer=layer, detection=detection)
-    record = photo_record(name, rgb, faces, photo.note)
+    record = photo_record(name, rgb, faces, photo_note(photo, faces, detection))
     for face, entry in zip(faces, record["faces"]):
         entry["crop"] = png_data_uri(np.asarray(Image.fromarray(face.crop).resize((96, 96), Image.Resampling.NEAREST)))
         if face.cam is not None:
