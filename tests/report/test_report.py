@@ -76,9 +76,11 @@ def test_stages_can_be_skipped_and_the_history_is_the_whole_run(reported_run, tm
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--lime-samples", "1"], "lime-samples 1 must be a whole number of at least 2"),
-    (["--filter-steps", "-3"], "filter-steps -3 must be a whole number of at least 1"),  # was drawn with no ascent at all
-    (["--trust-faces-per-class", "0"], "trust-faces-per-class 0 must be a whole number of at least 1"),  # was an IndexError
+    (["--lime-samples", "1"], "lime-samples 1 must be a whole number, 2..100,000"),
+    (["--lime-samples", "99999999999999999999"], "lime-samples 99999999999999999999 must be a whole number, 2..100,000"),  # a traceback
+    (["--filter-steps", "-3"], "filter-steps -3 must be a whole number, 1..10,000"),  # was drawn with no ascent at all
+    (["--filter-steps", "99999999999999999999"], "filter-steps 99999999999999999999 must be a whole number, 1..10,000"),  # ran on
+    (["--trust-faces-per-class", "0"], "trust-faces-per-class 0 must be a whole number, at least 1"),  # was an IndexError
     (["--skip", "filterz"], "cannot skip filterz; stages: explanations, filters, trust"),
 ])
 def test_report_settings_out_of_range_are_one_line_before_any_work(flags, message, tmp_path, capsys):

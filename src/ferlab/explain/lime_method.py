@@ -21,6 +21,9 @@ from ferlab.explain import register_method
 from ferlab.explain.common import check_finite, check_whole, evaluation_mode, model_device, resolve_targets
 
 
+MAX_SAMPLES = 100_000  # perturbed copies of one face: 20 s to minutes a face; 1e20 was a traceback, 1e8 asked for 25 GiB
+
+
 def superpixels(image: np.ndarray, segments: int = 50) -> np.ndarray:
     """(48, 48[, 3]) image -> (48, 48) int segment labels, about ``segments`` of them."""
     gray = image[..., 0] if image.ndim == 3 else image
@@ -40,8 +43,8 @@ def lime(model: nn.Module, images: torch.Tensor, target=None, num_samples: int =
     """``fill``: what a switched-off superpixel becomes, in model-input units (0.0 is the
     training-mean gray under ``standardize``; ``LoadedModel.explain`` passes the model's own); None
     uses LIME's default, the superpixel's own mean, which leaves a model that averages regions unmoved."""
-    check_whole("lime", "num_samples", num_samples, 2)  # LIME's first sample is the face itself
-    check_whole("lime", "segments", segments, 1)
+    check_whole("lime", "num_samples", num_samples, 2, MAX_SAMPLES)  # LIME's first sample is the face itself
+    check_whole("lime", "segments", segments, 1, 48 * 48)
     check_whole("lime", "batch_size", batch_size, 1)
     if fill is not None:
         check_finite("lime", "fill", fill)

@@ -24,6 +24,7 @@ from ferlab.errors import FerlabError, UnknownChoice
 from ferlab.explain import NotApplicable, get_spec, list_methods, methods_for
 from ferlab.explain.common import check_layer, conv_layers, default_layer, layer_sides
 from ferlab.explain.filters import feature_maps, shallow_middle_deep, visualize_filters
+from ferlab.explain.lime_method import MAX_SAMPLES as MAX_LIME_SAMPLES
 from ferlab.explain.postprocess import masked_faces
 from ferlab.explain.trust import SANITY_THRESHOLD, assess, random_baseline
 from ferlab.labels import EMOTIONS
@@ -34,6 +35,7 @@ from ferlab.report.explain_figures import (plot_feature_maps, plot_filter_visual
 from ferlab.report.figures import plot_history
 from ferlab.runs import data_tag, evaluate_split, write_json
 
+MAX_FILTER_STEPS = 10_000  # gradient-ascent steps per filter: 40 show its pattern
 STAGES = ("explanations", "filters", "trust")  # what --skip may leave out (the evaluation is always made)
 
 
@@ -54,12 +56,14 @@ class ReportOptions:
     def __post_init__(self) -> None:
         """Each setting in range, or one FerlabError naming it, before the report's first stage
         (a trust sample of 0 faces per class failed with an IndexError after the evaluation)."""
-        least = {"trust_faces_per_class": 1, "trust_steps": 1, "lime_samples": 2, "trust_lime_samples": 2,
-                 "filter_steps": 1, "filters": 1}  # LIME's first sample is the face itself
-        for name, low in least.items():
+        ranges = {"trust_faces_per_class": (1, None), "trust_steps": (1, 48 * 48), "filters": (1, None),
+                  "lime_samples": (2, MAX_LIME_SAMPLES), "trust_lime_samples": (2, MAX_LIME_SAMPLES),  # the face itself first
+                  "filter_steps": (1, MAX_FILTER_STEPS)}  # 1e20 steps ran on without end
+        for name, (low, high) in ranges.items():
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise FerlabError(f"{name.replace('_', '-')} {value!r} must be a whole number of at least {low}")
+            if not isinstance(value, int) or isinstance(value, bool) or value < low or (high and value > high):
+                allowed = f"{low}..{high:,}" if high else f"at least {low}"
+                raise FerlabError(f"{name.replace('_', '-')} {value!r} must be a whole number, {allowed}")
         if not (isinstance(self.filter_lr, (int, float)) and 0 < self.filter_lr < math.inf):
             raise FerlabError(f"filter-lr {self.filter_lr!r} must be a positive finite number")
         if not (isinstance(self.mask_fraction, (int, float)) and 0 < self.mask_fraction <= 1):
