@@ -108,7 +108,7 @@ def test_a_toml_number_too_long_to_read_and_epochs_past_any_schedule_are_one_lin
     path.write_text(f"epochs = {'9' * 5000}\n")
     with pytest.raises(ConfigError, match=r"long.toml: not valid TOML: a number of more digits than Python reads"):
         resolve_config(None, path)
-    with pytest.raises(ConfigError, match=r"^epochs must be at most 10,000 .*got 99,999,999,999$"):
+    with pytest.raises(ConfigError, match=r"^epochs must be at most 10,000 .*got 99999999999$"):
         resolve_config(None, overrides={"epochs": 99_999_999_999})  # trained on for ever at a learning rate near 0
 
 

@@ -403,14 +403,24 @@ def test_a_diverging_run_stops_with_an_error(tmp_path, sample_archive, capsys):
     ("--crop", "16", "crop must be a side in pixels from 24 to 48"), ("--views", "0", "views must be at least 1, got 0"),
     ("--views", "100000", "views must be at most 64"),
     ("--hard-label-weight", "1.5", "hard_label_weight must be in [0, 1]"),
-    ("--distill-temperature", "0", "distill_temperature must be a positive finite number"),
+    ("--distill-temperature", "0", "distill_temperature must be a positive number up to 100, got 0.0"),
     ("--progressive-start", "50", "progressive_start must be a side in pixels from 24 to crop (48), or 0 for no progressive"),
     ("--progressive-start", "32", "progressive_epochs must be from 1 to epochs (2) with progressive_start set, got 0"),
-    ("--progressive-epochs", "3", "progressive_start must be a side in pixels from 24 to crop (48), or 0 for no progressive"),
+    ("--progressive-epochs", "3", "progressive_epochs 3 needs progressive_start, the first epoch's side in pixels (24 to crop, 48)"),
+    ("--seed", "99999999999999999999", "seed must be a whole number from 0 to 2**63 - 1"),  # an OverflowError after reading the data
+    ("--seed", "-1", "seed must be a whole number from 0 to 2**63 - 1, got -1"),
+    ("--plateau-patience", "-" + "9" * 400, "plateau_patience must be an integer >= 0"),  # a 400-digit int was an OverflowError ...
+    ("--early-stop-patience", "-" + "9" * 400, "early_stop_patience must be an integer >= 0 (0 never stops early), got -99999"),  # ... cut short
+    ("--distill-temperature", "1e20", "distill_temperature must be a positive number up to 100, got 1e+20"),  # T**2 overflowed
+    # a student's options without teachers trained on the labels alone, without a word
+    ("--distill-temperature", "2", "distill_temperature 2.0 is an option of a student, and there are no teachers (ferlab distill"),
+    ("--hard-label-weight", "0.1", "hard_label_weight 0.1 is an option of a student, and there are no teachers"),
+    ("--teacher-flip", None, "teacher_flip True is an option of a student, and there are no teachers"),
 ])
 def test_bad_options_stop_before_anything_is_written(tmp_path, sample_archive, capsys, flag, value, message):
     out = tmp_path / "run"
-    code = main(["train", "--preset", "smoke", flag, value, "--data", str(sample_archive), "--out", str(out), "--quiet"])
+    given = [flag] if value is None else [flag, value]
+    code = main(["train", "--preset", "smoke", *given, "--data", str(sample_archive), "--out", str(out), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("ferlab: error: ") and message in err and "\n" not in err
     assert not out.exists()

@@ -176,23 +176,36 @@ def check_config(config: TrainConfig) -> None:
                           f"its options: {', '.join(model_options(config.model))}")
     for key in ("epochs", "batch_size", "eval_batch_size", "checkpoint_every", "views"):
         if getattr(config, key) < 1:
-            raise ConfigError(f"{key} must be at least 1, got {getattr(config, key)}")
+            raise ConfigError(f"{key} must be at least 1, got {brief(getattr(config, key))}")
     if config.epochs > MAX_EPOCHS:
         raise ConfigError(f"epochs must be at most {MAX_EPOCHS:,} (the longest published FER2013 schedules run 300), "
-                          f"got {config.epochs:,}")
+                          f"got {brief(config.epochs)}")
     if config.views > MAX_VIEWS:
-        raise ConfigError(f"views must be at most {MAX_VIEWS} (each view is a whole image in the step), got {config.views}")
+        raise ConfigError(f"views must be at most {MAX_VIEWS} (each view is a whole image in the step), got {brief(config.views)}")
     if not MIN_CROP <= config.crop <= IMAGE_SIZE:
-        raise ConfigError(f"crop must be a side in pixels from {MIN_CROP} to {IMAGE_SIZE} (the whole face), got {config.crop}")
+        raise ConfigError(f"crop must be a side in pixels from {MIN_CROP} to {IMAGE_SIZE} (the whole face), got {brief(config.crop)}")
     check_progressive(config)
     if not all(isinstance(teacher, str) and teacher for teacher in config.teachers):
         raise ConfigError(f"teachers must be run folders or checkpoint files, got {brief(config.teachers)}")
     for key, (low, high, closed_high, meaning) in RANGES.items():
         value = getattr(config, key)
-        inside = math.isfinite(value) and low <= value and (value <= high if closed_high else value < high)
+        finite = not isinstance(value, float) or math.isfinite(value)  # an int of 400 digits has no float (OverflowError)
+        inside = finite and low <= value and (value <= high if closed_high else value < high)
         if not inside or (key in POSITIVE and value == 0):
-            raise ConfigError(f"{key} must be {meaning}, got {value}")
+            raise ConfigError(f"{key} must be {meaning}, got {brief(value)}")
+    if not 0 <= config.seed <= MAX_SEED:  # 1e20 was an OverflowError in torch.manual_seed, after the data was read
+        raise ConfigError(f"seed must be a whole number from 0 to 2**63 - 1, got {brief(config.seed)}")
+    check_student_options(config)
     check_model_options(config.model, config.model_options, smallest_view(config))
+
+
+def check_student_options(config: TrainConfig) -> None:
+    """A student's options (``ferlab distill``) set without teachers are refused: ``train
+    --distill-temperature 2`` trained on the labels alone without a word."""
+    for key in STUDENT_KEYS:
+        if not config.teachers and getattr(config, key) != FIELDS[key].default:
+            raise ConfigError(f"{key} {brief(getattr(config, key))} is an option of a student, and there are no teachers "
+                              "(ferlab distill TEACHER... --student MODEL)")
 
 
 def smallest_view(config: TrainConfig) -> int:
@@ -203,12 +216,15 @@ def smallest_view(config: TrainConfig) -> int:
 def check_progressive(config: TrainConfig) -> None:
     if not config.progressive_start and not config.progressive_epochs:
         return
+    if not config.progressive_start:  # the message named progressive_start's 0 and not the option given
+        raise ConfigError(f"progressive_epochs {brief(config.progressive_epochs)} needs progressive_start, the first epoch's "
+                          f"side in pixels ({MIN_CROP} to crop, {config.crop})")
     if not MIN_CROP <= config.progressive_start <= config.crop:
         raise ConfigError(f"progressive_start must be a side in pixels from {MIN_CROP} to crop ({config.crop}), "
-                          f"or 0 for no progressive resizing, got {config.progressive_start}")
+                          f"or 0 for no progressive resizing, got {brief(config.progressive_start)}")
     if not 1 <= config.progressive_epochs <= config.epochs:
         raise ConfigError(f"progressive_epochs must be from 1 to epochs ({config.epochs}) with progressive_start set, "
-                          f"got {config.progressive_epochs}")
+                          f"got {brief(config.progressive_epochs)}")
 
 
 def check_model_options(model: str, options: dict, crop: int = IMAGE_SIZE) -> None:
@@ -255,13 +271,15 @@ RANGES = {
     "zoom": (0.0, 1.0, False, "in [0, 1)"),
     "erase": (0.0, 1.0, True, "a probability in [0, 1]"),
     "mix_probability": (0.0, 1.0, True, "a probability in [0, 1]"),
-    "distill_temperature": (0.0, INF, False, "a positive finite number"),
+    "distill_temperature": (0.0, 100.0, True, "a positive number up to 100"),  # 1e20: T**2 overflowed to inf
     "hard_label_weight": (0.0, 1.0, True, "in [0, 1] (1: the true labels only)"),
     "val_fraction": (0.0, 1.0, False, "in (0, 1)"),
 }
 POSITIVE = {"lr", "plateau_factor", "val_fraction", "distill_temperature"}  # where the low end itself is not allowed
 MIN_CROP = 24  # pixels: smaller windows cut whole facial features away
 MAX_VIEWS = 64  # views per face: the papers use 5-10; 10,000 would ask for 100+ GiB in one step
+MAX_SEED = 2 ** 63 - 1  # torch.manual_seed's range, and epoch_seed's
+STUDENT_KEYS = ("distill_temperature", "hard_label_weight", "teacher_flip")  # options that act only with teachers
 MAX_EPOCHS = 10_000  # a typo's extra zeros would otherwise train for ever at a learning rate near 0
 
 
