@@ -66,6 +66,23 @@ def test_numbers_are_labels_as_written(tmp_path):
     assert [arm["label"] for arm in experiment.arms] == ["64", "6.5"] and experiment.baseline == "6.5"
 
 
+@pytest.mark.parametrize("seeds", ["0", "-1", "99999999999999999999"])
+def test_a_number_of_seeds_out_of_range_is_one_line_before_the_data_is_read(seeds, tmp_path, capsys):
+    """0 or less was an IndexError and 1e20 an OverflowError, each after the data was read."""
+    from ferlab.cli import main
+
+    code = main(["experiment", "cnn-vs-dnn", "--seeds", seeds, "--data", str(tmp_path / "absent"), "--out", str(tmp_path / "out")])
+    assert code == 2 and capsys.readouterr().err.strip() == f"ferlab: error: --seeds {seeds}: expected a number of seeds from 1 to 100"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("seeds", [[], [0, 0]])
+def test_no_seed_or_a_seed_twice_is_refused_by_the_api(seeds, sample_faces, tmp_path):
+    with pytest.raises(FerlabError, match=r"expected one or more distinct seeds"):
+        run_experiment(load_experiment("cnn-vs-dnn"), sample_faces, tmp_path / "out", seeds=seeds, budget="cpu")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("name", ["cnn-vs-dnn", "augmentation", "confusions"])
 def test_a_tiny_run_writes_table_plot_and_summary(name, sample_faces, tmp_path):
     experiment = load_experiment(name)

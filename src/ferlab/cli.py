@@ -502,16 +502,16 @@ def cmd_experiment(args) -> int:
 
     import torch
 
-    from ferlab.experiments import list_experiments, load_experiment, publish, run_experiment
+    from ferlab.experiments import list_experiments, load_experiment, publish, run_experiment, seed_list
 
     if args.name == "list":
         for name in list_experiments():
             print(f"{name:<14} {load_experiment(name).question}")
         return 0
     experiment = load_experiment(args.name)
+    seeds = seed_list(args.seeds)
     faces = load_data(args)
     out = Path(args.out) if args.out else Path("runs") / "experiments" / f"{experiment.name}-{args.budget}"
-    seeds = list(range(args.seeds))
     if args.ray or args.address:
         from ferlab.scale import ray_session
 

@@ -42,6 +42,7 @@ from ferlab.runs import write_json
 from ferlab.training import fit
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent
+MAX_SEEDS = 100  # runs per arm: the tables use 2-3; 1e20 was an OverflowError after the data was read
 BUDGETS = ("cpu", "gpu")
 
 
@@ -217,12 +218,21 @@ def run_on_ray(experiment: Experiment, faces: FaceSet, out_dir: Path, jobs: list
 RUNNERS = {"sequential": run_sequentially, "ray": run_on_ray}
 
 
+def seed_list(count: int) -> list[int]:
+    """Seeds 0..count-1 for ``--seeds count``, 1 to MAX_SEEDS of them (0 was an IndexError after the data was read)."""
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_SEEDS:
+        raise FerlabError(f"--seeds {brief(count)}: expected a number of seeds from 1 to {MAX_SEEDS}")
+    return list(range(count))
+
+
 def run_experiment(experiment: Experiment, faces: FaceSet, out_dir: Path, *, seeds: list[int], budget: str,
                    progress: bool = False, log: Callable[[str], None] = print, runner: str = "sequential") -> dict:
     """Train every arm for every seed (``runner``: one after another, or as Ray tasks); write
     results.json, results.md and curves.png."""
     from ferlab.report.figures import plot_arms
 
+    if not seeds or len(set(seeds)) != len(seeds):  # no seed was an IndexError; a seed twice, one run counted twice
+        raise FerlabError(f"seeds {brief(seeds)}: expected one or more distinct seeds")
     out_dir.mkdir(parents=True, exist_ok=True)
     faces = cap_training(faces, experiment.train_limit(budget))
     parameters = check_parameter_ratio(experiment)
