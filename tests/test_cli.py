@@ -295,6 +295,14 @@ def test_help_and_version_answer_without_importing_pytorch():
     assert version.stdout.strip() == "ferlab 0.1.0"
 
 
+def test_an_unknown_argument_points_at_its_commands_help(capsys):
+    """argparse pointed every unrecognized argument at 'ferlab --help', which lists no command's options."""
+    code, _, err = run(["summary", "fastnet", "--model-option", "dropout=0.1"], capsys)
+    assert code == 2 and err.strip() == "ferlab: error: unrecognized arguments: --model-option dropout=0.1 (see 'ferlab summary --help')"
+    code, _, err = run(["predict", "default", "a.png", "--zzz"], capsys)
+    assert code == 2 and err.strip() == "ferlab: error: unrecognized arguments: --zzz (see 'ferlab predict --help')"
+
+
 def test_registry_names_are_checked_when_the_command_runs(capsys):
     code, _, err = run(["summary", "transformer"], capsys)
     one_line_error(code, err, "unknown model 'transformer'; available: cnn, dnn")
