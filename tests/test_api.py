@@ -174,3 +174,20 @@ def test_detect_with_a_smallest_face_over_the_photo_warns_why_none_was_found(mod
     with pytest.warns(UserWarning, match=r"^photo: --min-face 250 px is over this 200x300 picture's shorter side$"):
         assert model.detect(photo, min_face=250) == []
 
+
+
+def test_a_photo_given_as_a_face_warns_that_it_was_stretched(model, crop, tmp_path):
+    """A group photo given to predict gave one label of its squeezed pixels without a word."""
+    photo = tmp_path / "group.png"
+    Image.fromarray(np.full((400, 640), 128, np.uint8)).save(photo)
+    with pytest.warns(UserWarning, match=r"^1 image\(s\) not shaped as a face crop, each stretched to 48x48 as one face "
+                                         rf"\({re.escape(str(photo))} 640x400\); Model.detect finds the faces in photos$") as caught:
+        model.predict(photo)
+    assert caught[0].filename == __file__  # it points at the caller's line
+    with pytest.warns(UserWarning, match=r"^3 image\(s\) .*\(faces\[1\] 80x40\)"):
+        model.predict([crop, np.zeros((3, 40, 80), np.uint8)])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a face crop a little off square (a detector's box) is not warned of
+        model.predict([crop, np.zeros((48, 40), np.uint8), Image.fromarray(np.zeros((60, 70), np.uint8))])

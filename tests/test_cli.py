@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from ferlab.cli import main
 
@@ -112,19 +114,43 @@ def test_evaluate_and_predict_on_a_trained_run(tmp_path, capsys, sample_archive)
     assert all(0 <= int(line.split(",")[1]) <= 6 for line in lines[1:])
 
 
+def test_photos_given_as_face_crops_are_named_in_one_note(tmp_path, capsys):
+    """A group photo given to predict (or explain --image) gave one label of its squeezed pixels without a word."""
+    wide = tmp_path / "wide.png"
+    Image.fromarray(np.full((400, 640), 128, np.uint8)).save(wide)
+    crop = tmp_path / "crop.png"
+    Image.fromarray(np.full((60, 52), 128, np.uint8)).save(crop)  # a detector's box, a little off square
+    code, out, err = run(["predict", "default-fast", str(wide), str(crop), str(wide), "-o", str(tmp_path / "s.csv")], capsys)
+    assert code == 0 and out.strip() == f"wrote 3 predictions to {tmp_path / 's.csv'}"
+    assert err.strip() == (f"ferlab: note: 2 image(s) not shaped as a face crop, each stretched to 48x48 as one face "
+                           f"({wide} 640x400, {wide} 640x400); ferlab photo finds the faces in photos")
+    code, _, err = run(["explain", "default-fast", "--image", str(wide), "-o", str(tmp_path / "x.png")], capsys)
+    assert code == 0 and f"ferlab: note: 1 image(s) not shaped as a face crop, each stretched to 48x48 as one face ({wide} 640x400)" in err
+    code, _, err = run(["explain", "default-fast", "--image", str(tmp_path / "absent.png"), "-o", str(tmp_path / "y.png")], capsys)
+    one_line_error(code, err, "absent.png: cannot read")
+
+
 def test_ensemble_of_a_run_and_its_copy_matches_the_run(tmp_path, capsys, sample_archive):
+    """The combination of two copies of one model is that model (the command refuses a copy, the
+    library combines what it is given)."""
     import shutil
+
+    from ferlab.checkpoint import load_model
+    from ferlab.data import load_faces
+    from ferlab.ensemble import evaluate_ensemble
 
     run_dir = tmp_path / "run"
     assert main(["train", "--preset", "smoke", "--epochs", "1", "--data", str(sample_archive),
                  "--out", str(run_dir), "--quiet"]) == 0
     single = json.loads((run_dir / "metrics.json").read_text())
-    out, copy = tmp_path / "ensemble", shutil.copy(run_dir / "best.pt", tmp_path / "copy.pt")  # the same run twice: refused
-    code, stdout, _ = run(["ensemble", str(run_dir), str(copy), "--weights", "fit", "--out", str(out)], capsys)
-    assert code == 0
+    out, copy = tmp_path / "ensemble", shutil.copy(run_dir / "best.pt", tmp_path / "copy.pt")
+    code, _, err = run(["ensemble", str(run_dir), str(copy), "--weights", "fit", "--out", str(out)], capsys)
+    one_line_error(code, err, f"{copy}: is a copy of {run_dir}")
+    members = {str(run_dir): load_model(run_dir), str(copy): load_model(copy)}
+    evaluate_ensemble(members, load_faces(sample_archive), out, fit=True)
     combined = json.loads((out / "metrics.json").read_text())
     assert combined["test_accuracy"] == pytest.approx(single["test_accuracy"])
-    assert (out / "confusion-test.png").exists() and "ensemble of 2" in stdout
+    assert (out / "confusion-test.png").exists() and len(combined["weights"]) == 2
     assert combined["data"] == str(sample_archive)  # every metrics file names its data and splits
     assert {e["split_name"] for e in combined["evaluations"].values()} == {"PublicTest (fer2013-sample.tar.gz)",
                                                                           "PrivateTest (fer2013-sample.tar.gz)"}

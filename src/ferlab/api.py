@@ -127,9 +127,14 @@ def as_faces(faces, where: str = "faces") -> torch.Tensor:
             raise FerlabError(f"{where}: an empty list holds no face")
         return torch.cat([as_faces(item, f"{where}[{i}]") for i, item in enumerate(faces)])
     if isinstance(faces, (str, os.PathLike)):
-        return torch.from_numpy(image_to_face(read_image(Path(faces))))[None]
+        image = read_image(Path(faces))
+        face = image_to_face(image)
+        warn_if_stretched(image.size, str(faces))
+        return torch.from_numpy(face)[None]
     if isinstance(faces, Image.Image):
-        return torch.from_numpy(image_to_face(faces, where))[None]
+        face = image_to_face(faces, where)  # a 0x0 image is refused before its shape is looked at
+        warn_if_stretched(faces.size, where)
+        return torch.from_numpy(face)[None]
     if isinstance(faces, torch.Tensor):
         return as_faces_from_array(faces.detach().cpu().numpy(), where, channels_first=True)
     if isinstance(faces, np.ndarray):
@@ -138,10 +143,35 @@ def as_faces(faces, where: str = "faces") -> torch.Tensor:
                       "a NumPy array or a tensor")
 
 
+def warn_if_stretched(size: tuple[int, int], where: str, count: int = 1) -> None:
+    """A warning where ``count`` images of ``size`` (width, height) are not shaped as face crops: a
+    photo given as a face gave one label of its squeezed pixels without a word."""
+    import warnings
+
+    from ferlab.photos import nearly_square
+
+    if not nearly_square(*size):
+        note = stretched_note([f"{where} {size[0]}x{size[1]}"], count=count)[0]
+        warnings.warn(note.replace("ferlab photo", "Model.detect"), stacklevel=user_frame())
+
+
+def user_frame() -> int:
+    """The ``stacklevel`` of the first caller outside ferlab (``Model.predict``'s, however deep the
+    list of faces it was given), so a warning points at the user's line."""
+    import sys
+
+    frame, level = sys._getframe(1), 1  # the caller of this function is level 1
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "ferlab":
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def as_faces_from_array(values: np.ndarray, where: str, channels_first: bool) -> torch.Tensor:
     values = array_to_uint8(values, where)
-    images = [image_to_face(Image.fromarray(np.ascontiguousarray(image)))
-              for image in array_images(values, where, channels_first)]
+    given = array_images(values, where, channels_first)
+    images = [image_to_face(Image.fromarray(np.ascontiguousarray(image))) for image in given]
+    if given:  # one warning for the whole array: its images share one shape
+        warn_if_stretched((given[0].shape[1], given[0].shape[0]), where, len(given))
     return torch.from_numpy(np.stack(images))
 
 
@@ -162,20 +192,37 @@ class FaceFiles:
     ids: list[str]
     faces: torch.Tensor    # (N, 48, 48) uint8
     problems: list[str]
+    stretched: list[str] = ()  # "NAME WxH" of each image not shaped as a face crop: a photo, stretched to 48x48
+
+
+def stretched_note(stretched: list[str], shown: int = 3, count: int | None = None) -> list[str]:
+    """A line on the ``count`` (default: as many as named) images that do not look like face crops
+    (``FaceFiles.stretched``), the first ``shown`` named; none where there are none."""
+    if not stretched:
+        return []
+    names = ", ".join(stretched[:shown]) + (", ..." if len(stretched) > shown else "")
+    return [f"{count or len(stretched)} image(s) not shaped as a face crop, each stretched to 48x48 as one face "
+            f"({names}); ferlab photo finds the faces in photos"]
 
 
 def read_face_files(paths: list[Path]) -> FaceFiles:
     """Each file as one face crop (``image_to_face``); a file that cannot be read is named in
-    ``problems`` and the rest are still read."""
-    ids, faces, problems = [], [], []
+    ``problems`` and the rest are still read. Images far from square are named in ``stretched``."""
+    from ferlab.photos import nearly_square
+
+    ids, faces, problems, stretched = [], [], [], []
     for path in paths:
         try:
-            faces.append(image_to_face(read_image(path)))
+            image = read_image(path)
+            faces.append(image_to_face(image))
             ids.append(str(path))
         except FerlabError as error:
             problems.append(str(error))
+            continue
+        if not nearly_square(*image.size):  # a group photo gave one label of its squeezed pixels without a word
+            stretched.append(f"{path} {image.size[0]}x{image.size[1]}")
     stacked = torch.from_numpy(np.stack(faces)) if faces else torch.zeros(0, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8)
-    return FaceFiles(ids, stacked, problems)
+    return FaceFiles(ids, stacked, problems, stretched)
 
 
 class Model:

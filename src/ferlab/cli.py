@@ -310,11 +310,11 @@ def cmd_evaluate(args) -> int:
 def predict_inputs(args) -> tuple[list[str], list, int]:
     """Ids and (N, 48, 48) faces of every input (FER2013 data, or face images and folders of them),
     and how many inputs (image files, folders without one) could not be read (each named on stderr)."""
-    from ferlab.api import read_face_files
+    from ferlab.api import read_face_files, stretched_note
     from ferlab.data import is_data_source
     from ferlab.photo_batch import expand_inputs
 
-    ids, batches, failed = [], [], 0
+    ids, batches, failed, stretched = [], [], 0, []
     for item in args.inputs:
         if is_data_source(Path(item)):
             faces = load_data(args, explicit=item)
@@ -324,7 +324,8 @@ def predict_inputs(args) -> tuple[list[str], list, int]:
         found = expand_inputs([item])
         read = read_face_files(found.paths)
         failed += say_problems(found.problems + read.problems, found.notes)
-        ids, batches = ids + read.ids, batches + [read.faces]
+        ids, batches, stretched = ids + read.ids, batches + [read.faces], stretched + read.stretched
+    say_problems([], stretched_note(stretched))
     return ids, batches, failed
 
 
@@ -565,10 +566,14 @@ def cmd_report(args) -> int:
 
 def explain_inputs(args, loaded) -> tuple:
     """(N, 48, 48) uint8 faces and their names: --image files, or --index faces of --split."""
-    from ferlab.api import as_faces
+    from ferlab.api import read_face_files, stretched_note
 
     if args.image:  # the API's conversion: gray, bilinear 48x48
-        return as_faces([Path(p) for p in args.image]), [Path(p).stem for p in args.image]
+        read = read_face_files([Path(p) for p in args.image])
+        if read.problems:
+            raise FerlabError(read.problems[0])
+        say_problems([], stretched_note(read.stretched))
+        return read.faces, [Path(p).stem for p in args.image]
     faces = load_data_for(args, loaded).split(args.split)
     bad = [i for i in args.index if not 0 <= i < len(faces)]
     if bad:

@@ -61,9 +61,14 @@ class FaceResult:
                 "found_by": self.found_by}
 
 
+def nearly_square(width: int, height: int) -> bool:
+    """Whether an image has a face crop's shape (a detector's box, widened, is about square)."""
+    return 0.75 <= width / height <= 4 / 3
+
+
 def looks_like_a_crop(gray: np.ndarray) -> bool:
     height, width = gray.shape
-    return AUTO_CROP_MIN <= min(height, width) and max(height, width) <= AUTO_CROP_SIDE and 0.75 <= width / height <= 4 / 3
+    return AUTO_CROP_MIN <= min(height, width) and max(height, width) <= AUTO_CROP_SIDE and nearly_square(width, height)
 
 
 def find_faces(gray: np.ndarray, mode: str = "auto", detection: Detection = Detection()) -> tuple[list[Box], str]:
