@@ -76,6 +76,19 @@ def test_a_number_of_seeds_out_of_range_is_one_line_before_the_data_is_read(seed
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("option", ["--out", "--publish"])
+def test_an_output_that_is_a_file_is_one_line_before_any_training(option, tmp_path, capsys):
+    """--out was "File exists" after the data was read; --publish failed after every run had trained."""
+    from ferlab.cli import main
+
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    arguments = {"--out": ["--out", str(taken)], "--publish": ["--out", str(tmp_path / "out"), "--publish", str(taken)]}[option]
+    code = main(["experiment", "cnn-vs-dnn", "--seeds", "1", "--data", str(tmp_path / "absent"), *arguments])
+    assert code == 2 and capsys.readouterr().err.strip() == f"ferlab: error: {taken}: exists and is not a folder; choose another output folder"
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("seeds", [[], [0, 0]])
 def test_no_seed_or_a_seed_twice_is_refused_by_the_api(seeds, sample_faces, tmp_path):
     with pytest.raises(FerlabError, match=r"expected one or more distinct seeds"):

@@ -156,3 +156,12 @@ def test_local_sweeps_refuse_what_needs_ray_in_one_line(tmp_path, sample_archive
     code = main(["tune", str(write(tmp_path, text)), *arguments, "--data", str(sample_archive), "--out", str(tmp_path / "out")])
     error = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in error and message in error, error
+
+
+def test_an_output_that_is_a_file_is_one_line_before_the_data_is_read(tmp_path, capsys):
+    """It was "File exists", after the data was decoded."""
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    code = main(["tune", str(write(tmp_path, "preset: smoke\ngrid: {lr: [0.1]}\n")), "--local", "1",
+                 "--data", str(tmp_path / "absent"), "--out", str(taken)])
+    assert code == 2 and capsys.readouterr().err.strip() == f"ferlab: error: {taken}: exists and is not a folder; choose another output folder"

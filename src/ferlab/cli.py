@@ -504,6 +504,7 @@ def cmd_experiment(args) -> int:
     import torch
 
     from ferlab.experiments import list_experiments, load_experiment, publish, run_experiment, seed_list
+    from ferlab.runs import writable_folder
 
     if args.name == "list":
         for name in list_experiments():
@@ -511,8 +512,10 @@ def cmd_experiment(args) -> int:
         return 0
     experiment = load_experiment(args.name)
     seeds = seed_list(args.seeds)
+    out = writable_folder(Path(args.out) if args.out else Path("runs") / "experiments" / f"{experiment.name}-{args.budget}")
+    if args.publish:  # hours of training must not end on an unwritable folder
+        writable_folder(Path(args.publish))
     faces = load_data(args)
-    out = Path(args.out) if args.out else Path("runs") / "experiments" / f"{experiment.name}-{args.budget}"
     if args.ray or args.address:
         from ferlab.scale import ray_session
 
@@ -529,6 +532,7 @@ def cmd_experiment(args) -> int:
 
 
 def cmd_tune(args) -> int:
+    from ferlab.runs import writable_folder
     from ferlab.scale import ray_session, require_ray
     from ferlab.sweep import describe, read_sweep, run_sweep, run_sweep_locally
 
@@ -537,8 +541,8 @@ def cmd_tune(args) -> int:
         raise FerlabError("--local trains here without Ray; --address joins a Ray cluster: give one of them")
     if args.local is None:
         require_ray()
+    out = writable_folder(Path(args.out) if args.out else Path("runs") / "tune" / Path(args.sweep).stem)
     faces = load_data(args)
-    out = Path(args.out) if args.out else Path("runs") / "tune" / Path(args.sweep).stem
     if args.local is not None:
         rows = run_sweep_locally(sweep, faces, out, parallel=args.local)
     else:
