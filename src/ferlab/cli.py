@@ -470,29 +470,22 @@ def cmd_video(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    import socket
-
     import uvicorn
 
     from ferlab.checkpoint import load_model
     from ferlab.explain.common import check_layer
     from ferlab.serve.app import create_app
+    from ferlab.serve.listen import open_listener, page_url, reachable_from_elsewhere
 
     loaded = load_model(args.model, device=args.device, graphs=True)
     check_layer(loaded.model, args.layer)  # not a 500 on every request with Grad-CAM
     live = {} if args.min_face is None else {"live_min_face": args.min_face}  # else the camera's own minimum
     # the app before the port: a bad --min-face is one line, not a "serving" line and then an error
     app = create_app(loaded, str(args.model), args.tta, layer=args.layer, detection=detection_of(args), **live)
-    try:  # bind before saying anything: a port in use is one line and exit 2, not a "serving" line and a crash
-        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-        listener = socket.socket(family, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((args.host, args.port))
-    except (OSError, OverflowError) as error:
-        raise FerlabError(f"cannot serve on {args.host}:{args.port} ({getattr(error, 'strerror', None) or error})") from None
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: serving on {args.host}: other machines can reach this page", file=sys.stderr)
-    print(f"ferlab: serving {args.model} on http://{args.host}:{args.port}/ (Ctrl-C stops)")
+    listener = open_listener(args.host, args.port)
+    if reachable_from_elsewhere(args.host):
+        print(f"warning: --host {args.host}: other machines can reach this page", file=sys.stderr)
+    print(f"ferlab: serving {args.model} on {page_url(args.host, args.port)} (Ctrl-C stops)")
     config = uvicorn.Config(app, log_level="warning")
     uvicorn.Server(config).run(sockets=[listener])
     return 0
