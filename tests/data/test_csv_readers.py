@@ -215,3 +215,24 @@ def test_a_txt_is_refused_even_when_its_bytes_are_cached(tmp_path, csv_text):
     for use_cache in (True, False):
         with pytest.raises(FerlabError, match="notes.txt: unknown data format"):
             load_faces(tmp_path / "notes.txt", use_cache=use_cache)
+
+
+@pytest.mark.parametrize("ending", ["\r", "\r\n"])
+def test_classic_mac_and_windows_line_endings_read_as_unix_ones(tmp_path, sample_faces, ending):
+    """A CSV saved with bare CR line endings (classic Mac programs, Excel's "CSV (Macintosh)") was
+    "line 1 is longer than the readers' limit"; it reads as the LF file does, line numbers too."""
+    from tests.data.test_archived_csv import challenge_csv
+
+    text = challenge_csv(sample_faces).decode()
+    unix, other = tmp_path / "unix.csv", tmp_path / "other.csv"
+    unix.write_bytes(text.encode())
+    other.write_bytes(text.replace("\n", ending).encode())
+    expected, read = read_csv(unix), read_csv(other)
+    assert len(read) == len(sample_faces) == 420
+    assert torch.equal(read.images, expected.images) and torch.equal(read.labels, expected.labels)
+    assert torch.equal(read.splits, expected.splits) and read.ids == expected.ids
+    lines = text.split("\n")
+    lines[5] = lines[5].replace(",Training", ",Trainning").replace(",PublicTest", ",Trainning").replace(",PrivateTest", ",Trainning")
+    other.write_bytes(ending.join(lines).encode())
+    with pytest.raises(DataError, match=r"other.csv:6: .*Trainning"):
+        read_csv(other)

@@ -6,8 +6,8 @@
 
 Any of them may be gzip-, bzip2- or xz-compressed, whatever the file is called (recognised by its
 magic bytes). Text is UTF-8 (with or without a byte-order mark), or UTF-16 with its byte-order
-mark; a line that is not valid text, or longer than ``ReaderLimits.line_bytes``, is a bad row
-naming its line, like any other.
+mark; lines end in LF, CRLF or a bare CR (as classic Mac programs saved them). A line that is not
+valid text, or longer than ``ReaderLimits.line_bytes``, is a bad row naming its line, like any other.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import codecs
 import csv
 import dataclasses
 import io
+import itertools
 import re
 import warnings
 from collections.abc import Iterator
@@ -97,6 +98,24 @@ def detect_form(header: list[str], source: str) -> tuple[str, dict[str, int]]:
     )
 
 
+class BareCarriageReturns(io.RawIOBase):
+    """A byte stream whose lines end in a bare CR, read as if they ended in LF: ``head`` (its first
+    bytes, already read) and then the rest of ``stream``."""
+
+    def __init__(self, head: bytes, stream: io.BufferedReader):
+        super().__init__()
+        self.head, self.stream = head, stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.head[:len(buffer)] if self.head else self.stream.read(len(buffer))
+        self.head = self.head[len(data):]
+        buffer[:len(data)] = data.replace(b"\r", b"\n")
+        return len(data)
+
+
 def text_lines(stream: io.BufferedReader, source: str, limits: ReaderLimits) -> Iterator[tuple[int, str | None, str | None]]:
     """(line number, text, problem) per line of a UTF-8 or BOM-marked UTF-16 byte stream. A line
     is read at most ``limits.line_bytes`` at a time, so a file without newlines cannot fill memory;
@@ -111,9 +130,12 @@ def text_lines(stream: io.BufferedReader, source: str, limits: ReaderLimits) -> 
         return
     if stream.peek(3)[:3] == codecs.BOM_UTF8:
         stream.read(3)
-    number = 0
-    while raw := stream.readline(limits.line_bytes + 1):
-        number += 1
+    first = stream.readline(limits.line_bytes + 1)
+    if b"\r" in first and not first.endswith(b"\n"):  # the header ends in a bare CR, as classic Mac programs saved
+        stream = io.BufferedReader(BareCarriageReturns(first, stream))  # (it was "line 1 is longer than the limit")
+        first = stream.readline(limits.line_bytes + 1)
+    lines = itertools.chain([first] if first else [], iter(lambda: stream.readline(limits.line_bytes + 1), b""))
+    for number, raw in enumerate(lines, 1):
         if len(raw) > limits.line_bytes and not raw.endswith(b"\n"):
             while (rest := stream.readline(limits.line_bytes + 1)) and not rest.endswith(b"\n"):
                 pass  # skip the rest of the over-long line
