@@ -122,6 +122,18 @@ def test_a_path_holding_a_nul_character_is_one_line_everywhere(model, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("given", ["", 123, None, b"default"])
+def test_a_model_that_names_nothing_is_one_line(given, capsys):
+    """'' was the current folder ("no best.pt here"); 123 or None a TypeError from pathlib."""
+    from ferlab.cli import main
+
+    message = f"model {given!r}: name a run folder, a checkpoint or ONNX file, 'default' or 'default-fast'"
+    with pytest.raises(FerlabError, match=f"^{re.escape(message)}$"):
+        ferlab.load(given)
+    if given == "":
+        assert main(["evaluate", ""]) == 2 and capsys.readouterr().err.strip() == f"ferlab: error: {message}"
+
+
 def test_a_checkpoint_other_than_best_or_last_is_one_line(tmp_path):
     for model in ("default", str(tmp_path)):  # it took the shipped model whatever the checkpoint said
         with pytest.raises(FerlabError, match=r"^checkpoint 'worst': a run folder holds best.pt and last.pt; choose best or last$"):

@@ -19,7 +19,7 @@ from torch import nn
 from ferlab.config import TrainConfig, check_model_options, config_from_dict
 from ferlab.device import choose_device
 from ferlab.data.normalize import FER2013_MEAN_GRAY, KINDS, Normalization
-from ferlab.errors import FerlabError
+from ferlab.errors import FerlabError, brief
 from ferlab.evaluation import infer, infer_views
 from ferlab.labels import EMOTIONS
 from ferlab.models import build_model
@@ -323,6 +323,9 @@ def resolve_checkpoint(run_or_file: str | os.PathLike, which: str = "best") -> P
     shipped models; a file stays itself."""
     if which not in ("best", "last"):  # ferlab.load(..., checkpoint="worst") took the file or shipped model silently
         raise FerlabError(f"checkpoint {which!r}: a run folder holds best.pt and last.pt; choose best or last")
+    if isinstance(run_or_file, bytes) or not isinstance(run_or_file, (str, os.PathLike)) or not str(run_or_file):
+        # '' was the current folder ("no best.pt here"), 123 or None a TypeError from pathlib
+        raise FerlabError(f"model {brief(run_or_file)}: name a run folder, a checkpoint or ONNX file, 'default' or 'default-fast'")
     if is_shipped_name(run_or_file):
         if which != "best":
             raise FerlabError(f"--checkpoint {which}: {run_or_file} is one shipped model; a run folder holds best.pt and last.pt")
