@@ -203,3 +203,16 @@ def test_a_photo_given_as_a_face_warns_that_it_was_stretched(model, crop, tmp_pa
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a face crop a little off square (a detector's box) is not warned of
         model.predict([crop, np.zeros((48, 40), np.uint8), Image.fromarray(np.zeros((60, 70), np.uint8))])
+
+
+def test_an_empty_or_missing_path_is_one_line_naming_the_argument(model, tmp_path):
+    """'' was read by pathlib as the current folder (".: not a regular file"); None was a TypeError."""
+    for call, message in [(lambda: model.predict(""), "faces '': give a path"),
+                          (lambda: model.predict([np.zeros((48, 48), np.uint8), ""]), "faces[1] '': give a path"),
+                          (lambda: model.detect(""), "photo '': give a path"),
+                          (lambda: model.video(None, tmp_path / "out"), "video None: give a path"),
+                          (lambda: model.video("", tmp_path / "out"), "video '': give a path"),
+                          (lambda: model.video(tmp_path / "clip.mp4", None), "output None: give a path")]:
+        with pytest.raises(FerlabError, match=f"^{re.escape(message)}$"):
+            call()
+    assert not (tmp_path / "out").exists()

@@ -23,7 +23,7 @@ from PIL import Image
 
 from ferlab.checkpoint import LoadedModel, load_model
 from ferlab.data.images import ImageProblem, decode_image, read_image_file, to_eight_bits
-from ferlab.errors import FerlabError
+from ferlab.errors import FerlabError, brief
 from ferlab.faces import DEFAULT_DETECTOR, MIN_FACE, Detection
 from ferlab.labels import EMOTIONS, IMAGE_SIZE
 
@@ -46,6 +46,14 @@ class Predictions:
     def as_dicts(self) -> list[dict[str, float]]:
         """One {class: probability} per face."""
         return [dict(zip(EMOTIONS, map(float, row))) for row in self.probabilities]
+
+
+def as_path(value, what: str) -> Path:
+    """A path the API was given: '' (which pathlib reads as the current folder) and what is not a
+    path (None) are one FerlabError naming ``what``."""
+    if isinstance(value, bytes) or not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise FerlabError(f"{what} {brief(value)}: give a path")
+    return Path(value)
 
 
 def image_to_face(image: Image.Image, where: str = "image") -> np.ndarray:
@@ -127,7 +135,7 @@ def as_faces(faces, where: str = "faces") -> torch.Tensor:
             raise FerlabError(f"{where}: an empty list holds no face")
         return torch.cat([as_faces(item, f"{where}[{i}]") for i, item in enumerate(faces)])
     if isinstance(faces, (str, os.PathLike)):
-        image = read_image(Path(faces))
+        image = read_image(as_path(faces, where))
         face = image_to_face(image)
         warn_if_stretched(image.size, str(faces))
         return torch.from_numpy(face)[None]
@@ -262,7 +270,7 @@ class Model:
         detection = Detection(detector, min_face)
         where = photo if isinstance(photo, (str, os.PathLike)) else "photo"
         if isinstance(photo, (str, os.PathLike, bytes)):
-            opened = open_photo(photo if isinstance(photo, bytes) else Path(photo))
+            opened = open_photo(photo if isinstance(photo, bytes) else as_path(photo, "photo"))
             if opened.note:
                 warnings.warn(f"{where}: {opened.note}", stacklevel=2)
             rgb = opened.rgb
@@ -293,7 +301,7 @@ class Model:
         options = VideoOptions(detect_every=detect_every, smoothing=smoothing,
                                detection=Detection(detector, min_face), tta=self.tta, explain=explain, layer=layer)
         check_map_request(self.loaded, explain, layer)  # before the first frame
-        summary = process_video(self.loaded, Path(path), Path(output), options, progress=progress)
+        summary = process_video(self.loaded, as_path(path, "video"), as_path(output, "output"), options, progress=progress)
         if problem := frames_lost(summary):
             warnings.warn(problem, stacklevel=2)
         return summary
