@@ -130,6 +130,17 @@ def test_photos_given_as_face_crops_are_named_in_one_note(tmp_path, capsys):
     one_line_error(code, err, "absent.png: cannot read")
 
 
+def test_a_split_of_face_images_is_one_line(tmp_path, capsys, sample_archive):
+    """--split val of face image files was passed over without a word: they belong to no split."""
+    face = tmp_path / "face.png"
+    Image.fromarray(np.full((48, 48), 128, np.uint8)).save(face)
+    code, _, err = run(["predict", "default-fast", str(face), "--split", "val", "-o", str(tmp_path / "s.csv")], capsys)
+    one_line_error(code, err, "--split val: the inputs are face images, which belong to no split")
+    assert not (tmp_path / "s.csv").exists()
+    code, out, _ = run(["predict", "default-fast", str(face), str(sample_archive), "--split", "val", "-o", str(tmp_path / "s.csv")], capsys)
+    assert code == 0 and "wrote 71 predictions" in out  # the image and the source's 70 PublicTest faces
+
+
 def test_ensemble_of_a_run_and_its_copy_matches_the_run(tmp_path, capsys, sample_archive):
     """The combination of two copies of one model is that model (the command refuses a copy, the
     library combines what it is given)."""

@@ -314,6 +314,9 @@ def predict_inputs(args) -> tuple[list[str], list, int]:
     from ferlab.data import is_data_source
     from ferlab.photo_batch import expand_inputs
 
+    if args.split != "all" and all(Path(item).exists() and not is_data_source(Path(item)) for item in args.inputs):
+        raise FerlabError(f"--split {args.split}: the inputs are face images, which belong to no split; "
+                          "--split picks faces of a FER2013 source")  # it was passed over without a word
     ids, batches, failed, stretched = [], [], 0, []
     for item in args.inputs:
         if is_data_source(Path(item)):
