@@ -102,6 +102,16 @@ def test_int8_export_refuses_what_it_cannot_write_or_check(tmp_path, capsys, sam
     assert sorted(p.name for p in tmp_path.iterdir()) == ["test.csv"]
 
 
+@pytest.mark.parametrize("option", [["--calibration-faces", "100"], ["--data", "fer2013.csv"], ["--skip-bad-rows"]])
+def test_an_option_of_int8_alone_given_to_a_float_export_is_one_line(option, tmp_path, capsys):
+    """A float export reads no faces: --calibration-faces or --data were passed over without a word."""
+    for suffix in (".pt", ".onnx"):
+        assert main(["export", "default-fast", "-o", str(tmp_path / f"m{suffix}"), *option]) == 2
+        assert capsys.readouterr().err.strip() == (f"ferlab: error: {option[0]}: only --int8 reads faces (to calibrate "
+                                                   "and check the 8-bit graph); a float export reads none")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_failed_int8_export_leaves_nothing_beside_the_output(tmp_path, monkeypatch, sample_faces):
     import ferlab.export as export
     from ferlab.checkpoint import read_checkpoint, resolve_checkpoint

@@ -407,6 +407,12 @@ def cmd_export(args) -> int:
     check_not_an_input(output, [resolve_checkpoint(args.run, args.checkpoint)])
     if args.int8:
         return export_int8_command(args, output)
+    given = [flag for flag, value in (("--calibration-faces", args.calibration_faces), ("--data", args.data),
+                                      ("--resize", args.resize), ("--skip-bad-rows", args.skip_bad_rows),
+                                      ("--no-cache", args.no_cache)) if value]
+    if given:  # a float export reads no faces: they were passed over without a word
+        raise FerlabError(f"{given[0]}: only --int8 reads faces (to calibrate and check the 8-bit graph); "
+                          "a float export reads none")
     kind = export_model(read_checkpoint(resolve_checkpoint(args.run, args.checkpoint)), output)
     described = {".pt": "ferlab checkpoint, float16 weights", ".onnx": "ONNX: uint8 faces in, logits and probabilities out"}
     print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB, {described[kind]})")
