@@ -6,6 +6,7 @@ from __future__ import annotations
 import bz2
 import lzma
 import os
+import re
 import tarfile
 
 import numpy as np
@@ -109,6 +110,37 @@ def test_a_zip_member_with_a_bad_crc_names_the_member(tmp_path, tree):
     path.write_bytes(data)
     with pytest.raises(DataError, match=rf"crc.zip:{next(iter(tree))}: damaged zip member"):
         read_image_folder(path)
+
+
+def flag_every_entry(data: bytes, local: tuple[int, int], central: tuple[int, int]) -> bytes:
+    """``data`` with byte ``local[0]`` of every local header or-ed with ``local[1]`` (and
+    ``central`` likewise in the central directory)."""
+    data = bytearray(data)
+    for signature, (offset, bits) in ((b"PK\x03\x04", local), (b"PK\x01\x02", central)):
+        start = 0
+        while (start := data.find(signature, start)) >= 0:
+            data[start + offset] |= bits
+            start += 4
+    return bytes(data)
+
+
+def test_an_encrypted_or_deflate64_zip_says_so_rather_than_damaged(tmp_path, sample_archive):
+    """Both were "damaged zip member (RuntimeError: File <ZipInfo filename=...", cut short."""
+    import io
+    import zipfile
+
+    with tarfile.open(sample_archive) as source, zipfile.ZipFile(buffer := io.BytesIO(), "w", zipfile.ZIP_DEFLATED) as packed:
+        for member in source:
+            if member.isfile():
+                packed.writestr(member.name, source.extractfile(member).read())
+    first = zipfile.ZipFile(buffer).infolist()[0].filename
+    encrypted, deflate64 = tmp_path / "encrypted.zip", tmp_path / "deflate64.zip"
+    encrypted.write_bytes(flag_every_entry(buffer.getvalue(), (6, 0x1), (8, 0x1)))  # general-purpose flag bit 0
+    deflate64.write_bytes(flag_every_entry(buffer.getvalue(), (8, 0x1), (10, 0x1)))  # method 8 (deflate) -> 9
+    for path, message in ((encrypted, "encrypted (password-protected); extract the archive with its password and read the folder"),
+                          (deflate64, "compressed by zip method 9, which Python cannot read; re-pack the archive with deflate")):
+        with pytest.raises(DataError, match=rf"^{re.escape(str(path))}:{first}: {re.escape(message)}"):
+            load_faces(path, skip_bad_rows=True, use_cache=False)  # an archive is never read in part
 
 
 def test_a_zip_entry_swallowed_by_a_damaged_comment_length_is_an_error(tmp_path, tree):

@@ -30,6 +30,7 @@ from ferlab.data.limits import DECOMPRESSION_ERRORS, MIB, BoundedStream, ReaderL
 from ferlab.errors import DataError
 
 MAX_LINK_HOPS = 32  # a chain of symlinks longer than this is a loop
+ZIP_ENCRYPTED = 0x1  # general-purpose flag bit 0 of a zip entry: its data needs a password
 
 
 @dataclass(frozen=True)
@@ -205,11 +206,16 @@ def iter_zip(path: Path, limits: ReaderLimits) -> Iterator[Entry]:
             if info.file_size > limits.member_bytes:
                 yield Entry(info.filename, problem=too_large(info.file_size, limits))
                 continue
+            if info.flag_bits & ZIP_ENCRYPTED:  # was "damaged zip member (RuntimeError: File <ZipInfo filename=..." cut short
+                raise DataError(source, info.filename, "encrypted (password-protected); extract the archive with "
+                                                       "its password and read the folder")
             try:
                 with archive.open(info) as member:
                     data = member.read(limits.member_bytes + 1)
-            except (zipfile.BadZipFile, NotImplementedError, RuntimeError, *DECOMPRESSION_ERRORS) as error:
-                # RuntimeError: an encrypted member; NotImplementedError: an unknown compression.
+            except NotImplementedError:  # a compression method zipfile cannot read (deflate64, PPMd, ...)
+                raise DataError(source, info.filename, f"compressed by zip method {info.compress_type}, which Python "
+                                                       "cannot read; re-pack the archive with deflate, zip's default") from None
+            except (zipfile.BadZipFile, RuntimeError, *DECOMPRESSION_ERRORS) as error:
                 raise DataError(source, info.filename, f"damaged zip member ({error.__class__.__name__}: "
                                                        f"{str(error)[:100]})") from None
             budget.spend(len(data))
