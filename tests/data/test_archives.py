@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from ferlab.data import ReaderLimits, load_faces, read_image_folder
+from ferlab.data.archives import open_member
 from ferlab.errors import DataError
 from tests.hostile import face_tree, tar_bytes, zip_bytes
 
@@ -141,6 +142,9 @@ def test_an_encrypted_or_deflate64_zip_says_so_rather_than_damaged(tmp_path, sam
                           (deflate64, "compressed by zip method 9, which Python cannot read; re-pack the archive with deflate")):
         with pytest.raises(DataError, match=rf"^{re.escape(str(path))}:{first}: {re.escape(message)}"):
             load_faces(path, skip_bad_rows=True, use_cache=False)  # an archive is never read in part
+        with pytest.raises(DataError, match=re.escape(message)):  # streamed, as a CSV over 64 MiB is: was a traceback
+            with open_member(path, first, ReaderLimits()) as member:
+                member.read()
 
 
 def test_a_zip_entry_swallowed_by_a_damaged_comment_length_is_an_error(tmp_path, tree):

@@ -163,6 +163,19 @@ class Links:
 
 # --- zip ----------------------------------------------------------------------------------------
 
+def open_zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str):
+    """``archive.open(info)``; a member needing a password or a compression method zipfile cannot
+    read is a DataError saying so (they were "damaged", or a traceback when streamed)."""
+    if info.flag_bits & ZIP_ENCRYPTED:
+        raise DataError(source, info.filename, "encrypted (password-protected); extract the archive with "
+                                               "its password and read the folder")
+    try:
+        return archive.open(info)
+    except NotImplementedError:  # deflate64, PPMd, ...
+        raise DataError(source, info.filename, f"compressed by zip method {info.compress_type}, which Python "
+                                               "cannot read; re-pack the archive with deflate, zip's default") from None
+
+
 def is_zip_symlink(info: zipfile.ZipInfo) -> bool:
     return info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16)  # 3: made on Unix
 
@@ -206,15 +219,11 @@ def iter_zip(path: Path, limits: ReaderLimits) -> Iterator[Entry]:
             if info.file_size > limits.member_bytes:
                 yield Entry(info.filename, problem=too_large(info.file_size, limits))
                 continue
-            if info.flag_bits & ZIP_ENCRYPTED:  # was "damaged zip member (RuntimeError: File <ZipInfo filename=..." cut short
-                raise DataError(source, info.filename, "encrypted (password-protected); extract the archive with "
-                                                       "its password and read the folder")
             try:
-                with archive.open(info) as member:
+                with open_zip_member(archive, info, source) as member:
                     data = member.read(limits.member_bytes + 1)
-            except NotImplementedError:  # a compression method zipfile cannot read (deflate64, PPMd, ...)
-                raise DataError(source, info.filename, f"compressed by zip method {info.compress_type}, which Python "
-                                                       "cannot read; re-pack the archive with deflate, zip's default") from None
+            except DataError:  # encrypted, or of a method zipfile cannot read: named as such
+                raise
             except (zipfile.BadZipFile, RuntimeError, *DECOMPRESSION_ERRORS) as error:
                 raise DataError(source, info.filename, f"damaged zip member ({error.__class__.__name__}: "
                                                        f"{str(error)[:100]})") from None
@@ -327,7 +336,7 @@ def open_member(path: Path, name: str, limits: ReaderLimits) -> Iterator[io.Buff
     source = str(path)
     try:
         if path.name.lower().endswith(".zip"):
-            with zipfile.ZipFile(path) as archive, archive.open(name) as member:
+            with zipfile.ZipFile(path) as archive, open_zip_member(archive, archive.getinfo(name), source) as member:
                 yield bounded(member, source, name, limits)  # zipfile checks the member's CRC at its end
             return
         stream, _ = open_source(path, limits, where=lambda: name)
