@@ -54,3 +54,26 @@ def test_calibrate_writes_a_file_for_a_checkpoint_and_refuses_to_overwrite_one(t
     assert main(["calibrate", "default", "--data", str(sample_archive), "-o", str(output)]) == 0
     assert read_checkpoint(output)["calibration"]["fitted_on"] == "PublicTest (fer2013-sample.tar.gz)"
     assert "ECE" in capsys.readouterr().out
+
+
+def test_calibrate_never_writes_over_its_input_or_a_file_that_is_not_a_checkpoint(tmp_path, sample_archive, capsys):
+    """-o of default-fast's own file rewrote the shipped model with the sample's temperature, and
+    -o photo.png wrote a checkpoint over the photo."""
+    import hashlib
+
+    from ferlab.checkpoint import shipped_model_path
+
+    shipped = shipped_model_path("default-fast")
+    before = hashlib.sha256(shipped.read_bytes()).hexdigest()
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"a photo")
+    copy = tmp_path / "copy.pt"
+    copy.write_bytes(shipped.read_bytes())
+    for output, message in [(shipped, f"{shipped}: is also an input ({shipped}) and would be replaced"),
+                            (photo, f"{photo}: calibrate writes a checkpoint; name the file *.pt")]:
+        assert main(["calibrate", "default-fast", "--data", str(sample_archive), "-o", str(output)]) == 2
+        assert capsys.readouterr().err.strip().startswith(f"ferlab: error: {message}")
+    assert main(["calibrate", str(copy), "--data", str(sample_archive), "-o", str(tmp_path / "." / "copy.pt")]) == 2
+    assert "would be replaced" in capsys.readouterr().err
+    assert hashlib.sha256(shipped.read_bytes()).hexdigest() == before and photo.read_bytes() == b"a photo"
+    assert copy.read_bytes() == shipped.read_bytes()

@@ -544,3 +544,21 @@ def test_an_output_that_is_one_of_the_inputs_is_refused_before_any_work(tmp_path
         code, _, err = run(argv, capsys)
         one_line_error(code, err, f": is also an input ({source}) and would be replaced; name another output")
     assert all(path.read_bytes() == data for path, data in before.items())
+
+
+def test_an_output_of_another_kind_of_file_is_one_line(tmp_path, capsys, sample_archive):
+    """predict -o keep.png wrote a CSV over an unrelated photo, ensemble -o and calibrate -o a checkpoint."""
+    keep = tmp_path / "keep.png"
+    Image.fromarray(np.full((48, 48), 128, np.uint8)).save(keep)
+    before = keep.read_bytes()
+    for argv, message in [
+        (["predict", "default-fast", str(sample_archive), "-o", str(keep)], "predict writes a CSV (id,label); name the file *.csv"),
+        (["ensemble", "default", "default-fast", "--data", str(sample_archive), "--out", str(tmp_path / "e"), "-o", str(keep)],
+         "ensemble -o writes one checkpoint of its members; name the file *.pt"),
+        (["calibrate", "default-fast", "--data", str(sample_archive), "-o", str(keep)], "calibrate writes a checkpoint; name the file *.pt"),
+    ]:
+        code, _, err = run(argv, capsys)
+        assert code == 2 and err.strip() == f"ferlab: error: {keep}: {message}"
+    assert keep.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["keep.png"]
+    code, out, _ = run(["predict", "default-fast", str(keep), "-o", str(tmp_path / "labels.CSV")], capsys)
+    assert code == 0 and (tmp_path / "labels.CSV").read_text().startswith("id,label")

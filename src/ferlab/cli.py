@@ -270,13 +270,17 @@ def teaching_time(results: dict) -> str:
 def cmd_calibrate(args) -> int:
     from ferlab.calibration import calibrate_checkpoint, describe_calibration
     from ferlab.checkpoint import is_run_folder, load_model, resolve_checkpoint
-    from ferlab.runs import writable_file
+    from ferlab.runs import check_not_an_input, check_suffix, writable_file
 
     source = resolve_checkpoint(args.run, args.checkpoint)
-    if args.output is None and not is_run_folder(args.run):
+    in_place = is_run_folder(args.run)
+    if args.output is None and not in_place:
         raise FerlabError(f"{args.run}: name the calibrated checkpoint to write with -o (only a run folder's "
                           "checkpoint is calibrated in place)")
     output = writable_file(Path(args.output)) if args.output else source
+    check_suffix(output, ".pt", "calibrate writes a checkpoint")
+    if not in_place:  # -o of default-fast's own file rewrote the shipped model with the sample's temperature
+        check_not_an_input(output, [source])
     loaded = load_model(source, device=args.device)
     calibrated = calibrate_checkpoint(loaded, load_data_for(args, loaded), output)
     print(describe_calibration(calibrated.checkpoint["calibration"]))
@@ -346,10 +350,11 @@ def cmd_predict(args) -> int:
     import torch
 
     from ferlab.checkpoint import load_model
-    from ferlab.runs import check_not_an_input, writable_file, write_submission
+    from ferlab.runs import check_not_an_input, check_suffix, writable_file, write_submission
 
     output = writable_file(Path(args.output))
     check_not_an_input(output, args.inputs)
+    check_suffix(output, ".csv", "predict writes a CSV (id,label)")
     loaded = load_model(args.run, args.checkpoint, args.device, graphs=True)
     loaded.check_tta(args.tta)  # before the inputs are read
     ids, batches, failed = predict_inputs(args)
@@ -365,7 +370,7 @@ def cmd_predict(args) -> int:
 def cmd_ensemble(args) -> int:
     from ferlab.checkpoint import check_distinct_models, load_model, resolve_checkpoint, save_checkpoint
     from ferlab.ensemble import ensemble_payload, evaluate_ensemble
-    from ferlab.runs import check_not_an_input, check_owner, new_run_dir, writable_file
+    from ferlab.runs import check_not_an_input, check_owner, check_suffix, new_run_dir, writable_file
 
     if len(args.runs) < 2:
         raise FerlabError("an ensemble needs at least two runs")
@@ -373,6 +378,7 @@ def cmd_ensemble(args) -> int:
     output = writable_file(Path(args.output)) if args.output else None
     if output:
         check_not_an_input(output, [resolve_checkpoint(run) for run in args.runs])
+        check_suffix(output, ".pt", "ensemble -o writes one checkpoint of its members")
     members = [load_model(run, device=args.device, graphs=True) for run in args.runs]
     graphs = [str(run) for run, member in zip(args.runs, members) if member.is_graph]
     if output and graphs:  # ensemble.pt holds its members' weights; a graph's stay inside onnxruntime

@@ -114,6 +114,13 @@ def check_not_an_input(output: Path, inputs) -> None:
             raise FerlabError(f"{output}: is also an input ({source}) and would be replaced; name another output")
 
 
+def check_suffix(output: Path, suffix: str, what: str) -> None:
+    """An output is named for what is written into it: a file of another kind (``predict -o
+    photo.png``, ``ensemble -o notes.txt``) was replaced by a CSV or a checkpoint."""
+    if output.suffix.lower() != suffix:
+        raise FerlabError(f"{output}: {what}; name the file *{suffix}")
+
+
 def write_json(path: Path, data: dict) -> None:
     write_text(path, json.dumps(data, indent=2) + "\n")
 
