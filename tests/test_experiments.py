@@ -89,6 +89,26 @@ def test_an_output_that_is_a_file_is_one_line_before_any_training(option, tmp_pa
     assert not (tmp_path / "out").exists()
 
 
+def test_results_of_another_experiment_or_a_users_file_are_never_replaced(sample_faces, tmp_path, capsys):
+    """A results.md of the user's in --out was replaced without a word."""
+    from ferlab.cli import main
+
+    experiment = load_experiment("cnn-vs-dnn")
+    tiny = dataclasses.replace(experiment, budgets={"cpu": {"epochs": 1, "batch_size": 32}})
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "results.md").write_text("my notes\n")
+    with pytest.raises(FerlabError, match=r"results.md: not written by experiment cnn-vs-dnn, and would be replaced"):
+        run_experiment(tiny, sample_faces, mine, seeds=[0], budget="cpu", log=lambda _: None)
+    assert (mine / "results.md").read_text() == "my notes\n" and sorted(p.name for p in mine.iterdir()) == ["results.md"]
+    ours = tmp_path / "ours"
+    run_experiment(tiny, sample_faces, ours, seeds=[0], budget="cpu", log=lambda _: None)
+    run_experiment(tiny, sample_faces, ours, seeds=[0], budget="cpu", log=lambda _: None)  # its own: replaced
+    code = main(["experiment", "augmentation", "--seeds", "1", "--data", str(tmp_path / "absent"), "--out", str(ours)])
+    assert code == 2 and capsys.readouterr().err.strip() == (
+        f"ferlab: error: {ours / 'results.json'}: not written by experiment augmentation, and would be replaced; choose another --out")
+
+
 @pytest.mark.parametrize("seeds", [[], [0, 0]])
 def test_no_seed_or_a_seed_twice_is_refused_by_the_api(seeds, sample_faces, tmp_path):
     with pytest.raises(FerlabError, match=r"expected one or more distinct seeds"):

@@ -165,3 +165,15 @@ def test_an_output_that_is_a_file_is_one_line_before_the_data_is_read(tmp_path, 
     code = main(["tune", str(write(tmp_path, "preset: smoke\ngrid: {lr: [0.1]}\n")), "--local", "1",
                  "--data", str(tmp_path / "absent"), "--out", str(taken)])
     assert code == 2 and capsys.readouterr().err.strip() == f"ferlab: error: {taken}: exists and is not a folder; choose another output folder"
+
+
+def test_results_that_are_not_a_sweeps_are_never_replaced(tmp_path, capsys):
+    """table.md or results.json of something else in --out were replaced without a word."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text('{"experiment": "cnn-vs-dnn"}')
+    code = main(["tune", str(write(tmp_path, "preset: smoke\ngrid: {lr: [0.1]}\n")), "--local", "1",
+                 "--data", str(tmp_path / "absent"), "--out", str(out)])
+    assert code == 2 and capsys.readouterr().err.strip() == (
+        f"ferlab: error: {out / 'results.json'}: not written by ferlab tune, and would be replaced; choose another --out")
+    assert (out / "results.json").read_text() == '{"experiment": "cnn-vs-dnn"}'

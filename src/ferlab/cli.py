@@ -511,7 +511,8 @@ def cmd_experiment(args) -> int:
 
     import torch
 
-    from ferlab.experiments import list_experiments, load_experiment, publish, run_experiment, seed_list
+    from ferlab.experiments import (check_results_folder, list_experiments, load_experiment, publish, run_experiment,
+                                    seed_list)
     from ferlab.runs import writable_folder
 
     if args.name == "list":
@@ -521,6 +522,7 @@ def cmd_experiment(args) -> int:
     experiment = load_experiment(args.name)
     seeds = seed_list(args.seeds)
     out = writable_folder(Path(args.out) if args.out else Path("runs") / "experiments" / f"{experiment.name}-{args.budget}")
+    check_results_folder(out, experiment)  # before the data is read; run_experiment checks it again
     if args.publish:  # hours of training must not end on an unwritable folder
         writable_folder(Path(args.publish))
     faces = load_data(args)
@@ -542,7 +544,7 @@ def cmd_experiment(args) -> int:
 def cmd_tune(args) -> int:
     from ferlab.runs import writable_folder
     from ferlab.scale import ray_session, require_ray
-    from ferlab.sweep import describe, read_sweep, run_sweep, run_sweep_locally
+    from ferlab.sweep import check_results_folder, describe, read_sweep, run_sweep, run_sweep_locally
 
     sweep = read_sweep(Path(args.sweep))  # a bad sweep is one line before anything starts
     if args.local is not None and args.address:
@@ -550,6 +552,7 @@ def cmd_tune(args) -> int:
     if args.local is None:
         require_ray()
     out = writable_folder(Path(args.out) if args.out else Path("runs") / "tune" / Path(args.sweep).stem)
+    check_results_folder(out)  # before the data is read; the sweep checks it again
     faces = load_data(args)
     if args.local is not None:
         rows = run_sweep_locally(sweep, faces, out, parallel=args.local)

@@ -28,7 +28,7 @@ from ferlab.data.faceset import FaceSet
 from ferlab.errors import FerlabError
 from ferlab.evaluation import format_metrics, metrics
 from ferlab.labels import EMOTIONS
-from ferlab.outputs import same_file, write_text, written
+from ferlab.outputs import read_small_json, same_file, write_text, written
 from ferlab.tta import TTA_POLICIES, choose_tta, uses_windows
 from ferlab.calibration import reliability
 
@@ -112,6 +112,15 @@ def check_not_an_input(output: Path, inputs) -> None:
     for source in map(Path, inputs):
         if same_file(output, source):
             raise FerlabError(f"{output}: is also an input ({source}) and would be replaced; name another output")
+
+
+def check_results_folder(out: Path, outputs: tuple[str, ...], ours, what: str) -> None:
+    """A folder that a command writes ``outputs`` into holds none of them, or holds its own earlier
+    results (``results.json``, whose content ``ours`` recognises): a user's ``results.md`` in
+    ``experiment --out`` was replaced without a word."""
+    present = [name for name in outputs if (out / name).exists()]
+    if present and not ours(read_small_json(out / "results.json")):
+        raise FerlabError(f"{out / present[0]}: not written by {what}, and would be replaced; choose another --out")
 
 
 def check_suffix(output: Path, suffix: str, what: str) -> None:

@@ -248,6 +248,20 @@ def param_space(sweep: Sweep) -> dict:
     return {key: makers[kind](arguments) for key, (kind, arguments) in sweep.random.items()}
 
 
+RESULTS = ("results.json", "table.md")  # what a sweep writes into its folder (and trials/, its runs)
+
+
+def is_sweep_record(record) -> bool:
+    return isinstance(record, list) and all(isinstance(row, dict) and "publictest" in row for row in record)
+
+
+def check_results_folder(out: Path) -> None:
+    """``out`` holds none of a sweep's results, or an earlier sweep's (replaced)."""
+    from ferlab.runs import check_results_folder as check
+
+    check(out, RESULTS, is_sweep_record, "ferlab tune")
+
+
 def run_sweep(sweep: Sweep, faces, out: Path, *, log=print) -> list[dict]:
     """Every trial on Ray Tune (ASHA if asked), ranked by best PublicTest accuracy; also written as
     ``OUT/table.md`` and ``OUT/results.json``."""
@@ -259,6 +273,7 @@ def run_sweep(sweep: Sweep, faces, out: Path, *, log=print) -> list[dict]:
     scheduler = None if not sweep.asha else ASHAScheduler(
         time_attr="epoch", max_t=epochs, grace_period=int(sweep.asha.get("grace", 1)),
         reduction_factor=float(sweep.asha.get("reduction", 3)))
+    check_results_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     trainable = tune.with_resources(tune.with_parameters(train_trial, sweep=sweep, faces=faces, out=out.resolve()),
                                     sweep.resources)
@@ -297,6 +312,7 @@ def run_sweep_locally(sweep: Sweep, faces, out: Path, *, parallel: int, log=prin
         raise FerlabError("a random search needs Ray (ferlab[ray]); without it, list variants or a grid")
     if sweep.asha:
         raise FerlabError("ASHA early stopping needs Ray (ferlab[ray]); without it, leave asha out")
+    check_results_folder(out)
     if parallel < 1:
         raise FerlabError(f"--local needs at least 1 trial at a time, got {parallel}")
     out = out.resolve()

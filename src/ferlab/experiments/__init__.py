@@ -218,6 +218,17 @@ def run_on_ray(experiment: Experiment, faces: FaceSet, out_dir: Path, jobs: list
 RUNNERS = {"sequential": run_sequentially, "ray": run_on_ray}
 
 
+RESULTS = ("results.json", "results.md", "curves.png", "confusions.png")  # what an experiment writes into its folder
+
+
+def check_results_folder(out_dir: Path, experiment: Experiment) -> None:
+    """``out_dir`` holds none of an experiment's results, or this experiment's own (replaced)."""
+    from ferlab.runs import check_results_folder as check
+
+    check(out_dir, RESULTS, lambda record: isinstance(record, dict) and record.get("experiment") == experiment.name,
+          f"experiment {experiment.name}")
+
+
 def seed_list(count: int) -> list[int]:
     """Seeds 0..count-1 for ``--seeds count``, 1 to MAX_SEEDS of them (0 was an IndexError after the data was read)."""
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_SEEDS:
@@ -233,6 +244,7 @@ def run_experiment(experiment: Experiment, faces: FaceSet, out_dir: Path, *, see
 
     if not seeds or len(set(seeds)) != len(seeds):  # no seed was an IndexError; a seed twice, one run counted twice
         raise FerlabError(f"seeds {brief(seeds)}: expected one or more distinct seeds")
+    check_results_folder(out_dir, experiment)
     out_dir.mkdir(parents=True, exist_ok=True)
     faces = cap_training(faces, experiment.train_limit(budget))
     parameters = check_parameter_ratio(experiment)
