@@ -109,6 +109,21 @@ def test_results_of_another_experiment_or_a_users_file_are_never_replaced(sample
         f"ferlab: error: {ours / 'results.json'}: not written by experiment augmentation, and would be replaced; choose another --out")
 
 
+def test_publish_rebuilds_its_own_summary_and_never_a_users(tmp_path, capsys):
+    from ferlab.cli import main
+    from ferlab.experiments import check_publish_folder
+    from tests.conftest import REPO
+
+    check_publish_folder(REPO / "experiments")  # the published tables: rebuilt
+    (tmp_path / "RESULTS.md").write_text("# My results\n")
+    code = main(["experiment", "cnn-vs-dnn", "--seeds", "1", "--data", str(tmp_path / "absent"),
+                 "--out", str(tmp_path / "out"), "--publish", str(tmp_path)])
+    assert code == 2 and capsys.readouterr().err.strip() == (
+        f"ferlab: error: {tmp_path / 'RESULTS.md'}: not written by ferlab experiment --publish, and would be replaced; "
+        "choose another --publish folder")
+    assert (tmp_path / "RESULTS.md").read_text() == "# My results\n" and not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("seeds", [[], [0, 0]])
 def test_no_seed_or_a_seed_twice_is_refused_by_the_api(seeds, sample_faces, tmp_path):
     with pytest.raises(FerlabError, match=r"expected one or more distinct seeds"):

@@ -511,8 +511,8 @@ def cmd_experiment(args) -> int:
 
     import torch
 
-    from ferlab.experiments import (check_results_folder, list_experiments, load_experiment, publish, run_experiment,
-                                    seed_list)
+    from ferlab.experiments import (check_publish_folder, check_results_folder, list_experiments, load_experiment,
+                                    publish, run_experiment, seed_list)
     from ferlab.runs import writable_folder
 
     if args.name == "list":
@@ -523,8 +523,8 @@ def cmd_experiment(args) -> int:
     seeds = seed_list(args.seeds)
     out = writable_folder(Path(args.out) if args.out else Path("runs") / "experiments" / f"{experiment.name}-{args.budget}")
     check_results_folder(out, experiment)  # before the data is read; run_experiment checks it again
-    if args.publish:  # hours of training must not end on an unwritable folder
-        writable_folder(Path(args.publish))
+    if args.publish:  # hours of training must not end on an unwritable folder, or one holding another RESULTS.md
+        check_publish_folder(writable_folder(Path(args.publish)))
     faces = load_data(args)
     if args.ray or args.address:
         from ferlab.scale import ray_session

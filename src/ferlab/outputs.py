@@ -131,11 +131,20 @@ def figure_path(folder: Path, stem: str, source: str) -> Path:
     return path
 
 
-def read_small_json(path: Path, limit: int = 2**24):
-    """A JSON file's value, or None where it is missing, larger than ``limit`` bytes or not JSON."""
+def read_small_text(path: Path, limit: int = 2**24) -> str | None:
+    """A UTF-8 file's text, or None where it is missing, larger than ``limit`` bytes or not UTF-8."""
     try:
         if not path.is_file() or path.stat().st_size > limit:
             return None
-        return json.loads(path.read_bytes())
+        return path.read_bytes().decode("utf-8")
     except (OSError, ValueError):
+        return None
+
+
+def read_small_json(path: Path, limit: int = 2**24):
+    """A JSON file's value, or None where it is missing, larger than ``limit`` bytes or not JSON."""
+    text = read_small_text(path, limit)
+    try:
+        return None if text is None else json.loads(text)
+    except ValueError:
         return None
