@@ -193,6 +193,24 @@ def test_train_never_overwrites_a_run(tmp_path, capsys, sample_archive):
     one_line_error(code, err, "already holds a run; continue it with --resume")
 
 
+def test_train_never_replaces_files_of_a_runs_names_that_a_run_did_not_write(tmp_path, capsys, sample_archive):
+    """--out of a folder holding the user's curves.png or config.yaml replaced them without a word;
+    a run stopped in its first epoch (its config.yaml alone) is started again, and other files stay."""
+    for name in ("curves.png", "config.yaml", "eval-test.json"):
+        out = tmp_path / name.replace(".", "-")
+        out.mkdir()
+        (out / name).write_text("mine\n")
+        code, _, err = run(["train", "--preset", "smoke", "--epochs", "1", "--data", str(sample_archive), "--out", str(out)], capsys)
+        assert code == 2 and err.strip() == f"ferlab: error: {out / name}: not written by a ferlab run, and would be replaced; choose another --out"
+        assert [p.name for p in out.iterdir()] == [name] and (out / name).read_text() == "mine\n"
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    (stopped / "notes.txt").write_text("mine\n")
+    (stopped / "config.yaml").write_text("# resolved training config; data: x\nmodel: fastnet\n")
+    assert main(["train", "--preset", "smoke", "--epochs", "1", "--data", str(sample_archive), "--out", str(stopped), "--quiet"]) == 0
+    assert (stopped / "last.pt").exists() and (stopped / "notes.txt").read_text() == "mine\n"
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the warning is for CPU-only machines")
 def test_cpu_warnings_name_gpu_presets_and_compilation_only_on_a_cpu():
     from ferlab.training import cpu_warnings

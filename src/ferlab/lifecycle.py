@@ -20,15 +20,29 @@ from ferlab.config import TrainConfig, config_from_dict
 from ferlab.data.faceset import FaceSet
 from ferlab.device import choose_device
 from ferlab.errors import FerlabError
+from ferlab.outputs import read_small_text
 from ferlab.report.figures import plot_history
 from ferlab.runs import (choose_tta_on_public_test, evaluate_split, evaluation_entry, labelled_split, new_run_dir,
                          writable_folder, write_config, write_evaluation, write_json)
 
 
+RUN_OUTPUTS = ("best.pt", "history.csv", "metrics.json", "curves.png", "eval-*.json", "confusion-*.png",
+               "misclassified-*.png", "reliability-*.png")  # what a run writes beside last.pt and config.yaml
+CONFIG_MARK = "# resolved training config"  # the first line of a run's config.yaml (runs.write_config)
+
+
 def check_new_run_folder(out: Path) -> Path:
-    """``out`` as the folder of a new run: writable, and never one that already holds a run."""
+    """``out`` as the folder of a new run: writable, never one that already holds a run, and never
+    one holding files of a run's names that a run did not write (a curves.png of the user's was
+    replaced). A config.yaml alone, of a run stopped in its first epoch, is started again."""
     if (out / "last.pt").exists():
         raise FerlabError(f"{out} already holds a run; continue it with --resume {out} or choose another --out")
+    taken = [path for pattern in RUN_OUTPUTS for path in sorted(out.glob(pattern))]
+    config = out / "config.yaml"
+    if config.exists() and not (read_small_text(config) or "").startswith(CONFIG_MARK):
+        taken.insert(0, config)
+    if taken:
+        raise FerlabError(f"{taken[0]}: not written by a ferlab run, and would be replaced; choose another --out")
     return writable_folder(out)
 
 
