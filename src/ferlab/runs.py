@@ -157,13 +157,23 @@ def folder_owner(folder: Path) -> str | None:
     return lines[0].strip() if lines else None
 
 
+FIGURE_OUTPUTS = ("metrics.json", "eval-*.json", "confusion-*.png", "misclassified-*.png", "reliability-*.png",
+                  "curves.png", "report.html", "report-timings.json", "explanations.png", "feature-maps.png",
+                  "filters.png", "trust*.json", "trust*.png", "explain-*.png")  # what evaluate, report, explain, ensemble write
+
+
 def check_owner(folder: Path, model: str | None = None, name: str | None = None) -> None:
     """Refuse to write into ``folder`` when it holds another model's figures than ``model``'s (a
-    run folder, or outputs its OWNER_FILE claims): its metrics.json or eval-*.json would be replaced."""
+    run folder, or outputs its OWNER_FILE claims): its metrics.json or eval-*.json would be replaced.
+    A folder no model claims may hold other files, but none of FIGURE_OUTPUTS' names (a metrics.json
+    of the user's was read as ours: a JSONDecodeError, or merged into)."""
     owner = folder_owner(folder)
     if owner is not None and owner != model:
         raise FerlabError(f"{folder}: holds the figures of {owner}" + (f", not of {name}" if name else "")
                           + "; choose another output folder")
+    taken = [path for pattern in FIGURE_OUTPUTS for path in sorted(folder.glob(pattern))] if owner is None else []
+    if taken:
+        raise FerlabError(f"{taken[0]}: not written by ferlab for a model, and would be replaced; choose another output folder")
 
 
 def claim_folder(folder: Path, model: str) -> None:
