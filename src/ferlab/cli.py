@@ -368,9 +368,9 @@ def cmd_predict(args) -> int:
 
 
 def cmd_ensemble(args) -> int:
-    from ferlab.checkpoint import check_distinct_models, is_shipped_name, load_model, resolve_checkpoint, save_checkpoint
+    from ferlab.checkpoint import check_distinct_models, load_model, resolve_checkpoint, save_checkpoint
     from ferlab.ensemble import ensemble_payload, evaluate_ensemble
-    from ferlab.runs import (check_not_an_input, check_owner, check_suffix, claim_folder, model_identity, new_run_dir,
+    from ferlab.runs import (check_not_an_input, check_owner, check_suffix, claim_folder, ensemble_identity, new_run_dir,
                              writable_file, writable_folder)
 
     if len(args.runs) < 2:
@@ -385,8 +385,7 @@ def cmd_ensemble(args) -> int:
     if output and graphs:  # ensemble.pt holds its members' weights; a graph's stay inside onnxruntime
         raise FerlabError(f"{graphs[0]}: -o writes the members' weights into one model, and an ONNX graph's cannot be "
                           "read out; give the checkpoints it was exported from (the evaluation takes graphs)")
-    identity = "ensemble of " + ", ".join(sorted(  # its folder is its own to write again, members in any order
-        model_identity(resolve_checkpoint(run), str(run) if is_shipped_name(run) else None) for run in args.runs))
+    identity = ensemble_identity(args.runs)
     if args.out:
         check_owner(Path(args.out), identity, "this ensemble")
     faces = load_data_for(args, members[0])

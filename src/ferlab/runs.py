@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from ferlab.checkpoint import LoadedModel
+from ferlab.checkpoint import LoadedModel, is_shipped_name, resolve_checkpoint
 from ferlab.config import TrainConfig, config_to_dict
 from ferlab.data.faceset import FaceSet
 from ferlab.errors import FerlabError
@@ -145,6 +145,14 @@ def model_identity(checkpoint: Path, shipped_name: str | None = None) -> str:
         return shipped_name
     checkpoint = checkpoint.resolve()
     return str(checkpoint.parent if checkpoint.name in RUN_CHECKPOINTS else checkpoint)
+
+
+def ensemble_identity(sources: list[str]) -> str:
+    """``model_identity`` of the ensemble of ``sources``: its folder is its own to write again,
+    whatever order its members are given in."""
+    members = (model_identity(resolve_checkpoint(source), str(source) if is_shipped_name(source) else None)
+               for source in sources)
+    return "ensemble of " + ", ".join(sorted(members))
 
 
 def folder_owner(folder: Path) -> str | None:
