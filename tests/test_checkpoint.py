@@ -102,7 +102,7 @@ def test_an_onnx_graph_given_as_a_model_says_where_it_runs(tmp_path, capsys):
     path.write_bytes(b"\x08\x08\x12\x07pytorch")  # the start of an ONNX ModelProto: ir_version, producer
     for command, said in (("evaluate", "not a graph that ferlab export wrote"), ("report", "not a graph that ferlab export wrote"),
                           ("ensemble", "not a graph that ferlab export wrote"), ("calibrate", "an ONNX graph gives answers only")):
-        code = main([command, str(path), *(["default"] if command == "ensemble" else []), "--out", str(tmp_path / "out")])
+        code = main([command, str(path), *(["default"] if command == "ensemble" else []), "--out", str(tmp_path / "out.pt")])
         err = capsys.readouterr().err.strip()
         assert code == 2 and err.startswith(f"ferlab: error: {path}: {said}") and "\n" not in err, err
 
