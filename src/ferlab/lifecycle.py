@@ -22,12 +22,11 @@ from ferlab.device import choose_device
 from ferlab.errors import FerlabError
 from ferlab.outputs import read_small_text
 from ferlab.report.figures import plot_history
-from ferlab.runs import (choose_tta_on_public_test, evaluate_split, evaluation_entry, labelled_split, new_run_dir,
-                         writable_folder, write_config, write_evaluation, write_json)
+from ferlab.runs import (FIGURE_OUTPUTS, choose_tta_on_public_test, evaluate_split, evaluation_entry, files_named,
+                         labelled_split, new_run_dir, writable_folder, write_config, write_evaluation, write_json)
 
 
-RUN_OUTPUTS = ("best.pt", "history.csv", "metrics.json", "curves.png", "eval-*.json", "confusion-*.png",
-               "misclassified-*.png", "reliability-*.png")  # what a run writes beside last.pt and config.yaml
+RUN_OUTPUTS = ("best.pt", "history.csv", *FIGURE_OUTPUTS)  # what a run (and a report of it) writes beside last.pt, config.yaml
 CONFIG_MARK = "# resolved training config"  # the first line of a run's config.yaml (runs.write_config)
 
 
@@ -37,7 +36,7 @@ def check_new_run_folder(out: Path) -> Path:
     replaced). A config.yaml alone, of a run stopped in its first epoch, is started again."""
     if (out / "last.pt").exists():
         raise FerlabError(f"{out} already holds a run; continue it with --resume {out} or choose another --out")
-    taken = [path for pattern in RUN_OUTPUTS for path in sorted(out.glob(pattern))]
+    taken = files_named(out, RUN_OUTPUTS)
     config = out / "config.yaml"
     if config.exists() and not (read_small_text(config) or "").startswith(CONFIG_MARK):
         taken.insert(0, config)

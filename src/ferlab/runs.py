@@ -114,13 +114,18 @@ def check_not_an_input(output: Path, inputs) -> None:
             raise FerlabError(f"{output}: is also an input ({source}) and would be replaced; name another output")
 
 
+def files_named(folder: Path, patterns) -> list[Path]:
+    """The files of ``folder`` that match ``patterns`` (names or globs), in the patterns' order."""
+    return [path for pattern in patterns for path in sorted(folder.glob(pattern))]
+
+
 def check_results_folder(out: Path, outputs: tuple[str, ...], ours, what: str) -> None:
     """A folder that a command writes ``outputs`` into holds none of them, or holds its own earlier
     results (``results.json``, whose content ``ours`` recognises): a user's ``results.md`` in
     ``experiment --out`` was replaced without a word."""
-    present = [name for name in outputs if (out / name).exists()]
+    present = files_named(out, outputs)
     if present and not ours(read_small_json(out / "results.json")):
-        raise FerlabError(f"{out / present[0]}: not written by {what}, and would be replaced; choose another --out")
+        raise FerlabError(f"{present[0]}: not written by {what}, and would be replaced; choose another --out")
 
 
 def check_suffix(output: Path, suffix: str, what: str) -> None:
@@ -179,7 +184,7 @@ def check_owner(folder: Path, model: str | None = None, name: str | None = None)
     if owner is not None and owner != model:
         raise FerlabError(f"{folder}: holds the figures of {owner}" + (f", not of {name}" if name else "")
                           + "; choose another output folder")
-    taken = [path for pattern in FIGURE_OUTPUTS for path in sorted(folder.glob(pattern))] if owner is None else []
+    taken = files_named(folder, FIGURE_OUTPUTS) if owner is None else []
     if taken:
         raise FerlabError(f"{taken[0]}: not written by ferlab for a model, and would be replaced; choose another output folder")
 
