@@ -61,6 +61,38 @@ def test_every_form_of_one_face_gets_one_answer(model, crop, tmp_path):
     assert model.predict(big).labels == model.predict(crop).labels  # resized by the stated rule
 
 
+def test_a_channel_axis_is_colour_never_a_batch_of_slivers(model, crop):
+    """A gray (48, 48, 1) array, the layout Keras-style FER2013 code keeps, was 48 faces 1 pixel
+    wide; gray-and-alpha (48, 48, 2) was 48 faces 2 pixels wide. bfloat16 and float8 tensors
+    were TypeErrors from NumPy."""
+    reference = model.predict(crop).probabilities
+    opaque = np.full_like(crop, 255)
+    forms = [crop[..., None], crop[None, ..., None], np.dstack([crop, opaque]), np.stack([crop, opaque], -1)[None],
+             torch.from_numpy(np.stack([crop, opaque]))[None], torch.from_numpy(crop)[None].to(torch.bfloat16)]
+    for form in forms:  # integers to 255 are exact in bfloat16
+        answer = model.predict(form)
+        assert len(answer) == 1, tuple(form.shape)
+        np.testing.assert_allclose(answer.probabilities, reference, atol=1e-6, err_msg=str(tuple(form.shape)))
+    coarse = torch.from_numpy(crop)[None].float().div(255).to(torch.float8_e4m3fn)  # 3 bits of mantissa
+    np.testing.assert_allclose(model.predict(coarse).probabilities, model.predict(coarse.float()).probabilities, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (torch.zeros(3, 48, 48), "faces: a tensor of shape (3, 48, 48) is 3 gray faces (N, H, W) or one colour image "
+                             "(C, H, W), as torchvision reads it; give (3, 1, H, W) for faces or (1, 3, H, W) for one image"),
+    (torch.zeros(48, 48, 3), "faces: a tensor of shape (48, 48, 3) is laid out (H, W, C); PyTorch tensors are "
+                             "(N, C, H, W): permute it, or pass the NumPy array"),
+    (torch.zeros(2, 48, 48, 1), "faces: a tensor of shape (2, 48, 48, 1) has 48 channels; expected (N, C, H, W), C 1 to 4"),
+    (torch.empty(1, 48, 48, device="meta"), "faces: a meta tensor holds no values"),  # NotImplementedError
+    (torch.zeros(1, 48, 48).to_sparse(), "faces: a sparse_coo tensor; give tensor.to_dense()"),  # TypeError
+])
+def test_tensors_read_two_ways_or_holding_no_values_are_one_line(model, bad, message):
+    """torchvision's read_image gives a colour picture as (3, H, W): it was read as three gray faces."""
+    with pytest.raises(FerlabError) as error:
+        model.predict(bad)
+    assert str(error.value) == message
+
+
 def test_api_detect_and_the_one_inference_path_agree(model, crop):
     found = model.detect(ferlab.demo_photos()[1])[0]
     np.testing.assert_allclose(found.probabilities, model.predict(crop).probabilities[0], atol=1e-6)

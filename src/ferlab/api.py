@@ -94,37 +94,71 @@ def array_to_uint8(values: np.ndarray, where: str) -> np.ndarray:
     return np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
 
 
+CHANNELS = (1, 2, 3, 4)  # gray, gray and alpha, RGB, RGBA: a last axis this short is colour, never a width
+
+
 def photo_array(photo) -> np.ndarray:
-    """A photo given as an array -> (H, W, 3) uint8 RGB: (H, W) gray, or (H, W, C) with C 1, 3
-    or 4 (RGBA); values as ``array_to_uint8`` takes them. Anything else is one FerlabError."""
+    """A photo given as an array -> (H, W, 3) uint8 RGB: (H, W) gray, or (H, W, C) with C in
+    ``CHANNELS``; values as ``array_to_uint8`` takes them. Anything else is one FerlabError."""
     if not isinstance(photo, np.ndarray):
         raise FerlabError(f"photo: cannot read a photo from a {type(photo).__name__}; give a path, bytes, "
                           "a PIL image or an (H, W, 3) array")
     values = array_to_uint8(photo, "photo")
     if values.ndim == 3 and values.shape[2] == 1:
         values = values[..., 0]
-    if values.ndim not in (2, 3) or (values.ndim == 3 and values.shape[2] not in (3, 4)):
-        raise FerlabError(f"photo: an array of shape {tuple(photo.shape)}; expected (H, W) or (H, W, C), C 1, 3 or 4")
+    if values.ndim not in (2, 3) or (values.ndim == 3 and values.shape[2] not in CHANNELS):
+        raise FerlabError(f"photo: an array of shape {tuple(photo.shape)}; expected (H, W) or (H, W, C), C 1 to 4")
     return np.asarray(Image.fromarray(np.ascontiguousarray(values)).convert("RGB"))
 
 
 def array_images(values: np.ndarray, where: str, channels_first: bool) -> list[np.ndarray]:
-    """An array as a list of (H, W) or (H, W, C) images. NumPy arrays are images: (H, W),
-    (H, W, C) with C 3 or 4, or batches (N, H, W) and (N, H, W, C). Tensors follow PyTorch:
-    (H, W), (N, H, W) or (N, C, H, W) with C 1 or 3."""
-    if channels_first and values.ndim == 4:
-        values = values.transpose(0, 2, 3, 1)
-    if values.ndim == 2:
-        return [values]
-    if values.ndim == 3 and not channels_first and values.shape[-1] in (3, 4):
-        return [values]
+    """An array as a list of (H, W) or (H, W, C) images, C in ``CHANNELS``. NumPy arrays are
+    images: (H, W), (H, W, C), or batches (N, H, W) and (N, H, W, C); a last axis of 1 to 4 is
+    colour (a gray (48, 48, 1) array was read as 48 faces 1 pixel wide). Tensors follow PyTorch:
+    (H, W), (N, H, W) or (N, C, H, W); see ``tensor_layout_problem`` for what is refused."""
+    if channels_first:
+        if problem := tensor_layout_problem(values.shape):
+            raise FerlabError(f"{where}: a tensor of shape {tuple(values.shape)} {problem}")
+        if values.ndim == 4:
+            values = values.transpose(0, 2, 3, 1)
+    if values.ndim == 2 or (values.ndim == 3 and values.shape[-1] in CHANNELS):
+        values = values[None]
     if values.ndim == 3:
         return list(values)
-    if values.ndim == 4 and values.shape[-1] in (1, 3, 4):
-        return [image[..., 0] if image.shape[-1] == 1 else image for image in values]
-    layout = "(H, W), (N, H, W) or (N, C, H, W), C 1 or 3" if channels_first else \
-        "(H, W), (H, W, C), (N, H, W) or (N, H, W, C), C 3 or 4"
-    raise FerlabError(f"{where}: a face array of shape {tuple(values.shape)}; expected {layout}")
+    if values.ndim == 4 and values.shape[-1] in CHANNELS:
+        return list(values[..., 0] if values.shape[-1] == 1 else values)
+    layout = "(H, W), (N, H, W) or (N, C, H, W)" if channels_first else "(H, W), (H, W, C), (N, H, W) or (N, H, W, C)"
+    raise FerlabError(f"{where}: a face array of shape {tuple(values.shape)}; expected {layout}, C 1 to 4")
+
+
+def tensor_layout_problem(shape: tuple[int, ...]) -> str | None:
+    """Why a tensor's shape cannot be read as PyTorch lays out images, or None. torchvision reads a
+    3-D tensor as one (C, H, W) image, ferlab as (N, H, W) faces: where both readings fit (3 or 4
+    planes) it asks, and a last axis of 1 to 4 is an (H, W, C) image's colour, not N faces."""
+    if len(shape) == 3 and shape[-1] in CHANNELS:
+        return "is laid out (H, W, C); PyTorch tensors are (N, C, H, W): permute it, or pass the NumPy array"
+    if len(shape) == 3 and shape[0] in (3, 4):
+        return (f"is {shape[0]} gray faces (N, H, W) or one colour image (C, H, W), as torchvision reads it; "
+                f"give ({shape[0]}, 1, H, W) for faces or (1, {shape[0]}, H, W) for one image")
+    if len(shape) == 4 and shape[1] not in CHANNELS:
+        return f"has {shape[1]} channels; expected (N, C, H, W), C 1 to 4"
+    return None
+
+
+def tensor_values(tensor: torch.Tensor, where: str) -> np.ndarray:
+    """A tensor's values as a NumPy array: floats NumPy has no type for (bfloat16, float8) as
+    float32, which holds them exactly; a tensor holding no plain values here is one line."""
+    unread = ("a meta tensor holds no values" if tensor.is_meta else
+              "a nested tensor; give one tensor per shape, or a list" if tensor.is_nested else
+              "a quantized tensor; give tensor.dequantize()" if tensor.is_quantized else
+              f"a {str(tensor.layout).removeprefix('torch.')} tensor; give tensor.to_dense()"
+              if tensor.layout != torch.strided else None)
+    if unread:
+        raise FerlabError(f"{where}: {unread}")
+    tensor = tensor.detach().cpu()
+    if tensor.is_floating_point() and tensor.dtype not in (torch.float16, torch.float32, torch.float64):
+        tensor = tensor.float()
+    return tensor.numpy()
 
 
 def as_faces(faces, where: str = "faces") -> torch.Tensor:
@@ -144,7 +178,7 @@ def as_faces(faces, where: str = "faces") -> torch.Tensor:
         warn_if_stretched(faces.size, where)
         return torch.from_numpy(face)[None]
     if isinstance(faces, torch.Tensor):
-        return as_faces_from_array(faces.detach().cpu().numpy(), where, channels_first=True)
+        return as_faces_from_array(tensor_values(faces, where), where, channels_first=True)
     if isinstance(faces, np.ndarray):
         return as_faces_from_array(faces, where, channels_first=False)
     raise FerlabError(f"{where}: cannot read a face from a {type(faces).__name__}; give a path, a PIL image, "
