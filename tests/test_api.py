@@ -137,6 +137,16 @@ def test_detect_takes_gray_rgb_and_rgba_arrays_and_names_any_other(model):
         assert str(error.value).startswith(message)
 
 
+def test_a_name_given_as_a_list_is_one_line(model, crop):
+    """A list where a name belongs was a TypeError ("unhashable type") from the registry's lookup."""
+    calls = {"unknown test-time augmentation ['flip']": lambda: ferlab.load("default", tta=["flip"]),
+             "unknown explanation method ['gradcam']": lambda: model.explain(crop, method=["gradcam"]),
+             "unknown face detector ['haar']": lambda: model.detect(crop, detector=["haar"])}
+    for message, call in calls.items():
+        with pytest.raises(FerlabError, match=f"^{re.escape(message)}; available: "):
+            call()
+
+
 def test_a_file_that_is_not_an_image_is_named(model, tmp_path):
     text = tmp_path / "notes.jpg"
     text.write_text("not an image")

@@ -157,7 +157,7 @@ class Detection:
     min_face: float = MIN_FACE        # pixels (1 or more), or under 1 a fraction of the photo's shorter side
 
     def __post_init__(self):
-        if self.detector not in DETECTORS:
+        if not isinstance(self.detector, str) or self.detector not in DETECTORS:
             raise FerlabError(f"unknown face detector {self.detector!r}; available: {', '.join(DETECTORS)}")
         min_face_pixels(self.min_face, (1, 1))  # a negative size is one line now, not at the first photo
 

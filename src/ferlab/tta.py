@@ -43,6 +43,6 @@ def choose_tta(accuracies: dict[str, float]) -> str:
 
 
 def check_tta(policy: str) -> str:
-    if policy not in TTA_POLICIES:
+    if not isinstance(policy, str) or policy not in TTA_POLICIES:
         raise FerlabError(f"unknown test-time augmentation {policy!r}; available: {', '.join(TTA_POLICIES)}")
     return policy

@@ -215,7 +215,8 @@ def test_occlusion_refuses_patches_that_leave_pixels_uncovered(options, message)
     ({"num_samples": 0}, "lime: num_samples 0 must be 2..100000$"), ({"num_samples": "x"}, "num_samples must be a whole number"),
     ({"num_samples": 10**20}, "lime: num_samples 100000000000000000000 must be 2..100000$"),  # a traceback from numpy
     ({"segments": 0}, "lime: segments 0 must be 1..2304$"), ({"fill": "x"}, "lime: fill must be a finite number"),
-    ({"batch_size": -1}, "lime: batch_size -1 must be at least 1$")])
+    ({"batch_size": -1}, "lime: batch_size -1 must be at least 1$"),
+    ({"seed": -1}, r"lime: seed -1 must be 0\.\.4294967295$")])  # a ValueError from NumPy's RandomState
 def test_lime_refuses_options_that_would_fail_inside_lime(options, message):
     from ferlab.errors import FerlabError
 

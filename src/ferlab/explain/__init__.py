@@ -96,7 +96,7 @@ def methods_for(model: nn.Module) -> list[str]:
 
 
 def get_spec(name: str) -> MethodSpec:
-    if name not in _METHODS:
+    if not isinstance(name, str) or name not in _METHODS:
         raise UnknownChoice(f"unknown explanation method {name!r}; available: {', '.join(_METHODS)}")
     return _METHODS[name]
 

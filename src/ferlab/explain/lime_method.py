@@ -46,6 +46,7 @@ def lime(model: nn.Module, images: torch.Tensor, target=None, num_samples: int =
     check_whole("lime", "num_samples", num_samples, 2, MAX_SAMPLES)  # LIME's first sample is the face itself
     check_whole("lime", "segments", segments, 1, 48 * 48)
     check_whole("lime", "batch_size", batch_size, 1)
+    check_whole("lime", "seed", seed, 0, 2**32 - 1)  # NumPy's RandomState takes no more
     if fill is not None:
         check_finite("lime", "fill", fill)
     device = model_device(model)
