@@ -358,6 +358,22 @@ def test_an_unknown_argument_points_at_its_commands_help(capsys):
     assert code == 2 and err.strip() == "ferlab: error: unrecognized arguments: --zzz (see 'ferlab predict --help')"
 
 
+def test_a_model_where_photo_video_or_serve_take_inputs_is_named(capsys, tmp_path):
+    """`ferlab serve default-fast` was "unrecognized arguments: default-fast", `ferlab video
+    default-fast clip.mp4` "unrecognized arguments: clip.mp4", and `ferlab photo RUN x.png` took the
+    run folder's figures for photos: each takes its model as --model."""
+    run_folder = tmp_path / "run"
+    run_folder.mkdir()
+    (run_folder / "best.pt").write_bytes(b"")
+    for argv, model in ((["serve", "default-fast"], "default-fast"), (["video", "default-fast", "clip.mp4"], "default-fast"),
+                        (["photo", str(run_folder), "x.png"], str(run_folder))):
+        code, _, err = run(argv, capsys)
+        assert code == 2 and err.strip() == (f"ferlab: error: {model} names a model: give it as --model {model} "
+                                             f"(see 'ferlab {argv[0]} --help')")
+    code, _, err = run(["train", "default", "--epochs", "0"], capsys)  # train's --model is an architecture
+    assert code == 2 and "unrecognized arguments: default " in err
+
+
 def test_registry_names_are_checked_when_the_command_runs(capsys):
     code, _, err = run(["summary", "transformer"], capsys)
     one_line_error(code, err, "unknown model 'transformer'; available: cnn, dnn")

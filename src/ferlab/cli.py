@@ -952,10 +952,38 @@ def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> 
     """``parser.parse_args``, with an unknown argument named by its command's parser: argparse
     pointed ``ferlab summary fastnet --model-option x`` at 'ferlab --help'."""
     args, unknown = parser.parse_known_args(argv)
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    command = commands.choices.get(getattr(args, "command", None))
+    if command is not None and (model := misplaced_model(command, args, unknown, sys.argv[1:] if argv is None else argv)):
+        command.error(f"{model} names a model: give it as --model {model}")
     if unknown:
-        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     return args
+
+
+def misplaced_model(command: argparse.ArgumentParser, args: argparse.Namespace, unknown: list[str],
+                    argv: list[str]) -> str | None:
+    """A model given where ``photo``, ``video`` and ``serve`` take inputs (``ferlab serve
+    default-fast``, ``ferlab video default-fast clip.mp4``): those take it as ``--model``, and it
+    was an unrecognised argument, or a photo or video that could not be read (a run folder's
+    figures were taken for photos)."""
+    takes_model = any("--model" in action.option_strings and (action.help or "").startswith(ANSWERS_HELP)
+                      for action in command._actions)  # train's --model is an architecture
+    if not takes_model or any(token == "--model" or token.startswith("--model=") for token in argv):
+        return None
+    from ferlab.checkpoint import is_shipped_name
+
+    given = [*unknown]
+    for action in command._actions:
+        if not action.option_strings and action.dest != "help":
+            value = getattr(args, action.dest, None)
+            given += value if isinstance(value, list) else [value] if isinstance(value, str) else []
+    for token in given:
+        path = Path(token)
+        if is_shipped_name(token) or (path.suffix.lower() in (".pt", ".onnx") and path.is_file()) \
+                or (path / "best.pt").is_file():
+            return token
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
