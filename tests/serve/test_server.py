@@ -74,6 +74,25 @@ def test_hostile_uploads_get_one_error_shape(server):
     assert unknown.status_code == 404 and unknown.json() == {"error": "Not Found"}
 
 
+def test_explain_in_the_query_is_taken_and_an_unknown_parameter_is_a_400(server):
+    """`/api/frame` takes `?explain=true`, and `/api/predict` passed it over (its form field was
+    the only way); a typo (`?explian=true`) answered without the maps, without a word. A text
+    field where the photo belongs was "file.0: Value error, Expected UploadFile, received: <class 'str'>"."""
+    photo = PHOTOS[1].read_bytes()
+    asked = httpx.post(f"{server}/api/predict?explain=true", files={"file": (PHOTOS[1].name, photo)}, timeout=60)
+    assert asked.status_code == 200 and asked.json()["faces"][0]["explained_by"] == "gradcam"
+    assert asked.json() == post(server, PHOTOS[1], explain=True).json()
+    for query, form, message in (("explian=true", {}, "unknown query parameter 'explian'; /api/predict takes: explain"),
+                                 ("explain=true", {"explain": "false"}, "explain: the form says false and the query true; give one")):
+        refused = httpx.post(f"{server}/api/predict?{query}", files={"file": ("h.png", photo)}, data=form, timeout=60)
+        assert refused.status_code == 400 and refused.json() == {"error": message}
+    frame = httpx.post(f"{server}/api/frame?explain=true&size=big", content=photo, timeout=60)
+    assert frame.status_code == 400 and frame.json() == {"error": "unknown query parameter 'size'; /api/frame takes: explain"}
+    text = httpx.post(f"{server}/api/predict", data={"file": "hello"}, files={"other": ("x", b"")}, timeout=30)
+    assert text.status_code == 422
+    assert text.json() == {"error": "file: a text field, not a file; send the photo as a file (curl -F file=@photo.jpg)"}
+
+
 def asgi_post(app, path: str, chunks: int, declared: int | None = None) -> tuple[int, dict, int]:
     """POST ``chunks`` MiB of a multipart upload straight to the ASGI ``app``: (status, the JSON
     answer, how many MiB the app took from the body before answering)."""

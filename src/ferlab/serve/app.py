@@ -3,7 +3,7 @@
     GET  /              the page: pick or drop a photo, see faces, probability bars, Grad-CAM
                         (occlusion for an ONNX graph, an ensemble, a dnn); or the camera: live
                         boxes, labels, probability bars and the same maps over the video
-    POST /api/predict   multipart field ``file`` (+ ``explain=true``) -> faces as JSON (with
+    POST /api/predict   multipart field ``file`` (+ ``explain=true``, a field or in the query) -> faces as JSON (with
                         explain, each face's ``explanation`` PNG and ``explained_by``); at most
                         20 MiB (a larger request is refused before it is read), 4 photos at once
     POST /api/frame     one camera frame (a JPEG or PNG body, at most 2 MiB and 1920x1080) -> faces
@@ -29,7 +29,7 @@ from collections.abc import Callable
 from importlib import resources
 
 import numpy as np
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -142,7 +142,30 @@ def describe_validation(error: RequestValidationError) -> str:
     """FastAPI's list of problems as one line: ``file: Field required``."""
     problems = [f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', 'invalid')}"
                 for e in error.errors()]
-    return "; ".join(problems) or "invalid request"
+    problems = [f"{problem.split('.')[0]}: a text field, not a file; send the photo as a file (curl -F file=@photo.jpg)"
+                if "Expected UploadFile" in problem else problem for problem in problems]
+    return "; ".join(dict.fromkeys(problems)) or "invalid request"
+
+
+QUERY_PARAMETERS = ("explain",)  # what /api/predict and /api/frame take in their query
+
+
+def unknown_query(request: Request) -> str | None:
+    """Why a request's query cannot be answered as asked, or None: a parameter the endpoint does
+    not take (``?explian=true``) was passed over, and the answer came without its maps."""
+    unknown = sorted(set(request.query_params) - set(QUERY_PARAMETERS))
+    if not unknown:
+        return None
+    return (f"unknown query parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+            f"{request.url.path} takes: {', '.join(QUERY_PARAMETERS)}")
+
+
+def one_explain(form: bool | None, query: bool | None) -> bool:
+    """``explain`` from the form (``-F explain=true``) or the query (``?explain=true``, as
+    /api/frame takes it); both, saying different things, is a PhotoError."""
+    if form is not None and query is not None and form != query:
+        raise PhotoError(f"explain: the form says {str(form).lower()} and the query {str(query).lower()}; give one")
+    return bool(form if form is not None else query)
 
 
 class BodyLimit:
@@ -218,6 +241,8 @@ def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "non
 
     @app.post("/api/frame")
     async def frame(request: Request, explain: bool = False):
+        if problem := unknown_query(request):
+            return error_response(400, problem)
         data = await read_body(request, MAX_FRAME_BYTES)
         if data is None:
             return error_response(413, f"frame: larger than {MAX_FRAME_BYTES // 2**20} MiB")
@@ -233,7 +258,10 @@ def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "non
             gate.leave()
 
     @app.post("/api/predict")
-    def predict(file: list[UploadFile] = File(...), explain: bool = Form(False)):
+    def predict(request: Request, file: list[UploadFile] = File(...), explain: bool | None = Form(None),
+                explain_in_query: bool | None = Query(None, alias="explain")):
+        if problem := unknown_query(request):
+            return error_response(400, problem)
         if len(file) > 1:  # answering the last alone would drop the others without a word
             names = ", ".join(upload.filename or "upload" for upload in file[:3]) + (", ..." if len(file) > 3 else "")
             return error_response(400, f"{len(file)} files ({names}): send one photo per request")
@@ -243,6 +271,7 @@ def create_app(loaded: LoadedModel, model_name: str = "default", tta: str = "non
         if len(data) > MAX_UPLOAD_BYTES:
             return error_response(413, f"{name}: file is larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
         try:
+            explain = one_explain(explain, explain_in_query)
             with photo_slots:
                 return predict_bytes(loaded, data, name, explain, tta, options.get("layer"), detection)
         except PhotoError as error:
