@@ -265,9 +265,9 @@ def test_a_smallest_face_over_the_picture_is_said_to_rule_out_every_face():
 
 
 def test_a_folder_without_photos_is_named_and_other_files_are_counted(tmp_path, capsys):
-    """A folder of HEIC photos (which Pillow cannot read) or a wrong path is not 0 results without
-    a word: a folder with no photo is an input that could not be read; a folder's other files are
-    named in a note and the photos beside them still run."""
+    """A folder of HEIC photos (which Pillow cannot read: each is named) or a wrong path is not 0
+    results without a word: a folder with no photo is an input that could not be read; a folder's
+    other files are named in a note and the photos beside them still run."""
     heic, empty, mixed = tmp_path / "heic", tmp_path / "empty", tmp_path / "mixed"
     for folder in (heic, empty, mixed):
         folder.mkdir()
@@ -277,11 +277,12 @@ def test_a_folder_without_photos_is_named_and_other_files_are_counted(tmp_path, 
     out = tmp_path / "out"
     code = main(["photo", str(heic), str(empty), str(mixed), "-o", str(out)])
     captured = capsys.readouterr()
-    suffixes = ".jpg .jpeg .png .bmp .gif .tif .tiff .webp"
+    suffixes = ".jpg .jpeg .png .bmp .gif .tif .tiff .webp .avif .heic .heif"
     assert code == 2 and captured.err.strip().splitlines() == [
         f"ferlab: note: {mixed}: passed over 1 file(s) that are not photos (notes.txt)",
-        f"ferlab: error: {heic}: no photos in this folder (looked for {suffixes}; passed over 1 file(s) that are not photos (IMG_0001.HEIC))",
-        f"ferlab: error: {empty}: no photos in this folder (looked for {suffixes})"]
+        f"ferlab: error: {empty}: no photos in this folder (looked for {suffixes})",
+        f"ferlab: error: {heic / 'IMG_0001.HEIC'}: a HEIC/HEIF photo (an iPhone's format), which Pillow cannot read; "
+        "convert it to JPEG or PNG"]  # it was "not a photo" in a note
     assert "wrote 1 results" in captured.out and "2 input(s) could not be read" in captured.out
     results = json.loads((out / "results.json").read_text())
     assert [p["image"] for p in results["photos"]] == [str(mixed / "hopper.png")] and results["failed"] == 2

@@ -26,7 +26,8 @@ from ferlab.explain.postprocess import OVERLAY_ALPHA, heat_rgb, normalize, relu
 from ferlab.faces import CROP_MARGIN, Box, Detection, Photo, crop_face, detect_faces, to_gray
 from ferlab.labels import EMOTIONS
 
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".avif",
+                  ".heic", ".heif")  # named: Pillow cannot read HEIC, and its photos get one line saying so
 MODES = ("auto", "detect", "crop")
 AUTO_CROP_MIN = 24     # pixels: smaller images are not taken as faces (the detector's smallest face) ...
 AUTO_CROP_SIDE = 256   # pixels: in auto mode, images up to this size may be face crops ...

@@ -80,6 +80,30 @@ def test_damaged_headers_are_problems_not_tracebacks(garbage):
     assert isinstance(decode_face(garbage, resize=True), str)
 
 
+def damaged(format: str) -> bytes:
+    """A real image of ``format`` with the bytes after its first 16 scrambled: it keeps its signature."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((40, 60, 3), 90, np.uint8)).save(buffer, format=format)
+    data = bytearray(buffer.getvalue())
+    data[16:48] = bytes(range(32))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("data, message", [
+    (damaged("PNG"), "damaged PNG (it starts as one, but Pillow cannot read it)"),
+    (b"RIFF\x30\x00\x00\x00WEBPXXXX" + bytes(40), "damaged WebP (it starts as one, but Pillow cannot read it)"),
+    (damaged("TIFF"), "damaged TIFF (it starts as one, but Pillow cannot read it)"),
+    (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200),
+     "a HEIC/HEIF photo (an iPhone's format), which Pillow cannot read; convert it to JPEG or PNG"),
+    (b"\x00\x00\x00\x18ftypisom" + bytes(200), "not an image (no image format Pillow knows)"),  # an MP4
+    (b"taken in 1984", "not an image (no image format Pillow knows)")])
+def test_a_photo_pillow_cannot_open_is_named_by_its_first_bytes(data, message):
+    """A damaged PNG and an iPhone's HEIC were both "not an image (no image format Pillow knows)"."""
+    with pytest.raises(ImageProblem) as problem:
+        decode_image(data)
+    assert str(problem.value) == message
+
+
 def frames_file(format: str, values=(30, 200), **options) -> bytes:
     """A (40, 60) image of one gray frame per value, saved with all of them."""
     first, *rest = (Image.fromarray(np.full((40, 60, 3), value, np.uint8)) for value in values)

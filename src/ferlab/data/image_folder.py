@@ -21,7 +21,7 @@ from ferlab.data.limits import DEFAULT_LIMITS, ReaderLimits
 from ferlab.errors import DataError
 from ferlab.labels import EMOTIONS, OFFICIAL_SPLIT_NAMES, SPLITS
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".pgm", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".pgm", ".tif", ".tiff", ".webp", ".avif")
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2")
 
 

@@ -74,6 +74,27 @@ def to_eight_bits(image: Image.Image) -> Image.Image:
     return image.convert("RGB")  # palettes, RGBA, CMYK, YCbCr, LAB, HSV
 
 
+SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF", b"GIF89a": "GIF",
+              b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}  # first bytes of the formats photos come in
+HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
+
+
+def unreadable(data: bytes) -> str:
+    """Why Pillow found no format in ``data``: a photo's format named by its first bytes where it
+    has one (a damaged PNG was "no image format Pillow knows"; an iPhone's HEIC is not damaged, but
+    Pillow cannot read it), else that it is not an image."""
+    kind = next((name for magic, name in SIGNATURES.items() if data.startswith(magic)), None)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        kind = "WebP"
+    if data[4:8] == b"ftyp":  # ISO media: the brand says which
+        if data[8:12] in HEIF_BRANDS:
+            return "a HEIC/HEIF photo (an iPhone's format), which Pillow cannot read; convert it to JPEG or PNG"
+        kind = "AVIF" if data[8:12] in (b"avif", b"avis") else None
+    if kind:
+        return f"damaged {kind} (it starts as one, but Pillow cannot read it)"
+    return "not an image (no image format Pillow knows)"
+
+
 def decode_image(data: bytes, max_pixels: int = DEFAULT_LIMITS.image_pixels, upright: bool = False) -> Image.Image:
     """Image bytes -> a loaded 8-bit "L" or "RGB" image (``upright``: turned per its EXIF
     orientation); an animated or multi-page image's first frame. Raises ImageProblem for empty,
@@ -113,7 +134,7 @@ def decode(data: bytes, max_pixels: int, upright: bool, look_for_frames: bool) -
     except MemoryError:
         raise ImageProblem("image too large to decode in memory") from None
     except UnidentifiedImageError:
-        raise ImageProblem("not an image (no image format Pillow knows)") from None
+        raise ImageProblem(unreadable(data)) from None
     except Exception as error:  # noqa: BLE001 - decoders of damaged bytes raise anything (struct.error, IndexError, ...)
         raise ImageProblem(f"truncated or corrupt image ({error.__class__.__name__}: {str(error)[:80]})") from None
 
