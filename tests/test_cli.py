@@ -130,6 +130,20 @@ def test_photos_given_as_face_crops_are_named_in_one_note(tmp_path, capsys):
     one_line_error(code, err, "absent.png: cannot read")
 
 
+def test_explain_names_its_figure_for_a_format_before_the_work(tmp_path, capsys, monkeypatch):
+    """`explain -o notes.txt` failed after all of LIME's work; `-o out` (a folder, meant) became a
+    PNG named `out`."""
+    from ferlab.checkpoint import LoadedModel
+
+    monkeypatch.setattr(LoadedModel, "explain", lambda *a, **k: pytest.fail("explained before the name was checked"))
+    face = tmp_path / "face.png"
+    Image.fromarray(np.full((48, 48), 128, np.uint8)).save(face)
+    for name in ("out", "notes.txt"):
+        code, _, err = run(["explain", "default-fast", "--method", "lime", "--image", str(face), "-o", str(tmp_path / name)], capsys)
+        one_line_error(code, err, f"{tmp_path / name}: a figure is written here; name it .png, .jpg, .svg or .pdf")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.png"]
+
+
 def test_a_split_of_face_images_is_one_line(tmp_path, capsys, sample_archive):
     """--split val of face image files was passed over without a word: they belong to no split."""
     face = tmp_path / "face.png"

@@ -630,7 +630,7 @@ def cmd_explain(args) -> int:
     from ferlab.checkpoint import load_model
     from ferlab.explain import list_methods, methods_for
     from ferlab.explain.common import check_layer
-    from ferlab.outputs import figure_path, within_name_limit
+    from ferlab.outputs import check_figure_name, figure_path, within_name_limit
     from ferlab.report.explain_figures import explain_faces_figure
     from ferlab.runs import check_not_an_input, writable_file
 
@@ -642,6 +642,8 @@ def cmd_explain(args) -> int:
     options = explain_options(args, methods)  # a flag no method takes, or a layer the model lacks: one line before the work
     check_layer(loaded.model, args.layer)
     output = writable_file(Path(args.output)) if args.output else None  # checked before the work
+    if output:
+        check_figure_name(output)
     if output and args.image:
         check_not_an_input(output, args.image)
     run_dir = None if output else output_dir(args, "explain")  # a named file needs no folder of its own
@@ -920,7 +922,7 @@ def add_explain_command(commands) -> None:
     chosen.add_argument("--index", type=int, nargs="+", action="extend", help="face index(es) in --split")
     explain.add_argument("--split", choices=("train", "val", "test"), default="test")
     explain.add_argument("--target", choices=EMOTIONS_CHOICES, help="class to explain (default: the predicted one)")
-    explain.add_argument("-o", "--output", help="PNG to write (default: in the run folder)")
+    explain.add_argument("-o", "--output", help="figure to write: .png, .jpg, .svg or .pdf (default: in the run folder)")
     add_layer_argument(explain)
     explain.add_argument("--samples", type=int, metavar="N", help="LIME's perturbed copies of each face (default 1000)")
     explain.add_argument("--window", type=int, metavar="PIXELS", help="occlusion's square patch (default 8)")

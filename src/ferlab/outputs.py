@@ -87,6 +87,16 @@ def save_torch(payload, path: str | os.PathLike) -> None:
     write_bytes(path, buffer.getbuffer())
 
 
+FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".pdf")
+
+
+def check_figure_name(path: Path) -> None:
+    """Before the work, a figure file a user named: of a format it can be written in (``-o notes.txt``
+    failed after all of LIME's work; ``-o out``, meant as a folder, became a PNG named ``out``)."""
+    if path.suffix.lower() not in FIGURE_SUFFIXES:
+        raise FerlabError(f"{path}: a figure is written here; name it .png, .jpg, .svg or .pdf")
+
+
 def save_figure(figure, path: str | os.PathLike, **options) -> None:
     """A matplotlib figure as an image file, its format from ``path``'s suffix (PNG where it has
     none): named explicitly, as the temporary file's own suffix may be ``.tmp``."""
