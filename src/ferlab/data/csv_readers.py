@@ -226,7 +226,7 @@ def read_csv_stream(stream: io.BufferedReader, source: str, *, skip_bad_rows: bo
         else:
             faces.append(face)
     if not faces:
-        raise DataError(source, None, "no faces found" + (f" ({bad.count} bad rows skipped)" if bad.count else " (empty file)"))
+        raise DataError(source, None, "no faces found" + (f" ({bad.count} bad rows skipped)" if bad.count else " (a header and no rows)"))
     images, labels, splits, ids = zip(*faces)
     return FaceSet(
         torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64),
