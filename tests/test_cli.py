@@ -66,6 +66,22 @@ def test_skip_bad_rows_reports_the_count(tmp_path, capsys):
     assert f"skipped 1 bad entries (--skip-bad-rows); first: {path}:23:" in out
 
 
+def test_data_without_test_faces_trains_and_without_training_faces_leaves_no_run_folder(tmp_path, capsys):
+    """The done line printed "PrivateTest nan"; test faces alone were refused after the run folder
+    was made, which was left holding its config.yaml."""
+    good = " ".join(["9"] * 2304)
+    path = tmp_path / "fer2013.csv"
+    path.write_text("emotion,pixels,Usage\n" + "\n".join(f"{i % 7},{good},{'Training' if i < 14 else 'PublicTest'}"
+                                                          for i in range(21)) + "\n")
+    code, out, _ = run(["train", "--preset", "smoke", "--epochs", "1", "--data", str(path), "--out", str(tmp_path / "r")], capsys)
+    done = out.strip().splitlines()[-1]
+    assert code == 0 and "PrivateTest (fer2013.csv) no faces in the data, " in done and "nan" not in done
+    path.write_text("emotion,pixels,Usage\n" + "\n".join(f"{i % 7},{good},PrivateTest" for i in range(7)) + "\n")
+    code, _, err = run(["train", "--preset", "smoke", "--data", str(path), "--out", str(tmp_path / "t")], capsys)
+    one_line_error(code, err, f"{path}: need training and validation faces, got 0 and 0")
+    assert not (tmp_path / "t").exists()
+
+
 @pytest.mark.parametrize("argv, fragments", [
     (["train", "--preset", "turbo"], ["invalid choice: 'turbo'"]),
     (["train", "--model", "vgg19"], ["unknown model 'vgg19'; available: cnn, dnn"]),

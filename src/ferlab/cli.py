@@ -208,7 +208,7 @@ def new_run(args):
     from ferlab.config import resolve_config, smallest_view
     from ferlab.lifecycle import check_new_run_folder, start_run
     from ferlab.device import choose_device
-    from ferlab.training import cpu_warnings
+    from ferlab.training import check_training_faces, cpu_warnings
 
     config = resolve_config(*fine_tuning(args))
     for warning in cpu_warnings(args.preset, config, choose_device(config.device).type):
@@ -225,6 +225,7 @@ def new_run(args):
     if args.out:
         check_new_run_folder(Path(args.out))  # a used or unwritable --out fails before the data is read
     faces = load_data(args, val_fraction=config.val_fraction, seed=config.seed)
+    check_training_faces(faces)  # before the run folder: test faces alone left a folder of its config.yaml
     data_info = {"source": faces.source, "resize": args.resize, "skip_bad_rows": args.skip_bad_rows,
                  "skipped": faces.skipped, "sizes": faces.split_sizes()}
     run_dir = start_run(config, data_info, Path(args.out) if args.out else None, Path(args.runs))
@@ -244,8 +245,8 @@ def cmd_train(args) -> int:
               f"\ninterrupted before the first checkpoint (last.pt is written every {config.checkpoint_every} "
               "epoch(s)); nothing to resume: run the same command again", file=sys.stderr)
         return 130
-    print(f"done: best epoch {results['best_epoch']}, {faces.split_title('val')} {results.get('val_accuracy', float('nan')):.4f}, "
-          f"{faces.split_title('test')} {results.get('test_accuracy', float('nan')):.4f}, "
+    print(f"done: best epoch {results['best_epoch']}, {faces.split_title('val')} {accuracy_or_none(results.get('val_accuracy'))}, "
+          f"{faces.split_title('test')} {accuracy_or_none(results.get('test_accuracy'))}, "
           f"{chosen_tta(results)}training {results['train_seconds']:.0f}s{teaching_time(results)}; run folder {run_dir}")
     return 0
 
@@ -255,7 +256,13 @@ def chosen_tta(results: dict) -> str:
     if "val_tta_accuracy" not in results:
         return ""
     return (f"with {results['tta']['chosen']} TTA (chosen on the first) {results['val_tta_accuracy']:.4f} / "
-            f"{results.get('test_tta_accuracy', float('nan')):.4f}, ")
+            f"{accuracy_or_none(results.get('test_tta_accuracy'))}, ")
+
+
+def accuracy_or_none(accuracy: float | None) -> str:
+    """An accuracy for the done line, or words where the data had no faces to measure it on (it
+    printed nan)."""
+    return "no faces in the data" if accuracy is None else f"{accuracy:.4f}"
 
 
 def teaching_time(results: dict) -> str:

@@ -337,6 +337,13 @@ def start_training(config: TrainConfig, train_images: torch.Tensor, device: torc
     return model, optimizer, normalization, average, history, initial
 
 
+def check_training_faces(faces) -> None:
+    """Data that can train a model: at least two training faces and one validation face."""
+    train, val = len(faces.split("train")), len(faces.split("val"))
+    if train < 2 or val < 1:
+        raise FerlabError(f"{faces.source}: need training and validation faces, got {train} and {val}")
+
+
 def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict | None = None,
         resume: bool = False, progress: bool = True, stop_after: int | None = None,
         log: Callable[[str], None] = print, on_epoch: Callable[[dict], None] | None = None) -> dict:
@@ -355,9 +362,8 @@ def fit(config: TrainConfig, faces: FaceSet, run_dir: Path, *, data_info: dict |
     device = distributed.rank_device(device, world)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels once
+    check_training_faces(faces)
     train, val = faces.split("train"), faces.split("val")
-    if len(train) < 2 or len(val) < 1:
-        raise FerlabError(f"{faces.source}: need training and validation faces, got {len(train)} and {len(val)}")
     batch_size = distributed.per_rank_batch(min(config.batch_size, len(train)), world, len(train))
     steps_per_epoch = (len(train) // world.size) // batch_size  # equal on every rank
     teachers = load_teachers(config.teachers, device) if config.teachers else None
