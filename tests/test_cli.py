@@ -73,9 +73,10 @@ def test_data_without_test_faces_trains_and_without_training_faces_leaves_no_run
     path = tmp_path / "fer2013.csv"
     path.write_text("emotion,pixels,Usage\n" + "\n".join(f"{i % 7},{good},{'Training' if i < 14 else 'PublicTest'}"
                                                           for i in range(21)) + "\n")
-    code, out, _ = run(["train", "--preset", "smoke", "--epochs", "1", "--data", str(path), "--out", str(tmp_path / "r")], capsys)
+    code, out, err = run(["train", "--preset", "smoke", "--epochs", "1", "--data", str(path), "--out", str(tmp_path / "r")], capsys)
     done = out.strip().splitlines()[-1]
     assert code == 0 and "PrivateTest (fer2013.csv) no faces in the data, " in done and "nan" not in done
+    assert err == ""  # piped: the epoch's progress bar is not drawn into the log
     path.write_text("emotion,pixels,Usage\n" + "\n".join(f"{i % 7},{good},PrivateTest" for i in range(7)) + "\n")
     code, _, err = run(["train", "--preset", "smoke", "--data", str(path), "--out", str(tmp_path / "t")], capsys)
     one_line_error(code, err, f"{path}: need training and validation faces, got 0 and 0")

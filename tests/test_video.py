@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -59,10 +60,11 @@ def faces_by_id(rows) -> dict[str, list[dict]]:
     return faces
 
 
-def test_a_video_gets_every_output_and_each_face_keeps_its_id(video, tmp_path, capsys):
+def test_a_video_gets_every_output_and_each_face_keeps_its_id(video, tmp_path, capsys, monkeypatch):
     import cv2
 
     out = tmp_path / "out"
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal: piped, no bar is drawn
     assert main(["video", str(video), "-o", str(out)]) == 0
     captured = capsys.readouterr()
     assert f"{FRAMES}/{FRAMES}" in captured.err  # the progress bar (with its rate and ETA) ran to the end

@@ -82,9 +82,9 @@ def progress_bar(title: str, faces: int, batch_size: int):
     and even a disabled bar costs 12 us a call)."""
     if not title or faces <= batch_size:
         return None
-    from tqdm.auto import tqdm
+    from ferlab.progress import progress_bar
 
-    return tqdm(total=faces, desc=title, unit="face", disable=None, leave=False)  # disable=None: off when piped
+    return progress_bar(total=faces, desc=title, unit="face", leave=False)
 
 
 def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -206,7 +206,7 @@ def process_photos(loaded: LoadedModel, paths: list[Path], out: Path, *, model_n
     that cannot be read is reported through ``warn`` and counted, as are the ``unread`` inputs
     found before (``PhotoInputs.problems``); the rest still run. ``progress``: a bar with the
     rate and time left on stderr when it is a terminal, the ``log`` and ``warn`` lines above it."""
-    from tqdm.auto import tqdm
+    from ferlab.progress import progress_bar
 
     from ferlab.faces import PhotoError, open_photo
     from ferlab.runs import write_json
@@ -218,8 +218,8 @@ def process_photos(loaded: LoadedModel, paths: list[Path], out: Path, *, model_n
     for problem in unread:
         warn(problem)
     records, problems = [], list(unread)
-    # None: only on a terminal; piped or logged, stderr keeps one line per unreadable photo
-    with tqdm(total=len(paths), unit="photo", disable=None if progress and len(paths) > 1 else True) as bar:
+    # piped or logged, stderr keeps one line per unreadable photo
+    with progress_bar(total=len(paths), unit="photo", show=progress and len(paths) > 1) as bar:
         for path, name in zip(paths, names):
             try:
                 photo = open_photo(path)

@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from ferlab import distributed
 from ferlab.checkpoint import read_checkpoint, save_checkpoint
@@ -32,6 +31,7 @@ from ferlab.models import build_model
 from ferlab.models.layers import crop_input
 from ferlab.muon import Muon
 from ferlab.outputs import written
+from ferlab.progress import progress_bar
 from ferlab.schedules import SCHEDULES
 
 class TrainingDiverged(FerlabError):
@@ -240,7 +240,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: 
     total_loss = torch.zeros((), device=device)
     total_correct = torch.zeros((), device=device, dtype=torch.int64)
     seen = 0
-    bar = tqdm(range(steps), desc=description, leave=False, disable=not progress, unit="step")
+    bar = progress_bar(range(steps), desc=description, leave=False, show=progress, unit="step")
     for step in bar:
         x, y, partner, keep = training_batch(images, labels, order[step * batch_size:(step + 1) * batch_size],
                                              config, normalization, generator, side)

@@ -321,14 +321,14 @@ def write_video_outputs(loaded: LoadedModel, path: Path, outputs: dict[str, Path
                         video: tuple, progress: bool) -> dict:
     """``process_video``'s work on the opened video's ``(frames, fps, count)``: each output in turn,
     the summary (returned) last."""
-    from tqdm.auto import tqdm
+    from ferlab.progress import progress_bar
 
     frames, fps, count = video
     tracker, rows, writer, seen = Tracker(options), [], None, 0
     # OpenCV's writer logs a failed write ("FFmpeg: Failed to write frame") and goes on; check_written says it once
     with written(outputs["annotated.mp4"]) as annotated_video, opencv_quiet():
         try:
-            for frame in tqdm(frames, total=count or None, desc=path.name, unit="frame", disable=not progress):
+            for frame in progress_bar(frames, total=count or None, desc=path.name, unit="frame", show=progress):
                 faces = frame_faces(loaded, frame, tracker, options)
                 rows += csv_rows(frame, faces)
                 annotated = np.asarray(annotate(frame.rgb, [face for _, face in faces], [f"#{t.id}" for t, _ in faces]))

@@ -118,11 +118,11 @@ class Stages:
 
     def run(self, stage: str, items: dict[str, Callable[[], object]]) -> dict[str, object]:
         """Call each of ``items`` (label -> function) under one bar; their results by label."""
-        from tqdm.auto import tqdm
+        from ferlab.progress import progress_bar
 
         self.log(f"report: {stage}")
         results = {}
-        with tqdm(total=len(items), desc=stage, unit="step", leave=False, disable=not self.progress) as bar:
+        with progress_bar(total=len(items), desc=stage, unit="step", leave=False, show=self.progress) as bar:
             for label, function in items.items():
                 bar.set_postfix_str(label)
                 started = time.perf_counter()
