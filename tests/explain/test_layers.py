@@ -37,6 +37,9 @@ def test_the_shipped_models_layers_known_answer():
     assert pick_layer(model, "last")[0] == "12" and pick_layer(model, -1)[0] == "12"
     with pytest.raises(UnknownChoice, match="available: 0, 1, 3, 4, 6, 7, 9, 10, 12 or last"):
         pick_layer(model, "11")
+    assert pick_layer(model, np.int64(-2))[0] == "10"  # a position from NumPy, as from Python
+    with pytest.raises(UnknownChoice, match="^no conv layer True; available: "):  # it was position 1
+        pick_layer(model, True)
 
 
 def test_layer_sides_are_probed_once_per_model_and_again_when_its_layers_change():

@@ -147,7 +147,7 @@ def pick_layer(model: nn.Module, layer: str | int | None) -> tuple[str, nn.Modul
         layer = default_layer(model)
     if layer == "last":
         return layers[-1]
-    if isinstance(layer, int):
+    if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):  # True was layer 1
         if not -len(layers) <= layer < len(layers):
             raise UnknownChoice(f"no conv layer at position {layer}; there are {len(layers)}")
         return layers[layer]
