@@ -477,3 +477,13 @@ def test_input_limits_benchmark_refuses_each_hostile_input_at_its_limit():
     assert "limit 2,999 | " in out and "holds over 2,999 entries, the readers' limit" in out
     assert re.search(r"\| photo 800 px wide, found and explained \| [\d.]+ \| \d+ MiB \| 800x937 \(1 MP\), 1 face\(s\) \|", out)
     assert "declared: 413 after 0 MiB read; in chunks: 413 after 21 MiB" in out
+
+
+def test_startup_benchmark_times_first_answers_beside_a_baseline_source(tmp_path):
+    """Each command once, against this checkout's own src as the 'baseline': both columns and a
+    ratio per command, the first answers (photo, detect, predict) among them."""
+    out = run_script("benchmarks/startup.py", "--repeats", "1", "--baseline-src", str(ROOT / "src"))
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| `")}
+    assert {"`ferlab --help`", "`ferlab photo DEMO --model default-fast`", "`Model.detect(DEMO)`",
+            "`Model.predict(one 48x48 array)`"} <= set(rows)
+    assert all(re.fullmatch(r"\| `.+` \| \d+\.\d\d \| \d+\.\d\d \| \d+\.\d\dx \|", line) for line in rows.values())

@@ -250,3 +250,18 @@ def test_a_model_without_gradients_gets_the_gradient_free_methods_only(method):
     assert get_spec(method).gradients
     with pytest.raises(NotApplicable, match=r"needs gradients and answers.onnx is an ONNX graph .* lime, occlusion$"):
         explain(method, AnswersOnly(), x, target=0)
+
+
+def test_the_registry_imports_no_method_library_until_a_method_runs():
+    """Every method registers when ferlab.explain is imported; LIME's scikit-learn made that 1.7 s,
+    paid by `ferlab photo`, `Model.detect` and `Model.predict`, which run no LIME. Checked by what
+    is imported (a timed test would be noise); the time is in BENCHMARKS.md."""
+    import subprocess
+    import sys
+
+    script = ("import sys, ferlab.explain, ferlab.photos; print(sorted(ferlab.explain.list_methods())); "
+              "print(sorted(m for m in ('captum', 'lime', 'sklearn', 'skimage') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    registered, imported = result.stdout.strip().splitlines()
+    assert registered == str(sorted(["saliency", "gradcam", "hirescam", "guided_gradcam", "lime", "occlusion"]))
+    assert imported == "[]", result.stderr[-300:]

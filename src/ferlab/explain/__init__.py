@@ -6,6 +6,10 @@
 predicted class), an int (one class for all), or one class per image. A batch gives the same maps
 as one-by-one calls; no hooks stay on the model; its weights and train/eval mode are unchanged.
 Post-processing (ReLU, normalising, masks, overlays) lives in ``postprocess``.
+
+Every method registers when this package is imported, so each imports its libraries (Captum, LIME,
+scikit-image) inside its function: LIME's scikit-learn alone took 1.2 of the 1.7 s that ``ferlab
+photo`` and ``Model.detect`` spent importing this package, though neither runs LIME.
 """
 
 from __future__ import annotations

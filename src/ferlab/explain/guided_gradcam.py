@@ -13,7 +13,6 @@ from __future__ import annotations
 import warnings
 
 import torch
-from captum.attr import GuidedBackprop
 from torch import nn
 
 from ferlab.explain import NotApplicable, register_method
@@ -34,6 +33,8 @@ def check_guided_backprop(model: nn.Module) -> None:
 
 @register_method("guided_gradcam", "Guided Grad-CAM", display="fine")
 def guided_gradcam(model: nn.Module, images: torch.Tensor, target=None, layer: str | int | None = None) -> torch.Tensor:
+    from captum.attr import GuidedBackprop  # here, not at import: see ferlab.explain
+
     check_guided_backprop(model)
     with evaluation_mode(model):
         targets = resolve_targets(model, images, target)

@@ -12,8 +12,6 @@ import io
 
 import numpy as np
 import torch
-from lime import lime_image
-from skimage.segmentation import slic
 from torch import nn
 
 from ferlab.device import autocast_for
@@ -26,6 +24,8 @@ MAX_SAMPLES = 100_000  # perturbed copies of one face: 20 s to minutes a face; 1
 
 def superpixels(image: np.ndarray, segments: int = 50) -> np.ndarray:
     """(48, 48[, 3]) image -> (48, 48) int segment labels, about ``segments`` of them."""
+    from skimage.segmentation import slic  # here, not at import: see ferlab.explain
+
     gray = image[..., 0] if image.ndim == 3 else image
     span = gray.max() - gray.min()
     scaled = (gray - gray.min()) / (span if span > 0 else 1.0)
@@ -49,6 +49,8 @@ def lime(model: nn.Module, images: torch.Tensor, target=None, num_samples: int =
     check_whole("lime", "seed", seed, 0, 2**32 - 1)  # NumPy's RandomState takes no more
     if fill is not None:
         check_finite("lime", "fill", fill)
+    from lime import lime_image  # here, not at import (scikit-learn: a second): see ferlab.explain
+
     device = model_device(model)
     with evaluation_mode(model):
         targets = resolve_targets(model, images, target)

@@ -10,7 +10,6 @@ eye or a mouth corner of a 48x48 face; at a stride of 4 that is 11 x 11 = 121 pa
 from __future__ import annotations
 
 import torch
-from captum.attr import Occlusion
 from torch import nn
 
 from ferlab.device import autocast_for
@@ -39,6 +38,8 @@ def occlusion(model: nn.Module, images: torch.Tensor, target=None, window: int =
     device has it natively, as LIME. Both defaults together ran 2.4x faster than float32 in batches
     of 256 for the shipped model on 2 cores; the maps moved by at most 0.008 (their largest value
     0.59) on 14 real faces, rank correlation 0.9999."""
+    from captum.attr import Occlusion  # here, not at import: see ferlab.explain
+
     check_patch(window, stride, fill, images.shape[-1])
     device = model_device(model)
     with evaluation_mode(model), torch.no_grad():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from captum.attr import Saliency
 from torch import nn
 
 from ferlab.explain import register_method
@@ -12,6 +11,8 @@ from ferlab.explain.common import evaluation_mode, fresh_input, resolve_targets
 
 @register_method("saliency", "Saliency (|gradient|)", display="fine")
 def saliency(model: nn.Module, images: torch.Tensor, target=None) -> torch.Tensor:
+    from captum.attr import Saliency  # here, not at import: see ferlab.explain
+
     with evaluation_mode(model):
         targets = resolve_targets(model, images, target)
         maps = Saliency(model).attribute(fresh_input(images), target=targets.tolist(), abs=True)
