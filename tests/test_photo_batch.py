@@ -107,3 +107,30 @@ def test_a_smallest_face_over_the_photo_says_why_none_was_found(tmp_path, capsys
     assert main(["photo", str(ASTRONAUT), "-o", str(tmp_path / "found"), "--min-face", str(min(width, height))]) == 0
     assert json.loads((tmp_path / "found" / f"{ASTRONAUT.stem}.json").read_text())["note"] is None
 
+
+
+def test_a_batch_stopped_with_ctrl_c_keeps_the_summary_of_the_photos_done(tmp_path, capsys, monkeypatch):
+    """Ctrl-C at photo 900 of 1,000 left each photo's own files but no results.json of the 899."""
+    import ferlab.photo_batch
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a", "b", "c"):
+        Image.open(GRACE_HOPPER).save(folder / f"{name}.png")
+    calls = []
+
+    def analyze_until_the_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return analyze(*args, **kwargs)
+
+    monkeypatch.setattr(ferlab.photo_batch, "analyze", analyze_until_the_third)
+    out = tmp_path / "out"
+    assert main(["photo", str(folder), "-o", str(out)]) == 130
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["complete"] is False and [p["image"] for p in summary["photos"]] == [str(folder / "a.png"), str(folder / "b.png")]
+    monkeypatch.setattr(ferlab.photo_batch, "analyze", analyze)
+    assert main(["photo", str(folder), "-o", str(out)]) == 0  # run again: its own summary is replaced, complete
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["complete"] is True and len(summary["photos"]) == 3

@@ -206,9 +206,8 @@ def process_photos(loaded: LoadedModel, paths: list[Path], out: Path, *, model_n
     that cannot be read is reported through ``warn`` and counted, as are the ``unread`` inputs
     found before (``PhotoInputs.problems``); the rest still run. ``progress``: a bar with the
     rate and time left on stderr when it is a terminal, the ``log`` and ``warn`` lines above it."""
-    from ferlab.progress import progress_bar
-
     from ferlab.faces import PhotoError, open_photo
+    from ferlab.progress import progress_bar
     from ferlab.runs import write_json
 
     paths = list(dict.fromkeys(paths))  # each file once
@@ -218,25 +217,34 @@ def process_photos(loaded: LoadedModel, paths: list[Path], out: Path, *, model_n
     for problem in unread:
         warn(problem)
     records, problems = [], list(unread)
-    # piped or logged, stderr keeps one line per unreadable photo
-    with progress_bar(total=len(paths), unit="photo", show=progress and len(paths) > 1) as bar:
-        for path, name in zip(paths, names):
-            try:
-                photo = open_photo(path)
-            except PhotoError as error:
-                say, line = warn, str(error)
-                problems.append(line)
-            else:
-                faces = analyze(loaded, photo.rgb, explain=explain, tta=tta, mode=mode, layer=layer, detection=detection)
-                note = photo_note(photo, faces, detection)
-                records.append(write_photo_outputs(out, name, photo, faces, str(path), crops, earlier_crops.get(name, []), note))
-                say, line = log, describe_faces(path, faces, note)
-            with bar.external_write_mode():  # the line goes above the bar, not through it
-                say(line)
-            bar.update()
+
+    def summary(complete: bool) -> dict:
+        return {"model": model_name, "explained_by": loaded.overlay_method if explain else None, "photos": records,
+                "failed": len(problems), "problems": problems,  # each input not read, and why
+                "complete": complete}  # False: stopped (Ctrl-C) after the photos listed
+
+    try:  # piped or logged, stderr keeps one line per unreadable photo
+        with progress_bar(total=len(paths), unit="photo", show=progress and len(paths) > 1) as bar:
+            for path, name in zip(paths, names):
+                try:
+                    photo = open_photo(path)
+                except PhotoError as error:
+                    say, line = warn, str(error)
+                    problems.append(line)
+                else:
+                    faces = analyze(loaded, photo.rgb, explain=explain, tta=tta, mode=mode, layer=layer, detection=detection)
+                    note = photo_note(photo, faces, detection)
+                    records.append(write_photo_outputs(out, name, photo, faces, str(path), crops,
+                                                       earlier_crops.get(name, []), note))
+                    say, line = log, describe_faces(path, faces, note)
+                with bar.external_write_mode():  # the line goes above the bar, not through it
+                    say(line)
+                bar.update()
+    except KeyboardInterrupt:  # Ctrl-C in a long batch: the photos done keep their summary
+        if records:
+            write_json(out / f"{SUMMARY_NAME}.json", summary(complete=False))
+        raise
     if problems and not records:  # a typo must not replace the last run's summary with an empty one
         raise FerlabError(f"{out / SUMMARY_NAME}.json: not written: no input could be read")
-    summary = {"model": model_name, "explained_by": loaded.overlay_method if explain else None, "photos": records,
-               "failed": len(problems), "problems": problems}  # each input not read, and why
-    write_json(out / f"{SUMMARY_NAME}.json", summary)
-    return summary
+    write_json(out / f"{SUMMARY_NAME}.json", summary(complete=True))
+    return summary(complete=True)
