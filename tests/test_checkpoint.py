@@ -3,6 +3,8 @@ traceback and never a model used half-loaded (issue 11: defect 8)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -74,6 +76,29 @@ def test_a_damaged_checkpoint_file_is_one_short_line_naming_it(tmp_path, damage,
     code = main(["evaluate", str(path), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith(f"ferlab: error: {path}: ") and "\n" not in err and len(err) < 300, err
+
+
+def test_weights_saved_by_other_code_are_named_for_what_they_are(tmp_path):
+    """A state_dict (bare, or under "model" / "state_dict" as other trainers nest it) was "not a
+    ferlab checkpoint"; a whole pickled model was torch's paragraph of advice cut at 120 characters,
+    terminal escape codes and all."""
+    from ferlab.models import build_model
+
+    model = build_model("fastnet")
+    weights_alone = "not a ferlab checkpoint (weights alone, a state_dict: ferlab's checkpoints also record"
+    for name, saved in (("bare.pt", model.state_dict()), ("nested.ckpt", {"state_dict": model.state_dict(), "epoch": 3})):
+        torch.save(saved, tmp_path / name)
+        with pytest.raises(FerlabError, match=rf"^{tmp_path / name}: {re.escape(weights_alone)}"):
+            read_checkpoint(tmp_path / name)
+    torch.save({"accuracy": 0.7}, tmp_path / "other.pt")
+    with pytest.raises(FerlabError, match=rf"^{tmp_path / 'other.pt'}: not a ferlab checkpoint$"):
+        read_checkpoint(tmp_path / "other.pt")
+    torch.save(model, tmp_path / "whole.pt")
+    with pytest.raises(FerlabError) as error:
+        read_checkpoint(tmp_path / "whole.pt")
+    assert str(error.value) == (f"{tmp_path / 'whole.pt'}: refused by torch.load(weights_only=True); it holds more than "
+                                "plain tensors and containers (a pickled ferlab.models.layers.FeaturesHead: a whole model "
+                                "saved with torch.save(model), or another object)")
 
 
 def test_a_checkpoint_that_would_unpack_to_more_than_it_holds_is_refused_before_loading(tmp_path, monkeypatch, capsys):

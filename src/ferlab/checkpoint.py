@@ -8,6 +8,7 @@ import functools
 import math
 import os
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,22 @@ def archive_problem(path: Path) -> str | None:
     return None
 
 
+def unpickled_object(error: pickle.UnpicklingError) -> str:
+    """What torch's refusal names (``Unsupported global: GLOBAL ferlab.models.layers.FeaturesHead``,
+    a whole pickled model), without its paragraphs of advice and terminal escape codes."""
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+    if found:
+        return f"a pickled {found.group(1)}: a whole model saved with torch.save(model), or another object"
+    return re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip().splitlines()[0][:120]
+
+
+def holds_weights_alone(payload) -> bool:
+    """Whether a loaded file is a bare state_dict (``torch.save(model.state_dict())``) or one
+    nested under a key, as other trainers write them: tensors and nothing of ferlab's record."""
+    weights = payload.get("state_dict", payload.get("model", payload)) if isinstance(payload, dict) else None
+    return isinstance(weights, dict) and bool(weights) and all(isinstance(v, torch.Tensor) for v in weights.values())
+
+
 def read_checkpoint(path: str | os.PathLike, *, for_resume: bool = False) -> dict:
     """A checkpoint's payload, checked on load (see ``check_payload``): any inconsistency is one
     FerlabError naming the file, never a traceback or a model used half-loaded. ``for_resume``
@@ -83,12 +100,14 @@ def read_checkpoint(path: str | os.PathLike, *, for_resume: bool = False) -> dic
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise FerlabError(f"{path}: refused by torch.load(weights_only=True); it holds more than plain "
-                          f"tensors and containers ({str(error).splitlines()[0][:120]})") from None
+                          f"tensors and containers ({unpickled_object(error)})") from None
     except Exception as error:
         first_sentence = str(error).split("\n")[0].split(". ")[0][:160]
         raise FerlabError(f"{path}: not a readable checkpoint ({error.__class__.__name__}: {first_sentence})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise FerlabError(f"{path}: not a ferlab checkpoint")
+        raise FerlabError(f"{path}: not a ferlab checkpoint" + (
+            " (weights alone, a state_dict: ferlab's checkpoints also record the architecture, normalisation and "
+            "classes; ferlab train and distill write them)" if holds_weights_alone(payload) else ""))
     if payload.get("version", 0) > VERSION:
         raise FerlabError(f"{path}: checkpoint format {payload['version']} is newer than this ferlab "
                           f"understands ({VERSION}); upgrade ferlab")
