@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import doctest
 import re
+import warnings
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 import ferlab
 from ferlab.errors import FerlabError
@@ -145,6 +146,24 @@ def test_a_name_given_as_a_list_is_one_line(model, crop):
     for message, call in calls.items():
         with pytest.raises(FerlabError, match=f"^{re.escape(message)}; available: "):
             call()
+
+
+def test_a_pil_image_its_exif_says_to_turn_is_taken_as_it_is_with_a_warning(model, tmp_path):
+    """detect(path) reads a phone's photo upright; detect(Image.open(path)) found the face of the
+    sideways pixels without a word. PIL's own rotate keeps the tag, so the image is not turned."""
+    upright = Image.open(ferlab.demo_photos()[1]).convert("RGB")
+    sideways = upright.rotate(90, expand=True)  # turned a quarter anticlockwise, as the sensor stored it
+    exif = sideways.getexif()
+    exif[0x0112] = 6  # "turn a quarter clockwise to view"
+    path = tmp_path / "phone.jpg"
+    sideways.save(path, exif=exif, quality=95)
+    from_path = [face.label for face in model.detect(path)]
+    with pytest.warns(UserWarning, match=r"^photo: its EXIF orientation \(6\) says to turn it, .*ImageOps.exif_transpose"):
+        as_opened = model.detect(Image.open(path))
+    assert len(from_path) == 1 and len(as_opened) == 0  # upright: Grace Hopper's face; sideways: none found
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert [face.label for face in model.detect(ImageOps.exif_transpose(Image.open(path)))] == from_path
 
 
 def test_a_file_that_is_not_an_image_is_named(model, tmp_path):

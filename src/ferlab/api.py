@@ -161,6 +161,17 @@ def tensor_values(tensor: torch.Tensor, where: str) -> np.ndarray:
     return tensor.numpy()
 
 
+def turn_note(image: Image.Image) -> str | None:
+    """Why a PIL image may be found sideways, or None: its EXIF says to turn it (a phone's photo,
+    opened with ``Image.open``). A photo's path is read upright, as a viewer shows it; an image is
+    taken as it is, since PIL's own ``rotate`` keeps the tag and turning by it again would undo that."""
+    orientation = image.getexif().get(0x0112)  # EXIF Orientation: 1 is upright
+    if orientation in (None, 1) or not isinstance(orientation, int):
+        return None
+    return (f"its EXIF orientation ({orientation}) says to turn it, and a PIL image is taken as it is (a path is "
+            "read upright): pass ImageOps.exif_transpose(image) to look at it as a viewer shows it")
+
+
 def as_faces(faces, where: str = "faces") -> torch.Tensor:
     """Faces in any form -> (N, 48, 48) uint8: a path, a PIL image, a NumPy array or a tensor, or
     a list of them. Each image is converted by ``image_to_face``; values by ``array_to_uint8``."""
@@ -294,7 +305,9 @@ class Model:
         where Grad-CAM does not apply (an ONNX graph, an ensemble, a dnn).
         ``min_face``: the smallest face, in pixels or (under 1) a fraction of the shorter side;
         ``detector``: ``haar`` (OpenCV) or ``hog`` (dlib). An animated or multi-page image gives
-        its first frame's faces and a warning saying so (``video`` reads every frame)."""
+        its first frame's faces and a warning saying so (``video`` reads every frame). A path is
+        read upright (turned as its EXIF says); a PIL image is taken as it is, with a warning where
+        its EXIF says to turn it (``ImageOps.exif_transpose`` does)."""
         import warnings
 
         from ferlab.faces import open_photo
@@ -309,6 +322,8 @@ class Model:
                 warnings.warn(f"{where}: {opened.note}", stacklevel=2)
             rgb = opened.rgb
         elif isinstance(photo, Image.Image):
+            if note := turn_note(photo):
+                warnings.warn(f"photo: {note}", stacklevel=2)
             rgb = np.asarray(eight_bits(photo, "photo").convert("RGB"))
         else:
             rgb = photo_array(photo)
