@@ -189,8 +189,10 @@ def test_bad_videos_are_one_line_and_exit_2(tmp_path, capsys):
     cv2.VideoWriter(str(no_frames), cv2.VideoWriter_fourcc(*"mp4v"), 25, (64, 64)).release()
     text = tmp_path / "notes.txt"
     text.write_text("FFmpeg would play this as a video of its characters\n" * 50)
+    photo = tmp_path / "hopper.jpg"  # FFmpeg played a photo as a video of one frame, where ferlab photo was meant
+    Image.open(demo_photos()[1]).convert("RGB").save(photo)
     cases = {garbage: "", empty: "empty file", no_frames: "", tmp_path / "missing.mp4": "cannot read", tmp_path: "not a regular file",
-             text: "plain text, not a video"}
+             text: "plain text, not a video", photo: "a still JPEG photo, not a video; ferlab photo finds its faces"}
     for path, expected in cases.items():
         assert main(["video", str(path), "-o", str(tmp_path / "out"), "--quiet"]) == 2, path
         error = capsys.readouterr().err.strip()

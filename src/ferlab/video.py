@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ferlab.checkpoint import LoadedModel
-from ferlab.data.images import file_status
+from ferlab.data.images import file_status, photo_format
 from ferlab.errors import FerlabError
 from ferlab.faces import MAX_PIXELS, Box, Detection, to_gray
 from ferlab.labels import EMOTIONS
@@ -75,7 +75,9 @@ class Frame:
 
 def check_video_file(path: Path) -> None:
     """A regular file that is not plain text: FFmpeg, under OpenCV, plays any text file as a video
-    of its characters (its "tty" format), which would give a run over a picture of words."""
+    of its characters (its "tty" format), which would give a run over a picture of words; nor a
+    still photo, which it plays as one frame (an annotated "video" of the photo, where ferlab photo
+    was meant)."""
     try:
         if not stat.S_ISREG(file_status(path).st_mode):
             raise VideoError(f"{path}: not a regular file (a folder, device, socket or FIFO)")
@@ -87,6 +89,9 @@ def check_video_file(path: Path) -> None:
         raise VideoError(f"{path}: empty file")
     if b"\0" not in head and not head.startswith(b"YUV4MPEG2") and is_utf8(head):
         raise VideoError(f"{path}: plain text, not a video")
+    if (still := photo_format(head)) in ("JPEG", "TIFF", "HEIC") or (still == "PNG" and b"acTL" not in head):
+        # FFmpeg plays a photo as a video of one frame; an animated GIF, PNG or WebP is a video
+        raise VideoError(f"{path}: a still {still} photo, not a video; ferlab photo finds its faces")
 
 
 def is_utf8(data: bytes) -> bool:

@@ -79,17 +79,22 @@ SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "
 HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
 
 
+def photo_format(data: bytes) -> str | None:
+    """The photo format ``data`` starts as (PNG, JPEG, GIF, TIFF, WebP, AVIF, HEIC), or None."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    if data[4:8] == b"ftyp":  # ISO media: the brand says which (an MP4 is none of these)
+        return "HEIC" if data[8:12] in HEIF_BRANDS else "AVIF" if data[8:12] in (b"avif", b"avis") else None
+    return next((name for magic, name in SIGNATURES.items() if data.startswith(magic)), None)
+
+
 def unreadable(data: bytes) -> str:
     """Why Pillow found no format in ``data``: a photo's format named by its first bytes where it
     has one (a damaged PNG was "no image format Pillow knows"; an iPhone's HEIC is not damaged, but
     Pillow cannot read it), else that it is not an image."""
-    kind = next((name for magic, name in SIGNATURES.items() if data.startswith(magic)), None)
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        kind = "WebP"
-    if data[4:8] == b"ftyp":  # ISO media: the brand says which
-        if data[8:12] in HEIF_BRANDS:
-            return "a HEIC/HEIF photo (an iPhone's format), which Pillow cannot read; convert it to JPEG or PNG"
-        kind = "AVIF" if data[8:12] in (b"avif", b"avis") else None
+    kind = photo_format(data)
+    if kind == "HEIC":
+        return "a HEIC/HEIF photo (an iPhone's format), which Pillow cannot read; convert it to JPEG or PNG"
     if kind:
         return f"damaged {kind} (it starts as one, but Pillow cannot read it)"
     return "not an image (no image format Pillow knows)"
