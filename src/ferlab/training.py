@@ -34,6 +34,7 @@ from ferlab.outputs import written
 from ferlab.progress import progress_bar
 from ferlab.schedules import SCHEDULES
 
+
 class TrainingDiverged(FerlabError):
     """The loss became NaN or infinite: nothing after it can be trusted, so the run stops."""
 
