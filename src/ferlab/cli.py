@@ -651,8 +651,8 @@ def cmd_explain(args) -> int:
     output = writable_file(Path(args.output)) if args.output else None  # checked before the work
     if output:
         check_figure_name(output)
-    if output and args.image:
-        check_not_an_input(output, args.image)
+        if args.image:
+            check_not_an_input(output, args.image)
     run_dir = None if output else output_dir(args, "explain")  # a named file needs no folder of its own
     faces, names = explain_inputs(args, loaded)
     source = None if output else explain_source(args, method, options)

@@ -246,5 +246,6 @@ def process_photos(loaded: LoadedModel, paths: list[Path], out: Path, *, model_n
         raise
     if problems and not records:  # a typo must not replace the last run's summary with an empty one
         raise FerlabError(f"{out / SUMMARY_NAME}.json: not written: no input could be read")
-    write_json(out / f"{SUMMARY_NAME}.json", summary(complete=True))
-    return summary(complete=True)
+    complete = summary(complete=True)
+    write_json(out / f"{SUMMARY_NAME}.json", complete)
+    return complete

@@ -340,7 +340,8 @@ def start_training(config: TrainConfig, train_images: torch.Tensor, device: torc
 
 def check_training_faces(faces) -> None:
     """Data that can train a model: at least two training faces and one validation face."""
-    train, val = len(faces.split("train")), len(faces.split("val"))
+    sizes = faces.split_sizes()  # counted: a split is a copy of its faces
+    train, val = sizes["train"], sizes["val"]
     if train < 2 or val < 1:
         raise FerlabError(f"{faces.source}: need training and validation faces, got {train} and {val}")
 
