@@ -208,6 +208,57 @@ def test_bad_videos_are_one_line_and_exit_2(tmp_path, capsys):
             VideoOptions(**options)
 
 
+@pytest.mark.parametrize("suffix, named", [("bmp", "BMP"), ("avif", "AVIF"), ("gif", "GIF"), ("webp", "WebP"),
+                                           ("png", "PNG"), ("tiff", "TIFF"), ("ppm", "PPM"), ("tga", "TGA")])
+def test_a_still_photo_of_any_format_is_one_line_pointing_at_photo(tmp_path, capsys, suffix, named):
+    """FFmpeg plays a still BMP, AVIF, GIF, WebP ... as a one-frame video: an annotated "video" of
+    the photo was written, where ``ferlab photo`` was meant (only JPEG, PNG and TIFF were refused)."""
+    still = tmp_path / f"hopper.{suffix}"
+    Image.fromarray(two_faces_scene(0)[::2, ::2]).save(still)
+    assert main(["video", str(still), "-o", str(tmp_path / "out"), "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"ferlab: error: {still}: a still {named} photo, not a video; "
+                                       "ferlab photo finds its faces\n")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("suffix", ["gif", "png", "webp", "avif"])
+def test_an_animated_image_is_a_video_of_all_its_frames(tmp_path, capsys, suffix):
+    """An animated GIF, PNG, WebP or AVIF is read by Pillow, frame by frame, at the rate its first
+    delay gives (FFmpeg found no frames in an animated WebP)."""
+    frames = [Image.fromarray(two_faces_scene(shift)) for shift in (0, 4, 8, 12)]
+    animation = tmp_path / f"two.{suffix}"
+    frames[0].save(animation, save_all=True, append_images=frames[1:], duration=200, loop=0)
+    assert main(["video", str(animation), "-o", str(tmp_path / "out"), "--quiet"]) == 0
+    summary = json.loads((tmp_path / "out" / "two-summary.json").read_text())
+    assert summary["frames"] == summary["frames_announced"] == 4 and summary["fps"] == 5.0
+    assert sorted(f["frames"] for f in summary["faces"]) == [4, 4]  # both faces, in every frame
+    times = sorted({float(row["time_s"]) for row in read_rows(tmp_path / "out" / "two-frames.csv")})
+    assert times == [0.0, 0.2, 0.4, 0.6]
+
+
+def test_a_multi_page_tiff_is_not_a_video(tmp_path, capsys):
+    pages = [Image.fromarray(two_faces_scene(shift)[::2, ::2]) for shift in (0, 8)]
+    document = tmp_path / "scan.tiff"
+    pages[0].save(document, save_all=True, append_images=pages[1:])
+    assert main(["video", str(document), "-o", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "a multi-page TIFF (a document's pages), not a video" in capsys.readouterr().err
+
+
+def test_an_animation_damaged_midway_gives_the_frames_before_the_damage(tmp_path, capsys):
+    """An animated PNG announces its frames (its acTL chunk): those after the damage are one line."""
+    frames = [Image.fromarray(two_faces_scene(shift)[::2, ::2]) for shift in range(0, 40, 4)]
+    whole = tmp_path / "whole.png"
+    frames[0].save(whole, save_all=True, append_images=frames[1:], duration=40, loop=0)
+    data = bytearray(whole.read_bytes())
+    data[len(data) * 2 // 3:] = bytes(len(data) - len(data) * 2 // 3)  # the last third zeroed
+    damaged = tmp_path / "damaged.png"
+    damaged.write_bytes(bytes(data))
+    assert main(["video", str(damaged), "-o", str(tmp_path / "out"), "--quiet", "--detector", "haar"]) == 2
+    summary = json.loads((tmp_path / "out" / "damaged-summary.json").read_text())
+    assert summary["frames_announced"] == 10 and 0 < summary["frames"] < 10
+    assert f"only {summary['frames']} of the 10 frames it announces" in capsys.readouterr().err
+
+
 def test_a_cut_short_mp4_is_one_line_on_the_process_stderr(tmp_path):
     """OpenCV and FFmpeg log from C++ straight to the process's stderr ("[ERROR:0@0.010] global
     cap_ffmpeg_impl.hpp:1479 open VIDEOIO/FFMPEG: Failed to initialize VideoCapture", "moov atom

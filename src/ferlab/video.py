@@ -21,16 +21,19 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import json
 import numbers
 import os
 import stat
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ferlab.checkpoint import LoadedModel
 from ferlab.data.images import file_status, photo_format
@@ -73,11 +76,12 @@ class Frame:
     rgb: np.ndarray     # (H, W, 3) uint8
 
 
-def check_video_file(path: Path) -> None:
-    """A regular file that is not plain text: FFmpeg, under OpenCV, plays any text file as a video
-    of its characters (its "tty" format), which would give a run over a picture of words; nor a
-    still photo, which it plays as one frame (an annotated "video" of the photo, where ferlab photo
-    was meant)."""
+def video_kind(path: Path) -> str:
+    """How ``path`` is read: "animation" (an animated GIF, PNG, WebP or AVIF, whose frames Pillow
+    decodes) or "video" (anything else, for FFmpeg under OpenCV). Refused in one line: what is not a
+    regular file; plain text, which FFmpeg plays as a video of its characters (its "tty" format);
+    a still photo, which it plays as one frame (an annotated "video" of the photo, where ferlab
+    photo was meant); a multi-page TIFF, a document's pages."""
     try:
         if not stat.S_ISREG(file_status(path).st_mode):
             raise VideoError(f"{path}: not a regular file (a folder, device, socket or FIFO)")
@@ -87,11 +91,36 @@ def check_video_file(path: Path) -> None:
         raise VideoError(f"{path}: cannot read ({error.strerror or error})") from None
     if not head:
         raise VideoError(f"{path}: empty file")
+    image_format, animated = image_frames(path)  # before the text check: a PPM's header and gray pixels are text
+    if animated and image_format != "TIFF":
+        return "animation"
+    if animated:
+        raise VideoError(f"{path}: a multi-page TIFF (a document's pages), not a video; ferlab photo reads its first page")
+    # A photo Pillow cannot open (an iPhone's HEIC, a damaged JPEG) is named by its first bytes
+    if still := FORMAT_NAMES.get(image_format, image_format) or photo_format(head):
+        raise VideoError(f"{path}: a still {still} photo, not a video; ferlab photo finds its faces")
     if b"\0" not in head and not head.startswith(b"YUV4MPEG2") and is_utf8(head):
         raise VideoError(f"{path}: plain text, not a video")
-    if (still := photo_format(head)) in ("JPEG", "TIFF", "HEIC") or (still == "PNG" and b"acTL" not in head):
-        # FFmpeg plays a photo as a video of one frame; an animated GIF, PNG or WebP is a video
-        raise VideoError(f"{path}: a still {still} photo, not a video; ferlab photo finds its faces")
+    return "video"
+
+
+# Formats Pillow names that are not photos: it identifies MPEG-1/2 video by its first bytes
+NOT_PHOTOS = {"MPEG"}
+FORMAT_NAMES = {"MPO": "JPEG", "WEBP": "WebP"}  # Pillow's names, as photos' formats are named elsewhere
+
+
+def image_frames(path: Path) -> tuple[str | None, bool]:
+    """(the image format Pillow reads ``path`` as, or None; whether it has a second frame). A
+    camera JPEG's preview pictures (MPO) are not frames. Only headers are read."""
+    try:
+        with warnings.catch_warnings():  # a header of many pixels warns; the frames are checked later
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                if image.format in NOT_PHOTOS:
+                    return None, False
+                return image.format, bool(getattr(image, "is_animated", False)) and image.format != "MPO"
+    except Exception:  # noqa: BLE001 - not an image Pillow can open (a video), or a damaged one
+        return None, False
 
 
 def is_utf8(data: bytes) -> bool:
@@ -116,12 +145,25 @@ def opencv_quiet():
         logging.setLogLevel(level)
 
 
-def read_frames(path: Path) -> tuple[Iterator[Frame], float, int]:
-    """(frames, frames per second, frame count or 0 where the container does not say) of any video
-    OpenCV can read. Unreadable files and videos without a frame are VideoErrors naming the file."""
+def read_frames(path: Path, kind: str | None = None) -> tuple[Iterator[Frame], float, int]:
+    """(frames, frames per second, frame count or 0 where the file does not say) of any video
+    OpenCV can read, or of an animated image; ``kind`` is ``video_kind(path)``, found here where not
+    given. Unreadable files and videos without a frame are VideoErrors naming the file."""
+    frames, fps, count = FRAME_READERS[kind or video_kind(path)](path)
+    first = next(frames, None)
+    if first is None:
+        raise VideoError(f"{path}: the video has no frames")
+    height, width = first.rgb.shape[:2]
+    if width * height > MAX_PIXELS:
+        frames.close()
+        raise VideoError(f"{path}: frames of {width}x{height} are over the limit of {MAX_PIXELS:,} pixels")
+    return itertools.chain([first], frames), fps, count
+
+
+def video_frames(path: Path) -> tuple[Iterator[Frame], float, int]:
+    """A video's frames as FFmpeg, under OpenCV, decodes them."""
     import cv2
 
-    check_video_file(path)
     # FFmpeg's own log lines ("moov atom not found") would come before our one-line error; set
     # OPENCV_FFMPEG_LOGLEVEL=24 to see its warnings. Read when OpenCV's FFmpeg backend starts.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
@@ -131,27 +173,53 @@ def read_frames(path: Path) -> tuple[Iterator[Frame], float, int]:
         raise VideoError(f"{path}: not a video OpenCV can read")
     fps = capture.get(cv2.CAP_PROP_FPS)
     fps = fps if np.isfinite(fps) and 0 < fps <= 1000 else 25.0  # some containers do not say; 25 is the usual
-    count = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
-    ok, first = capture.read()
-    if not ok or first is None:
-        capture.release()
-        raise VideoError(f"{path}: the video has no frames")
-    if first.shape[0] * first.shape[1] > MAX_PIXELS:
-        capture.release()
-        raise VideoError(f"{path}: frames of {first.shape[1]}x{first.shape[0]} are over the limit of {MAX_PIXELS:,} pixels")
 
     def frames() -> Iterator[Frame]:
-        index, bgr = 0, first
         try:
-            while bgr is not None:
-                yield Frame(index, index / fps, np.ascontiguousarray(bgr[..., ::-1]))
+            for index in itertools.count():
                 ok, bgr = capture.read()
-                index += 1
-                if not ok:
+                if not ok or bgr is None:
                     break
+                yield Frame(index, index / fps, np.ascontiguousarray(bgr[..., ::-1]))
         finally:
             capture.release()
+    return frames(), fps, max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
+
+
+def animation_frames(path: Path) -> tuple[Iterator[Frame], float, int]:
+    """An animated GIF, PNG, WebP or AVIF's frames as Pillow composes them (FFmpeg decodes no
+    animated WebP: it was "no frames"). The rate is the first frame's (WebP and AVIF say it once
+    that frame is decoded); a delay of 10 ms or less is 100 ms, as browsers play it. A frame too
+    damaged to decode ends the frames, as in a video."""
+    image = Image.open(path)  # video_kind opened it
+    try:
+        width, height = image.size  # from the header: an oversized canvas is never decoded
+        if width * height > MAX_PIXELS:
+            raise VideoError(f"{path}: frames of {width}x{height} are over the limit of {MAX_PIXELS:,} pixels")
+        count, first = int(image.n_frames), np.asarray(image.convert("RGB"))
+    except VideoError:
+        image.close()
+        raise
+    except Exception as error:  # noqa: BLE001 - damaged headers and first frames raise anything
+        image.close()
+        raise VideoError(f"{path}: a damaged animation ({error.__class__.__name__}: {str(error)[:80]})") from None
+    delay = image.info.get("duration") or 0
+    fps = 1000 / (delay if delay > 10 else 100)
+
+    def frames() -> Iterator[Frame]:
+        with image:
+            yield Frame(0, 0.0, first)
+            for index in range(1, count):
+                try:
+                    image.seek(index)
+                    rgb = np.asarray(image.convert("RGB"))
+                except Exception:  # noqa: BLE001 - the frames before the damage are the video's; the count says what was lost
+                    return
+                yield Frame(index, index / fps, rgb)
     return frames(), fps, count
+
+
+FRAME_READERS = {"video": video_frames, "animation": animation_frames}  # keyed by video_kind
 
 
 def overlap(a: Box, b: Box) -> float:
@@ -312,12 +380,12 @@ def process_video(loaded: LoadedModel, path: Path, out: Path, options: VideoOpti
                   progress: bool = True) -> dict:
     """``ferlab video``: see the module's docstring; the outputs go into ``out``, made where it is
     missing. Returns the summary (also written as JSON)."""
-    check_video_file(path)  # a missing or unreadable video leaves no output folder behind
+    kind = video_kind(path)  # a missing or unreadable video leaves no output folder behind
     out = writable_folder(out)
     stem = within_name_limit(path.stem)
     outputs = {kind: out / f"{stem}-{kind}" for kind in ("annotated.mp4", "frames.csv", "timeline.png", "summary.json")}
     claimed_before = check_replaceable(path, outputs)
-    frames, fps, count = read_frames(path)
+    frames, fps, count = read_frames(path, kind)
     with outputs_claimed(path, outputs, claimed_before):
         return write_video_outputs(loaded, path, outputs, options, (frames, fps, count), progress)
 
