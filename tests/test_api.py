@@ -54,7 +54,7 @@ def test_every_form_of_one_face_gets_one_answer(model, crop, tmp_path):
     big = np.asarray(Image.fromarray(crop).resize((96, 96), Image.Resampling.NEAREST))
     forms = [crop, crop.astype(np.float32) / 255, crop.astype(np.float64), crop.astype(np.uint16) * 257,
              np.stack([crop] * 3, -1), torch.from_numpy(crop)[None], torch.from_numpy(crop)[None, None].float(),
-             Image.fromarray(crop), str(path), path]
+             Image.fromarray(crop), str(path), path, path.read_bytes(), bytearray(path.read_bytes())]
     reference = model.predict(crop).probabilities
     together = model.predict(forms)
     assert len(together) == len(forms)
@@ -109,6 +109,8 @@ def test_api_detect_and_the_one_inference_path_agree(model, crop):
     (np.zeros((0, 48, 48), np.uint8), "faces: an empty array holds no face"),
     ([np.zeros((48, 48), np.uint8), "nowhere.png"], "nowhere.png: cannot read"),
     (3.5, "faces: cannot read a face from a float"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(40), "faces: damaged PNG (it starts as one, but Pillow cannot read it)"),
+    ([b"hello"], "faces[0]: not an image (no image format Pillow knows)"),
     ([np.zeros((48, 48), np.uint8), Image.fromarray(np.full((48, 48), np.nan, np.float32), mode="F")],
      "faces[1]: float image with 2304 NaN or infinite pixels of 2304"),
     (Image.new("L", (0, 0)), "faces: image is 0x0: it has no pixels"),  # resized, it was a face of black

@@ -173,8 +173,8 @@ def turn_note(image: Image.Image) -> str | None:
 
 
 def as_faces(faces, where: str = "faces") -> torch.Tensor:
-    """Faces in any form -> (N, 48, 48) uint8: a path, a PIL image, a NumPy array or a tensor, or
-    a list of them. Each image is converted by ``image_to_face``; values by ``array_to_uint8``."""
+    """Faces in any form -> (N, 48, 48) uint8: a path, an image file's bytes, a PIL image, a NumPy array or a
+    tensor, or a list of them. Each image is converted by ``image_to_face``; values by ``array_to_uint8``."""
     if isinstance(faces, (list, tuple)):
         if not faces:
             raise FerlabError(f"{where}: an empty list holds no face")
@@ -184,6 +184,8 @@ def as_faces(faces, where: str = "faces") -> torch.Tensor:
         face = image_to_face(image)
         warn_if_stretched(image.size, str(faces))
         return torch.from_numpy(face)[None]
+    if isinstance(faces, (bytes, bytearray)):  # a file's bytes, as detect takes them (an upload, a download)
+        return as_faces(decoded_bytes(bytes(faces), where), where)
     if isinstance(faces, Image.Image):
         face = image_to_face(faces, where)  # a 0x0 image is refused before its shape is looked at
         warn_if_stretched(faces.size, where)
@@ -192,8 +194,16 @@ def as_faces(faces, where: str = "faces") -> torch.Tensor:
         return as_faces_from_array(tensor_values(faces, where), where, channels_first=True)
     if isinstance(faces, np.ndarray):
         return as_faces_from_array(faces, where, channels_first=False)
-    raise FerlabError(f"{where}: cannot read a face from a {type(faces).__name__}; give a path, a PIL image, "
-                      "a NumPy array or a tensor")
+    raise FerlabError(f"{where}: cannot read a face from a {type(faces).__name__}; give a path, a file's bytes, "
+                      "a PIL image, a NumPy array or a tensor")
+
+
+def decoded_bytes(data: bytes, where: str) -> Image.Image:
+    """An image file's bytes -> the image, upright as its EXIF says (as a path is read)."""
+    try:
+        return decode_image(data, upright=True)
+    except ImageProblem as problem:
+        raise FerlabError(f"{where}: {problem}") from None
 
 
 def warn_if_stretched(size: tuple[int, int], where: str, count: int = 1) -> None:
@@ -292,7 +302,8 @@ class Model:
         return f"ferlab.Model({self.name!r}, architecture={self.loaded.config.model!r}, tta={self.tta!r})"
 
     def predict(self, faces) -> Predictions:
-        """Labels and probabilities of face crops (one or many; any form ``as_faces`` takes)."""
+        """Labels and probabilities of face crops (one or many; any form ``as_faces`` takes: paths, image
+        files' bytes, PIL images, arrays, tensors)."""
         probabilities = self.loaded.probabilities(as_faces(faces), tta=self.tta).numpy()
         return Predictions([EMOTIONS[i] for i in probabilities.argmax(1)], probabilities)
 
