@@ -94,6 +94,32 @@ def test_tensors_read_two_ways_or_holding_no_values_are_one_line(model, bad, mes
     assert str(error.value) == message
 
 
+def test_the_network_and_its_inputs_give_the_answers_in_float32(model, crop, sample_faces):
+    """``network`` and ``inputs`` are the PyTorch module and the tensor it takes, for code of the
+    user's own: in float32 they give the inference path's float32 logits, and gradients flow."""
+    from ferlab.evaluation import infer
+
+    faces = sample_faces.images[:64]
+    logits = model.network(model.inputs(faces)).detach()
+    float32 = infer(model.loaded.model, faces, model.loaded.normalization, mixed_precision=False)
+    torch.testing.assert_close(logits, float32, atol=1e-5, rtol=1e-5)
+    probabilities = (model.network(model.inputs(crop)) / model.temperature).softmax(1).detach().numpy()
+    np.testing.assert_allclose(probabilities, model.predict(crop).probabilities, atol=0.02)  # predict runs bf16 here
+    assert model.inputs(crop).shape == (1, 1, 48, 48) and model.temperature == model.loaded.temperature > 1
+    x = model.inputs(crop).requires_grad_()
+    model.network(x)[0, ferlab.EMOTIONS.index("neutral")].backward()
+    assert x.grad.shape == x.shape and x.grad.abs().sum() > 0
+    assert model.network is model.loaded.model and not model.network.training
+
+
+def test_a_graph_has_no_network_to_give(fast_graph):
+    graph, refusal = ferlab.load(fast_graph), "an ONNX graph runs in onnxruntime and has no PyTorch module"
+    with pytest.raises(FerlabError, match=f"{refusal} \\(network\\); load the checkpoint it was exported from"):
+        graph.network
+    with pytest.raises(FerlabError, match=f"{refusal} \\(inputs\\)"):
+        graph.inputs(np.zeros((48, 48), np.uint8))
+
+
 def test_api_detect_and_the_one_inference_path_agree(model, crop):
     found = model.detect(ferlab.demo_photos()[1])[0]
     np.testing.assert_allclose(found.probabilities, model.predict(crop).probabilities[0], atol=1e-6)

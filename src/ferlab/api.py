@@ -307,6 +307,35 @@ class Model:
         probabilities = self.loaded.probabilities(as_faces(faces), tta=self.tta).numpy()
         return Predictions([EMOTIONS[i] for i in probabilities.argmax(1)], probabilities)
 
+    @property
+    def network(self) -> torch.nn.Module:
+        """The model's own PyTorch module (not a copy), in eval mode, for code of your own (Captum,
+        a training loop, ``torch.export``): ``inputs(faces)`` -> (N, 7) float32 logits, in
+        ``classes`` order; ``softmax(logits / temperature)`` gives ``predict``'s probabilities.
+        ``predict`` runs it in the precision it was trained in (bf16 where the CPU or GPU has it),
+        so its logits may differ from a float32 call's in the second decimal. An ensemble's module
+        gives the log of its members' weighted calibrated probabilities."""
+        self.check_module("network")
+        return self.loaded.model
+
+    def inputs(self, faces) -> torch.Tensor:
+        """Faces in any form ``predict`` takes -> the (N, 1, 48, 48) float32 tensor ``network``
+        takes: converted as ``predict`` converts them, then normalised as the model was trained
+        (``standardize``: the training set's mean and std), on the module's device."""
+        self.check_module("inputs")
+        device = next(self.loaded.model.parameters()).device
+        return self.loaded.normalization.apply(as_faces(faces)).to(device)
+
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature fitted on PublicTest (1 for a model never calibrated)."""
+        return self.loaded.temperature
+
+    def check_module(self, what: str) -> None:
+        if self.loaded.is_graph:
+            raise FerlabError(f"{self.name}: an ONNX graph runs in onnxruntime and has no PyTorch module ({what}); "
+                              "load the checkpoint it was exported from")
+
     def detect(self, photo, explain: bool = False, layer: str | None = None, min_face: float = MIN_FACE,
                detector: str = DEFAULT_DETECTOR) -> list:
         """Every face in a photo (a path, its bytes, a PIL image or an (H, W[, C]) array), largest first: its
