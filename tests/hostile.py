@@ -19,6 +19,13 @@ def png_bytes(array: np.ndarray, mode: str | None = None) -> bytes:
     return buffer.getvalue()
 
 
+def with_significant_bits(png: bytes, bits: int) -> bytes:
+    """``png`` with an sBIT chunk after its header, stating ``bits`` significant bits of gray."""
+    chunk = b"sBIT" + bytes([bits])
+    end_of_header = 8 + 8 + 13 + 4  # signature; IHDR's length, type, 13 bytes of data and CRC
+    return png[:end_of_header] + struct.pack(">I", 1) + chunk + struct.pack(">I", zlib.crc32(chunk)) + png[end_of_header:]
+
+
 def announced_png(width: int, height: int) -> bytes:
     """A small, valid PNG whose header announces ``width`` x ``height`` pixels: a decompression
     bomb as far as any reader that trusts the header is concerned."""

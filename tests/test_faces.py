@@ -302,6 +302,31 @@ def test_a_batch_of_photos_shows_its_progress_on_a_terminal_only(tmp_path, capsy
     assert capsys.readouterr().err == ""
 
 
+# --- 16-bit photos of 12-bit data -------------------------------------------------------------------
+
+def test_12_bit_data_in_a_16_bit_photo_is_said_dark_unless_the_png_states_its_bits(tmp_path, capsys):
+    """A lab camera's 12-bit values saved unscaled in a 16-bit PNG or TIFF came out nearly black:
+    no face found, and nothing said. The photo's line and record now say why; a PNG whose sBIT
+    chunk states 12 bits is read at its own range and its face found."""
+    import ferlab
+    from tests.hostile import with_significant_bits
+
+    gray = np.asarray(Image.open(demo_photos()[1]).convert("L")).astype(np.uint16) * 16  # 0..4080
+    unstated, tiff, stated = tmp_path / "unstated.png", tmp_path / "unstated.tiff", tmp_path / "stated.png"
+    Image.fromarray(gray).save(unstated)
+    Image.fromarray(gray).save(tiff)
+    stated.write_bytes(with_significant_bits(unstated.read_bytes(), 12))
+    assert main(["photo", str(unstated), str(tiff), str(stated), "-o", str(tmp_path / "out")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    records = json.loads((tmp_path / "out" / "results.json").read_text())["photos"]
+    dark = "its 16-bit values reach only 4080 of 65535, as 12-bit data saved unscaled would"
+    for record, line in zip(records[:2], lines):
+        assert record["faces"] == [] and record["note"].startswith(dark) and dark in line
+    assert len(records[2]["faces"]) == 1 and records[2]["note"] is None
+    with pytest.warns(UserWarning, match=f"^{unstated}: {dark}"):
+        ferlab.load("default-fast").predict(unstated)
+
+
 # --- an animated photo: its first frame, and a note saying so ---------------------------------------
 
 def animated_photo(folder) -> tuple[object, object]:

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from ferlab.checkpoint import LoadedModel, load_model
-from ferlab.data.images import ImageProblem, decode_image, read_image_file, to_eight_bits
+from ferlab.data.images import Decoded, ImageProblem, decode_first_frame, read_image_file, to_eight_bits
 from ferlab.errors import FerlabError, brief
 from ferlab.faces import DEFAULT_DETECTOR, MIN_FACE, Detection
 from ferlab.labels import EMOTIONS, IMAGE_SIZE
@@ -180,12 +180,9 @@ def as_faces(faces, where: str = "faces") -> torch.Tensor:
             raise FerlabError(f"{where}: an empty list holds no face")
         return torch.cat([as_faces(item, f"{where}[{i}]") for i, item in enumerate(faces)])
     if isinstance(faces, (str, os.PathLike)):
-        image = read_image(as_path(faces, where))
-        face = image_to_face(image)
-        warn_if_stretched(image.size, str(faces))
-        return torch.from_numpy(face)[None]
+        return file_face(read_image(as_path(faces, where)), str(faces))
     if isinstance(faces, (bytes, bytearray)):  # a file's bytes, as detect takes them (an upload, a download)
-        return as_faces(decoded_bytes(bytes(faces), where), where)
+        return file_face(decoded_bytes(bytes(faces), where), where)
     if isinstance(faces, Image.Image):
         face = image_to_face(faces, where)  # a 0x0 image is refused before its shape is looked at
         warn_if_stretched(faces.size, where)
@@ -198,12 +195,24 @@ def as_faces(faces, where: str = "faces") -> torch.Tensor:
                       "a PIL image, a NumPy array or a tensor")
 
 
-def decoded_bytes(data: bytes, where: str) -> Image.Image:
-    """An image file's bytes -> the image, upright as its EXIF says (as a path is read)."""
+def decoded_bytes(data: bytes, where: str) -> Decoded:
+    """An image file's bytes -> the image (upright as its EXIF says, the first frame of an
+    animation) and what to know of it; a problem names ``where``."""
     try:
-        return decode_image(data, upright=True)
+        return decode_first_frame(data, upright=True)
     except ImageProblem as problem:
         raise FerlabError(f"{where}: {problem}") from None
+
+
+def file_face(decoded: Decoded, where: str) -> torch.Tensor:
+    """A decoded image file as one (1, 48, 48) face, with a warning for what its reader should
+    know (``Decoded.note``, a photo stretched as a face)."""
+    if decoded.note:
+        import warnings
+
+        warnings.warn(f"{where}: {decoded.note}", stacklevel=user_frame())
+    warn_if_stretched(decoded.image.size, where)
+    return torch.from_numpy(image_to_face(decoded.image))[None]
 
 
 def warn_if_stretched(size: tuple[int, int], where: str, count: int = 1) -> None:
@@ -238,13 +247,15 @@ def as_faces_from_array(values: np.ndarray, where: str, channels_first: bool) ->
     return torch.from_numpy(np.stack(images))
 
 
-def read_image(path: Path) -> Image.Image:
+def read_image(path: Path) -> Decoded:
+    """``decoded_bytes`` of a file, a problem naming it."""
     try:
-        return decode_image(read_image_file(path), upright=True)
+        data = read_image_file(path)
     except OSError as error:
         raise FerlabError(f"{path}: cannot read ({error.strerror or error})") from None
     except ImageProblem as problem:
         raise FerlabError(f"{path}: {problem}") from None
+    return decoded_bytes(data, str(path))
 
 
 @dataclass(frozen=True)
@@ -256,6 +267,7 @@ class FaceFiles:
     faces: torch.Tensor    # (N, 48, 48) uint8
     problems: list[str]
     stretched: list[str] = ()  # "NAME WxH" of each image not shaped as a face crop: a photo, stretched to 48x48
+    notes: list[str] = ()      # "NAME: note" of each image read with a ``Decoded.note`` (first frame, dark pixels)
 
 
 def stretched_note(stretched: list[str], shown: int = 3, count: int | None = None) -> list[str]:
@@ -273,19 +285,22 @@ def read_face_files(paths: list[Path]) -> FaceFiles:
     ``problems`` and the rest are still read. Images far from square are named in ``stretched``."""
     from ferlab.photos import nearly_square
 
-    ids, faces, problems, stretched = [], [], [], []
+    ids, faces, problems, stretched, notes = [], [], [], [], []
     for path in paths:
         try:
-            image = read_image(path)
-            faces.append(image_to_face(image))
+            decoded = read_image(path)
+            faces.append(image_to_face(decoded.image))
             ids.append(str(path))
         except FerlabError as error:
             problems.append(str(error))
             continue
-        if not nearly_square(*image.size):  # a group photo gave one label of its squeezed pixels without a word
-            stretched.append(f"{path} {image.size[0]}x{image.size[1]}")
+        width, height = decoded.image.size
+        if not nearly_square(width, height):  # a group photo gave one label of its squeezed pixels without a word
+            stretched.append(f"{path} {width}x{height}")
+        if decoded.note:
+            notes.append(f"{path}: {decoded.note}")
     stacked = torch.from_numpy(np.stack(faces)) if faces else torch.zeros(0, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8)
-    return FaceFiles(ids, stacked, problems, stretched)
+    return FaceFiles(ids, stacked, problems, stretched, notes)
 
 
 class Model:

@@ -339,6 +339,7 @@ def predict_inputs(args) -> tuple[list[str], list, int]:
         read = read_face_files(found.paths)
         failed += say_problems(found.problems + read.problems, found.notes)
         ids, batches, stretched = ids + read.ids, batches + [read.faces], stretched + read.stretched
+        say_problems([], read.notes)
     say_problems([], stretched_note(stretched))
     return ids, batches, failed
 
@@ -597,7 +598,7 @@ def explain_inputs(args, loaded) -> tuple:
         read = read_face_files([Path(p) for p in args.image])
         if read.problems:
             raise FerlabError(read.problems[0])
-        say_problems([], stretched_note(read.stretched))
+        say_problems([], stretched_note(read.stretched) + list(read.notes))
         return read.faces, [Path(p).stem for p in args.image]
     faces = load_data_for(args, loaded).split(args.split)
     bad = [i for i in args.index if not 0 <= i < len(faces)]

@@ -53,14 +53,8 @@ class Box:
 
 @dataclass(frozen=True)
 class Photo:
-    rgb: np.ndarray     # (H, W, 3) uint8, upright per its EXIF orientation
-    more_frames: bool   # an animated or multi-page image: ``rgb`` is its first frame, the rest unread
-
-    @property
-    def note(self) -> str | None:
-        """What a reader of the results should know, or None."""
-        return "first frame only: an animated or multi-page image (ferlab video reads every frame)" \
-            if self.more_frames else None
+    rgb: np.ndarray       # (H, W, 3) uint8, upright per its EXIF orientation
+    note: str | None      # what a reader of the results should know (``Decoded.note``): first frame only, dark pixels
 
 
 def read_photo(source: str | Path | bytes, name: str | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -69,7 +63,8 @@ def read_photo(source: str | Path | bytes, name: str | None = None, max_pixels: 
 
 
 def open_photo(source: str | Path | bytes, name: str | None = None, max_pixels: int = MAX_PIXELS) -> Photo:
-    """A photo file (or its bytes) -> its upright RGB pixels, and whether it has frames after those.
+    """A photo file (or its bytes) -> its upright RGB pixels, and what its reader should know
+    (frames after these left unread, 16-bit values that stay nearly black).
 
     Decoded as the data readers decode (``ferlab.data.images``): the size is read from the header
     first and an image above ``max_pixels`` is refused before any decoding (a decompression bomb
@@ -79,12 +74,12 @@ def open_photo(source: str | Path | bytes, name: str | None = None, max_pixels: 
     name = name or (str(source) if not isinstance(source, bytes) else "upload")
     try:
         data = source if isinstance(source, bytes) else read_image_file(Path(source))
-        image, more_frames = decode_first_frame(data, max_pixels, upright=True)
+        decoded = decode_first_frame(data, max_pixels, upright=True)
     except OSError as error:
         raise PhotoError(f"{name}: cannot read ({error.strerror or error})") from None
     except ImageProblem as problem:
         raise PhotoError(f"{name}: {problem}") from None
-    return Photo(np.asarray(image.convert("RGB")), more_frames)
+    return Photo(np.asarray(decoded.image.convert("RGB")), decoded.note)
 
 
 def to_gray(rgb: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from PIL import Image
 from ferlab.data import read_image_folder
 from ferlab.data.images import ImageProblem, decode_face, decode_first_frame, decode_image
 from ferlab.errors import DataError
-from tests.hostile import announced_png, png_bytes
+from tests.hostile import announced_png, png_bytes, with_significant_bits
 
 
 def test_a_16_bit_gray_png_is_scaled_not_clipped_to_white():
@@ -20,6 +20,29 @@ def test_a_16_bit_gray_png_is_scaled_not_clipped_to_white():
     assert face.dtype == np.uint8
     assert face[0, :4].tolist() == [0, 1, 128, 255]
     assert (face == 255).mean() == pytest.approx(0.25)  # clipping made 75% of it white
+
+
+def test_a_16_bit_png_stating_12_significant_bits_is_scaled_by_its_own_range():
+    values = np.array([0, 16, 2048, 4095] * (48 * 12), dtype=np.uint16).reshape(48, 48)
+    decoded = decode_first_frame(with_significant_bits(png_bytes(values), 12))
+    assert np.asarray(decoded.image)[0, :4].tolist() == [0, 1, 128, 255] and decoded.note is None
+    assert decode_face(with_significant_bits(png_bytes(values), 12), resize=False)[0, :4].tolist() == [0, 1, 128, 255]
+    for meaningless in (0, 17):  # outside 1..16: the chunk is passed over, as a decoder must
+        assert np.asarray(decode_image(with_significant_bits(png_bytes(values), meaningless)))[0, 3] == 16
+
+
+def test_a_16_bit_image_of_12_bit_values_is_read_as_it_is_and_said_to_be_dark():
+    """12-bit data saved unscaled in 16 bits came out nearly black (no face found) without a word.
+    It is not rescaled: one face of a set would then be read brighter than the next."""
+    values = np.array([0, 16, 2048, 4095] * (48 * 12), dtype=np.uint16).reshape(48, 48)
+    for data in (png_bytes(values), _tiff(Image.fromarray(values))):
+        decoded = decode_first_frame(data)
+        assert np.asarray(decoded.image)[0, :4].tolist() == [0, 0, 8, 16]
+        assert decoded.note == ("its 16-bit values reach only 4095 of 65535, as 12-bit data saved unscaled would, so "
+                                "it is read nearly black: scale it to the full range or state its bits in a PNG sBIT chunk")
+    for quiet in (values * 16, np.zeros_like(values)):  # the full range; a black image
+        assert decode_first_frame(png_bytes(quiet)).note is None
+    assert decode_first_frame(png_bytes((values // 16).astype(np.uint8))).note is None  # 8-bit images: no note
 
 
 def test_a_16_bit_rgb_png_matches_its_8_bit_copy():
@@ -114,17 +137,17 @@ def frames_file(format: str, values=(30, 200), **options) -> bytes:
 
 @pytest.mark.parametrize("format", ["GIF", "PNG", "WEBP", "TIFF"])
 def test_an_animated_or_multi_page_image_is_its_first_frame_and_says_so(format):
-    image, more_frames = decode_first_frame(frames_file(format))
+    image, more_frames, _ = decode_first_frame(frames_file(format))
     assert more_frames and abs(np.asarray(image.convert("L"), float).mean() - 30) < 3  # the first frame's gray
-    assert decode_first_frame(frames_file(format, values=(30,)))[1] is False
+    assert decode_first_frame(frames_file(format, values=(30,))).more_frames is False
 
 
 def test_a_camera_jpegs_preview_pictures_are_not_frames_left_unread():
-    image, more_frames = decode_first_frame(frames_file("MPO"))  # what some cameras save: a JPEG and its previews
+    image, more_frames, _ = decode_first_frame(frames_file("MPO"))  # what some cameras save: a JPEG and its previews
     assert image.size == (60, 40) and more_frames is False
 
 
 def test_an_animation_cut_short_in_its_second_frame_still_gives_its_first():
     data = frames_file("GIF", values=(30, 200, 90))
-    image, _ = decode_first_frame(data[: len(data) * 2 // 3])
+    image = decode_first_frame(data[: len(data) * 2 // 3]).image
     assert abs(np.asarray(image.convert("L"), float).mean() - 30) < 3

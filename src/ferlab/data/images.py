@@ -6,7 +6,8 @@ Used by the data readers (faces), ``ferlab photo``, ``ferlab serve`` and ``expla
 - the pixel count is read from the header and refused above the limit before anything is decoded
   (a decompression bomb never reaches memory, and Pillow's own DecompressionBombError never fires);
 - 16-bit and 32-bit images are scaled to 8 bits (65535 -> 255), where Pillow's ``convert("L")``
-  would clip every value above 255 to white;
+  would clip every value above 255 to white; a PNG that states fewer significant bits (its sBIT
+  chunk: 12-bit data in 16-bit samples) is scaled by its own range (4095 -> 255);
 - anything a decoder raises on damaged bytes becomes an ``ImageProblem`` with a short message.
 """
 
@@ -17,7 +18,9 @@ import io
 import os
 import re
 import stat
+import struct
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -53,13 +56,19 @@ def read_image_file(path: Path, max_bytes: int = DEFAULT_LIMITS.member_bytes) ->
     return path.read_bytes()
 
 
-def to_eight_bits(image: Image.Image) -> Image.Image:
+def is_wide_gray(image: Image.Image) -> bool:
+    return image.mode in WIDE_GRAY_MAX or image.mode.startswith("I;16")
+
+
+def to_eight_bits(image: Image.Image, bits: int | None = None) -> Image.Image:
     """A decoded image as mode "L" (one channel) or "RGB". Wide gray modes are scaled by their
-    range: "I;16*" and "I" (16-bit PNG and TIFF) by 255/65535; float ("F") images in [0, 1] by
-    255, others clipped to 0..255; a float image with NaN or infinite pixels is an ImageProblem
-    (read as black, or as out of range, it would be answered as some other face)."""
-    if image.mode in WIDE_GRAY_MAX or image.mode.startswith("I;16"):
-        values = np.asarray(image, dtype=np.float64) * (255.0 / WIDE_GRAY_MAX.get(image.mode, 65535))
+    range: "I;16*" and "I" (16-bit PNG and TIFF) by 255/65535, or by 255/(2**bits - 1) where the
+    file states its significant ``bits`` (values above that range clip to white); float ("F")
+    images in [0, 1] by 255, others clipped to 0..255; a float image with NaN or infinite pixels
+    is an ImageProblem (read as black, or as out of range, it would be answered as some other face)."""
+    if is_wide_gray(image):
+        full = (1 << bits) - 1 if bits else WIDE_GRAY_MAX.get(image.mode, 65535)
+        values = np.asarray(image, dtype=np.float64) * (255.0 / full)
         return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
     if image.mode == "F":
         values = np.asarray(image, dtype=np.float64)
@@ -74,7 +83,39 @@ def to_eight_bits(image: Image.Image) -> Image.Image:
     return image.convert("RGB")  # palettes, RGBA, CMYK, YCbCr, LAB, HSV
 
 
-SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF", b"GIF89a": "GIF",
+def png_significant_bits(data: bytes) -> int | None:
+    """The significant bits of a PNG's gray samples as its sBIT chunk states them (12 for 12-bit
+    data in 16-bit samples), or None where it states none. Reads the chunks before the pixels."""
+    position = len(PNG_SIGNATURE)
+    if not data.startswith(PNG_SIGNATURE):
+        return None
+    while position + 9 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position:position + 8])
+        if kind in (b"IDAT", b"IEND"):
+            return None
+        if kind == b"sBIT":
+            bits = data[position + 8]
+            return bits if 1 <= bits <= 16 else None
+        position += 12 + length  # length, type, data, CRC
+    return None
+
+
+def narrow_range_note(image: Image.Image, bits: int | None) -> str | None:
+    """A note for a 16-bit gray image whose values stay under 4096 and whose file states no
+    significant bits: 12-bit (or 8-bit) data saved unscaled, which comes out nearly black at 8
+    bits (no face found, nothing said). Not rescaled here: one face of a set would then be read
+    brighter than the next. None for any other image."""
+    if bits or not is_wide_gray(image):
+        return None
+    peak = int(np.asarray(image).max())
+    if not 0 < peak < 4096:
+        return None
+    return (f"its 16-bit values reach only {peak} of 65535, as 12-bit data saved unscaled would, so it is read "
+            "nearly black: scale it to the full range or state its bits in a PNG sBIT chunk")
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SIGNATURES = {PNG_SIGNATURE: "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF", b"GIF89a": "GIF",
               b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}  # first bytes of the formats photos come in
 HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
 
@@ -104,17 +145,29 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_LIMITS.image_pixels, upr
     """Image bytes -> a loaded 8-bit "L" or "RGB" image (``upright``: turned per its EXIF
     orientation); an animated or multi-page image's first frame. Raises ImageProblem for empty,
     unknown, damaged or oversized images."""
-    return decode(data, max_pixels, upright, look_for_frames=False)[0]
+    return decode(data, max_pixels, upright, look_for_frames=False).image
 
 
-def decode_first_frame(data: bytes, max_pixels: int = DEFAULT_LIMITS.image_pixels,
-                       upright: bool = False) -> tuple[Image.Image, bool]:
-    """``decode_image``, and whether frames after the decoded one were left unread (an animated
-    GIF, PNG or WebP, a multi-page TIFF; not the previews an MPO camera JPEG carries)."""
+class Decoded(NamedTuple):
+    image: Image.Image       # 8-bit "L" or "RGB"
+    more_frames: bool        # an animated GIF, PNG or WebP, a multi-page TIFF: frames after this one left unread
+    pixels_note: str | None  # ``narrow_range_note``
+
+    @property
+    def note(self) -> str | None:
+        """What a reader of the results should know, or None."""
+        frames = "first frame only: an animated or multi-page image (ferlab video reads every frame)" \
+            if self.more_frames else None
+        return "; ".join(note for note in (frames, self.pixels_note) if note) or None
+
+
+def decode_first_frame(data: bytes, max_pixels: int = DEFAULT_LIMITS.image_pixels, upright: bool = False) -> Decoded:
+    """``decode_image``, whether frames after the decoded one were left unread (not the previews
+    an MPO camera JPEG carries), and a note on pixels that come out nearly black."""
     return decode(data, max_pixels, upright, look_for_frames=True)
 
 
-def decode(data: bytes, max_pixels: int, upright: bool, look_for_frames: bool) -> tuple[Image.Image, bool]:
+def decode(data: bytes, max_pixels: int, upright: bool, look_for_frames: bool) -> Decoded:
     """Both of the above; the data readers' faces are not searched for a second frame."""
     if not data:
         raise ImageProblem("empty file")
@@ -129,7 +182,8 @@ def decode(data: bytes, max_pixels: int, upright: bool, look_for_frames: bool) -
             more_frames = look_for_frames and has_more_frames(image)
             image.load()
             decoded = ImageOps.exif_transpose(image) if upright else image
-            return to_eight_bits(decoded), more_frames
+            bits = png_significant_bits(data) if is_wide_gray(decoded) else None
+            return Decoded(to_eight_bits(decoded, bits), more_frames, narrow_range_note(decoded, bits))
     except ImageProblem:
         raise
     except Image.DecompressionBombError as error:  # Pillow refuses some sizes in Image.open itself
