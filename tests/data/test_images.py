@@ -42,6 +42,14 @@ def test_a_16_bit_image_of_12_bit_values_is_read_as_it_is_and_said_to_be_dark():
                                 "it is read nearly black: scale it to the full range or state its bits in a PNG sBIT chunk")
     for quiet in (values * 16, np.zeros_like(values)):  # the full range; a black image
         assert decode_first_frame(png_bytes(quiet)).note is None
+    import cv2
+
+    colour = np.stack([values, values // 2, values // 4], -1)  # Pillow reads a 16-bit colour PNG's high bytes
+    for pixels, said in ((colour, "its 16-bit values stay under 4096 of 65535"), (colour * 16, None)):
+        ok, encoded = cv2.imencode(".png", pixels)
+        note = decode_first_frame(encoded.tobytes()).note
+        assert (note == f"{said}, as 12-bit data saved unscaled would, so it is read nearly black: scale it to the "
+                        "full range") if said else note is None
     assert decode_first_frame(png_bytes((values // 16).astype(np.uint8))).note is None  # 8-bit images: no note
 
 
@@ -112,10 +120,21 @@ def damaged(format: str) -> bytes:
     return bytes(data)
 
 
+def float_rgb_tiff() -> bytes:
+    """A whole, valid TIFF of float32 RGB pixels in [0, 1], as OpenCV writes one."""
+    import cv2
+
+    ok, encoded = cv2.imencode(".tiff", np.full((40, 60, 3), 0.5, np.float32))
+    assert ok
+    return encoded.tobytes()
+
+
 @pytest.mark.parametrize("data, message", [
     (damaged("PNG"), "damaged PNG (it starts as one, but Pillow cannot read it)"),
     (b"RIFF\x30\x00\x00\x00WEBPXXXX" + bytes(40), "damaged WebP (it starts as one, but Pillow cannot read it)"),
     (damaged("TIFF"), "damaged TIFF (it starts as one, but Pillow cannot read it)"),
+    (float_rgb_tiff(), "a TIFF whose pixel layout Pillow cannot read (colour in floating point, or another rare kind "
+                       "of sample); convert it to PNG or JPEG"),  # it was "damaged TIFF"
     (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200),
      "a HEIC/HEIF photo (an iPhone's format), which Pillow cannot read; convert it to JPEG or PNG"),
     (b"\x00\x00\x00\x18ftypisom" + bytes(200), "not an image (no image format Pillow knows)"),  # an MP4

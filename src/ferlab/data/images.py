@@ -100,18 +100,31 @@ def png_significant_bits(data: bytes) -> int | None:
     return None
 
 
-def narrow_range_note(image: Image.Image, bits: int | None) -> str | None:
-    """A note for a 16-bit gray image whose values stay under 4096 and whose file states no
-    significant bits: 12-bit (or 8-bit) data saved unscaled, which comes out nearly black at 8
-    bits (no face found, nothing said). Not rescaled here: one face of a set would then be read
-    brighter than the next. None for any other image."""
-    if bits or not is_wide_gray(image):
+def narrow_range_note(image: Image.Image, data: bytes, bits: int | None) -> str | None:
+    """A note for a 16-bit image whose values stay under 4096 and whose file states no significant
+    bits: 12-bit (or 8-bit) data saved unscaled, which comes out nearly black at 8 bits (no face
+    found, nothing said). Not rescaled here: one face of a set would then be read brighter than
+    the next. Gray images of any format; colour PNGs (which Pillow reads at their high bytes, so
+    a state of bits could not bring the low ones back). None for any other image."""
+    if bits:
         return None
-    peak = int(np.asarray(image).max())
-    if not 0 < peak < 4096:
+    if is_wide_gray(image):
+        peak = int(np.asarray(image).max())
+        reach = f"reach only {peak}" if 0 < peak < 4096 else None
+        remedy = "scale it to the full range or state its bits in a PNG sBIT chunk"
+    elif image.mode in ("RGB", "RGBA") and png_bit_depth(data) == 16:
+        high = int(np.asarray(image)[..., :3].max())  # the high bytes
+        reach = f"stay under {(high + 1) * 256}" if high < 16 else None  # 0: under 256, or black
+        remedy = "scale it to the full range"
+    else:
         return None
-    return (f"its 16-bit values reach only {peak} of 65535, as 12-bit data saved unscaled would, so it is read "
-            "nearly black: scale it to the full range or state its bits in a PNG sBIT chunk")
+    return reach and (f"its 16-bit values {reach} of 65535, as 12-bit data saved unscaled would, so it is read "
+                      f"nearly black: {remedy}")
+
+
+def png_bit_depth(data: bytes) -> int | None:
+    """The bits per sample a PNG's header states, or None for another format."""
+    return data[24] if data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR" and len(data) > 24 else None
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -136,9 +149,26 @@ def unreadable(data: bytes) -> str:
     kind = photo_format(data)
     if kind == "HEIC":
         return "a HEIC/HEIF photo (an iPhone's format), which Pillow cannot read; convert it to JPEG or PNG"
+    if kind == "TIFF" and tiff_layout_unknown(data):
+        return ("a TIFF whose pixel layout Pillow cannot read (colour in floating point, or another rare "
+                "kind of sample); convert it to PNG or JPEG")
     if kind:
         return f"damaged {kind} (it starts as one, but Pillow cannot read it)"
     return "not an image (no image format Pillow knows)"
+
+
+def tiff_layout_unknown(data: bytes) -> bool:
+    """Whether Pillow's TIFF reader parsed the header of ``data`` and refused its kind of pixels
+    (a float RGB TIFF, as OpenCV writes one, was "damaged TIFF")."""
+    from PIL import TiffImagePlugin
+
+    try:
+        TiffImagePlugin.TiffImageFile(io.BytesIO(data)).close()
+    except SyntaxError as error:
+        return str(error) == "unknown pixel mode"
+    except Exception:  # noqa: BLE001 - a damaged header raises anything
+        return False
+    return False
 
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_LIMITS.image_pixels, upright: bool = False) -> Image.Image:
@@ -183,7 +213,7 @@ def decode(data: bytes, max_pixels: int, upright: bool, look_for_frames: bool) -
             image.load()
             decoded = ImageOps.exif_transpose(image) if upright else image
             bits = png_significant_bits(data) if is_wide_gray(decoded) else None
-            return Decoded(to_eight_bits(decoded, bits), more_frames, narrow_range_note(decoded, bits))
+            return Decoded(to_eight_bits(decoded, bits), more_frames, narrow_range_note(decoded, data, bits))
     except ImageProblem:
         raise
     except Image.DecompressionBombError as error:  # Pillow refuses some sizes in Image.open itself
