@@ -11,6 +11,8 @@ import torch
 from PIL import Image
 
 from ferlab.cli import main
+from ferlab.errors import FerlabError
+from ferlab.photos import demo_photos
 
 
 def run(argv, capsys):
@@ -213,6 +215,53 @@ def test_a_command_failing_on_its_input_leaves_no_empty_output_folder(tmp_path, 
     (tmp_path / "kept").mkdir()
     code, _, _ = run(["photo", "nothing.jpg", "-o", "kept"], capsys)
     assert code == 2 and [p.name for p in tmp_path.iterdir()] == ["kept"]
+
+
+URL_SAID = "a URL; ferlab reads and writes local files and downloads nothing (it works offline): "
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["evaluate", "https://example.com/model.pt"], "https://example.com/model.pt"),
+    (["evaluate", "default", "--data", "https://example.com/fer2013.csv"], "https://example.com/fer2013.csv"),
+    (["video", "https://youtu.be/abc"], "https://youtu.be/abc"),
+    (["explain", "default", "--image", "http://example.com/face.png"], "http://example.com/face.png"),
+    (["train", "--config", "https://example.com/my.yaml"], "https://example.com/my.yaml"),
+    (["tune", "https://example.com/sweep.yaml"], "https://example.com/sweep.yaml"),
+    (["photo", "--demo", "-o", "s3://bucket/out"], "-o s3://bucket/out"),
+    (["predict", "default", "face.png", "-o", "https://example.com/submission.csv"], "-o https://example.com/submission.csv"),
+    (["report", "default", "--out", "gs://bucket/report"], "--out gs://bucket/report"),
+])
+def test_a_url_is_one_line_saying_ferlab_works_on_local_files(argv, named, tmp_path, capsys, monkeypatch):
+    """pathlib read "https://host/a.jpg" as "https:/host/a.jpg": "No such file or directory" naming
+    a path nobody gave, and an output URL made a local folder "https:" (or "s3:")."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(argv, capsys)
+    remedy = "give a local path" if named.startswith("-") else "save the file and give its path"
+    assert code == 2 and err == f"ferlab: error: {named}: {URL_SAID}{remedy}\n", err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_url_among_a_batchs_inputs_is_named_while_the_rest_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    astronaut = demo_photos()[0]
+    code, out, err = run(["photo", str(astronaut), "https://example.com/b.jpg", "-o", "out", "--model", "default-fast"],
+                         capsys)
+    assert code == 2 and err == f"ferlab: error: https://example.com/b.jpg: {URL_SAID}save the file and give its path\n"
+    assert "1 face: happy" in out and (tmp_path / "out" / "results.json").exists()
+
+
+def test_the_api_refuses_urls_in_one_line(tmp_path):
+    import ferlab
+
+    model = ferlab.load("default-fast")
+    calls = {"https://example.com/a.jpg": lambda: model.detect("https://example.com/a.jpg"),
+             "http://example.com/b.png": lambda: model.predict([np.zeros((48, 48), np.uint8), "http://example.com/b.png"]),
+             "model https://hf.co/m.pt": lambda: ferlab.load("https://hf.co/m.pt"),
+             "output gs://bucket/out": lambda: model.video(tmp_path / "clip.mp4", "gs://bucket/out")}
+    for named, call in calls.items():
+        with pytest.raises(FerlabError) as error:
+            call()
+        assert str(error.value).startswith(f"{named}: {URL_SAID}"), str(error.value)
 
 
 def test_train_never_overwrites_a_run(tmp_path, capsys, sample_archive):

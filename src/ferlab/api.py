@@ -23,7 +23,7 @@ from PIL import Image
 
 from ferlab.checkpoint import LoadedModel, load_model
 from ferlab.data.images import Decoded, ImageProblem, decode_first_frame, read_image_file, to_eight_bits
-from ferlab.errors import FerlabError, brief
+from ferlab.errors import FerlabError, brief, check_local
 from ferlab.faces import DEFAULT_DETECTOR, MIN_FACE, Detection
 from ferlab.labels import EMOTIONS, IMAGE_SIZE
 
@@ -48,11 +48,12 @@ class Predictions:
         return [dict(zip(EMOTIONS, map(float, row))) for row in self.probabilities]
 
 
-def as_path(value, what: str) -> Path:
-    """A path the API was given: '' (which pathlib reads as the current folder) and what is not a
-    path (None) are one FerlabError naming ``what``."""
+def as_path(value, what: str, output: bool = False) -> Path:
+    """A path the API was given: '' (which pathlib reads as the current folder), what is not a
+    path (None) and a URL are one FerlabError naming ``what``."""
     if isinstance(value, bytes) or not isinstance(value, (str, os.PathLike)) or not str(value):
         raise FerlabError(f"{what} {brief(value)}: give a path")
+    check_local(value, what if output else "", output)
     return Path(value)
 
 
@@ -405,7 +406,7 @@ class Model:
         options = VideoOptions(detect_every=detect_every, smoothing=smoothing,
                                detection=Detection(detector, min_face), tta=self.tta, explain=explain, layer=layer)
         check_map_request(self.loaded, explain, layer)  # before the first frame
-        summary = process_video(self.loaded, as_path(path, "video"), as_path(output, "output"), options, progress=progress)
+        summary = process_video(self.loaded, as_path(path, "video"), as_path(output, "output", output=True), options, progress=progress)
         if problem := frames_lost(summary):
             warnings.warn(problem, stacklevel=2)
         return summary

@@ -20,7 +20,7 @@ from torch import nn
 from ferlab.config import TrainConfig, check_model_options, config_from_dict
 from ferlab.device import choose_device
 from ferlab.data.normalize import FER2013_MEAN_GRAY, KINDS, Normalization
-from ferlab.errors import FerlabError, brief
+from ferlab.errors import FerlabError, brief, check_local
 from ferlab.evaluation import infer, infer_views
 from ferlab.labels import EMOTIONS
 from ferlab.models import build_model
@@ -352,6 +352,7 @@ def resolve_checkpoint(run_or_file: str | os.PathLike, which: str = "best") -> P
         if not path.exists():
             raise FerlabError(f"{path}: the shipped {run_or_file} model is missing from this installation")
         return path
+    check_local(run_or_file, "model")
     path = Path(run_or_file)
     if path.is_dir():
         path = path / f"{which}.pt"

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from ferlab.errors import FerlabError
+from ferlab.errors import FerlabError, check_local
 from ferlab.labels import EMOTIONS as EMOTIONS_CHOICES
 
 TRAIN_FLAG_HELP = "overrides the preset and config file"
@@ -475,6 +475,7 @@ def cmd_photo(args) -> int:
     failed = summary["failed"]
     print(f"wrote {len(summary['photos'])} results to {out}" + (f"; {failed} input(s) could not be read" if failed else ""))
     return 2 if failed else 0
+
 
 def cmd_video(args) -> int:
     from ferlab.checkpoint import load_model
@@ -996,6 +997,22 @@ def misplaced_model(command: argparse.ArgumentParser, args: argparse.Namespace, 
     return None
 
 
+OUTPUT_FLAGS = {"out": "--out", "output": "-o", "publish": "--publish"}  # dest -> the flag a message names
+# Not checked here: a Ray cluster's address may be ray://host:port (--host is checked where it binds);
+# a batch's inputs (photo, predict) are each named as one problem while the rest still run
+NOT_FILES = {"address", "host", "inputs"}
+
+
+def check_no_urls(args) -> None:
+    """One line for a URL given as any file or folder of the command: pathlib read
+    "https://host/a.jpg" as "https:/host/a.jpg" ("No such file"), and an output URL made a local
+    folder "https:". ferlab works offline on local files (``check_local``)."""
+    for dest, value in vars(args).items():
+        if dest not in NOT_FILES:
+            for item in value if isinstance(value, list) else [value]:
+                check_local(item, OUTPUT_FLAGS.get(dest, ""), output=dest in OUTPUT_FLAGS)
+
+
 def main(argv: list[str] | None = None) -> int:
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)  # `ferlab train > log` shows each epoch as it ends
@@ -1009,6 +1026,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from ferlab.runs import removed_if_left_empty
 
+        check_no_urls(args)
         with removed_if_left_empty():  # a failed command leaves no empty output folder behind
             return args.func(args)
     except FerlabError as error:

@@ -13,7 +13,7 @@ from pathlib import Path
 from PIL import Image, PngImagePlugin
 
 from ferlab.checkpoint import LoadedModel
-from ferlab.errors import FerlabError
+from ferlab.errors import FerlabError, check_local
 from ferlab.faces import Detection, Photo
 from ferlab.outputs import png_text, read_small_json, within_name_limit, written
 from ferlab.photos import PHOTO_SUFFIXES, FaceResult, analyze, annotate, photo_note, photo_record
@@ -38,6 +38,11 @@ def expand_inputs(inputs: list[str], outputs_in: Path | None = None) -> PhotoInp
     outputs_in = outputs_in.resolve() if outputs_in is not None else None
     paths, problems, notes = [], [], []
     for item in inputs:
+        try:
+            check_local(item)
+        except FerlabError as problem:
+            problems.append(str(problem))
+            continue
         path = Path(item)
         if not path.is_dir():
             paths.append(path)

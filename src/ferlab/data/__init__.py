@@ -17,7 +17,7 @@ from ferlab.data.csv_readers import read_csv
 from ferlab.data.faceset import UNLABELLED, FaceSet, stratified_val_split
 from ferlab.data.image_folder import is_archive, read_image_folder
 from ferlab.data.limits import DEFAULT_LIMITS, ReaderLimits
-from ferlab.errors import FerlabError
+from ferlab.errors import FerlabError, check_local
 from ferlab.labels import EMOTIONS, SPLITS
 
 __all__ = ["FaceSet", "UNLABELLED", "load_faces", "find_data", "is_data_source", "resolve_source", "read_csv",
@@ -77,11 +77,13 @@ def is_data_source(path: Path) -> bool:
 def find_data(explicit: str | os.PathLike | None = None) -> Path:
     """The data source: ``explicit`` (--data), then ``$FERLAB_DATA``, then DEFAULT_DATA_DIRS."""
     if explicit is not None:
+        check_local(explicit, "--data")
         path = Path(explicit)
         if not path.exists():
             raise FerlabError(f"{path}: no such file or folder")
         return resolve_source(path)
     if os.environ.get("FERLAB_DATA"):
+        check_local(os.environ["FERLAB_DATA"], "$FERLAB_DATA")
         path = Path(os.environ["FERLAB_DATA"])
         if not path.exists():
             raise FerlabError(f"{path}: no such file or folder (from $FERLAB_DATA)")
