@@ -90,6 +90,9 @@ def test_data_without_test_faces_trains_and_without_training_faces_leaves_no_run
     (["train", "--model", "vgg19"], ["unknown model 'vgg19'; available: cnn, dnn"]),
     (["train", "--epochs", "ten"], ["invalid int value"]),
     (["evaluate", "no/such/run"], ["no/such/run: no such run folder or checkpoint"]),
+    (["evaluate", "DEFAULT"], ["DEFAULT: no such run folder or checkpoint; did you mean 'default'?"]),
+    (["photo", "--demo", "--model", "default_fast"], ["default_fast: no such run folder or checkpoint; did you mean "
+                                                      "'default-fast'?"]),
     (["train", "--model-option", "dropout"], ["--model-option 'dropout': expected KEY=VALUE"]),
     (["train", "--model-option", "widths=[1,"], ["--model-option 'widths=[1,': not valid YAML (expected the node content"]),
     (["train", "--model-option", "widths={a: 1, a: 2}"], ["not valid YAML (key 'a' given twice, first on line 1)"]),

@@ -319,6 +319,15 @@ def is_shipped_name(run_or_file: str | os.PathLike) -> bool:
     return str(run_or_file) in SHIPPED_MODELS and not Path(run_or_file).exists()
 
 
+def shipped_hint(name: str) -> str:
+    """"; did you mean 'default-fast'?" for a near miss of a shipped model's name ("DEFAULT",
+    "default_fast", "defualt"), else ""."""
+    import difflib
+
+    close = difflib.get_close_matches(name.lower().replace("_", "-"), SHIPPED_MODELS, n=1, cutoff=0.8)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def is_run_folder(run_or_file: str | os.PathLike) -> bool:
     return str(run_or_file) not in SHIPPED_MODELS and Path(run_or_file).is_dir()
 
@@ -359,7 +368,7 @@ def resolve_checkpoint(run_or_file: str | os.PathLike, which: str = "best") -> P
         if not path.exists():
             raise FerlabError(f"{path.parent}: no {which}.pt here; is this a ferlab run folder?")
     elif not path.exists():
-        raise FerlabError(f"{path}: no such run folder or checkpoint")
+        raise FerlabError(f"{path}: no such run folder or checkpoint{shipped_hint(str(run_or_file))}")
     elif which != "best":  # --checkpoint last of a file took the file without a word
         raise FerlabError(f"--checkpoint {which}: {run_or_file} is one checkpoint file; a run folder holds best.pt and last.pt")
     return path
