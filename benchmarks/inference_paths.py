@@ -1,11 +1,13 @@
 """Batch inference on the CPU by other routes than ferlab's one inference path, side by side with
 it in one run: faces/s (best of interleaved rounds) and how often each route's label equals the
 path's. The routes: the path itself (``LoadedModel.logits``: bf16 autocast, channels-last), the
-same under ``torch.inference_mode``, weights cast to bf16 instead of autocast, TorchScript frozen
-(float32 and optimised for inference; under bf16 autocast) and, with ``--compile``, torch.compile
-of the bf16 model (its compilation time printed).
+same under ``torch.inference_mode``, float32 (what ``Model.network`` gives a caller's own code),
+weights cast to bf16 instead of autocast, TorchScript frozen (float32 and optimised for inference;
+under bf16 autocast) and, with ``--compile``, torch.compile of the bf16 model (its compilation time
+printed). ``--test-accuracy`` adds each route's PrivateTest accuracy: read, never chosen on.
 
     python benchmarks/inference_paths.py [--model default-fast] [--faces 4096] [--batch 512] [--rounds 3] [--compile]
+                                         [--test-accuracy]
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def routes(loaded, example: torch.Tensor, batch: int, compile_too: bool) -> dict
     found = {
         "inference path": lambda faces: loaded.logits(faces, batch_size=batch),
         "inference_mode": lambda faces: batched(model, as_float, faces, batch, True),
+        "float32 (Model.network)": lambda faces: batched(model, as_float, faces, batch, False),
         "bf16 weights": lambda faces: batched(bf16_model, as_bf16, faces, batch, False),
         "TorchScript float32, optimised": lambda faces: batched(scripted, as_float, faces, batch, False),
         "TorchScript frozen, bf16 autocast": lambda faces: batched(scripted_bf16, as_float, faces, batch, True),
@@ -69,10 +72,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (compiles for a while first)")
+    parser.add_argument("--test-accuracy", action="store_true", help="also each route's PrivateTest accuracy")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     reuse_freed_memory(torch.device("cpu"))
-    pool = load_faces(args.data).split("train").images[: args.faces]
+    faces = load_faces(args.data)
+    pool = faces.split("train").images[: args.faces]
     loaded = load_model(args.model, device="cpu")
     batch = min(args.batch, len(pool))
     example = loaded.normalization.apply(pool[:batch]).contiguous(memory_format=torch.channels_last)
@@ -87,10 +92,16 @@ def main() -> None:
             speeds[name].append(len(pool) / (time.perf_counter() - started))
     print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"{time.strftime('%Y-%m-%d')}; {args.model}, {len(pool)} faces in batches of {batch}, best of {args.rounds} rounds\n")
-    print("| route | faces/s | ratio to the inference path | labels equal to the path's |\n| --- | --- | --- | --- |")
+    test = faces.split("test") if args.test_accuracy else None
+    accuracy = {name: float((route(test.images).argmax(1) == test.labels).double().mean()) for name, route in found.items()} \
+        if test is not None else {}
+    heading = " | PrivateTest accuracy (read, not chosen on)" if test is not None else ""
+    print(f"| route | faces/s | ratio to the inference path | labels equal to the path's{heading} |\n"
+          f"| --- | --- | --- | ---{' | ---' if heading else ''} |")
     base = max(speeds["inference path"])
     for name, measured in speeds.items():
-        print(f"| {name} | {max(measured):,.0f} | {max(measured) / base:.2f}× | {agreement[name]:.2%} |")
+        extra = f" | {accuracy[name]:.2%}" if test is not None else ""
+        print(f"| {name} | {max(measured):,.0f} | {max(measured) / base:.2f}× | {agreement[name]:.2%}{extra} |")
 
 
 if __name__ == "__main__":

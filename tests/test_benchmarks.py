@@ -185,11 +185,14 @@ def test_throughput_benchmark_infers_with_the_tta_it_is_given(sample_archive):
 
 def test_inference_paths_benchmark_times_every_route_beside_the_inference_path(sample_archive):
     out = run_script("benchmarks/inference_paths.py", "--data", str(sample_archive), "--faces", "32", "--batch", "16",
-                     "--rounds", "1", "--compile")
+                     "--rounds", "1", "--compile", "--test-accuracy")
     rows = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| ") and "faces/s" not in line}
-    assert set(rows) >= {"inference path", "inference_mode", "bf16 weights", "TorchScript float32, optimised",
-                         "TorchScript frozen, bf16 autocast", "torch.compile, bf16 weights"}
+    assert set(rows) >= {"inference path", "inference_mode", "float32 (Model.network)", "bf16 weights",
+                         "TorchScript float32, optimised", "TorchScript frozen, bf16 autocast", "torch.compile, bf16 weights"}
     assert "| 1.00× | 100.00% |" in rows["inference path"]  # the reference agrees with itself
+    assert "PrivateTest accuracy (read, not chosen on)" in out
+    accuracy = rows["inference path"].rstrip(" |").rsplit("| ", 1)[-1]
+    assert accuracy.endswith("%") and 0 <= float(accuracy[:-1]) <= 100
     assert "to compile" in out
 
 

@@ -242,6 +242,8 @@ def user_frame() -> int:
 def as_faces_from_array(values: np.ndarray, where: str, channels_first: bool) -> torch.Tensor:
     values = array_to_uint8(values, where)
     given = array_images(values, where, channels_first)
+    if given and given[0].shape == (IMAGE_SIZE, IMAGE_SIZE):  # gray 48x48 already: image_to_face is the identity
+        return torch.from_numpy(np.stack(given))  # (the whole PrivateTest took 0.21 s through Pillow, a face at a time)
     images = [image_to_face(Image.fromarray(np.ascontiguousarray(image))) for image in given]
     if given:  # one warning for the whole array: its images share one shape
         warn_if_stretched((given[0].shape[1], given[0].shape[0]), where, len(given))
@@ -329,7 +331,9 @@ class Model:
         a training loop, ``torch.export``): ``inputs(faces)`` -> (N, 7) float32 logits, in
         ``classes`` order; ``softmax(logits / temperature)`` gives ``predict``'s probabilities.
         ``predict`` runs it in the precision it was trained in (bf16 where the CPU or GPU has it),
-        so its logits may differ from a float32 call's in the second decimal. An ensemble's module
+        so its logits may differ from a float32 call's by up to about 0.1 (the shipped models: the
+        same label for 99.8% of faces, BENCHMARKS.md); float32 runs at about half its speed on a
+        bf16 CPU (``torch.autocast("cpu", dtype=torch.bfloat16)`` gives it back). An ensemble's module
         gives the log of its members' weighted calibrated probabilities."""
         self.check_module("network")
         return self.loaded.model
