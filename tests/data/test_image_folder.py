@@ -85,6 +85,27 @@ def test_entries_passed_over_by_name_are_counted_and_named(tmp_path, entries, ca
     assert f"data: {folder}: {expected[0]}" in capsys.readouterr().out.splitlines()
 
 
+def test_faces_of_12_bit_values_in_16_bits_are_counted_in_a_note(tmp_path, entries):
+    """A folder of 16-bit faces holding 12-bit values (a lab camera's, saved unscaled) was read as
+    nearly black faces without a word, and trained on. They are read as they are (one face is never
+    read brighter than the next) and counted in the data's note; a PNG stating 12 bits is scaled."""
+    from tests.hostile import with_significant_bits
+
+    faces, files = entries
+    wide = io.BytesIO()
+    Image.fromarray((faces["a"] * 16).astype(np.uint16)).save(wide, format="PNG")  # 0..4080
+    folder = make_folder(tmp_path / "unpacked", {**files, "fer/train/happy/Training_1.png": wide.getvalue(),
+                                                 "fer/train/sad/Training_2.png": with_significant_bits(wide.getvalue(), 12)})
+    read = read_image_folder(folder / "fer")
+    assert read.notes[-1] == ("1 image(s) of 16-bit values all under 4096 (12-bit data saved unscaled?) read nearly "
+                              "black (train/happy/Training_1.png); scale them to the full range, or state their "
+                              "bits in a PNG sBIT chunk")
+    by_id = dict(zip(read.ids, read.images))
+    assert int(by_id["train/happy/Training_1.png"].max()) == 16  # 4080 of 65535: as it is, nearly black
+    expected = np.rint(faces["a"] * 16 * 255 / 4095).astype(np.uint8)
+    assert torch.equal(by_id["train/sad/Training_2.png"], torch.from_numpy(expected))  # its own range, as stated
+
+
 def test_class_comes_from_the_folder_name_not_its_position(tmp_path):
     # Alphabetically 'neutral' is the 5th folder, but its label must be 6 (the CSV order).
     files = {f"train/{name}/Training_{i}.png": png_bytes(np.full((48, 48), i)) for i, name in enumerate(sorted(EMOTIONS))}

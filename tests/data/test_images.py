@@ -16,8 +16,8 @@ from tests.hostile import announced_png, png_bytes, with_significant_bits
 
 def test_a_16_bit_gray_png_is_scaled_not_clipped_to_white():
     values = np.array([0, 257, 32896, 65535] * (48 * 12), dtype=np.uint16).reshape(48, 48)
-    face = decode_face(png_bytes(values), resize=False)
-    assert face.dtype == np.uint8
+    face, dark = decode_face(png_bytes(values), resize=False)
+    assert face.dtype == np.uint8 and not dark
     assert face[0, :4].tolist() == [0, 1, 128, 255]
     assert (face == 255).mean() == pytest.approx(0.25)  # clipping made 75% of it white
 
@@ -26,7 +26,7 @@ def test_a_16_bit_png_stating_12_significant_bits_is_scaled_by_its_own_range():
     values = np.array([0, 16, 2048, 4095] * (48 * 12), dtype=np.uint16).reshape(48, 48)
     decoded = decode_first_frame(with_significant_bits(png_bytes(values), 12))
     assert np.asarray(decoded.image)[0, :4].tolist() == [0, 1, 128, 255] and decoded.note is None
-    assert decode_face(with_significant_bits(png_bytes(values), 12), resize=False)[0, :4].tolist() == [0, 1, 128, 255]
+    assert decode_face(with_significant_bits(png_bytes(values), 12), resize=False)[0][0, :4].tolist() == [0, 1, 128, 255]
     for meaningless in (0, 17):  # outside 1..16: the chunk is passed over, as a decoder must
         assert np.asarray(decode_image(with_significant_bits(png_bytes(values), meaningless)))[0, 3] == 16
 

@@ -19,7 +19,7 @@ from ferlab.data.faceset import FaceSet
 from ferlab.errors import FerlabError
 from ferlab.outputs import save_torch
 
-CACHE_FORMAT = 5  # bump when a reader's output changes (or it refuses what it read), so stale entries are not reused
+CACHE_FORMAT = 6  # bump when a reader's output changes (or it refuses what it read), so stale entries are not reused
 
 
 def cache_dir() -> Path:

@@ -237,14 +237,16 @@ def has_more_frames(image: Image.Image) -> bool:
         return False
 
 
-def decode_face(data: bytes, resize: bool, max_pixels: int = DEFAULT_LIMITS.image_pixels) -> np.ndarray | str:
-    """Image bytes -> (48, 48) uint8 grayscale, or a string saying what is wrong."""
+def decode_face(data: bytes, resize: bool, max_pixels: int = DEFAULT_LIMITS.image_pixels) -> tuple[np.ndarray, bool] | str:
+    """Image bytes -> ((48, 48) uint8 grayscale, whether it came out nearly black from 16-bit
+    values under 4096: ``narrow_range_note``), or a string saying what is wrong."""
     try:
-        gray = decode_image(data, max_pixels).convert("L")
+        decoded = decode(data, max_pixels, upright=False, look_for_frames=False)
     except ImageProblem as problem:
         return str(problem)
+    gray = decoded.image.convert("L")
     if gray.size != (IMAGE_SIZE, IMAGE_SIZE):
         if not resize:
             return f"image is {gray.size[0]}x{gray.size[1]}, expected 48x48 (pass --resize to resize it)"
         gray = gray.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
-    return np.asarray(gray, dtype=np.uint8)
+    return np.asarray(gray, dtype=np.uint8), decoded.pixels_note is not None
