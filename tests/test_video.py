@@ -244,6 +244,19 @@ def test_a_multi_page_tiff_is_not_a_video(tmp_path, capsys):
     assert "a multi-page TIFF (a document's pages), not a video" in capsys.readouterr().err
 
 
+def test_an_animation_announcing_an_oversized_canvas_is_refused_before_a_frame_is_decoded(tmp_path, capsys):
+    import struct
+
+    frames = [Image.new("RGB", (32, 32), colour) for colour in ("red", "blue")]
+    animation = tmp_path / "huge.gif"
+    frames[0].save(animation, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    data = bytearray(animation.read_bytes())
+    data[6:10] = struct.pack("<HH", 7000, 7000)  # the logical screen: 49 MP, 147 MB a frame decoded
+    animation.write_bytes(bytes(data))
+    assert main(["video", str(animation), "-o", str(tmp_path / "out"), "--quiet"]) == 2
+    assert capsys.readouterr().err == f"ferlab: error: {animation}: frames of 7000x7000 are over the limit of 40,000,000 pixels\n"
+
+
 def test_an_animation_damaged_midway_gives_the_frames_before_the_damage(tmp_path, capsys):
     """An animated PNG announces its frames (its acTL chunk): those after the damage are one line."""
     frames = [Image.fromarray(two_faces_scene(shift)[::2, ::2]) for shift in range(0, 40, 4)]

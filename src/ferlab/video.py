@@ -111,7 +111,7 @@ FORMAT_NAMES = {"MPO": "JPEG", "WEBP": "WebP"}  # Pillow's names, as photos' for
 
 def image_frames(path: Path) -> tuple[str | None, bool]:
     """(the image format Pillow reads ``path`` as, or None; whether it has a second frame). A
-    camera JPEG's preview pictures (MPO) are not frames. Only headers are read."""
+    camera JPEG's preview pictures (MPO) are not frames. Nothing is decoded."""
     try:
         with warnings.catch_warnings():  # a header of many pixels warns; the frames are checked later
             warnings.simplefilter("ignore")
@@ -153,11 +153,15 @@ def read_frames(path: Path, kind: str | None = None) -> tuple[Iterator[Frame], f
     first = next(frames, None)
     if first is None:
         raise VideoError(f"{path}: the video has no frames")
-    height, width = first.rgb.shape[:2]
-    if width * height > MAX_PIXELS:
+    if problem := oversized(path, first.rgb.shape[1], first.rgb.shape[0]):
         frames.close()
-        raise VideoError(f"{path}: frames of {width}x{height} are over the limit of {MAX_PIXELS:,} pixels")
+        raise VideoError(problem)
     return itertools.chain([first], frames), fps, count
+
+
+def oversized(path: Path, width: int, height: int) -> str | None:
+    return f"{path}: frames of {width}x{height} are over the limit of {MAX_PIXELS:,} pixels" \
+        if width * height > MAX_PIXELS else None
 
 
 def video_frames(path: Path) -> tuple[Iterator[Frame], float, int]:
@@ -193,9 +197,8 @@ def animation_frames(path: Path) -> tuple[Iterator[Frame], float, int]:
     damaged to decode ends the frames, as in a video."""
     image = Image.open(path)  # video_kind opened it
     try:
-        width, height = image.size  # from the header: an oversized canvas is never decoded
-        if width * height > MAX_PIXELS:
-            raise VideoError(f"{path}: frames of {width}x{height} are over the limit of {MAX_PIXELS:,} pixels")
+        if problem := oversized(path, *image.size):  # from the header: an oversized canvas is never decoded
+            raise VideoError(problem)
         count, first = int(image.n_frames), np.asarray(image.convert("RGB"))
     except VideoError:
         image.close()
