@@ -30,6 +30,7 @@ from ferlab.labels import IMAGE_SIZE
 
 # Pillow's modes for one channel of more than 8 bits, and the largest value each can hold.
 WIDE_GRAY_MAX = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class ImageProblem(ValueError):
@@ -127,7 +128,6 @@ def png_bit_depth(data: bytes) -> int | None:
     return data[24] if data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR" and len(data) > 24 else None
 
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SIGNATURES = {PNG_SIGNATURE: "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF", b"GIF89a": "GIF",
               b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}  # first bytes of the formats photos come in
 HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
