@@ -97,9 +97,9 @@ def test_faces_of_12_bit_values_in_16_bits_are_counted_in_a_note(tmp_path, entri
     folder = make_folder(tmp_path / "unpacked", {**files, "fer/train/happy/Training_1.png": wide.getvalue(),
                                                  "fer/train/sad/Training_2.png": with_significant_bits(wide.getvalue(), 12)})
     read = read_image_folder(folder / "fer")
-    assert read.notes[-1] == ("1 image(s) of 16-bit values all under 4096 (12-bit data saved unscaled?) read nearly "
-                              "black (train/happy/Training_1.png); scale them to the full range, or state their "
-                              "bits in a PNG sBIT chunk")
+    assert read.notes[-1] == ("1 image(s) whose pixels could not be read as meant, the first train/happy/Training_1.png: "
+                              "its 16-bit values reach only 4080 of 65535, as 12-bit data saved unscaled would, so it is "
+                              "read nearly black: scale it to the full range or state its bits in a PNG sBIT chunk")
     by_id = dict(zip(read.ids, read.images))
     assert int(by_id["train/happy/Training_1.png"].max()) == 16  # 4080 of 65535: as it is, nearly black
     expected = np.rint(faces["a"] * 16 * 255 / 4095).astype(np.uint8)

@@ -16,8 +16,8 @@ from tests.hostile import announced_png, png_bytes, with_significant_bits
 
 def test_a_16_bit_gray_png_is_scaled_not_clipped_to_white():
     values = np.array([0, 257, 32896, 65535] * (48 * 12), dtype=np.uint16).reshape(48, 48)
-    face, dark = decode_face(png_bytes(values), resize=False)
-    assert face.dtype == np.uint8 and not dark
+    face, note = decode_face(png_bytes(values), resize=False)
+    assert face.dtype == np.uint8 and note is None
     assert face[0, :4].tolist() == [0, 1, 128, 255]
     assert (face == 255).mean() == pytest.approx(0.25)  # clipping made 75% of it white
 
@@ -51,6 +51,18 @@ def test_a_16_bit_image_of_12_bit_values_is_read_as_it_is_and_said_to_be_dark():
         assert (note == f"{said}, as 12-bit data saved unscaled would, so it is read nearly black: scale it to the "
                         "full range") if said else note is None
     assert decode_first_frame(png_bytes((values // 16).astype(np.uint8))).note is None  # 8-bit images: no note
+
+
+def test_float_and_32_bit_values_above_their_range_are_clipped_and_said_to_be():
+    """A float TIFF of raw counts (0..4095) came out white without a word."""
+    counts = np.array([0, 100, 2048, 4095] * (48 * 12), dtype=np.float32).reshape(48, 48)
+    decoded = decode_first_frame(_tiff(Image.fromarray(counts, mode="F")))
+    assert np.asarray(decoded.image)[0, :4].tolist() == [0, 100, 255, 255]  # the rule, as before
+    assert decoded.note == ("its float values reach 4095, above the 0..255 it is read in, so they are clipped to "
+                            "white: scale them")
+    wide = decode_first_frame(_tiff(Image.fromarray((counts * 1000).astype(np.int32), mode="I")))
+    assert wide.note.startswith("its 32-bit values reach 4.095e+06, above the 0..65535 it is read in")
+    assert decode_first_frame(_tiff(Image.fromarray(counts / 4095, mode="F"))).note is None  # [0, 1]: scaled
 
 
 def test_a_16_bit_rgb_png_matches_its_8_bit_copy():

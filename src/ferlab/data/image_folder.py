@@ -75,7 +75,7 @@ def read_image_folder(path: str | Path, *, resize: bool = False, skip_bad_rows: 
     bad = BadRows(source, skip_bad_rows)
     records: list[tuple[str, np.ndarray, int, int]] = []
     passed_over: list[str] = []
-    dark: list[str] = []  # entries of 16-bit values under 4096, read nearly black
+    noted: list[tuple[str, str]] = []  # (entry, what its pixels could not show as meant)
     first_entry: dict[str, str] = {}  # face id -> the entry that gave it
     for entry in iter_entries(path, limits):
         if is_passed_over(entry):
@@ -90,7 +90,7 @@ def read_image_folder(path: str | Path, *, resize: bool = False, skip_bad_rows: 
             first_entry[record[0]] = entry.name
             records.append(record[:4])
             if record[4]:
-                dark.append(entry.name)
+                noted.append((entry.name, record[4]))
     if not records:
         raise NoFaceImages(source, None, "no face images found (expected <train|test>/<class>/<image> entries)"
                            + (f"; {bad.count} bad entries skipped" if bad.count else ""), passed_over=tuple(passed_over))
@@ -101,7 +101,7 @@ def read_image_folder(path: str | Path, *, resize: bool = False, skip_bad_rows: 
     return FaceSet(
         torch.from_numpy(np.stack(faces)), torch.tensor(labels, dtype=torch.int64),
         torch.tensor(splits, dtype=torch.int64), tuple(ids), source, bad.count, tuple(bad.problems), official,
-        passed_over_note(passed_over) + dark_note(dark),
+        passed_over_note(passed_over) + pixel_notes_summary(noted),
     )
 
 
@@ -124,20 +124,19 @@ def passed_over_note(names: list[str], shown: int = 3) -> tuple[str, ...]:
     return (f"passed over {len(names)} {entries} by name ({', '.join(first)}{more})",)
 
 
-def dark_note(names: list[str], shown: int = 3) -> tuple[str, ...]:
-    """The images read nearly black from 16-bit values under 4096 (12-bit data saved unscaled, no
-    sBIT chunk stating it), counted, the first few named: a set of them trained on black faces
-    without a word. They are not rescaled: one face would then be read brighter than the next."""
-    if not names:
+def pixel_notes_summary(noted: list[tuple[str, str]]) -> tuple[str, ...]:
+    """The images whose pixels could not be read as meant (``ferlab.data.images.pixels_note``:
+    16-bit values under 4096 read nearly black, values clipped to white), counted, the first named
+    with its note: a set of them was trained on as black or white faces without a word."""
+    if not noted:
         return ()
-    first = ", ".join(sorted(names)[:shown]) + (", …" if len(names) > shown else "")
-    return (f"{len(names)} image(s) of 16-bit values all under 4096 (12-bit data saved unscaled?) read nearly "
-            f"black ({first}); scale them to the full range, or state their bits in a PNG sBIT chunk",)
+    name, note = sorted(noted)[0]
+    return (f"{len(noted)} image(s) whose pixels could not be read as meant, the first {name}: {note}",)
 
 
-def read_entry(entry: Entry, resize: bool, limits: ReaderLimits) -> tuple[str, np.ndarray, int, int, bool] | str:
-    """One face of a folder or archive entry: (id, 48x48 pixels, label, split index, read nearly
-    black from 16-bit values under 4096), or what is wrong with it."""
+def read_entry(entry: Entry, resize: bool, limits: ReaderLimits) -> tuple[str, np.ndarray, int, int, str | None] | str:
+    """One face of a folder or archive entry: (id, 48x48 pixels, label, split index, a note on
+    pixels that could not be read as meant), or what is wrong with it."""
     if entry.problem is not None:
         return entry.problem
     placed = place(entry.name)
@@ -149,5 +148,5 @@ def read_entry(entry: Entry, resize: bool, limits: ReaderLimits) -> tuple[str, n
     face = decode_face(entry.data, resize, limits.image_pixels)
     if isinstance(face, str):
         return face
-    pixels, dark = face
-    return face_id, pixels, EMOTIONS.index(class_folder.lower()), SPLITS.index(split), dark
+    pixels, note = face
+    return face_id, pixels, EMOTIONS.index(class_folder.lower()), SPLITS.index(split), note

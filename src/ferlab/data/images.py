@@ -101,14 +101,33 @@ def png_significant_bits(data: bytes) -> int | None:
     return None
 
 
-def narrow_range_note(image: Image.Image, data: bytes, bits: int | None) -> str | None:
-    """A note for a 16-bit image whose values stay under 4096 and whose file states no significant
-    bits: 12-bit (or 8-bit) data saved unscaled, which comes out nearly black at 8 bits (no face
-    found, nothing said). Not rescaled here: one face of a set would then be read brighter than
-    the next. Gray images of any format; colour PNGs (which Pillow reads at their high bytes, so
-    a state of bits could not bring the low ones back). None for any other image."""
-    if bits:
+def pixels_note(image: Image.Image, data: bytes, bits: int | None) -> str | None:
+    """What ``to_eight_bits`` cannot show of ``image`` as it was meant, or None where the file
+    states its significant ``bits``: values clipped to white, or 16-bit values that come out nearly
+    black. Either way the pixels are read as the rule says, not rescaled: one face of a set would
+    then be read brighter than the next."""
+    return None if bits else clipped_note(image) or dark_note(image, data)
+
+
+def clipped_note(image: Image.Image) -> str | None:
+    """A float image (not in [0, 1]) with values above 255, or a 32-bit one above 65535: clipped to
+    white, where a float TIFF of raw counts (0..4095) came out white without a word."""
+    if image.mode == "F":
+        kind, top = "float", 255
+    elif is_wide_gray(image):
+        kind, top = "32-bit", WIDE_GRAY_MAX.get(image.mode, 65535)
+    else:
         return None
+    peak = float(np.asarray(image).max())
+    if peak <= top:
+        return None
+    return f"its {kind} values reach {peak:g}, above the 0..{top} it is read in, so they are clipped to white: scale them"
+
+
+def dark_note(image: Image.Image, data: bytes) -> str | None:
+    """A 16-bit image whose values all stay under 4096 (12-bit, or 8-bit, data saved unscaled),
+    which comes out nearly black (no face found, nothing said); a 16-bit colour PNG too, which
+    Pillow reads at its high bytes (so a state of bits could not bring the low ones back)."""
     if is_wide_gray(image):
         peak = int(np.asarray(image).max())
         reach = f"reach only {peak}" if 0 < peak < 4096 else None
@@ -181,7 +200,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_LIMITS.image_pixels, upr
 class Decoded(NamedTuple):
     image: Image.Image       # 8-bit "L" or "RGB"
     more_frames: bool        # an animated GIF, PNG or WebP, a multi-page TIFF: frames after this one left unread
-    pixels_note: str | None  # ``narrow_range_note``
+    pixels_note: str | None  # ``pixels_note``: clipped to white, or nearly black
 
     @property
     def note(self) -> str | None:
@@ -213,7 +232,7 @@ def decode(data: bytes, max_pixels: int, upright: bool, look_for_frames: bool) -
             image.load()
             decoded = ImageOps.exif_transpose(image) if upright else image
             bits = png_significant_bits(data) if is_wide_gray(decoded) else None
-            return Decoded(to_eight_bits(decoded, bits), more_frames, narrow_range_note(decoded, data, bits))
+            return Decoded(to_eight_bits(decoded, bits), more_frames, pixels_note(decoded, data, bits))
     except ImageProblem:
         raise
     except Image.DecompressionBombError as error:  # Pillow refuses some sizes in Image.open itself
@@ -237,9 +256,9 @@ def has_more_frames(image: Image.Image) -> bool:
         return False
 
 
-def decode_face(data: bytes, resize: bool, max_pixels: int = DEFAULT_LIMITS.image_pixels) -> tuple[np.ndarray, bool] | str:
-    """Image bytes -> ((48, 48) uint8 grayscale, whether it came out nearly black from 16-bit
-    values under 4096: ``narrow_range_note``), or a string saying what is wrong."""
+def decode_face(data: bytes, resize: bool, max_pixels: int = DEFAULT_LIMITS.image_pixels) -> tuple[np.ndarray, str | None] | str:
+    """Image bytes -> ((48, 48) uint8 grayscale, ``pixels_note``: what could not be shown as meant),
+    or a string saying what is wrong."""
     try:
         decoded = decode(data, max_pixels, upright=False, look_for_frames=False)
     except ImageProblem as problem:
@@ -249,4 +268,4 @@ def decode_face(data: bytes, resize: bool, max_pixels: int = DEFAULT_LIMITS.imag
         if not resize:
             return f"image is {gray.size[0]}x{gray.size[1]}, expected 48x48 (pass --resize to resize it)"
         gray = gray.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
-    return np.asarray(gray, dtype=np.uint8), decoded.pixels_note is not None
+    return np.asarray(gray, dtype=np.uint8), decoded.pixels_note
