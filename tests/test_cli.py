@@ -267,6 +267,19 @@ def test_the_api_refuses_urls_in_one_line(tmp_path):
         assert str(error.value).startswith(f"{named}: {URL_SAID}"), str(error.value)
 
 
+def test_predict_notes_face_files_read_in_part_the_first_three_named(tmp_path, capsys):
+    """An animated face crop gives its first frame's label (as detect does), said in a note; a
+    folder of many is three notes and a count, not a line each."""
+    frames = [Image.new("L", (48, 48), gray) for gray in (30, 200)]
+    for i in range(5):
+        frames[0].save(tmp_path / f"crop{i}.gif", save_all=True, append_images=frames[1:], duration=100)
+    code, out, err = run(["predict", "default-fast", str(tmp_path), "-o", str(tmp_path / "labels.csv")], capsys)
+    first_frame = "first frame only: an animated or multi-page image (ferlab video reads every frame)"
+    assert code == 0 and "wrote 5 predictions" in out
+    assert err.splitlines() == [f"ferlab: note: {tmp_path / f'crop{i}.gif'}: {first_frame}" for i in range(3)] + [
+        "ferlab: note: ... and 2 more image(s) with a note like these"]
+
+
 def test_train_never_overwrites_a_run(tmp_path, capsys, sample_archive):
     run_dir = tmp_path / "run"
     argv = ["train", "--preset", "smoke", "--epochs", "1", "--data", str(sample_archive), "--out", str(run_dir), "--quiet"]

@@ -283,6 +283,13 @@ def stretched_note(stretched: list[str], shown: int = 3, count: int | None = Non
             f"({names}); ferlab photo finds the faces in photos"]
 
 
+def file_notes(notes: list[str], shown: int = 3) -> list[str]:
+    """``FaceFiles.notes`` for a terminal: the first ``shown`` as they are, the rest counted (a
+    folder of a thousand animated GIFs would otherwise print a thousand lines)."""
+    more = len(notes) - shown
+    return notes[:shown] + ([f"... and {more} more image(s) with a note like these"] if more > 0 else [])
+
+
 def read_face_files(paths: list[Path]) -> FaceFiles:
     """Each file as one face crop (``image_to_face``); a file that cannot be read is named in
     ``problems`` and the rest are still read. Images far from square are named in ``stretched``."""

@@ -321,14 +321,14 @@ def cmd_evaluate(args) -> int:
 def predict_inputs(args) -> tuple[list[str], list, int]:
     """Ids and (N, 48, 48) faces of every input (FER2013 data, or face images and folders of them),
     and how many inputs (image files, folders without one) could not be read (each named on stderr)."""
-    from ferlab.api import read_face_files, stretched_note
+    from ferlab.api import file_notes, read_face_files, stretched_note
     from ferlab.data import is_data_source
     from ferlab.photo_batch import expand_inputs
 
     if args.split != "all" and all(Path(item).exists() and not is_data_source(Path(item)) for item in args.inputs):
         raise FerlabError(f"--split {args.split}: the inputs are face images, which belong to no split; "
                           "--split picks faces of a FER2013 source")  # it was passed over without a word
-    ids, batches, failed, stretched = [], [], 0, []
+    ids, batches, failed, stretched, noted = [], [], 0, [], []
     for item in args.inputs:
         if is_data_source(Path(item)):
             faces = load_data(args, explicit=item)
@@ -338,9 +338,8 @@ def predict_inputs(args) -> tuple[list[str], list, int]:
         found = expand_inputs([item])
         read = read_face_files(found.paths)
         failed += say_problems(found.problems + read.problems, found.notes)
-        ids, batches, stretched = ids + read.ids, batches + [read.faces], stretched + read.stretched
-        say_problems([], read.notes)
-    say_problems([], stretched_note(stretched))
+        ids, batches, stretched, noted = ids + read.ids, batches + [read.faces], stretched + read.stretched, noted + read.notes
+    say_problems([], stretched_note(stretched) + file_notes(noted))
     return ids, batches, failed
 
 
@@ -593,13 +592,13 @@ def cmd_report(args) -> int:
 
 def explain_inputs(args, loaded) -> tuple:
     """(N, 48, 48) uint8 faces and their names: --image files, or --index faces of --split."""
-    from ferlab.api import read_face_files, stretched_note
+    from ferlab.api import file_notes, read_face_files, stretched_note
 
     if args.image:  # the API's conversion: gray, bilinear 48x48
         read = read_face_files([Path(p) for p in args.image])
         if read.problems:
             raise FerlabError(read.problems[0])
-        say_problems([], stretched_note(read.stretched) + list(read.notes))
+        say_problems([], stretched_note(read.stretched) + file_notes(read.notes))
         return read.faces, [Path(p).stem for p in args.image]
     faces = load_data_for(args, loaded).split(args.split)
     bad = [i for i in args.index if not 0 <= i < len(faces)]
