@@ -93,8 +93,8 @@ def main() -> None:
     print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"{time.strftime('%Y-%m-%d')}; {args.model}, {len(pool)} faces in batches of {batch}, best of {args.rounds} rounds\n")
     test = faces.split("test") if args.test_accuracy else None
-    accuracy = {name: float((route(test.images).argmax(1) == test.labels).double().mean()) for name, route in found.items()} \
-        if test is not None else {}
+    accuracy = {} if test is None else \
+        {name: float((route(test.images).argmax(1) == test.labels).double().mean()) for name, route in found.items()}
     heading = " | PrivateTest accuracy (read, not chosen on)" if test is not None else ""
     print(f"| route | faces/s | ratio to the inference path | labels equal to the path's{heading} |\n"
           f"| --- | --- | --- | ---{' | ---' if heading else ''} |")

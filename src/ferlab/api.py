@@ -417,7 +417,8 @@ class Model:
         options = VideoOptions(detect_every=detect_every, smoothing=smoothing,
                                detection=Detection(detector, min_face), tta=self.tta, explain=explain, layer=layer)
         check_map_request(self.loaded, explain, layer)  # before the first frame
-        summary = process_video(self.loaded, as_path(path, "video"), as_path(output, "output", output=True), options, progress=progress)
+        summary = process_video(self.loaded, as_path(path, "video"), as_path(output, "output", output=True), options,
+                                progress=progress)
         if problem := frames_lost(summary):
             warnings.warn(problem, stacklevel=2)
         return summary

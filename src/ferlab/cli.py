@@ -338,7 +338,8 @@ def predict_inputs(args) -> tuple[list[str], list, int]:
         found = expand_inputs([item])
         read = read_face_files(found.paths)
         failed += say_problems(found.problems + read.problems, found.notes)
-        ids, batches, stretched, noted = ids + read.ids, batches + [read.faces], stretched + read.stretched, noted + read.notes
+        ids, batches = ids + read.ids, batches + [read.faces]
+        stretched, noted = stretched + read.stretched, noted + read.notes
     say_problems([], stretched_note(stretched) + file_notes(noted))
     return ids, batches, failed
 

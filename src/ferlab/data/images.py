@@ -256,7 +256,8 @@ def has_more_frames(image: Image.Image) -> bool:
         return False
 
 
-def decode_face(data: bytes, resize: bool, max_pixels: int = DEFAULT_LIMITS.image_pixels) -> tuple[np.ndarray, str | None] | str:
+def decode_face(data: bytes, resize: bool,
+                max_pixels: int = DEFAULT_LIMITS.image_pixels) -> tuple[np.ndarray, str | None] | str:
     """Image bytes -> ((48, 48) uint8 grayscale, ``pixels_note``: what could not be shown as meant),
     or a string saying what is wrong."""
     try:
