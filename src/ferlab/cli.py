@@ -846,7 +846,8 @@ def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
 def add_video_command(commands) -> None:
     video = commands.add_parser("video", help="faces and emotions through a video: annotated video, per-frame CSV, "
                                               "timeline plot, per-face summary")
-    video.add_argument("input", help="a video file OpenCV can read (mp4, avi, mkv, mov, webm, ...)")
+    video.add_argument("input", help="a video file OpenCV can read (mp4, avi, mkv, mov, webm, ...) or an animated "
+                                        "GIF, PNG, WebP or AVIF")
     video.add_argument("--model", default="default", help=ANSWERS_HELP)
     video.add_argument("-o", "--output", default="video-results", help="folder for the results")
     video.add_argument("--detect-every", type=int, default=1, metavar="K",

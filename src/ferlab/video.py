@@ -1,7 +1,8 @@
 """Emotions in a video: find the faces in each frame, follow each face from frame to frame, smooth
 its probabilities over time, and write what was seen.
 
-``ferlab video IN -o OUT/`` writes, for a video ``IN`` named ``clip.mp4``:
+``ferlab video IN -o OUT/`` writes, for a video ``IN`` named ``clip.mp4`` (any video OpenCV reads,
+or an animated GIF, PNG, WebP or AVIF, whose frames Pillow decodes):
 
     clip-annotated.mp4   the video with each face's box, id, label and confidence (with ``explain``,
                          where the model looked: Grad-CAM, or occlusion, of the label shown)
