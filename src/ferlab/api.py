@@ -22,9 +22,9 @@ import torch
 from PIL import Image
 
 from ferlab.checkpoint import LoadedModel, load_model
-from ferlab.data.images import Decoded, ImageProblem, decode_first_frame, read_image_file, to_eight_bits
+from ferlab.data.images import ImageProblem, to_eight_bits
 from ferlab.errors import FerlabError, brief, check_local
-from ferlab.faces import DEFAULT_DETECTOR, MIN_FACE, Detection
+from ferlab.faces import DEFAULT_DETECTOR, MIN_FACE, Detection, Photo, open_photo
 from ferlab.labels import EMOTIONS, IMAGE_SIZE
 
 
@@ -181,9 +181,9 @@ def as_faces(faces, where: str = "faces") -> torch.Tensor:
             raise FerlabError(f"{where}: an empty list holds no face")
         return torch.cat([as_faces(item, f"{where}[{i}]") for i, item in enumerate(faces)])
     if isinstance(faces, (str, os.PathLike)):
-        return file_face(read_image(as_path(faces, where)), str(faces))
+        return file_face(open_photo(as_path(faces, where)), str(faces))
     if isinstance(faces, (bytes, bytearray)):  # a file's bytes, as detect takes them (an upload, a download)
-        return file_face(decoded_bytes(bytes(faces), where), where)
+        return file_face(open_photo(bytes(faces), where), where)
     if isinstance(faces, Image.Image):
         face = image_to_face(faces, where)  # a 0x0 image is refused before its shape is looked at
         warn_if_stretched(faces.size, where)
@@ -196,24 +196,16 @@ def as_faces(faces, where: str = "faces") -> torch.Tensor:
                       "a PIL image, a NumPy array or a tensor")
 
 
-def decoded_bytes(data: bytes, where: str) -> Decoded:
-    """An image file's bytes -> the image (upright as its EXIF says, the first frame of an
-    animation) and what to know of it; a problem names ``where``."""
-    try:
-        return decode_first_frame(data, upright=True)
-    except ImageProblem as problem:
-        raise FerlabError(f"{where}: {problem}") from None
-
-
-def file_face(decoded: Decoded, where: str) -> torch.Tensor:
-    """A decoded image file as one (1, 48, 48) face, with a warning for what its reader should
-    know (``Decoded.note``, a photo stretched as a face)."""
-    if decoded.note:
+def file_face(photo: Photo, where: str) -> torch.Tensor:
+    """An image file read as a photo is (``open_photo``: upright, its first frame) as one
+    (1, 48, 48) face, with a warning for what its reader should know (``Photo.note``, a photo
+    stretched as a face)."""
+    if photo.note:
         import warnings
 
-        warnings.warn(f"{where}: {decoded.note}", stacklevel=user_frame())
-    warn_if_stretched(decoded.image.size, where)
-    return torch.from_numpy(image_to_face(decoded.image))[None]
+        warnings.warn(f"{where}: {photo.note}", stacklevel=user_frame())
+    warn_if_stretched((photo.rgb.shape[1], photo.rgb.shape[0]), where)
+    return torch.from_numpy(image_to_face(Image.fromarray(photo.rgb)))[None]
 
 
 def warn_if_stretched(size: tuple[int, int], where: str, count: int = 1) -> None:
@@ -248,17 +240,6 @@ def as_faces_from_array(values: np.ndarray, where: str, channels_first: bool) ->
     if given:  # one warning for the whole array: its images share one shape
         warn_if_stretched((given[0].shape[1], given[0].shape[0]), where, len(given))
     return torch.from_numpy(np.stack(images))
-
-
-def read_image(path: Path) -> Decoded:
-    """``decoded_bytes`` of a file, a problem naming it."""
-    try:
-        data = read_image_file(path)
-    except OSError as error:
-        raise FerlabError(f"{path}: cannot read ({error.strerror or error})") from None
-    except ImageProblem as problem:
-        raise FerlabError(f"{path}: {problem}") from None
-    return decoded_bytes(data, str(path))
 
 
 @dataclass(frozen=True)
@@ -298,17 +279,17 @@ def read_face_files(paths: list[Path]) -> FaceFiles:
     ids, faces, problems, stretched, notes = [], [], [], [], []
     for path in paths:
         try:
-            decoded = read_image(path)
-            faces.append(image_to_face(decoded.image))
+            photo = open_photo(path)
+            faces.append(image_to_face(Image.fromarray(photo.rgb)))
             ids.append(str(path))
         except FerlabError as error:
             problems.append(str(error))
             continue
-        width, height = decoded.image.size
+        height, width = photo.rgb.shape[:2]
         if not nearly_square(width, height):  # a group photo gave one label of its squeezed pixels without a word
             stretched.append(f"{path} {width}x{height}")
-        if decoded.note:
-            notes.append(f"{path}: {decoded.note}")
+        if photo.note:
+            notes.append(f"{path}: {photo.note}")
     stacked = torch.from_numpy(np.stack(faces)) if faces else torch.zeros(0, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8)
     return FaceFiles(ids, stacked, problems, stretched, notes)
 
@@ -377,7 +358,6 @@ class Model:
         its EXIF says to turn it (``ImageOps.exif_transpose`` does)."""
         import warnings
 
-        from ferlab.faces import open_photo
         from ferlab.photos import analyze, check_map_request
 
         check_map_request(self.loaded, explain, layer)
