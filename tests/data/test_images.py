@@ -9,9 +9,13 @@ import pytest
 from PIL import Image
 
 from ferlab.data import read_image_folder
-from ferlab.data.images import ImageProblem, decode_face, decode_first_frame, decode_image
+from ferlab.data.images import ImageProblem, decode_face, decode_first_frame
 from ferlab.errors import DataError
 from tests.hostile import announced_png, png_bytes, with_significant_bits
+
+
+def decode_image(data: bytes) -> Image.Image:
+    return decode_first_frame(data).image
 
 
 def test_a_16_bit_gray_png_is_scaled_not_clipped_to_white():

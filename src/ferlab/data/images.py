@@ -190,13 +190,6 @@ def tiff_layout_unknown(data: bytes) -> bool:
     return False
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_LIMITS.image_pixels, upright: bool = False) -> Image.Image:
-    """Image bytes -> a loaded 8-bit "L" or "RGB" image (``upright``: turned per its EXIF
-    orientation); an animated or multi-page image's first frame. Raises ImageProblem for empty,
-    unknown, damaged or oversized images."""
-    return decode(data, max_pixels, upright, look_for_frames=False).image
-
-
 class Decoded(NamedTuple):
     image: Image.Image       # 8-bit "L" or "RGB"
     more_frames: bool        # an animated GIF, PNG or WebP, a multi-page TIFF: frames after this one left unread
@@ -211,13 +204,15 @@ class Decoded(NamedTuple):
 
 
 def decode_first_frame(data: bytes, max_pixels: int = DEFAULT_LIMITS.image_pixels, upright: bool = False) -> Decoded:
-    """``decode_image``, whether frames after the decoded one were left unread (not the previews
-    an MPO camera JPEG carries), and a note on pixels that come out nearly black."""
+    """Image bytes -> a loaded 8-bit "L" or "RGB" image (``upright``: turned per its EXIF
+    orientation; an animated or multi-page image's first frame), whether frames after it were left
+    unread (not the previews an MPO camera JPEG carries), and a note on pixels that could not be
+    read as meant. Raises ImageProblem for empty, unknown, damaged or oversized images."""
     return decode(data, max_pixels, upright, look_for_frames=True)
 
 
 def decode(data: bytes, max_pixels: int, upright: bool, look_for_frames: bool) -> Decoded:
-    """Both of the above; the data readers' faces are not searched for a second frame."""
+    """``decode_first_frame``; the data readers' faces are not searched for a second frame."""
     if not data:
         raise ImageProblem("empty file")
     try:
